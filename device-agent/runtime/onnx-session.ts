@@ -1,0 +1,49 @@
+// One place that knows how onnxruntime-web is loaded in Node: WASM backend, single thread
+// (devices and the simulator share cores; worker threads would only add contention).
+import * as ort from 'onnxruntime-web';
+
+ort.env.wasm.numThreads = 1;
+ort.env.logLevel = 'error';
+
+export { ort };
+
+export type TensorData = Float32Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
+export interface NamedTensor { data: TensorData | number[]; dims: number[]; type?: ort.Tensor.Type }
+export type Feeds = Record<string, NamedTensor>;
+export type Outputs = Record<string, { data: TensorData; dims: readonly number[]; type: string }>;
+
+export interface SessionOptions {
+  /** extra onnxruntime session config entries (for example 'session.disable_quant_qdq'). */
+  config?: Record<string, string>;
+}
+
+export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: ['wasm'],
+    graphOptimizationLevel: 'all',
+    extra: opts.config ? { session: opts.config } as never : undefined,
+  });
+}
+
+export function toTensor(t: NamedTensor): ort.Tensor {
+  const type = t.type ?? 'float32';
+  if (Array.isArray(t.data)) {
+    if (type === 'float32') return new ort.Tensor('float32', Float32Array.from(t.data), t.dims);
+    if (type === 'int64') return new ort.Tensor('int64', BigInt64Array.from(t.data.map(BigInt)), t.dims);
+    if (type === 'int32') return new ort.Tensor('int32', Int32Array.from(t.data), t.dims);
+    if (type === 'bool') return new ort.Tensor('bool', Uint8Array.from(t.data), t.dims);
+    throw new Error(`unsupported tensor type ${type} for array data`);
+  }
+  return new ort.Tensor(type as 'float32', t.data as Float32Array, t.dims);
+}
+
+export async function runSession(session: ort.InferenceSession, feeds: Feeds): Promise<Outputs> {
+  const ortFeeds: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toTensor(t);
+  const out = await session.run(ortFeeds);
+  const result: Outputs = {};
+  for (const [name, t] of Object.entries(out)) {
+    result[name] = { data: t.data as TensorData, dims: t.dims, type: t.type };
+  }
+  return result;
+}
