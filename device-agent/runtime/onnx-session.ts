@@ -21,8 +21,20 @@ export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}
   return ort.InferenceSession.create(bytes, {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
-    extra: opts.config ? { session: opts.config } as never : undefined,
+    extra: opts.config ? sessionConfigEntries(opts.config) as never : undefined,
   });
+}
+
+/**
+ * onnxruntime-web joins nested `extra` keys with '.', so `{ session: { 'session.x': '1' } }` would
+ * become 'session.session.x', which ORT silently ignores. Pass full keys flat instead; a bare key
+ * without a dot ('disable_quant_qdq') is taken as a 'session.' entry, since every ORT config key
+ * has a dotted prefix.
+ */
+export function sessionConfigEntries(config: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config)) out[key.includes('.') ? key : `session.${key}`] = value;
+  return out;
 }
 
 export function toTensor(t: NamedTensor): ort.Tensor {

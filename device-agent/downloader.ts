@@ -1,0 +1,100 @@
+// Artifact download over HTTP: resumes with Range after a broken connection, never accepts more bytes
+// than the manifest says (a server that sends more is cut off), checks free space first, and retries
+// with exponential backoff and jitter. The caller verifies length and SHA-256 of the finished file.
+import { closeSync, existsSync, fstatSync, openSync, statSync, statfsSync, truncateSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UpdateRefused } from '../shared/reason-codes.ts';
+
+export interface DownloadOptions {
+  url: string;
+  dest: string;
+  expectedLength: number;
+  retries: number;
+  backoffMs: number;
+  timeoutMs: number;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  /** called after each chunk is written (tests and fault injection hook in here) */
+  onProgress?: (bytes: number) => void;
+}
+
+export interface DownloadResult { bytes: number; attempts: number; resumed: boolean }
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
+  const random = opts.random ?? Math.random;
+  const sleep = opts.sleep ?? defaultSleep;
+  checkFreeSpace(dirname(opts.dest), opts.expectedLength);
+  let attempts = 0;
+  let resumed = false;
+  let lastError: unknown;
+  while (attempts <= opts.retries) {
+    attempts++;
+    try {
+      const have = existsSync(opts.dest) ? statSync(opts.dest).size : 0;
+      if (have > opts.expectedLength) truncateSync(opts.dest, 0);
+      const start = have > opts.expectedLength ? 0 : have;
+      if (start === opts.expectedLength) return { bytes: start, attempts, resumed };
+      if (start > 0) resumed = true;
+      await fetchInto(opts, start);
+      const size = statSync(opts.dest).size;
+      if (size === opts.expectedLength) return { bytes: size, attempts, resumed };
+      lastError = new Error(`connection closed after ${size} of ${opts.expectedLength} bytes`);
+    } catch (err) {
+      if (err instanceof UpdateRefused) throw err; // oversize and the like: retrying will not help
+      lastError = err;
+    }
+    if (attempts <= opts.retries) await sleep(opts.backoffMs * 2 ** (attempts - 1) * (0.5 + random()));
+  }
+  throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} failed after ${attempts} attempts: ${(lastError as Error)?.message ?? lastError}`);
+}
+
+async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
+  const headers: Record<string, string> = start > 0 ? { range: `bytes=${start}-` } : {};
+  const res = await fetch(opts.url, { headers, signal: AbortSignal.timeout(opts.timeoutMs) });
+  if (res.status === 404) throw new UpdateRefused('DOWNLOAD_FAILED', `artifact not found at ${opts.url}`);
+  if (res.status !== 200 && res.status !== 206) throw new Error(`HTTP ${res.status}`);
+  // A 200 to a ranged request means the server ignored the range: start over.
+  const offset = res.status === 206 ? start : 0;
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (Number.isFinite(declared) && offset + declared > opts.expectedLength) {
+    await res.body?.cancel();
+    throw new UpdateRefused('SIZE_MISMATCH', `server offers ${offset + declared} bytes, the manifest says ${opts.expectedLength}`);
+  }
+  const fd = openSync(opts.dest, offset === 0 ? 'w' : 'a');
+  try {
+    if (offset > 0 && fstatSync(fd).size !== offset) throw new Error('partial file changed under the download');
+    let written = offset;
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (written + value.byteLength > opts.expectedLength) {
+        await reader.cancel();
+        throw new UpdateRefused('SIZE_MISMATCH', `server sent more than the ${opts.expectedLength} bytes the manifest allows`);
+      }
+      writeSync(fd, value);
+      written += value.byteLength;
+      opts.onProgress?.(written);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkFreeSpace(dir: string, need: number): void {
+  try {
+    const s = statfsSync(dir);
+    const free = Number(s.bavail) * Number(s.bsize);
+    // room for the download and one more copy of it, so the slot switch never fills the disk
+    if (free < need * 2) throw new UpdateRefused('DISK_FULL', `need ${need * 2} bytes free in ${dir}, have ${free}`);
+  } catch (err) {
+    if (err instanceof UpdateRefused) throw err;
+  }
+}
+
+export function removeIfExists(path: string): void {
+  try { unlinkSync(path); } catch { /* already gone */ }
+}

@@ -1,0 +1,49 @@
+// The health check a new model must pass before it becomes active: the manifest's golden inputs give
+// outputs within tolerance, within the latency budget, without errors.
+import type { Manifest } from '../shared/messages.ts';
+import { UpdateRefused } from '../shared/reason-codes.ts';
+import { decodeTensor, worstToleranceExcess } from '../shared/tensor-codec.ts';
+import type { LoadedModel } from './model-runtime.ts';
+import type { Feeds } from './runtime/onnx-session.ts';
+
+export interface HealthReport { vectors: number; maxMs: number; worstExcess: number }
+
+export function feedsFromJson(inputs: Manifest['healthCheck']['vectors'][number]['inputs']): Feeds {
+  const feeds: Feeds = {};
+  for (const [name, t] of Object.entries(inputs)) {
+    const d = decodeTensor(t);
+    feeds[name] = { data: d.data, dims: d.dims, type: d.dtype };
+  }
+  return feeds;
+}
+
+export async function runHealthCheck(model: LoadedModel, hc: Manifest['healthCheck']): Promise<HealthReport> {
+  let maxMs = 0;
+  let worst = -Infinity;
+  // one untimed run first: the first call pays for allocations that later calls do not
+  await safeRun(model, feedsFromJson(hc.vectors[0].inputs), 'warm-up');
+  for (const [i, v] of hc.vectors.entries()) {
+    const t0 = performance.now();
+    const out = await safeRun(model, feedsFromJson(v.inputs), `vector ${i}`);
+    maxMs = Math.max(maxMs, performance.now() - t0);
+    for (const [name, expectedJson] of Object.entries(v.outputs)) {
+      const actual = out[name];
+      if (!actual) throw new UpdateRefused('HEALTH_CHECK_FAILED', `vector ${i}: model gave no output ${name}`);
+      const expected = decodeTensor(expectedJson);
+      if (actual.dims.join('x') !== expected.dims.join('x')) throw new UpdateRefused('HEALTH_CHECK_FAILED', `vector ${i}: output ${name} has shape ${actual.dims.join('x')}, expected ${expected.dims.join('x')}`);
+      const excess = worstToleranceExcess(actual.data as ArrayLike<number>, expected.data as ArrayLike<number>, hc.atol, hc.rtol);
+      worst = Math.max(worst, excess);
+      if (excess > 0) throw new UpdateRefused('HEALTH_CHECK_FAILED', `vector ${i}: output ${name} off by ${excess.toExponential(2)} beyond tolerance (atol ${hc.atol}, rtol ${hc.rtol})`);
+    }
+  }
+  if (maxMs > hc.latencyBudgetMs) throw new UpdateRefused('LATENCY_BUDGET', `golden inputs took up to ${maxMs.toFixed(1)} ms, budget ${hc.latencyBudgetMs} ms`);
+  return { vectors: hc.vectors.length, maxMs, worstExcess: worst };
+}
+
+async function safeRun(model: LoadedModel, feeds: Feeds, what: string) {
+  try {
+    return await model.run(feeds);
+  } catch (err) {
+    throw new UpdateRefused('HEALTH_CHECK_FAILED', `${what}: inference failed: ${(err as Error).message}`);
+  }
+}

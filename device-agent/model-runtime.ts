@@ -1,0 +1,58 @@
+// How the agent turns verified bytes into something that runs. One onnxruntime-web session per load on
+// a device; the simulator passes a shared, reference-counted runtime so thousands of simulated devices
+// holding the same model share one session (memory stays bounded).
+import { createSession, runSession, type Feeds, type Outputs } from './runtime/onnx-session.ts';
+
+export interface LoadedModel {
+  run(feeds: Feeds): Promise<Outputs>;
+  release(): Promise<void>;
+}
+
+export interface ModelRuntime {
+  load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel>;
+}
+
+export class OrtRuntime implements ModelRuntime {
+  async load(artifact: Uint8Array, key: { sessionConfig: Record<string, string> }): Promise<LoadedModel> {
+    const session = await createSession(artifact, { config: key.sessionConfig });
+    return { run: (feeds) => runSession(session, feeds), release: () => session.release() };
+  }
+}
+
+export class SharedOrtRuntime implements ModelRuntime {
+  private readonly entries = new Map<string, { refs: number; ready: Promise<Awaited<ReturnType<typeof createSession>>> }>();
+
+  async load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel> {
+    const id = `${key.sha256}:${JSON.stringify(key.sessionConfig)}`;
+    let entry = this.entries.get(id);
+    if (!entry) {
+      entry = { refs: 0, ready: createSession(artifact, { config: key.sessionConfig }) };
+      this.entries.set(id, entry);
+      entry.ready.catch(() => this.entries.delete(id));
+    }
+    entry.refs++;
+    let session;
+    try {
+      session = await entry.ready;
+    } catch (err) {
+      entry.refs--;
+      throw err;
+    }
+    let released = false;
+    return {
+      run: (feeds) => runSession(session, feeds),
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (--entry!.refs === 0 && this.entries.get(id) === entry) {
+          this.entries.delete(id);
+          await session.release();
+        }
+      },
+    };
+  }
+
+  get sessions(): number {
+    return this.entries.size;
+  }
+}

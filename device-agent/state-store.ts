@@ -1,0 +1,63 @@
+// The agent's record on disk: trust anchors (outside the model slots, never deleted by a failed check)
+// and which slot holds the active and the previous model. Written atomically on every change.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { Base64, ModelId, Sha256Hex } from '../shared/ids.ts';
+import { writeFileDurable } from './durable-file.ts';
+
+export const SlotName = z.enum(['a', 'b']);
+export type SlotName = z.infer<typeof SlotName>;
+
+export const SlotRecord = z.object({
+  manifestSha256: Sha256Hex,
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  artifactSha256: Sha256Hex,
+  length: z.number().int().positive(),
+}).strict();
+export type SlotRecord = z.infer<typeof SlotRecord>;
+
+export const AgentState = z.object({
+  format: z.literal(1),
+  trust: z.object({
+    rootPublicKey: Base64,
+    keysetVersion: z.number().int().nonnegative(),
+    lastSeq: z.number().int().nonnegative(),
+    lastDirectorSig: z.string().nullable(),
+    versionFloors: z.record(z.string(), z.number().int().nonnegative()),
+    timeFloor: z.number().int().nonnegative(),
+  }).strict(),
+  slots: z.object({ a: SlotRecord.nullable(), b: SlotRecord.nullable() }).strict(),
+  active: SlotName.nullable(),
+  previous: SlotName.nullable(),
+  telemetrySeq: z.number().int().nonnegative(),
+}).strict();
+export type AgentState = z.infer<typeof AgentState>;
+
+export class StateStore {
+  readonly path: string;
+  constructor(readonly dataDir: string) {
+    this.path = join(dataDir, 'state.json');
+  }
+
+  load(rootPublicKey: string): AgentState {
+    if (existsSync(this.path)) {
+      const parsed = AgentState.safeParse(JSON.parse(readFileSync(this.path, 'utf8')));
+      if (parsed.success) return parsed.data;
+      throw new Error(`agent state ${this.path} is damaged: ${parsed.error.issues[0].message}`);
+    }
+    return {
+      format: 1,
+      trust: { rootPublicKey, keysetVersion: 0, lastSeq: 0, lastDirectorSig: null, versionFloors: {}, timeFloor: 0 },
+      slots: { a: null, b: null },
+      active: null,
+      previous: null,
+      telemetrySeq: 0,
+    };
+  }
+
+  save(state: AgentState): void {
+    writeFileDurable(this.path, JSON.stringify(state));
+  }
+}

@@ -1,0 +1,95 @@
+// A simulated fleet: N real FleetAgent instances in one process, each with its own id, data folder and
+// MQTT connection. Devices with the same model share one onnxruntime-web session (SharedOrtRuntime) and
+// one signature cache, so memory and crypto cost stay bounded as N grows.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { FleetAgent } from '../device-agent/agent.ts';
+import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.ts';
+import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
+import type { Status } from '../shared/messages.ts';
+import { SignatureCache } from '../shared/verify-desired.ts';
+
+export interface FleetOptions {
+  count: number;
+  baseDir: string;
+  mqttUrl: string;
+  serverUrl: string;
+  rootPublicKey: string;
+  idPrefix?: string;
+  /** hardware class of device i (default 'generic') */
+  hardware?: (i: number) => string;
+  tags?: (i: number) => string[];
+  telemetryWindowMs?: number;
+  /** how many agents connect at once while starting */
+  startConcurrency?: number;
+  runtime?: ModelRuntime;
+  agentOverrides?: Partial<AgentConfigInput>;
+}
+
+export class SimulatedFleet {
+  readonly agents: FleetAgent[] = [];
+  readonly runtime: ModelRuntime;
+  readonly signatureCache = new SignatureCache(4096);
+
+  constructor(private readonly opts: FleetOptions) {
+    this.runtime = opts.runtime ?? new SharedOrtRuntime();
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    for (let i = 0; i < o.count; i++) {
+      const deviceId = `${o.idPrefix ?? 'sim'}-${String(i).padStart(5, '0')}`;
+      const dataDir = join(o.baseDir, deviceId);
+      mkdirSync(dataDir, { recursive: true });
+      const config = parseAgentConfig({
+        deviceId, dataDir, mqttUrl: o.mqttUrl, serverUrl: o.serverUrl, rootPublicKey: o.rootPublicKey,
+        hardware: o.hardware?.(i) ?? 'generic', tags: o.tags?.(i) ?? [],
+        telemetryWindowMs: o.telemetryWindowMs ?? 60_000,
+        reconnectMinMs: 200,
+        download: { retries: 3, backoffMs: 100, timeoutMs: 30_000 },
+        ...o.agentOverrides,
+      });
+      this.agents.push(new FleetAgent(config, { runtime: this.runtime, signatureCache: this.signatureCache }));
+    }
+    const concurrency = o.startConcurrency ?? 50;
+    for (let i = 0; i < this.agents.length; i += concurrency) {
+      const batch = this.agents.slice(i, i + concurrency);
+      await Promise.all(batch.map(async (a) => {
+        const connected = new Promise<void>((resolve) => a.once('connected', () => resolve()));
+        await a.start();
+        await connected;
+      }));
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop()));
+  }
+
+  /** Resolve when every agent's latest status satisfies pred; reject after timeoutMs with the stragglers. */
+  async waitAll(pred: (s: Status, agent: FleetAgent) => boolean, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pending = this.agents.filter((a) => !(a.lastStatus && pred(a.lastStatus, a)));
+      if (pending.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`${pending.length} of ${this.agents.length} devices not there after ${timeoutMs} ms; first: ${pending[0].deviceId} ${JSON.stringify(pending[0].lastStatus)}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Tally of the latest status of every device. */
+  summary(manifestSha256?: string): { devices: number; updated: number; reverted: number; failed: number; rejected: number; byReason: Record<string, number> } {
+    const s = { devices: this.agents.length, updated: 0, reverted: 0, failed: 0, rejected: 0, byReason: {} as Record<string, number> };
+    for (const a of this.agents) {
+      const st = a.lastStatus;
+      if (manifestSha256 ? a.active?.manifestSha256 === manifestSha256 : st?.state === 'active') s.updated++;
+      if (st?.state === 'reverted') s.reverted++;
+      if (st?.state === 'failed') s.failed++;
+      if (st?.state === 'rejected') s.rejected++;
+      if (st?.reason) s.byReason[st.reason] = (s.byReason[st.reason] ?? 0) + 1;
+    }
+    return s;
+  }
+}

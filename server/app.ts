@@ -1,0 +1,63 @@
+// buildServer(config): the Fastify admin API, the embedded MQTT broker, SQLite and the key store,
+// wired together. It never listens on HTTP itself (main.ts does); the broker's TCP port is open once
+// this resolves, and app.close() closes everything it opened.
+import Fastify, { type FastifyInstance } from 'fastify';
+import { join, resolve } from 'node:path';
+import { openDatabase, type Db } from './db/database.ts';
+import { BlobStore } from './bundles/blob-store.ts';
+import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
+import { DeviceIngest } from './devices/device-ingest.ts';
+import { Director } from './devices/director.ts';
+import { installErrorHandler } from './errors.ts';
+import { KeyStore } from './keys/key-store.ts';
+import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.ts';
+import { bundleRoutes } from './routes/bundles.ts';
+import { deviceRoutes } from './routes/devices.ts';
+import { keyRoutes } from './routes/keys.ts';
+import { uploadRoutes } from './routes/uploads.ts';
+
+export interface Fleet {
+  config: ServerConfig;
+  db: Db;
+  blobs: BlobStore;
+  keys: KeyStore;
+  broker: EmbeddedBroker;
+  director: Director;
+  ingest: DeviceIngest;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { fleet: Fleet }
+}
+
+export async function buildServer(input: ServerConfigInput | ServerConfig = {}): Promise<FastifyInstance> {
+  const config = Object.isFrozen(input) ? (input as ServerConfig) : parseServerConfig(input);
+  const app = Fastify({ logger: { level: config.logLevel }, bodyLimit: 1024 * 1024 });
+  installErrorHandler(app);
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxModelBytes }, (_req, body, done) => done(null, body));
+
+  const dataDir = resolve(config.dataDir);
+  const db = openDatabase(join(dataDir, 'fleet.db'));
+  const blobs = new BlobStore(join(dataDir, 'blobs'));
+  const keys = new KeyStore(join(dataDir, 'keys'), db, config.keysetTtlDays);
+  keys.init();
+  const broker = await startEmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log });
+  const director = new Director(db, keys, broker, config.desiredTtlSeconds);
+  const ingest = new DeviceIngest(db, app.log);
+  await ingest.start(broker);
+  await director.republishAll();
+
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest });
+  app.addHook('onClose', async () => {
+    await broker.close();
+    ingest.stop();
+    db.close();
+  });
+
+  app.get('/healthz', async () => ({ ok: true, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
+  await app.register(uploadRoutes);
+  await app.register(bundleRoutes);
+  await app.register(deviceRoutes);
+  await app.register(keyRoutes);
+  return app;
+}

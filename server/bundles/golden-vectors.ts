@@ -1,0 +1,84 @@
+// Health-check vectors for a manifest: inputs taken from the reference set (or made from the model's
+// input signature with a seeded generator), outputs computed by running the exact artifact that ships.
+import { createSession, runSession, type Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import { decodeTensor, elementCount, encodeTensor, type TypedData } from '../../shared/tensor-codec.ts';
+import type { IoSpec, TensorDType, TensorJson } from '../../shared/messages.ts';
+import { AppError } from '../errors.ts';
+
+export type Vector = { inputs: Record<string, TensorJson>; outputs: Record<string, TensorJson> };
+
+const ORT_TO_DTYPE: Record<string, TensorDType> = { float32: 'float32', int32: 'int32', int64: 'int64', uint8: 'uint8', int8: 'int8', bool: 'bool' };
+
+/** Mulberry32: small, seeded, good enough for test inputs. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function synthInput(spec: IoSpec, rand: () => number): TensorJson {
+  const dims = spec.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
+  const n = elementCount(dims);
+  const dtype = ORT_TO_DTYPE[spec.type];
+  if (!dtype) throw new AppError('FLEET_ERR_UNSUPPORTED_INPUT', `cannot make health-check data for input ${spec.name} of type ${spec.type}: send a reference set`, 422);
+  const data: TypedData =
+    dtype === 'float32' ? Float32Array.from({ length: n }, () => rand()) :
+    dtype === 'int64' ? BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rand() * 4))) :
+    dtype === 'int32' ? Int32Array.from({ length: n }, () => Math.floor(rand() * 4)) :
+    dtype === 'int8' ? Int8Array.from({ length: n }, () => Math.floor(rand() * 8)) :
+    Uint8Array.from({ length: n }, () => Math.floor(rand() * 2));
+  return encodeTensor(dtype, dims, data);
+}
+
+/** Take sample i (along the first dimension) of a batched reference tensor. */
+export function sliceSample(t: TensorJson, i: number): TensorJson {
+  const { dtype, dims, data } = decodeTensor(t);
+  const per = elementCount(dims.slice(1));
+  return encodeTensor(dtype, [1, ...dims.slice(1)], data.slice(i * per, (i + 1) * per) as TypedData);
+}
+
+export function makeGoldenInputs(inputs: IoSpec[], reference: Record<string, TensorJson> | undefined, count: number, seed = 7): Record<string, TensorJson>[] {
+  if (reference) {
+    const first = Object.values(reference)[0];
+    const available = first ? first.dims[0] : 0;
+    const take = Math.min(count, available);
+    return Array.from({ length: take }, (_, i) => Object.fromEntries(Object.entries(reference).map(([name, t]) => [name, sliceSample(t, i)])));
+  }
+  const rand = seededRandom(seed);
+  return Array.from({ length: count }, () => Object.fromEntries(inputs.map((spec) => [spec.name, synthInput(spec, rand)])));
+}
+
+export async function computeGoldenVectors(artifact: Uint8Array, sessionConfig: Record<string, string>, goldenInputs: Record<string, TensorJson>[]): Promise<{ vectors: Vector[]; medianMs: number }> {
+  const session = await createSession(artifact, { config: sessionConfig });
+  try {
+    const vectors: Vector[] = [];
+    const times: number[] = [];
+    for (const inputs of goldenInputs) {
+      const feeds: Feeds = {};
+      for (const [name, t] of Object.entries(inputs)) {
+        const d = decodeTensor(t);
+        feeds[name] = { data: d.data, dims: d.dims, type: d.dtype };
+      }
+      await runSession(session, feeds); // warm
+      const t0 = performance.now();
+      const out = await runSession(session, feeds);
+      times.push(performance.now() - t0);
+      const outputs: Record<string, TensorJson> = {};
+      for (const [name, o] of Object.entries(out)) {
+        const dtype = ORT_TO_DTYPE[o.type];
+        if (!dtype) throw new AppError('FLEET_ERR_UNSUPPORTED_OUTPUT', `output ${name} has type ${o.type}, which health checks cannot compare`, 422);
+        outputs[name] = encodeTensor(dtype, [...o.dims], o.data);
+      }
+      vectors.push({ inputs, outputs });
+    }
+    times.sort((a, b) => a - b);
+    return { vectors, medianMs: times[Math.floor(times.length / 2)] ?? 0 };
+  } finally {
+    await session.release();
+  }
+}

@@ -1,0 +1,47 @@
+// Server configuration: defaults, then a JSON file, then FLEET_* environment variables, then explicit
+// overrides; validated once and frozen. Nothing else in the server reads process.env.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export const ServerConfig = z.object({
+  dataDir: z.string().min(1).default('./data'),
+  httpHost: z.string().default('127.0.0.1'),
+  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  mqttHost: z.string().default('127.0.0.1'),
+  mqttPort: z.coerce.number().int().min(0).max(65535).default(1883),
+  /** the URL devices use to reach this server's HTTP API (defaults to the listening address) */
+  publicUrl: z.string().url().optional(),
+  maxModelBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
+  maxMqttPayloadBytes: z.coerce.number().int().positive().default(256 * 1024),
+  desiredTtlSeconds: z.coerce.number().int().positive().default(7 * 24 * 3600),
+  manifestTtlDays: z.coerce.number().int().positive().default(365),
+  keysetTtlDays: z.coerce.number().int().positive().default(365),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
+}).strict();
+export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
+export type ServerConfigInput = z.input<typeof ServerConfig>;
+
+const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
+  FLEET_DATA_DIR: 'dataDir', FLEET_HTTP_HOST: 'httpHost', FLEET_HTTP_PORT: 'httpPort',
+  FLEET_MQTT_HOST: 'mqttHost', FLEET_MQTT_PORT: 'mqttPort', FLEET_PUBLIC_URL: 'publicUrl',
+  FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel',
+};
+
+export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {
+  const fromFile = opts.file ? JSON.parse(readFileSync(opts.file, 'utf8')) : {};
+  const fromEnv: Record<string, string> = {};
+  for (const [envKey, key] of Object.entries(ENV_KEYS)) {
+    const v = opts.env?.[envKey];
+    if (v !== undefined && v !== '') fromEnv[key] = v;
+  }
+  return parseServerConfig({ ...fromFile, ...fromEnv, ...opts.overrides });
+}
+
+export function parseServerConfig(input: ServerConfigInput): ServerConfig {
+  const parsed = ServerConfig.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`invalid server config: ${issue.path.join('.')}: ${issue.message}`);
+  }
+  return Object.freeze(parsed.data);
+}

@@ -1,0 +1,61 @@
+// Numbered migrations; each runs once, in order, inside a transaction.
+export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'initial',
+    sql: `
+      CREATE TABLE uploads (
+        sha256 TEXT PRIMARY KEY, length INTEGER NOT NULL, info_json TEXT NOT NULL, created_at TEXT NOT NULL
+      );
+      CREATE TABLE artifacts (
+        sha256 TEXT PRIMARY KEY, length INTEGER NOT NULL, created_at TEXT NOT NULL
+      );
+      CREATE TABLE models (
+        model_id TEXT PRIMARY KEY, latest_version INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL
+      );
+      CREATE TABLE bundles (
+        manifest_sha256 TEXT PRIMARY KEY,
+        model_id TEXT NOT NULL REFERENCES models(model_id),
+        version INTEGER NOT NULL,
+        artifact_sha256 TEXT NOT NULL REFERENCES artifacts(sha256),
+        envelope_json TEXT NOT NULL,
+        report_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (model_id, version)
+      );
+      CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        hardware TEXT, tags_json TEXT NOT NULL DEFAULT '[]', agent_version TEXT,
+        online INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+        active_model_id TEXT, active_version INTEGER, active_manifest_sha256 TEXT,
+        last_state TEXT, last_reason TEXT, last_detail TEXT, last_status_at TEXT,
+        desired_seq INTEGER NOT NULL DEFAULT 0,
+        desired_manifest_sha256 TEXT, desired_json TEXT, desired_expires TEXT
+      );
+      CREATE TABLE status_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL, ts TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, detail TEXT,
+        director_seq INTEGER, manifest_sha256 TEXT, received_at TEXT NOT NULL
+      );
+      CREATE INDEX status_events_device ON status_events(device_id, id);
+      CREATE TABLE telemetry (
+        device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        window_start TEXT NOT NULL, window_end TEXT NOT NULL,
+        model_id TEXT, version INTEGER, manifest_sha256 TEXT,
+        count INTEGER NOT NULL, errors INTEGER NOT NULL,
+        p50 REAL, p95 REAL, p99 REAL, max_ms REAL, rss_bytes INTEGER,
+        histograms_json TEXT,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      );
+      CREATE TABLE keysets (
+        version INTEGER PRIMARY KEY, envelope_json TEXT NOT NULL, created_at TEXT NOT NULL
+      );
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT, detail_json TEXT, source TEXT
+      );
+    `,
+  },
+];

@@ -1,0 +1,89 @@
+// What devices say over MQTT, validated and stored. Invalid payloads are dropped with a log line and
+// counted; they never reach SQLite and never throw into the broker.
+import type { FastifyBaseLogger } from 'fastify';
+import type { z } from 'zod';
+import { Presence, Status, Telemetry } from '../../shared/messages.ts';
+import { parseTopic, topics, type TopicKind } from '../../shared/topics.ts';
+import type { Db } from '../db/database.ts';
+import type { FleetBus } from '../mqtt/broker.ts';
+import { TelemetryWriter } from './telemetry-writer.ts';
+
+export interface IngestCounters { accepted: Record<string, number>; dropped: Record<string, number> }
+
+export class DeviceIngest {
+  readonly counters: IngestCounters = { accepted: {}, dropped: {} };
+  readonly telemetry: TelemetryWriter;
+  private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
+
+  constructor(private readonly db: Db, private readonly log: FastifyBaseLogger) {
+    this.telemetry = new TelemetryWriter(db);
+  }
+
+  async start(bus: FleetBus): Promise<void> {
+    await bus.subscribe(topics.all('presence'), (t, p) => this.handle('presence', t, p, Presence, (m) => this.onPresence(m)));
+    await bus.subscribe(topics.all('status'), (t, p) => this.handle('status', t, p, Status, (m) => this.onStatus(m)));
+    await bus.subscribe(topics.all('telemetry'), (t, p) => this.handle('telemetry', t, p, Telemetry, (m) => this.telemetry.add(m)));
+  }
+
+  /** Called after a message is stored (the rollout engine and tests listen here). */
+  onMessage(fn: (kind: TopicKind, deviceId: string, msg: unknown) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  stop(): void {
+    this.telemetry.flush();
+  }
+
+  private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => void): void {
+    const where = parseTopic(topic);
+    const drop = (why: string) => {
+      this.counters.dropped[kind] = (this.counters.dropped[kind] ?? 0) + 1;
+      this.log.warn({ topic, event: 'mqtt_payload_dropped' }, why);
+    };
+    if (!where) return drop('not a fleet topic');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return drop('payload is not JSON');
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return drop(`invalid ${kind}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    }
+    const msg = parsed.data as { deviceId: string };
+    if (msg.deviceId !== where.deviceId) return drop(`${kind} names device ${msg.deviceId} on ${where.deviceId}'s topic`);
+    store(parsed.data);
+    this.counters.accepted[kind] = (this.counters.accepted[kind] ?? 0) + 1;
+    for (const fn of this.listeners) fn(kind, msg.deviceId, parsed.data);
+  }
+
+  private ensureDevice(deviceId: string, ts: string): void {
+    this.db.prepare('INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen')
+      .run(deviceId, ts, ts);
+  }
+
+  private onPresence(p: Presence): void {
+    const now = new Date().toISOString();
+    this.ensureDevice(p.deviceId, now);
+    this.db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
+      agent_version = COALESCE(?, agent_version) WHERE device_id = ?`)
+      .run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null, p.deviceId);
+  }
+
+  private onStatus(s: Status): void {
+    const now = new Date().toISOString();
+    this.db.transaction(() => {
+      this.ensureDevice(s.deviceId, now);
+      this.db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
+        active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, agent_version = ? WHERE device_id = ?`)
+        .run(s.state, s.reason ?? null, s.detail ?? null, s.ts, s.active?.modelId ?? null, s.active?.version ?? null,
+          s.active?.manifestSha256 ?? null, s.agentVersion, s.deviceId);
+      this.db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
+    })();
+  }
+}

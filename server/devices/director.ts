@@ -1,0 +1,63 @@
+// The director: signs one desired state per device (device id, growing sequence number, short expiry,
+// digest of the manifest) and publishes it retained on the device's desired topic.
+import { envelopeDigest, signDocument } from '../../shared/envelope.ts';
+import type { DesiredMessage, DesiredState, Envelope, Manifest } from '../../shared/messages.ts';
+import { topics } from '../../shared/topics.ts';
+import type { Db } from '../db/database.ts';
+import { AppError } from '../errors.ts';
+import type { KeyStore } from '../keys/key-store.ts';
+import type { FleetBus } from '../mqtt/broker.ts';
+
+export interface AssignResult { deviceId: string; seq: number }
+
+export class Director {
+  constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number) {}
+
+  bundleEnvelope(manifestSha256: string): { envelope: Envelope; manifest: Manifest } {
+    const row = this.db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').get(manifestSha256) as { envelope_json: string } | undefined;
+    if (!row) throw new AppError('FLEET_ERR_BUNDLE_NOT_FOUND', `no bundle with manifest ${manifestSha256}`, 404);
+    const envelope = JSON.parse(row.envelope_json) as Envelope;
+    return { envelope, manifest: JSON.parse(envelope.signed) as Manifest };
+  }
+
+  /** Sign and store a desired state for each device (one transaction), then publish them. */
+  async assign(manifestSha256: string, deviceIds: string[]): Promise<AssignResult[]> {
+    const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
+    return this.assignEnvelope(envelope, manifest, deviceIds);
+  }
+
+  /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[]): Promise<AssignResult[]> {
+    const signer = this.keys.signerFor('director');
+    const keyset = this.keys.keysetEnvelope;
+    const now = new Date();
+    const expires = new Date(now.getTime() + this.desiredTtlSeconds * 1000).toISOString();
+    const digest = envelopeDigest(envelope);
+    const out: { deviceId: string; seq: number; payload: string }[] = [];
+    this.db.transaction(() => {
+      const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
+        ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
+      const save = this.db.prepare('UPDATE devices SET desired_manifest_sha256 = ?, desired_json = ?, desired_expires = ? WHERE device_id = ?');
+      for (const deviceId of deviceIds) {
+        const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
+        const desired: DesiredState = {
+          type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
+          modelId: manifest.modelId, version: manifest.version, manifestSha256: digest,
+        };
+        const message: DesiredMessage = { keyset, manifest: envelope, director: signDocument(desired, signer) };
+        const payload = JSON.stringify(message);
+        save.run(digest, payload, expires, deviceId);
+        out.push({ deviceId, seq, payload });
+      }
+    })();
+    for (const o of out) await this.bus.publish(topics.desired(o.deviceId), o.payload, { qos: 1, retain: true });
+    return out.map(({ deviceId, seq }) => ({ deviceId, seq }));
+  }
+
+  /** The broker keeps retained messages in memory only: put every stored desired state back after a start. */
+  async republishAll(): Promise<number> {
+    const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
+    for (const r of rows) await this.bus.publish(topics.desired(r.device_id), r.desired_json, { qos: 1, retain: true });
+    return rows.length;
+  }
+}

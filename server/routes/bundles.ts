@@ -1,0 +1,97 @@
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../errors.ts';
+import { buildBundle, BundleRequest } from '../bundles/bundle-builder.ts';
+import { ModelParams, parseBody, parseParams, ShaParams } from './params.ts';
+
+interface BundleRow { manifest_sha256: string; model_id: string; version: number; artifact_sha256: string; envelope_json: string; report_json: string; created_at: string }
+
+function bundleView(r: BundleRow, full = false) {
+  const envelope = JSON.parse(r.envelope_json);
+  const manifest = JSON.parse(envelope.signed);
+  return {
+    manifestSha256: r.manifest_sha256, modelId: r.model_id, version: r.version, artifactSha256: r.artifact_sha256,
+    artifactBytes: manifest.artifact.length, quantization: manifest.quantization.scheme, hardwareTargets: manifest.hardwareTargets,
+    keyId: envelope.keyId, createdAt: r.created_at, expires: manifest.expires,
+    ...(full ? { envelope, manifest, report: JSON.parse(r.report_json) } : {}),
+  };
+}
+
+export async function bundleRoutes(app: FastifyInstance): Promise<void> {
+  const { db, blobs, keys, config } = app.fleet;
+
+  app.post('/v1/models/:modelId/bundles', { bodyLimit: config.maxModelBytes }, async (req, reply) => {
+    const { modelId } = parseParams(ModelParams, req.params);
+    const body = parseBody(BundleRequest, req.body);
+    const bundle = await buildBundle({ db, blobs, keys, manifestTtlDays: config.manifestTtlDays }, modelId, body);
+    reply.status(201);
+    return { manifestSha256: bundle.manifestSha256, modelId, version: bundle.version, manifest: bundle.manifest, report: bundle.report };
+  });
+
+  app.get('/v1/models', async () => {
+    const rows = db.prepare(`SELECT m.model_id, m.latest_version, m.created_at, COUNT(b.manifest_sha256) AS bundles
+      FROM models m LEFT JOIN bundles b ON b.model_id = m.model_id GROUP BY m.model_id ORDER BY m.model_id`).all() as
+      { model_id: string; latest_version: number; created_at: string; bundles: number }[];
+    return { models: rows.map((r) => ({ modelId: r.model_id, latestVersion: r.latest_version, bundles: r.bundles, createdAt: r.created_at })) };
+  });
+
+  app.get('/v1/models/:modelId/bundles', async (req) => {
+    const { modelId } = parseParams(ModelParams, req.params);
+    const rows = db.prepare('SELECT * FROM bundles WHERE model_id = ? ORDER BY version DESC').all(modelId) as BundleRow[];
+    return { bundles: rows.map((r) => bundleView(r)) };
+  });
+
+  app.get('/v1/bundles', async () => {
+    const rows = db.prepare('SELECT * FROM bundles ORDER BY created_at DESC, version DESC LIMIT 500').all() as BundleRow[];
+    return { bundles: rows.map((r) => bundleView(r)) };
+  });
+
+  app.get('/v1/bundles/:sha256', async (req) => {
+    const { sha256 } = parseParams(ShaParams, req.params);
+    const row = db.prepare('SELECT * FROM bundles WHERE manifest_sha256 = ?').get(sha256) as BundleRow | undefined;
+    if (!row) throw new AppError('FLEET_ERR_BUNDLE_NOT_FOUND', `no bundle with manifest ${sha256}`, 404);
+    return bundleView(row, true);
+  });
+
+  // Artifacts by SHA-256, with HTTP Range so devices resume broken downloads.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v1/artifacts/:sha256',
+    handler: async (req, reply) => {
+      const { sha256 } = parseParams(ShaParams, req.params);
+      const known = db.prepare('SELECT length FROM artifacts WHERE sha256 = ?').get(sha256) as { length: number } | undefined;
+      if (!known || !blobs.has(sha256)) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);
+      const size = blobs.size(sha256);
+      reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream').header('etag', `"${sha256}"`);
+      const range = parseRange(req.headers.range, size);
+      if (range === 'invalid') {
+        reply.header('content-range', `bytes */${size}`);
+        throw new AppError('FLEET_ERR_RANGE', `range ${req.headers.range} is not satisfiable for ${size} bytes`, 416);
+      }
+      const { start, end } = range ?? { start: 0, end: size - 1 };
+      if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${size}`);
+      reply.header('content-length', end - start + 1);
+      if (req.method === 'HEAD') return reply.send();
+      const { createReadStream } = await import('node:fs');
+      return reply.send(createReadStream(blobs.pathOf(sha256), { start, end }));
+    },
+  });
+}
+
+/** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range; multiple ranges are not served. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'invalid' {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return 'invalid';
+  let start: number, end: number;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'invalid';
+    start = Math.max(0, size - n);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start > end || start >= size) return 'invalid';
+  return { start, end };
+}

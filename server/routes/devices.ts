@@ -1,0 +1,64 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { DeviceId, Sha256Hex } from '../../shared/ids.ts';
+import { AppError } from '../errors.ts';
+import { DeviceParams, parseBody, parseParams } from './params.ts';
+
+interface DeviceRow {
+  device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
+  first_seen: string; last_seen: string; active_model_id: string | null; active_version: number | null;
+  active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
+  last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null;
+}
+
+export function deviceView(r: DeviceRow) {
+  return {
+    deviceId: r.device_id, hardware: r.hardware, tags: JSON.parse(r.tags_json), agentVersion: r.agent_version, online: r.online === 1,
+    firstSeen: r.first_seen, lastSeen: r.last_seen,
+    active: r.active_model_id ? { modelId: r.active_model_id, version: r.active_version, manifestSha256: r.active_manifest_sha256 } : null,
+    lastStatus: r.last_state ? { state: r.last_state, reason: r.last_reason, detail: r.last_detail, at: r.last_status_at } : null,
+    desired: r.desired_manifest_sha256 ? { manifestSha256: r.desired_manifest_sha256, seq: r.desired_seq } : null,
+  };
+}
+
+export const AssignRequest = z.object({
+  manifestSha256: Sha256Hex,
+  deviceIds: z.array(DeviceId).min(1).max(100_000).optional(),
+  /** every known device (optionally only those of one hardware class) */
+  all: z.literal(true).optional(),
+  hardware: z.string().min(1).max(64).optional(),
+}).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
+
+export async function deviceRoutes(app: FastifyInstance): Promise<void> {
+  const { db, director } = app.fleet;
+
+  app.get('/v1/devices', async (req) => {
+    const q = z.object({ hardware: z.string().max(64).optional(), limit: z.coerce.number().int().min(1).max(100_000).default(1000) }).parse(req.query ?? {});
+    const rows = (q.hardware
+      ? db.prepare('SELECT * FROM devices WHERE hardware = ? ORDER BY device_id LIMIT ?').all(q.hardware, q.limit)
+      : db.prepare('SELECT * FROM devices ORDER BY device_id LIMIT ?').all(q.limit)) as DeviceRow[];
+    return { devices: rows.map(deviceView) };
+  });
+
+  app.get('/v1/devices/:deviceId', async (req) => {
+    const { deviceId } = parseParams(DeviceParams, req.params);
+    const row = db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
+    if (!row) throw new AppError('FLEET_ERR_DEVICE_NOT_FOUND', `no device ${deviceId}`, 404);
+    const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256 FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
+    return { ...deviceView(row), events };
+  });
+
+  app.post('/v1/assignments', async (req, reply) => {
+    const body = parseBody(AssignRequest, req.body);
+    let deviceIds = body.deviceIds;
+    if (body.all) {
+      const rows = (body.hardware
+        ? db.prepare('SELECT device_id FROM devices WHERE hardware = ?').all(body.hardware)
+        : db.prepare('SELECT device_id FROM devices').all()) as { device_id: string }[];
+      deviceIds = rows.map((r) => r.device_id);
+    }
+    const assigned = await director.assign(body.manifestSha256, deviceIds!);
+    reply.status(202);
+    return { manifestSha256: body.manifestSha256, assigned: assigned.length, devices: assigned };
+  });
+}

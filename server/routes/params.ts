@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import { DeviceId, ModelId, Sha256Hex } from '../../shared/ids.ts';
+import { zodMessage, AppError } from '../errors.ts';
+
+export const ShaParams = z.object({ sha256: Sha256Hex }).strict();
+export const ModelParams = z.object({ modelId: ModelId }).strict();
+export const DeviceParams = z.object({ deviceId: DeviceId }).strict();
+
+/** Parse route params with a message that says which one is wrong (ids never reach the file system unchecked). */
+export function parseParams<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {
+  const r = schema.safeParse(params);
+  if (!r.success) throw new AppError('FLEET_ERR_BAD_PARAM', zodMessage(r.error, 'params'), 400);
+  return r.data;
+}
+
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  if (body === undefined || body === null) throw new AppError('FLEET_ERR_VALIDATION', 'body: a JSON body is required', 400);
+  const r = schema.safeParse(body);
+  if (!r.success) throw new AppError('FLEET_ERR_VALIDATION', zodMessage(r.error), 400);
+  return r.data;
+}

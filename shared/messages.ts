@@ -1,0 +1,168 @@
+// One zod schema per document and wire message; server, agent, simulator and CLI all use these.
+import { z } from 'zod';
+import { Base64, DeviceId, IsoTime, KeyId, ModelId, Sha256Hex } from './ids.ts';
+import { ReasonCode } from './reason-codes.ts';
+
+/** A signed document: `signed` holds the exact canonical-JSON text that `sig` covers. */
+export const Envelope = z.object({
+  signed: z.string().min(2).max(4 * 1024 * 1024),
+  keyId: KeyId,
+  sig: Base64.length(88, 'an Ed25519 signature is 64 bytes (88 base64 characters)'),
+}).strict();
+export type Envelope = z.infer<typeof Envelope>;
+
+export const KeyRole = z.enum(['targets', 'director']);
+export type KeyRole = z.infer<typeof KeyRole>;
+
+/** The set of valid signing keys, signed by the root key that devices pin. */
+export const KeySet = z.object({
+  type: z.literal('keyset'),
+  version: z.number().int().positive(),
+  issuedAt: IsoTime,
+  expires: IsoTime,
+  keys: z.array(z.object({ keyId: KeyId, publicKey: Base64, roles: z.array(KeyRole).min(1) }).strict()).max(64),
+  revoked: z.array(KeyId).max(1024),
+}).strict();
+export type KeySet = z.infer<typeof KeySet>;
+
+export const TensorDType = z.enum(['float32', 'int32', 'int64', 'uint8', 'int8', 'bool']);
+export type TensorDType = z.infer<typeof TensorDType>;
+
+/** A tensor on the wire: little-endian raw bytes in base64. */
+export const TensorJson = z.object({
+  dtype: TensorDType,
+  dims: z.array(z.number().int().nonnegative()).max(8),
+  data: Base64,
+}).strict();
+export type TensorJson = z.infer<typeof TensorJson>;
+
+export const IoSpec = z.object({
+  name: z.string().min(1).max(256),
+  type: z.string().min(1).max(32),
+  shape: z.array(z.union([z.number().int(), z.string(), z.null()])).max(16),
+}).strict();
+export type IoSpec = z.infer<typeof IoSpec>;
+
+export const Histogram = z.object({
+  edges: z.array(z.number()).min(2).max(257),
+  counts: z.array(z.number().nonnegative()).max(256),
+}).strict();
+export type Histogram = z.infer<typeof Histogram>;
+
+export const Manifest = z.object({
+  type: z.literal('manifest'),
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  artifact: z.object({
+    sha256: Sha256Hex,
+    length: z.number().int().positive(),
+    format: z.literal('onnx'),
+  }).strict(),
+  quantization: z.object({
+    scheme: z.enum(['none', 'int8-weight-symmetric']),
+    perChannel: z.boolean(),
+    /** onnxruntime session config entries the artifact needs (e.g. to fold weight dequantization at load). */
+    sessionConfig: z.record(z.string(), z.string()),
+    floatSha256: Sha256Hex.optional(),
+    quantizedOps: z.number().int().nonnegative(),
+    skippedOps: z.number().int().nonnegative(),
+  }).strict(),
+  io: z.object({ inputs: z.array(IoSpec).min(1).max(64), outputs: z.array(IoSpec).min(1).max(64) }).strict(),
+  runtime: z.object({ onnxruntimeWeb: z.string().max(64), minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/) }).strict(),
+  /** hardware classes this model is for; empty means any */
+  hardwareTargets: z.array(z.string().min(1).max(64)).max(64),
+  healthCheck: z.object({
+    vectors: z.array(z.object({
+      inputs: z.record(z.string(), TensorJson),
+      outputs: z.record(z.string(), TensorJson),
+    }).strict()).min(1).max(64),
+    atol: z.number().nonnegative(),
+    rtol: z.number().nonnegative(),
+    latencyBudgetMs: z.number().positive(),
+  }).strict(),
+  driftBaseline: z.object({
+    inputs: z.record(z.string(), Histogram),
+    outputs: z.record(z.string(), Histogram),
+  }).strict().optional(),
+  lineage: z.object({
+    parentVersion: z.number().int().positive().optional(),
+    trainingDataSha256: Sha256Hex.optional(),
+    metrics: z.record(z.string(), z.number()).optional(),
+    owner: z.string().max(128).optional(),
+    revertOf: z.number().int().positive().optional(),
+  }).strict(),
+  issuedAt: IsoTime,
+  expires: IsoTime,
+}).strict();
+export type Manifest = z.infer<typeof Manifest>;
+
+/** The director's per-device assignment (Uptane): binds one device, one sequence number, one manifest. */
+export const DesiredState = z.object({
+  type: z.literal('desired'),
+  deviceId: DeviceId,
+  seq: z.number().int().positive(),
+  issuedAt: IsoTime,
+  expires: IsoTime,
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  /** SHA-256 of the manifest envelope's `signed` text */
+  manifestSha256: Sha256Hex,
+}).strict();
+export type DesiredState = z.infer<typeof DesiredState>;
+
+/** What the server publishes, retained, on a device's desired topic. */
+export const DesiredMessage = z.object({
+  keyset: Envelope,
+  manifest: Envelope,
+  director: Envelope,
+}).strict();
+export type DesiredMessage = z.infer<typeof DesiredMessage>;
+
+export const ActiveModel = z.object({ modelId: ModelId, version: z.number().int().positive(), manifestSha256: Sha256Hex }).strict();
+export type ActiveModel = z.infer<typeof ActiveModel>;
+
+export const UpdateState = z.enum([
+  'received', 'downloading', 'verifying', 'health_check', 'active', 'probation_passed',
+  'rejected', 'failed', 'reverted', 'idle',
+]);
+export type UpdateState = z.infer<typeof UpdateState>;
+
+export const Status = z.object({
+  deviceId: DeviceId,
+  ts: IsoTime,
+  state: UpdateState,
+  directorSeq: z.number().int().nonnegative().optional(),
+  manifestSha256: Sha256Hex.optional(),
+  modelId: ModelId.optional(),
+  version: z.number().int().positive().optional(),
+  reason: ReasonCode.optional(),
+  detail: z.string().max(1000).optional(),
+  active: ActiveModel.nullable(),
+  agentVersion: z.string().max(32),
+}).strict();
+export type Status = z.infer<typeof Status>;
+
+export const Telemetry = z.object({
+  deviceId: DeviceId,
+  seq: z.number().int().nonnegative(),
+  windowStart: IsoTime,
+  windowEnd: IsoTime,
+  active: ActiveModel.nullable(),
+  count: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  latencyMs: z.object({ p50: z.number(), p95: z.number(), p99: z.number(), max: z.number() }).strict(),
+  rssBytes: z.number().int().nonnegative(),
+  inputHistograms: z.record(z.string(), Histogram).optional(),
+  outputHistograms: z.record(z.string(), Histogram).optional(),
+}).strict();
+export type Telemetry = z.infer<typeof Telemetry>;
+
+export const Presence = z.object({
+  deviceId: DeviceId,
+  online: z.boolean(),
+  ts: IsoTime,
+  hardware: z.string().min(1).max(64).optional(),
+  tags: z.array(z.string().min(1).max(64)).max(32).optional(),
+  agentVersion: z.string().max(32).optional(),
+}).strict();
+export type Presence = z.infer<typeof Presence>;

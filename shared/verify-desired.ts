@@ -1,0 +1,111 @@
+// The device's whole trust decision for one desired-state message, as a pure function.
+// Order matters: nothing is parsed before its signature checks, and every failure names a reason code.
+import { b64, keyIdOf, sha256Hex } from './crypto.ts';
+import { envelopeDigest, envelopeSignatureValid, parseSigned } from './envelope.ts';
+import { DesiredState, KeySet, Manifest, type DesiredMessage, type Envelope, type KeyRole } from './messages.ts';
+import { UpdateRefused } from './reason-codes.ts';
+
+export interface TrustState {
+  rootPublicKey: Uint8Array;
+  /** highest key-set version accepted so far */
+  keysetVersion: number;
+  /** highest desired-state sequence number accepted so far */
+  lastSeq: number;
+  /** per model id, the lowest version the device will still install */
+  versionFloors: Record<string, number>;
+  /** the device never believes the time is earlier than this (epoch ms) */
+  timeFloor: number;
+}
+
+export interface DeviceIdentity { deviceId: string; hardware: string; agentVersion: string }
+
+export interface VerifiedDesired {
+  keyset: KeySet;
+  desired: DesiredState;
+  manifest: Manifest;
+  manifestSha256: string;
+}
+
+/**
+ * Signatures already checked, keyed by root, exact signed text and signature. Sharing one cache between
+ * many simulated devices makes a fleet-wide manifest cost one verification, not one per device; it can
+ * only skip work, never accept bytes that were not verified under the same root.
+ */
+export class SignatureCache {
+  private readonly seen = new Map<string, true>();
+  constructor(private readonly limit = 4096) {}
+  key(rootKeyId: string, env: Envelope): string {
+    return `${rootKeyId}:${env.keyId}:${env.sig}:${sha256Hex(env.signed)}`;
+  }
+  has(k: string): boolean { return this.seen.has(k); }
+  add(k: string): void {
+    if (this.seen.size >= this.limit) this.seen.clear();
+    this.seen.set(k, true);
+  }
+}
+
+function checkSignedBy(env: Envelope, keyset: KeySet, role: KeyRole, what: string, rootKeyId: string, cache?: SignatureCache): void {
+  if (keyset.revoked.includes(env.keyId)) throw new UpdateRefused('REVOKED_KEY', `${what} is signed by revoked key ${env.keyId}`);
+  const key = keyset.keys.find((k) => k.keyId === env.keyId);
+  if (!key) throw new UpdateRefused('UNKNOWN_KEY', `${what} is signed by key ${env.keyId}, which is not in key set v${keyset.version}`);
+  if (!key.roles.includes(role)) throw new UpdateRefused('KEY_ROLE', `key ${env.keyId} may not sign a ${what} (roles: ${key.roles.join(', ')})`);
+  const cacheKey = cache?.key(rootKeyId, env);
+  if (cacheKey && cache!.has(cacheKey)) return;
+  const publicKey = b64.decode(key.publicKey);
+  if (keyIdOf(publicKey) !== env.keyId) throw new UpdateRefused('UNKNOWN_KEY', `key set entry ${env.keyId} does not match its public key`);
+  if (!envelopeSignatureValid(env, publicKey)) throw new UpdateRefused('BAD_SIGNATURE', `${what} signature does not verify with key ${env.keyId}`);
+  if (cacheKey) cache!.add(cacheKey);
+}
+
+export function verifyKeySet(env: Envelope, trust: TrustState, now: number, cache?: SignatureCache): KeySet {
+  const rootKeyId = keyIdOf(trust.rootPublicKey);
+  if (env.keyId !== rootKeyId) throw new UpdateRefused('UNKNOWN_KEY', `key set is signed by ${env.keyId}, not by the pinned root ${rootKeyId}`);
+  const cacheKey = cache?.key(rootKeyId, env);
+  if (!(cacheKey && cache!.has(cacheKey))) {
+    if (!envelopeSignatureValid(env, trust.rootPublicKey)) throw new UpdateRefused('BAD_SIGNATURE', 'key set signature does not verify with the pinned root key');
+    if (cacheKey) cache!.add(cacheKey);
+  }
+  const keyset = parseSigned(env, KeySet, 'key set');
+  if (keyset.version < trust.keysetVersion) throw new UpdateRefused('KEYSET_ROLLBACK', `key set v${keyset.version} is older than trusted v${trust.keysetVersion}`);
+  if (Date.parse(keyset.expires) <= now) throw new UpdateRefused('EXPIRED', `key set v${keyset.version} expired at ${keyset.expires}`);
+  return keyset;
+}
+
+export function verifyDesired(msg: DesiredMessage, trust: TrustState, device: DeviceIdentity, clockNow: number, cache?: SignatureCache): VerifiedDesired {
+  const now = Math.max(clockNow, trust.timeFloor);
+  const rootKeyId = keyIdOf(trust.rootPublicKey);
+  const keyset = verifyKeySet(msg.keyset, trust, now, cache);
+
+  checkSignedBy(msg.director, keyset, 'director', 'desired state', rootKeyId, cache);
+  const desired = parseSigned(msg.director, DesiredState, 'desired state');
+  if (desired.deviceId !== device.deviceId) throw new UpdateRefused('WRONG_DEVICE', `desired state is for device ${desired.deviceId}, this is ${device.deviceId}`);
+  if (desired.seq <= trust.lastSeq) throw new UpdateRefused('REPLAYED', `desired state seq ${desired.seq} is not above the last accepted ${trust.lastSeq}`);
+  if (Date.parse(desired.expires) <= now) throw new UpdateRefused('EXPIRED', `desired state seq ${desired.seq} expired at ${desired.expires}`);
+  const manifestSha256 = envelopeDigest(msg.manifest);
+  if (desired.manifestSha256 !== manifestSha256) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state points at manifest ${desired.manifestSha256.slice(0, 12)}, delivered ${manifestSha256.slice(0, 12)}`);
+
+  checkSignedBy(msg.manifest, keyset, 'targets', 'manifest', rootKeyId, cache);
+  const manifest = parseSigned(msg.manifest, Manifest, 'manifest');
+  if (manifest.modelId !== desired.modelId || manifest.version !== desired.version) {
+    throw new UpdateRefused('MANIFEST_MISMATCH', `manifest is ${manifest.modelId} v${manifest.version}, desired state names ${desired.modelId} v${desired.version}`);
+  }
+  if (Date.parse(manifest.expires) <= now) throw new UpdateRefused('EXPIRED', `manifest ${manifest.modelId} v${manifest.version} expired at ${manifest.expires}`);
+  const floor = trust.versionFloors[manifest.modelId] ?? 0;
+  if (manifest.version < floor) throw new UpdateRefused('ROLLBACK', `${manifest.modelId} v${manifest.version} is below this device's floor v${floor}`);
+  if (manifest.hardwareTargets.length > 0 && !manifest.hardwareTargets.includes(device.hardware)) {
+    throw new UpdateRefused('WRONG_HARDWARE', `manifest targets ${manifest.hardwareTargets.join(', ')}, this device is ${device.hardware}`);
+  }
+  if (compareSemver(manifest.runtime.minAgentVersion, device.agentVersion) > 0) {
+    throw new UpdateRefused('RUNTIME_INCOMPATIBLE', `manifest needs agent >= ${manifest.runtime.minAgentVersion}, this is ${device.agentVersion}`);
+  }
+  return { keyset, desired, manifest, manifestSha256 };
+}
+
+export function compareSemver(a: string, b: string): number {
+  const pa = a.split('.').map(Number), pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}
