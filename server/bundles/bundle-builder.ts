@@ -12,7 +12,7 @@ import { GateThresholds, runAccuracyGate, type GateResult } from '../quantize/ac
 import { QUANTIZED_SESSION_CONFIG, quantizeModel } from '../quantize/quantize.ts';
 import type { BlobStore } from './blob-store.ts';
 import { computeGoldenVectors, makeGoldenInputs } from './golden-vectors.ts';
-import { referenceToGateSet } from './reference-set.ts';
+import { decodeReferenceTensor, referenceToGateSet } from './reference-set.ts';
 
 export const ReferenceSet = z.object({
   /** batched inputs: the first dimension of every tensor is the sample index */
@@ -83,12 +83,13 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
     if (!req.reference) throw new AppError('FLEET_ERR_REFERENCE_REQUIRED', 'int8 quantization needs a reference set for its accuracy gate: send reference, or quantize: "none"', 422);
     const q = await quantizeModel(floatBytes);
     quantReport = q.report;
-    gate = await runAccuracyGate(floatBytes, q.bytes, referenceToGateSet(req.reference), req.gate);
+    const gateSet = referenceToGateSet(req.reference, info.outputs);
+    gate = await runAccuracyGate(floatBytes, q.bytes, gateSet.reference, req.gate, gateSet.opts);
     if (gate.passed && q.report.quantized.length > 0) {
       artifact = q.bytes;
       sessionConfig = { ...QUANTIZED_SESSION_CONFIG };
       quantization = {
-        scheme: 'int8-weight-symmetric', perChannel: q.report.quantized.some((o) => o.perChannel), sessionConfig,
+        scheme: 'int8-weight-symmetric', perChannel: q.report.quantized.some((o: { perChannel: boolean }) => o.perChannel), sessionConfig,
         floatSha256: req.uploadSha256, quantizedOps: q.report.quantized.length, skippedOps: q.report.skipped.length,
       };
     } else if (!gate.passed && !req.allowFloatFallback) {
@@ -127,7 +128,7 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
       lineage: {
         ...(prev.latest_version > 0 ? { parentVersion: prev.latest_version } : {}),
         ...req.lineage,
-        ...(gate ? { metrics: { ...req.lineage?.metrics, quantAgreement: gate.agreement, quantAccuracyDrop: gate.accuracyDrop } } : {}),
+        ...(gate ? { metrics: gateMetrics(gate, req.lineage?.metrics) } : {}),
       },
       issuedAt: now.toISOString(),
       expires: new Date(now.getTime() + (req.expiresInDays ?? deps.manifestTtlDays) * 86400_000).toISOString(),
@@ -151,9 +152,18 @@ function checkReference(ref: z.infer<typeof ReferenceSet>, inputs: IoSpec[]): vo
   for (const name of names) {
     if (!(name in ref.inputs)) throw new AppError('FLEET_ERR_BAD_REFERENCE', `reference.inputs lacks model input ${name}`, 400);
   }
+  for (const [name, t] of Object.entries(ref.inputs)) decodeReferenceTensor(name, t);
   const counts = new Set(Object.values(ref.inputs).map((t) => t.dims[0]));
   if (counts.size !== 1) throw new AppError('FLEET_ERR_BAD_REFERENCE', 'reference inputs disagree on the number of samples (first dimension)', 400);
   const n = [...counts][0];
   if (!n) throw new AppError('FLEET_ERR_BAD_REFERENCE', 'reference set is empty', 400);
   if (ref.labels && ref.labels.length !== n) throw new AppError('FLEET_ERR_BAD_REFERENCE', `reference has ${n} samples but ${ref.labels.length} labels`, 400);
+}
+
+function gateMetrics(gate: GateResult, given: Record<string, number> = {}): Record<string, number> {
+  const m: Record<string, number> = { ...given, quantAgreement: gate.agreement };
+  if (gate.floatAccuracy !== null) m.floatAccuracy = gate.floatAccuracy;
+  if (gate.quantAccuracy !== null) m.quantAccuracy = gate.quantAccuracy;
+  if (gate.accuracyDrop !== null) m.quantAccuracyDrop = gate.accuracyDrop;
+  return m;
 }

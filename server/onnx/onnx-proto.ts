@@ -27,14 +27,16 @@ message ModelProto {
 message GraphProto {
   repeated NodeProto node = 1; string name = 2; repeated TensorProto initializer = 5;
   string doc_string = 10; repeated ValueInfoProto input = 11; repeated ValueInfoProto output = 12;
-  repeated ValueInfoProto value_info = 13;
+  repeated ValueInfoProto value_info = 13; repeated SparseTensorProto sparse_initializer = 15;
 }
+message SparseTensorProto { TensorProto values = 1; TensorProto indices = 2; repeated int64 dims = 3; }
 message TensorProto {
   repeated int64 dims = 1; int32 data_type = 2; repeated float float_data = 4 [packed = true];
   repeated int32 int32_data = 5 [packed = true]; repeated bytes string_data = 6;
   repeated int64 int64_data = 7 [packed = true]; string name = 8; string doc_string = 12;
   bytes raw_data = 9; repeated double double_data = 10 [packed = true];
   repeated uint64 uint64_data = 11 [packed = true]; int32 data_location = 14;
+  repeated StringStringEntryProto external_data = 13;
 }
 message TensorShapeProto {
   message Dimension { int64 dim_value = 1; string dim_param = 2; string denotation = 3; }
@@ -51,6 +53,9 @@ const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
 export const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** ONNX TensorProto.DataType values used here. */
-export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export const DataType = {
+  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, STRING: 8, BOOL: 9,
+  FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13, BFLOAT16: 16,
+} as const;
 /** AttributeProto.AttributeType values used here. */
-export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7 } as const;
+export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7, STRINGS: 8, TENSORS: 9, GRAPHS: 10 } as const;
