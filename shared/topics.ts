@@ -33,7 +33,7 @@ export function parseTopic(topic: string): { deviceId: string; kind: TopicKind }
   const parts = topic.split('/');
   if (parts.length !== 4 || `${parts[0]}/${parts[1]}` !== TOPIC_ROOT) return null;
   const kind = parts[3] as TopicKind;
-  if (!(kind in topicSchemas)) return null;
+  if (!Object.hasOwn(topicSchemas, kind)) return null;
   if (!DeviceId.safeParse(parts[2]).success) return null;
   return { deviceId: parts[2], kind };
 }

@@ -1,0 +1,54 @@
+// Inference for device code in other languages: a small HTTP endpoint on loopback only.
+// POST /v1/infer {"inputs": {"name": {"dims": [1, 784], "data": [...], "type": "float32"}}}
+// GET  /v1/status -> the active model and the last update status.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { FleetAgent } from './agent.ts';
+
+const InferBody = z.object({
+  inputs: z.record(z.string().max(256), z.object({
+    dims: z.array(z.number().int().nonnegative()).max(8),
+    data: z.array(z.number()).max(16 * 1024 * 1024),
+    type: z.enum(['float32', 'int32', 'int64', 'bool']).default('float32'),
+  }).strict()),
+}).strict();
+
+const MAX_BODY = 64 * 1024 * 1024;
+
+export async function startLocalHttp(agent: FleetAgent, port: number, host = '127.0.0.1'): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method === 'GET' && req.url === '/v1/status') return send(200, { deviceId: agent.deviceId, active: agent.active, lastStatus: agent.lastStatus });
+    if (req.method !== 'POST' || req.url !== '/v1/infer') return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer or GET /v1/status' });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) { send(413, { error: 'TOO_LARGE', message: `body over ${MAX_BODY} bytes` }); req.destroy(); return; }
+      chunks.push(c);
+    });
+    req.on('end', async () => {
+      if (res.writableEnded) return;
+      let body;
+      try {
+        body = InferBody.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch (err) {
+        const msg = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : 'body is not JSON';
+        return send(400, { error: 'BAD_REQUEST', message: msg });
+      }
+      try {
+        const out = await agent.infer(body.inputs);
+        const outputs = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dims: v.dims, type: v.type, data: Array.from(v.data as ArrayLike<number>, Number) }]));
+        send(200, { model: agent.active, outputs });
+      } catch (err) {
+        send(503, { error: 'INFERENCE_FAILED', message: (err as Error).message });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  return { server, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
+}

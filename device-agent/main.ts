@@ -1,0 +1,24 @@
+// fleet-agent: run the device agent. Configuration from --config FILE and FLEET_AGENT_* variables.
+//   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]
+import { parseArgs } from 'node:util';
+import { FleetAgent } from './agent.ts';
+import { loadAgentConfig } from './config.ts';
+import { startLocalHttp } from './local-http.ts';
+
+const { values } = parseArgs({ options: { config: { type: 'string' }, 'http-port': { type: 'string' } } });
+const config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
+const agent = new FleetAgent(config, {
+  log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
+});
+await agent.start();
+const http = values['http-port'] !== undefined ? await startLocalHttp(agent, Number(values['http-port'])) : null;
+console.log(JSON.stringify({ event: 'agent_started', deviceId: config.deviceId, active: agent.active, httpPort: http?.port ?? null }));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    void (async () => {
+      await http?.close();
+      await agent.stop();
+      process.exit(0);
+    })();
+  });
+}
