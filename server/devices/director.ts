@@ -54,6 +54,29 @@ export class Director {
     return out.map(({ deviceId, seq }) => ({ deviceId, seq }));
   }
 
+  /**
+   * After a key change: re-issue every stored desired state that carries an older key set, pointing at
+   * the same manifest, with a new sequence number, the current key set and the current director key.
+   * Devices learn the new key set this way (they pin only the root); once they accept it, a desired
+   * state carrying the older set is refused (KEYSET_ROLLBACK), so a revoked key cannot come back.
+   */
+  async resignAll(): Promise<{ reissued: number }> {
+    const current = this.keys.keyset.version;
+    const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[] }>();
+    for (const r of rows) {
+      const msg = JSON.parse(r.desired_json) as DesiredMessage;
+      if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
+      const desired = JSON.parse(msg.director.signed) as DesiredState;
+      const group = byManifest.get(desired.manifestSha256) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [] };
+      group.deviceIds.push(r.device_id);
+      byManifest.set(desired.manifestSha256, group);
+    }
+    let reissued = 0;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds)).length;
+    return { reissued };
+  }
+
   /** The broker keeps retained messages in memory only: put every stored desired state back after a start. */
   async republishAll(): Promise<number> {
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];

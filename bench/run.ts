@@ -1,0 +1,62 @@
+// `npm run bench`: runs every benchmark section, prints one JSON report and writes it to
+// bench/results/latest.json. A section is {name, run}; it reports its own run counts and medians.
+// A section that throws is reported as {error} and the others still run. Add a section by adding a
+// module and one line to SECTIONS (rollout, ingest, revert, memory are expected next).
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, platform, release, arch } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchSection { name: string; run: () => Promise<object> }
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** A section whose module may not exist yet (written by someone else): skipped with a note if absent. */
+function optionalSection(name: string, file: string, exportName: string): BenchSection {
+  return {
+    name,
+    run: async () => {
+      const path = join(here, file);
+      if (!existsSync(path)) return { skipped: `${file} does not exist yet` };
+      const mod = (await import(path)) as Record<string, unknown>;
+      const fn = mod[exportName];
+      if (typeof fn !== 'function') return { skipped: `${file} has no export ${exportName}` };
+      return (await (fn as () => Promise<object>)()) ?? {};
+    },
+  };
+}
+
+export const SECTIONS: BenchSection[] = [
+  { name: 'bundle', run: async () => (await import('./bundle.ts')).benchBundle() },
+  optionalSection('agentInference', 'agent.ts', 'benchAgentInference'),
+];
+
+export async function runBench(sections: BenchSection[] = SECTIONS) {
+  const startedAt = new Date().toISOString();
+  const results: Record<string, object> = {};
+  for (const s of sections) {
+    const t0 = performance.now();
+    try {
+      results[s.name] = { ...(await s.run()), durationMs: Math.round(performance.now() - t0) };
+    } catch (err) {
+      results[s.name] = { error: (err as Error).message, durationMs: Math.round(performance.now() - t0) };
+    }
+  }
+  const c = cpus();
+  return {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: c.length, cpuModel: c[0]?.model ?? 'unknown', node: process.version, platform: platform(), release: release(), arch: arch(), totalMemBytes: totalmem() },
+    sections: results,
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const report = await runBench();
+  const out = join(here, 'results', 'latest.json');
+  mkdirSync(dirname(out), { recursive: true });
+  const text = JSON.stringify(report, null, 2);
+  writeFileSync(out, text + '\n');
+  console.log(text);
+  console.error(`written to ${out}`);
+}

@@ -1,0 +1,247 @@
+// fleetctl as an operator runs it: a child process against a real server on loopback.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { buildServer } from '../../server/app.ts';
+import { decodeModel, encodeModel, readTensor, tensor } from '../../server/onnx/graph-builder.ts';
+import { buildDigitsModel, DIGITS_INPUT, type DigitsModel } from '../../server/training/digits.ts';
+import { b64 } from '../../shared/crypto.ts';
+import { encodeTensor } from '../../shared/tensor-codec.ts';
+import { startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
+
+const run = promisify(execFile);
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'fleetctl.mjs');
+
+interface Result { code: number; stdout: string; stderr: string }
+async function fleetctl(server: string, ...args: string[]): Promise<Result> {
+  try {
+    const r = await run(process.execPath, [BIN, '--server', server, ...args], { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: '' }, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/**
+ * The digits model made to fail INT8: each hidden unit gets a huge weight on pixel 0, which is black
+ * in every digit, so the float model's answers do not change but each row's quantization scale grows
+ * ~1000x and every ordinary weight rounds to zero.
+ */
+function gateBreaker(onnx: Uint8Array): Uint8Array {
+  const m = decodeModel(onnx);
+  const inits = m.graph!.initializer!;
+  const i = inits.findIndex((t) => t.name === 'fc1.weight');
+  const w = Float32Array.from(readTensor(inits[i]) as Float32Array);
+  const [rows, cols] = inits[i].dims!.map(Number);
+  const max = w.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+  for (let r = 0; r < rows; r++) w[r * cols] = 1000 * max;
+  inits[i] = tensor('fc1.weight', w, [rows, cols]);
+  return encodeModel(m);
+}
+
+describe('fleetctl against a real server', () => {
+  let server: TestServer;
+  let url: string;
+  let dir: string;
+  let digits: DigitsModel;
+  let pushed: { manifestSha256: string; version: number; report: { gate: { passed: boolean; agreement: number }; artifactBytes: number; floatBytes: number } };
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    url = server.baseUrl;
+    dir = tempDir('fleetctl-');
+    digits = await buildDigitsModel();
+    const [n, pixels] = digits.reference.shape;
+    writeFileSync(join(dir, 'digits.onnx'), digits.onnx);
+    writeFileSync(join(dir, 'broken.onnx'), gateBreaker(digits.onnx));
+    writeFileSync(join(dir, 'ref.json'), JSON.stringify({ inputs: { [DIGITS_INPUT]: encodeTensor('float32', [n, pixels], digits.reference.inputs) }, labels: digits.reference.labels }));
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('push: the digits model is quantized, passes its gate, and the figures are printed', async () => {
+    const text = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'digits', '--reference', join(dir, 'ref.json'), '--hardware', 'rpi4,jetson');
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/gate PASSED on 500 reference samples/);
+    expect(text.stdout).toMatch(/agreement\s+0\.9\d{3}|agreement\s+1\.0000/);
+    expect(text.stdout).toMatch(/int8-weight-symmetric, \d+ -> \d+ bytes/);
+    const json = await fleetctl(url, '--json', 'push', join(dir, 'digits.onnx'), '--model-id', 'digits', '--reference', join(dir, 'ref.json'));
+    expect(json.code, json.stderr).toBe(0);
+    pushed = JSON.parse(json.stdout.slice(json.stdout.indexOf('{')));
+    expect(pushed.version).toBe(2);
+    expect(pushed.report.gate.passed).toBe(true);
+    expect(pushed.report.gate.agreement).toBeGreaterThanOrEqual(0.99);
+    expect(pushed.report.artifactBytes / pushed.report.floatBytes).toBeLessThanOrEqual(0.3);
+  });
+
+  it('push: a model made to fail the gate is refused, exit 1, with the failing figures', async () => {
+    const r = await fleetctl(url, 'push', join(dir, 'broken.onnx'), '--model-id', 'digits-broken', '--reference', join(dir, 'ref.json'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/gate FAILED on 500 reference samples/);
+    expect(r.stderr).toMatch(/FAILED: agreement 0\.\d{4} is below the minimum 0\.99/);
+    expect(r.stderr).toMatch(/FLEET_ERR_GATE_FAILED/);
+    const j = await fleetctl(url, '--json', 'push', join(dir, 'broken.onnx'), '--model-id', 'digits-broken', '--reference', join(dir, 'ref.json'));
+    expect(j.code).toBe(1);
+    const body = JSON.parse(j.stdout.slice(j.stdout.indexOf('{')));
+    expect(body.error).toBe('FLEET_ERR_GATE_FAILED');
+    expect(body.gate.passed).toBe(false);
+    expect(body.gate.agreement).toBeLessThan(0.99);
+    const models = JSON.parse((await fleetctl(url, '--json', 'models')).stdout).models.map((m: { modelId: string }) => m.modelId);
+    expect(models).toEqual(['digits']);
+  });
+
+  it('push: bad arguments are refused before anything is sent, naming the flag', async () => {
+    const bad = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'digits', '--reference', join(dir, 'ref.json'), '--min-agreement', '1.01');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--min-agreement: must be a fraction from 0 to 1/);
+    const noRef = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'digits');
+    expect(noRef.code).toBe(1);
+    expect(noRef.stderr).toMatch(/needs --reference/);
+    const badId = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'a/b', '--no-quantize');
+    expect(badId.code).toBe(1);
+    expect(badId.stderr).toMatch(/--model-id/);
+    const uploads = server.app.fleet.db.prepare('SELECT COUNT(*) AS n FROM uploads').get() as { n: number };
+    expect(uploads.n).toBe(2); // digits and broken only
+  });
+
+  it('bundles export + verify offline; a tampered artifact or the wrong root fails verify', async () => {
+    const list = JSON.parse((await fleetctl(url, '--json', 'bundles')).stdout).bundles as { manifestSha256: string }[];
+    expect(list.map((b) => b.manifestSha256)).toContain(pushed.manifestSha256);
+    const file = join(dir, 'digits.bundle.json');
+    const ex = await fleetctl(url, 'bundles', 'export', pushed.manifestSha256, '--out', file);
+    expect(ex.code, ex.stderr).toBe(0);
+
+    const inspect = await fleetctl('http://127.0.0.1:1', 'inspect', file);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(inspect.stdout).toMatch(/model digits v2, int8-weight-symmetric/);
+    expect(inspect.stdout).toMatch(/hardware rpi4|hardware any/);
+
+    // offline: the server URL points nowhere and verify still works
+    const ok = await fleetctl('http://127.0.0.1:1', 'verify', file, '--root', server.rootPublicKey);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    for (const check of ['keyset signed by root', 'keyset not expired', 'manifest key valid', 'manifest signature', 'manifest not expired', 'artifact length', 'artifact sha256']) {
+      expect(ok.stdout).toMatch(new RegExp(`ok\\s+${check}`));
+    }
+    expect(ok.stdout).toMatch(/bundle VERIFIED/);
+
+    const bundle = JSON.parse(readFileSync(file, 'utf8'));
+    const bytes = Buffer.from(bundle.artifact.base64, 'base64');
+    bytes[bytes.length - 10] ^= 0x01;
+    const tampered = join(dir, 'tampered.bundle.json');
+    writeFileSync(tampered, JSON.stringify({ ...bundle, artifact: { base64: bytes.toString('base64') } }));
+    const bad = await fleetctl('http://127.0.0.1:1', 'verify', tampered, '--root', server.rootPublicKey);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/FAIL\s+artifact sha256/);
+    expect(bad.stdout).toMatch(/ok\s+manifest signature/);
+    expect(bad.stdout).toMatch(/bundle REFUSED/);
+
+    const otherRoot = b64.encode(new Uint8Array(32).fill(7));
+    const wrong = await fleetctl('http://127.0.0.1:1', '--json', 'verify', file, '--root', otherRoot);
+    expect(wrong.code).toBe(1);
+    const checks = JSON.parse(wrong.stdout).checks as { name: string; ok: boolean }[];
+    expect(checks.find((c) => c.name === 'keyset signed by root')?.ok).toBe(false);
+  });
+
+  it('assign, devices, models: the fleet views', async () => {
+    const none = await fleetctl(url, 'assign', pushed.manifestSha256);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/give either --devices a,b or --all/);
+    const a = await fleetctl(url, '--json', 'assign', pushed.manifestSha256, '--devices', 'cam-1,cam-2');
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout).assigned).toBe(2);
+    const devices = await fleetctl(url, 'devices');
+    expect(devices.stdout).toMatch(/cam-1/);
+    expect(devices.stdout).toMatch(/cam-2/);
+    const models = await fleetctl(url, 'models');
+    expect(models.stdout).toMatch(/digits\s+2/);
+    const missing = await fleetctl(url, 'assign', 'f'.repeat(64), '--all');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no bundle with manifest f{64}/);
+  });
+
+  it('keys rotate and revoke; the server keeps serving after every refusal', async () => {
+    const before = JSON.parse((await fleetctl(url, '--json', 'keys', 'show')).stdout);
+    const oldKey = before.keyset.keys[0].keyId as string;
+    const rot = await fleetctl(url, 'keys', 'rotate');
+    expect(rot.code, rot.stderr).toBe(0);
+    expect(rot.stdout).toMatch(/new signing key [0-9a-f]{32}/);
+    const rev = await fleetctl(url, '--json', 'keys', 'revoke', oldKey);
+    expect(rev.code, rev.stderr).toBe(0);
+    const body = JSON.parse(rev.stdout);
+    expect(body.revoked).toEqual([oldKey]);
+    // cam-1 and cam-2 were pointed at a bundle signed by the revoked key: it was re-signed for them
+    expect(body.resignedBundles).toEqual([expect.objectContaining({ fromManifestSha256: pushed.manifestSha256, modelId: 'digits', version: 3 })]);
+    const after = JSON.parse((await fleetctl(url, '--json', 'keys', 'show')).stdout);
+    expect(after.keyset.revoked).toEqual([oldKey]);
+    expect(JSON.stringify(after)).not.toMatch(/seed/);
+    const again = await fleetctl(url, 'keys', 'revoke', oldKey);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already revoked/);
+    const badId = await fleetctl(url, 'keys', 'revoke', 'nope');
+    expect(badId.code).toBe(1);
+    expect(badId.stderr).toMatch(/keyId: expected a key id/);
+    // the exported bundle now names a revoked key once re-exported with the new key set
+    const file = join(dir, 'after-revoke.bundle.json');
+    expect((await fleetctl(url, 'bundles', 'export', pushed.manifestSha256, '--out', file)).code).toBe(0);
+    const v = await fleetctl('http://127.0.0.1:1', 'verify', file, '--root', server.rootPublicKey);
+    expect(v.code).toBe(1);
+    expect(v.stdout).toMatch(/FAIL\s+manifest key valid: key [0-9a-f]{32} is REVOKED/);
+    expect((await server.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+  });
+
+  it('offline root: keys init, a server that never holds the root, sign-keyset + import, rotate --root-key', async () => {
+    const rootDir = join(dir, 'operator-root');
+    const init = await fleetctl(url, '--json', 'keys', 'init', '--dir', rootDir);
+    expect(init.code, init.stderr).toBe(0);
+    const { publicKey, keyFile } = JSON.parse(init.stdout);
+    expect(statSync(rootDir).mode & 0o777).toBe(0o700);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const twice = await fleetctl(url, 'keys', 'init', '--dir', rootDir);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(/already exists/);
+
+    const data = join(dir, 'offline-server');
+    const app = await buildServer({ dataDir: data, httpPort: 0, mqttPort: 0, logLevel: 'silent', rootPublicKey: publicKey });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const off = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    try {
+      expect(existsSync(join(data, 'keys', 'root.key'))).toBe(false);
+      const show = await fleetctl(off, '--json', 'keys', 'show');
+      const view = JSON.parse(show.stdout);
+      expect(view).toMatchObject({ mode: 'offline-root', keyset: null, pending: { version: 1 } });
+      // nothing can be signed until the root has signed a key set
+      const early = await fleetctl(off, 'push', join(dir, 'digits.onnx'), '--model-id', 'd', '--no-quantize');
+      expect(early.code).toBe(1);
+      expect(early.stderr).toMatch(/FLEET_ERR_NO_KEYSET/);
+
+      writeFileSync(join(dir, 'keys.json'), show.stdout);
+      const signed = join(dir, 'signed.json');
+      const sign = await fleetctl('http://127.0.0.1:1', 'keys', 'sign-keyset', join(dir, 'keys.json'), '--root-key', keyFile, '--out', signed);
+      expect(sign.code, sign.stderr).toBe(0);
+      const imp = await fleetctl(off, 'keys', 'import', signed);
+      expect(imp.code, imp.stderr).toBe(0);
+      const replay = await fleetctl(off, 'keys', 'import', signed);
+      expect(replay.code).toBe(1);
+      expect(replay.stderr).toMatch(/not newer than the current v1/);
+
+      const rot = await fleetctl(off, '--json', 'keys', 'rotate');
+      expect(JSON.parse(rot.stdout)).toMatchObject({ applied: false, pending: { version: 2 } });
+      const rot2 = await fleetctl(off, '--json', 'keys', 'rotate', '--root-key', keyFile);
+      expect(rot2.code, rot2.stderr).toBe(0);
+      expect(JSON.parse(rot2.stdout)).toMatchObject({ applied: true, keysetVersion: 2, signedOffline: true });
+      const final = JSON.parse((await fleetctl(off, '--json', 'keys', 'show')).stdout);
+      expect(final.keyset.keys).toHaveLength(3);
+      expect(final.pending).toBeNull();
+      expect(final.root.publicKey).toBe(publicKey);
+      const push = await fleetctl(off, 'push', join(dir, 'digits.onnx'), '--model-id', 'd', '--no-quantize');
+      expect(push.code, push.stderr).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+});
