@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { FleetAgent } from '../device-agent/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.ts';
 import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
+import type { Feeds } from '../device-agent/runtime/onnx-session.ts';
 import type { Status } from '../shared/messages.ts';
+import { applyInputDrift, FaultyRuntime, type FaultProfile } from './faults.ts';
 import { SignatureCache } from '../shared/verify-desired.ts';
 
 export interface FleetOptions {
@@ -24,6 +26,15 @@ export interface FleetOptions {
   startConcurrency?: number;
   runtime?: ModelRuntime;
   agentOverrides?: Partial<AgentConfigInput>;
+  /** fault profile of device i; read on every inference, so a test may change it while the fleet runs */
+  faults?: (i: number) => FaultProfile;
+}
+
+export interface WorkloadOptions {
+  /** inferences per second per device */
+  ratePerSecond: number;
+  /** the inputs device i sends on its n-th call */
+  inputs: (i: number, n: number) => Feeds;
 }
 
 export class SimulatedFleet {
@@ -49,7 +60,8 @@ export class SimulatedFleet {
         download: { retries: 3, backoffMs: 100, timeoutMs: 30_000 },
         ...o.agentOverrides,
       });
-      this.agents.push(new FleetAgent(config, { runtime: this.runtime, signatureCache: this.signatureCache }));
+      const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i)) : this.runtime;
+      this.agents.push(new FleetAgent(config, { runtime, signatureCache: this.signatureCache }));
     }
     const concurrency = o.startConcurrency ?? 50;
     for (let i = 0; i < this.agents.length; i += concurrency) {
@@ -63,7 +75,40 @@ export class SimulatedFleet {
   }
 
   async stop(): Promise<void> {
+    this.stopWorkload();
     await Promise.all(this.agents.map((a) => a.stop()));
+  }
+
+  private workload: NodeJS.Timeout | null = null;
+  readonly workloadStats = { calls: 0, errors: 0, skipped: 0 };
+
+  /**
+   * The devices' own code: every device with an active model calls infer() at the given rate, with its
+   * fault profile's input drift applied. One timer drives the whole fleet (spread over the period).
+   */
+  startWorkload(w: WorkloadOptions): void {
+    this.stopWorkload();
+    const tickMs = 50;
+    const perTick = (w.ratePerSecond * tickMs) / 1000;
+    const credit = new Array<number>(this.agents.length).fill(0).map((_, i) => (i % 10) / 10);
+    const calls = new Array<number>(this.agents.length).fill(0);
+    this.workload = setInterval(() => {
+      this.agents.forEach((agent, i) => {
+        credit[i] += perTick;
+        while (credit[i] >= 1) {
+          credit[i] -= 1;
+          if (!agent.active) { this.workloadStats.skipped++; continue; }
+          const feeds = applyInputDrift(w.inputs(i, calls[i]++), this.opts.faults?.(i).inputDrift);
+          this.workloadStats.calls++;
+          agent.infer(feeds).catch(() => { this.workloadStats.errors++; });
+        }
+      });
+    }, tickMs);
+  }
+
+  stopWorkload(): void {
+    if (this.workload) clearInterval(this.workload);
+    this.workload = null;
   }
 
   /** Resolve when every agent's latest status satisfies pred; reject after timeoutMs with the stragglers. */

@@ -15,6 +15,8 @@ import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
+import { campaignRoutes } from './routes/campaigns.ts';
+import { RolloutEngine } from './rollouts/engine.ts';
 
 export interface Fleet {
   config: ServerConfig;
@@ -24,6 +26,7 @@ export interface Fleet {
   broker: EmbeddedBroker;
   director: Director;
   ingest: DeviceIngest;
+  rollouts: RolloutEngine;
 }
 
 declare module 'fastify' {
@@ -39,16 +42,19 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const dataDir = resolve(config.dataDir);
   const db = openDatabase(join(dataDir, 'fleet.db'));
   const blobs = new BlobStore(join(dataDir, 'blobs'));
-  const keys = new KeyStore(join(dataDir, 'keys'), db, config.keysetTtlDays);
+  const keys = new KeyStore(join(dataDir, 'keys'), db, config.keysetTtlDays, { rootPublicKey: config.rootPublicKey });
   keys.init();
   const broker = await startEmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log });
   const director = new Director(db, keys, broker, config.desiredTtlSeconds);
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
+  const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
+  rollouts.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts });
   app.addHook('onClose', async () => {
+    await rollouts.stop();
     await broker.close();
     ingest.stop();
     db.close();
@@ -59,5 +65,6 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(bundleRoutes);
   await app.register(deviceRoutes);
   await app.register(keyRoutes);
+  await app.register(campaignRoutes);
   return app;
 }

@@ -16,6 +16,14 @@ export const ServerConfig = z.object({
   desiredTtlSeconds: z.coerce.number().int().positive().default(7 * 24 * 3600),
   manifestTtlDays: z.coerce.number().int().positive().default(365),
   keysetTtlDays: z.coerce.number().int().positive().default(365),
+  /**
+   * Offline root: the fleet's root public key (base64, 32 bytes). When set and <dataDir>/keys/root.key
+   * is absent, the server never holds the root; key sets are signed on the operator's machine and
+   * imported (POST /v1/keys/keyset). When root.key is present it must match this key.
+   */
+  rootPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'rootPublicKey must be a 32-byte Ed25519 key in base64').optional(),
+  /** how often the rollout engine looks at running campaigns */
+  rolloutTickMs: z.coerce.number().int().min(10).default(1000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 }).strict();
 export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
@@ -24,7 +32,7 @@ export type ServerConfigInput = z.input<typeof ServerConfig>;
 const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_DATA_DIR: 'dataDir', FLEET_HTTP_HOST: 'httpHost', FLEET_HTTP_PORT: 'httpPort',
   FLEET_MQTT_HOST: 'mqttHost', FLEET_MQTT_PORT: 'mqttPort', FLEET_PUBLIC_URL: 'publicUrl',
-  FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel',
+  FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel', FLEET_ROOT_PUBLIC_KEY: 'rootPublicKey',
 };
 
 export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {

@@ -43,9 +43,16 @@ export const IoSpec = z.object({
 }).strict();
 export type IoSpec = z.infer<typeof IoSpec>;
 
+/**
+ * A histogram for drift: `values` bins every (sampled) element of a tensor by `edges` (counts has
+ * edges.length + 1 entries: below the first edge, between each pair, above the last); `argmax` counts
+ * the index of the largest element along the last axis (a classifier's predicted class), counts[i]
+ * for class i, edges unused and empty.
+ */
 export const Histogram = z.object({
-  edges: z.array(z.number()).min(2).max(257),
-  counts: z.array(z.number().nonnegative()).max(256),
+  kind: z.enum(['values', 'argmax']),
+  edges: z.array(z.number()).max(256),
+  counts: z.array(z.number().nonnegative()).max(257),
 }).strict();
 export type Histogram = z.infer<typeof Histogram>;
 

@@ -11,6 +11,7 @@ import type { KeyStore } from '../keys/key-store.ts';
 import { GateThresholds, runAccuracyGate, type GateResult } from '../quantize/accuracy-gate.ts';
 import { QUANTIZED_SESSION_CONFIG, quantizeModel } from '../quantize/quantize.ts';
 import type { BlobStore } from './blob-store.ts';
+import { computeDriftBaseline } from './drift-baseline.ts';
 import { computeGoldenVectors, makeGoldenInputs } from './golden-vectors.ts';
 import { decodeReferenceTensor, referenceToGateSet } from './reference-set.ts';
 
@@ -101,6 +102,7 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
 
   const goldenInputs = makeGoldenInputs(info.inputs, req.reference?.inputs, req.healthCheck.vectors);
   const golden = await computeGoldenVectors(artifact, sessionConfig, goldenInputs);
+  const driftBaseline = req.reference ? await computeDriftBaseline(artifact, sessionConfig, req.reference.inputs) : undefined;
   const stored = deps.blobs.put(artifact);
 
   const now = new Date();
@@ -125,6 +127,7 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
         rtol: req.healthCheck.rtol,
         latencyBudgetMs: req.healthCheck.latencyBudgetMs ?? Math.max(250, Math.ceil(golden.medianMs * 20)),
       },
+      ...(driftBaseline ? { driftBaseline } : {}),
       lineage: {
         ...(prev.latest_version > 0 ? { parentVersion: prev.latest_version } : {}),
         ...req.lineage,

@@ -58,4 +58,54 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'campaigns',
+    sql: `
+      CREATE TABLE campaigns (
+        campaign_id TEXT PRIMARY KEY,
+        name TEXT,
+        manifest_sha256 TEXT NOT NULL REFERENCES bundles(manifest_sha256),
+        model_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        current_wave INTEGER NOT NULL DEFAULT 0,
+        wave_started_at INTEGER NOT NULL,
+        halted_at INTEGER,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE TABLE campaign_devices (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(campaign_id),
+        device_id TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        wave INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        assigned_seq INTEGER,
+        assigned_at INTEGER,
+        finished_at INTEGER,
+        reason TEXT,
+        previous_manifest_sha256 TEXT,
+        revert_manifest_sha256 TEXT,
+        revert_seq INTEGER,
+        revert_state TEXT,
+        PRIMARY KEY (campaign_id, device_id)
+      );
+      CREATE INDEX campaign_devices_device ON campaign_devices(device_id);
+      CREATE INDEX campaign_devices_state ON campaign_devices(campaign_id, wave, state);
+      CREATE TABLE campaign_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        type TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail_json TEXT
+      );
+      CREATE INDEX campaign_events_campaign ON campaign_events(campaign_id, id);
+      CREATE INDEX telemetry_manifest ON telemetry(manifest_sha256, device_id);
+    `,
+  },
 ];

@@ -21,10 +21,10 @@ export function tempDir(prefix = 'fleet-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startTestServer(opts: { dir?: string; keep?: boolean } = {}): Promise<TestServer> {
+export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown> } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
-  const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'silent' });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200, ...opts.config });
+  await app.listen({ host: '127.0.0.1', port: opts.httpPort ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
     app, dir,

@@ -1,0 +1,54 @@
+// Fault profiles for simulated devices, applied around the real agent (never inside it): a runtime
+// wrapper for model-level faults (a model that breaks on this hardware, slower inference), and input
+// transforms for the workload (drifting sensors). Network and power faults live in the scenario runner.
+import type { LoadedModel, ModelRuntime } from '../device-agent/model-runtime.ts';
+import type { Feeds, Outputs } from '../device-agent/runtime/onnx-session.ts';
+
+export interface FaultProfile {
+  /** artifacts (SHA-256) that misbehave on this device: outputs zeroed (fails golden checks) or every call throws */
+  brokenArtifacts?: Record<string, 'wrong-output' | 'throw'>;
+  /** simulated inference time: base milliseconds, times a factor per artifact (latency regressions) */
+  latency?: { baseMs: number; factorByArtifact?: Record<string, number> };
+  /** workload inputs shifted and scaled (a drifting sensor): x * scale + offset */
+  inputDrift?: { offset: number; scale?: number };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Wraps a (shared) runtime with one device's faults; the profile is read on every call so tests can change it. */
+export class FaultyRuntime implements ModelRuntime {
+  constructor(private readonly inner: ModelRuntime, private readonly profile: () => FaultProfile) {}
+
+  async load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel> {
+    const model = await this.inner.load(artifact, key);
+    return {
+      release: () => model.release(),
+      run: async (feeds: Feeds): Promise<Outputs> => {
+        const p = this.profile();
+        if (p.latency) await sleep(p.latency.baseMs * (p.latency.factorByArtifact?.[key.sha256] ?? 1));
+        const broken = p.brokenArtifacts?.[key.sha256];
+        if (broken === 'throw') throw new Error('simulated hardware fault: kernel crashed');
+        const out = await model.run(feeds);
+        if (broken === 'wrong-output') {
+          const bad: Outputs = {};
+          for (const [k, v] of Object.entries(out)) bad[k] = { ...v, data: new Float32Array(v.data.length) };
+          return bad;
+        }
+        return out;
+      },
+    };
+  }
+}
+
+export function applyInputDrift(feeds: Feeds, drift: FaultProfile['inputDrift']): Feeds {
+  if (!drift) return feeds;
+  const out: Feeds = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    if ((t.type ?? 'float32') !== 'float32') { out[name] = t; continue; }
+    const src = t.data as ArrayLike<number>;
+    const data = new Float32Array(src.length);
+    for (let i = 0; i < src.length; i++) data[i] = src[i] * (drift.scale ?? 1) + drift.offset;
+    out[name] = { ...t, data };
+  }
+  return out;
+}

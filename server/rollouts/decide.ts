@@ -1,0 +1,142 @@
+// The rollout decision as a pure function of a campaign, its figures and the time. The engine that
+// assigns, publishes and writes is thin and calls this; tests drive it with tables.
+import type { GateConfig, WaveSpec } from './campaign-config.ts';
+import { driftLevel, type DriftLevel } from './psi.ts';
+
+export type CampaignStatus = 'running' | 'paused' | 'halted' | 'reverting' | 'reverted' | 'completed' | 'aborted';
+
+export interface WaveProgress {
+  /** devices of waves up to the current one */
+  inWaves: number;
+  /** of those, not yet assigned */
+  pending: number;
+  /** assigned, no final status yet */
+  inFlight: number;
+  updated: number;
+  /** install, verification or health-check failures, after retries, and devices past their deadline */
+  failed: number;
+  /** reverted during probation */
+  reverted: number;
+  /** when the last device of the wave reached a final state (epoch ms), null while any is in flight */
+  settledAt: number | null;
+}
+
+export interface GateFigures {
+  reporting: number;
+  inferences: number;
+  errors: number;
+  latency: { newP95: number; oldP95: number; newP99: number; oldP99: number } | null;
+  drift: { name: string; psi: number }[];
+}
+
+export interface Verdict {
+  passed: boolean;
+  failures: string[];
+  warnings: string[];
+  figures: Record<string, number | string | null>;
+}
+
+export type Step =
+  | { kind: 'hold'; why: string }
+  | { kind: 'judge' }
+  | { kind: 'halt'; verdict: Verdict }
+  | { kind: 'advance'; verdict: Verdict; toWave: number }
+  | { kind: 'done'; verdict: Verdict };
+
+/** Install failures can stop a campaign at any moment: a bad model should touch as few devices as possible. */
+export function failureVerdict(p: WaveProgress, g: GateConfig): string | null {
+  const bad = p.failed + p.reverted;
+  const finished = p.updated + bad;
+  if (finished === 0) return null;
+  const rate = bad / Math.max(finished, 1);
+  if (bad >= g.failureCount && rate >= g.failureRate) {
+    return `failures ${bad} of ${finished} devices (${(rate * 100).toFixed(1)}%) reached the limit (>= ${g.failureCount} devices and >= ${(g.failureRate * 100).toFixed(1)}%)`;
+  }
+  return null;
+}
+
+export function judgeGate(p: WaveProgress, f: GateFigures, g: GateConfig): Verdict {
+  const failures: string[] = [];
+  const warnings: string[] = [];
+  const figures: Verdict['figures'] = {
+    updated: p.updated, failed: p.failed, reverted: p.reverted, reporting: f.reporting, inferences: f.inferences, errors: f.errors,
+  };
+  const fv = failureVerdict(p, g);
+  if (fv) failures.push(fv);
+  if (f.inferences > 0) {
+    const errorRate = f.errors / f.inferences;
+    figures.errorRate = errorRate;
+    if (errorRate > g.maxErrorRate) failures.push(`inference error rate ${(errorRate * 100).toFixed(2)}% over the ${(g.maxErrorRate * 100).toFixed(2)}% limit`);
+  }
+  if (f.latency && f.latency.oldP95 > 0 && f.latency.oldP99 > 0) {
+    const r95 = f.latency.newP95 / f.latency.oldP95, r99 = f.latency.newP99 / f.latency.oldP99;
+    Object.assign(figures, { p95New: f.latency.newP95, p95Old: f.latency.oldP95, p95Ratio: r95, p99New: f.latency.newP99, p99Old: f.latency.oldP99, p99Ratio: r99 });
+    const d95 = f.latency.newP95 - f.latency.oldP95, d99 = f.latency.newP99 - f.latency.oldP99;
+    if (r95 > g.maxP95Ratio && d95 >= g.minLatencyDeltaMs) failures.push(`p95 latency ${f.latency.newP95.toFixed(2)} ms is ${r95.toFixed(2)}x the previous model's ${f.latency.oldP95.toFixed(2)} ms (limit ${g.maxP95Ratio}x)`);
+    if (r99 > g.maxP99Ratio && d99 >= g.minLatencyDeltaMs) failures.push(`p99 latency ${f.latency.newP99.toFixed(2)} ms is ${r99.toFixed(2)}x the previous model's ${f.latency.oldP99.toFixed(2)} ms (limit ${g.maxP99Ratio}x)`);
+  } else {
+    figures.p95Ratio = null;
+  }
+  let worst: { name: string; psi: number; level: DriftLevel } | null = null;
+  for (const d of f.drift) {
+    const level = driftLevel(d.psi, g.psi);
+    figures[`psi:${d.name}`] = d.psi;
+    if (!worst || d.psi > worst.psi) worst = { ...d, level };
+  }
+  if (worst && worst.level !== 'ok') {
+    const line = `drift on ${worst.name}: PSI ${worst.psi.toFixed(3)} (${worst.level}; warn ${g.psi.warn}, alert ${g.psi.alert}, critical ${g.psi.critical})`;
+    const halts = g.haltOnDrift !== 'never' && (worst.level === 'critical' || (worst.level === 'alert' && g.haltOnDrift === 'alert'));
+    (halts ? failures : warnings).push(line);
+  }
+  return { passed: failures.length === 0, failures, warnings, figures };
+}
+
+export interface DecideInput {
+  status: CampaignStatus;
+  wave: number;
+  waves: WaveSpec[];
+  gates: GateConfig;
+  progress: WaveProgress;
+  now: number;
+}
+
+/**
+ * What to do next. 'judge' asks the engine for the (costlier) telemetry figures and to call
+ * decideWithFigures; every other answer needs nothing more.
+ */
+export function nextStep(c: DecideInput): Step {
+  if (c.status !== 'running') return { kind: 'hold', why: `campaign is ${c.status}` };
+  const fv = failureVerdict(c.progress, c.gates);
+  if (fv) return { kind: 'halt', verdict: { passed: false, failures: [fv], warnings: [], figures: { updated: c.progress.updated, failed: c.progress.failed, reverted: c.progress.reverted } } };
+  if (c.progress.pending > 0 || c.progress.inFlight > 0) return { kind: 'hold', why: `wave ${c.wave + 1}: ${c.progress.pending} to assign, ${c.progress.inFlight} in flight` };
+  const spec = c.waves[c.wave];
+  const settledAt = c.progress.settledAt ?? c.now;
+  const soakLeft = settledAt + spec.soakSeconds * 1000 - c.now;
+  if (soakLeft > 0) return { kind: 'hold', why: `wave ${c.wave + 1} soaking, ${Math.ceil(soakLeft / 1000)} s left` };
+  return { kind: 'judge' };
+}
+
+export function decideWithFigures(c: DecideInput, f: GateFigures): Step {
+  const spec = c.waves[c.wave];
+  if (f.reporting < spec.minReporting || f.inferences < spec.minInferences) {
+    return { kind: 'hold', why: `wave ${c.wave + 1} waiting for telemetry: ${f.reporting}/${spec.minReporting} devices reporting, ${f.inferences}/${spec.minInferences} inferences` };
+  }
+  const verdict = judgeGate(c.progress, f, c.gates);
+  if (!verdict.passed) return { kind: 'halt', verdict };
+  if (c.wave >= c.waves.length - 1) return { kind: 'done', verdict };
+  return { kind: 'advance', verdict, toWave: c.wave + 1 };
+}
+
+/** Cumulative device count at the end of each wave for a target of `total` devices. */
+export function waveBoundaries(waves: WaveSpec[], total: number): number[] {
+  const out: number[] = [];
+  let prev = 0;
+  for (const w of waves) {
+    const want = Math.ceil((w.percent / 100) * total);
+    const cum = Math.min(total, Math.max(want, prev + w.minDevices));
+    out.push(cum);
+    prev = cum;
+  }
+  if (out.length) out[out.length - 1] = total;
+  return out;
+}

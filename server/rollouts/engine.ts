@@ -1,0 +1,325 @@
+// The rollout engine: thin around decide.ts. It assigns devices wave by wave (rate-limited), follows
+// their status reports, asks decide.ts what to do, and acts: advance, halt, pause, revert, complete.
+// All of a campaign's state is in SQLite, so a restarted server carries on where it stopped.
+import { createHash } from 'node:crypto';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Manifest, Status } from '../../shared/messages.ts';
+import { reissueBundle } from '../bundles/reissue-bundle.ts';
+import type { Db } from '../db/database.ts';
+import type { DeviceIngest } from '../devices/device-ingest.ts';
+import type { Director } from '../devices/director.ts';
+import { AppError } from '../errors.ts';
+import type { KeyStore } from '../keys/key-store.ts';
+import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from './campaign-config.ts';
+import { ACTIVE_STATUSES, CampaignStore, type CampaignRow } from './campaign-store.ts';
+import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
+import { gateFigures } from './gate-figures.ts';
+
+export type CampaignAction = 'pause' | 'resume' | 'abort' | 'revert' | 'promote';
+
+export interface EngineDeps {
+  db: Db; director: Director; ingest: DeviceIngest; keys: KeyStore; log: FastifyBaseLogger;
+  manifestTtlDays: number; tickMs?: number; now?: () => number;
+}
+
+interface DeviceRow { device_id: string; hardware: string | null; tags_json: string; active_model_id: string | null; active_version: number | null; active_manifest_sha256: string | null }
+
+export class RolloutEngine {
+  readonly store: CampaignStore;
+  private timer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private readonly now: () => number;
+  /** the last 'hold' reason per campaign, for GET /v1/campaigns/:id */
+  readonly holdReasons = new Map<string, string>();
+
+  constructor(private readonly deps: EngineDeps) {
+    this.store = new CampaignStore(deps.db);
+    this.now = deps.now ?? Date.now;
+  }
+
+  start(): void {
+    this.unsubscribe = this.deps.ingest.onMessage((kind, deviceId, msg) => {
+      if (kind === 'status') this.onStatus(deviceId, msg as Status);
+    });
+    this.timer = setInterval(() => void this.tick(), this.deps.tickMs ?? 500);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.unsubscribe?.();
+    await this.ticking;
+  }
+
+  // ---- operator actions ----------------------------------------------------------------------
+
+  async create(input: CampaignRequestInput, actor: string): Promise<CampaignRow> {
+    const config = CampaignRequest.parse(input);
+    const bundle = this.deps.director.bundleEnvelope(config.manifestSha256);
+    const targets = this.resolveTarget(config.target);
+    if (targets.length === 0) throw new AppError('FLEET_ERR_NO_TARGET', 'no known device matches the campaign target', 422);
+    const busy = this.store.busyDevices(targets.map((d) => d.device_id));
+    if (busy.length > 0) {
+      const campaigns = [...new Set(busy.map((b) => b.campaignId))];
+      throw new AppError('FLEET_ERR_CAMPAIGN_CONFLICT', `${busy.length} target devices already belong to unfinished campaign(s) ${campaigns.join(', ')} (for example ${busy.slice(0, 3).map((b) => b.deviceId).join(', ')}); finish, abort or revert it first`, 409, { campaigns, devices: busy.slice(0, 50).map((b) => b.deviceId) });
+    }
+    const ordered = spreadByHardware(targets, config.manifestSha256);
+    const bounds = waveBoundaries(config.waves, ordered.length);
+    const devices = ordered.map((d, i) => ({ deviceId: d.device_id, wave: bounds.findIndex((b) => i < b) }));
+    const id = this.store.insert({ name: config.name, manifestSha256: config.manifestSha256, modelId: bundle.manifest.modelId, version: bundle.manifest.version, config, actor, now: this.now(), devices });
+    this.store.event(id, 'wave_started', 'engine', { wave: 1, devices: devices.filter((d) => d.wave === 0).length });
+    await this.tick();
+    return this.store.get(id);
+  }
+
+  async act(id: string, action: CampaignAction, actor: string): Promise<CampaignRow> {
+    const c = this.store.get(id);
+    const now = this.now();
+    const refuse = () => { throw new AppError('FLEET_ERR_CAMPAIGN_STATE', `cannot ${action} a campaign that is ${c.status}`, 409); };
+    switch (action) {
+      case 'pause':
+        if (c.status !== 'running') refuse();
+        this.store.setStatus(id, 'paused', now);
+        break;
+      case 'resume':
+        if (c.status !== 'paused' && c.status !== 'halted') refuse();
+        this.store.setStatus(id, 'running', now);
+        break;
+      case 'abort':
+        if (!ACTIVE_STATUSES.includes(c.status)) refuse();
+        this.store.setStatus(id, 'aborted', now);
+        break;
+      case 'revert':
+        if (!['running', 'paused', 'halted', 'completed'].includes(c.status)) refuse();
+        this.store.event(id, 'manual_action', actor, { action });
+        await this.startRevert(c, actor, 'operator asked for a revert');
+        return this.store.get(id);
+      case 'promote': {
+        if (c.status !== 'running' && c.status !== 'paused' && c.status !== 'halted') refuse();
+        const config = this.store.config(c);
+        if (c.current_wave >= config.waves.length - 1) this.store.setStatus(id, 'completed', now);
+        else {
+          this.store.setWave(id, c.current_wave + 1, now);
+          this.store.setStatus(id, 'running', now);
+          this.store.event(id, 'wave_started', actor, { wave: c.current_wave + 2, promoted: true });
+        }
+        break;
+      }
+    }
+    this.store.event(id, 'manual_action', actor, { action, from: c.status });
+    await this.tick();
+    return this.store.get(id);
+  }
+
+  // ---- the loop ------------------------------------------------------------------------------
+
+  /** One pass over every campaign that is moving. Passes never overlap. */
+  tick(): Promise<void> {
+    // (the pass awaits before it can finish, so `ticking` is set before its finally clears it)
+    this.ticking ??= (async () => {
+      await null;
+      try {
+        for (const c of this.store.listByStatus(['running', 'reverting'])) {
+          try {
+            if (c.status === 'running') await this.advanceCampaign(c);
+            else await this.continueRevert(c);
+          } catch (err) {
+            this.deps.log.error({ err, campaignId: c.campaign_id, event: 'campaign_tick_failed' }, 'campaign tick failed');
+          }
+        }
+      } finally {
+        this.ticking = null;
+      }
+    })();
+    return this.ticking;
+  }
+
+  private async advanceCampaign(c: CampaignRow): Promise<void> {
+    const config = this.store.config(c);
+    const now = this.now();
+    const db = this.deps.db;
+    const id = c.campaign_id;
+
+    // silent devices past their deadline count as failed
+    const late = db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned' AND assigned_at < ?`)
+      .run(now, id, now - config.deviceDeadlineSeconds * 1000);
+    if (late.changes) this.store.event(id, 'devices_timed_out', 'engine', { devices: late.changes });
+    if (config.lateJoiners === 'include') this.addLateJoiners(c, config.target, config.waves.length);
+
+    await this.assignDue(c, config.rateLimitPerMinute, now);
+
+    const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
+    let step: Step = nextStep(input);
+    if (step.kind === 'judge') {
+      const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
+      step = decideWithFigures(input, gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256));
+    }
+    if (step.kind === 'hold') { this.holdReasons.set(id, step.why); return; }
+    if (step.kind === 'judge') return; // decideWithFigures never answers 'judge'
+    this.holdReasons.delete(id);
+    if (step.kind === 'halt') {
+      this.store.event(id, 'gate_failed', 'engine', { wave: c.current_wave + 1, ...step.verdict });
+      if (config.onGateFailure === 'revert') await this.startRevert(c, 'engine', step.verdict.failures.join('; '));
+      else {
+        this.store.setStatus(id, 'halted', now, { haltedAt: now });
+        this.store.event(id, 'halted', 'engine', { wave: c.current_wave + 1 });
+      }
+      return;
+    }
+    this.store.event(id, 'gate_passed', 'engine', { wave: c.current_wave + 1, ...step.verdict });
+    if (step.kind === 'done') {
+      this.store.setStatus(id, 'completed', now);
+      this.store.event(id, 'completed', 'engine', this.store.counts(id));
+      return;
+    }
+    this.store.setWave(id, step.toWave, now);
+    this.store.event(id, 'wave_started', 'engine', { wave: step.toWave + 1 });
+    await this.assignDue({ ...c, current_wave: step.toWave }, config.rateLimitPerMinute, now);
+  }
+
+  /** Assign pending and retrying devices of the waves reached so far, within the rate limit. */
+  private async assignDue(c: CampaignRow, ratePerMinute: number, now: number): Promise<void> {
+    const db = this.deps.db;
+    let budget = Infinity;
+    if (ratePerMinute > 0) {
+      const recent = (db.prepare('SELECT COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND assigned_at > ?').get(c.campaign_id, now - 60_000) as { n: number }).n;
+      budget = Math.max(0, ratePerMinute - recent);
+    }
+    if (budget === 0) return;
+    const due = db.prepare(`SELECT device_id FROM campaign_devices WHERE campaign_id = ? AND wave <= ? AND state IN ('pending', 'retry') ORDER BY ordinal LIMIT ?`)
+      .all(c.campaign_id, c.current_wave, Number.isFinite(budget) ? budget : -1) as { device_id: string }[];
+    if (due.length === 0) return;
+    const ids = due.map((d) => d.device_id);
+    // remember what each device ran before, so a revert knows where to send it back
+    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, finished_at = NULL,
+      previous_manifest_sha256 = COALESCE(previous_manifest_sha256, (SELECT active_manifest_sha256 FROM devices WHERE device_id = ? AND active_manifest_sha256 != ?))
+      WHERE campaign_id = ? AND device_id = ?`);
+    db.transaction(() => { for (const d of ids) mark.run(now, d, c.manifest_sha256, c.campaign_id, d); })();
+    const assigned = await this.deps.director.assign(c.manifest_sha256, ids);
+    const seq = db.prepare('UPDATE campaign_devices SET assigned_seq = ? WHERE campaign_id = ? AND device_id = ?');
+    db.transaction(() => { for (const a of assigned) seq.run(a.seq, c.campaign_id, a.deviceId); })();
+  }
+
+  private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
+    const known = new Set((this.deps.db.prepare('SELECT device_id FROM campaign_devices WHERE campaign_id = ?').all(c.campaign_id) as { device_id: string }[]).map((r) => r.device_id));
+    const fresh = this.resolveTarget(target).filter((d) => !known.has(d.device_id));
+    if (fresh.length === 0) return;
+    const busy = new Set(this.store.busyDevices(fresh.map((d) => d.device_id)).map((b) => b.deviceId));
+    const joiners = fresh.filter((d) => !busy.has(d.device_id));
+    if (joiners.length === 0) return;
+    const wave = Math.min(c.current_wave + 1, waveCount - 1);
+    const maxOrdinal = (this.deps.db.prepare('SELECT COALESCE(MAX(ordinal), -1) AS m FROM campaign_devices WHERE campaign_id = ?').get(c.campaign_id) as { m: number }).m;
+    const ins = this.deps.db.prepare(`INSERT OR IGNORE INTO campaign_devices (campaign_id, device_id, ordinal, wave, state) VALUES (?, ?, ?, ?, 'pending')`);
+    this.deps.db.transaction(() => joiners.forEach((d, i) => ins.run(c.campaign_id, d.device_id, maxOrdinal + 1 + i, wave)))();
+    this.store.event(c.campaign_id, 'devices_joined', 'engine', { devices: joiners.length, wave: wave + 1 });
+  }
+
+  // ---- device reports ------------------------------------------------------------------------
+
+  private onStatus(deviceId: string, s: Status): void {
+    const db = this.deps.db;
+    const rows = db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
+      WHERE cd.device_id = ? AND c.status IN (${ACTIVE_STATUSES.map(() => '?').join(',')})`).all(deviceId, ...ACTIVE_STATUSES) as
+      { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
+        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
+    const now = this.now();
+    for (const r of rows) {
+      const aboutCampaign = s.manifestSha256 === r.campaign_manifest && (s.directorSeq ?? 0) >= (r.assigned_seq ?? Infinity);
+      const runsCampaign = s.active?.manifestSha256 === r.campaign_manifest;
+      if (r.revert_state === 'assigned' && r.revert_manifest_sha256) {
+        if (s.active?.manifestSha256 === r.revert_manifest_sha256) {
+          db.prepare(`UPDATE campaign_devices SET revert_state = 'done' WHERE campaign_id = ? AND device_id = ?`).run(r.campaign_id, deviceId);
+        } else if (s.manifestSha256 === r.revert_manifest_sha256 && (s.state === 'failed' || s.state === 'rejected')) {
+          db.prepare(`UPDATE campaign_devices SET revert_state = 'failed', reason = ? WHERE campaign_id = ? AND device_id = ?`).run(s.reason ?? null, r.campaign_id, deviceId);
+        }
+        continue;
+      }
+      if (s.state === 'reverted' && (aboutCampaign || s.manifestSha256 === r.campaign_manifest) && (r.state === 'updated' || r.state === 'assigned')) {
+        db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(s.reason ?? 'PROBATION_FAILED', now, r.campaign_id, deviceId);
+      } else if (r.state === 'assigned' && ((aboutCampaign && s.state === 'active') || (runsCampaign && s.state === 'active'))) {
+        db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(now, r.campaign_id, deviceId);
+      } else if (r.state === 'assigned' && aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
+        const maxRetries = (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0;
+        const next = r.attempts <= maxRetries ? 'retry' : 'failed';
+        db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(next, s.reason ?? null, next === 'failed' ? now : null, r.campaign_id, deviceId);
+      }
+    }
+  }
+
+  // ---- revert --------------------------------------------------------------------------------
+
+  private async startRevert(c: CampaignRow, actor: string, why: string): Promise<void> {
+    const now = this.now();
+    this.store.setStatus(c.campaign_id, 'reverting', now, { haltedAt: now });
+    this.store.event(c.campaign_id, 'revert_started', actor, { reason: why });
+    await this.continueRevert({ ...c, status: 'reverting', halted_at: now });
+  }
+
+  /** Send every touched device back to its previous model through a newly signed, higher version. */
+  private async continueRevert(c: CampaignRow): Promise<void> {
+    const db = this.deps.db;
+    const id = c.campaign_id;
+    const todo = db.prepare(`SELECT device_id, previous_manifest_sha256 FROM campaign_devices WHERE campaign_id = ? AND state != 'pending' AND revert_state IS NULL`).all(id) as
+      { device_id: string; previous_manifest_sha256: string | null }[];
+    const byPrevious = new Map<string, string[]>();
+    const none: string[] = [];
+    for (const t of todo) {
+      if (!t.previous_manifest_sha256) none.push(t.device_id);
+      else byPrevious.set(t.previous_manifest_sha256, [...(byPrevious.get(t.previous_manifest_sha256) ?? []), t.device_id]);
+    }
+    if (none.length) {
+      const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'no_previous' WHERE campaign_id = ? AND device_id = ?`);
+      db.transaction(() => none.forEach((d) => mark.run(id, d)))();
+    }
+    for (const [previous, deviceIds] of byPrevious) {
+      const existing = db.prepare(`SELECT revert_manifest_sha256 AS m FROM campaign_devices WHERE campaign_id = ? AND previous_manifest_sha256 = ? AND revert_manifest_sha256 IS NOT NULL LIMIT 1`).get(id, previous) as { m: string } | undefined;
+      const revertManifest = existing?.m ?? reissueBundle({ db, keys: this.deps.keys, manifestTtlDays: this.deps.manifestTtlDays }, previous, { revertOf: true }).manifestSha256;
+      const assigned = await this.deps.director.assign(revertManifest, deviceIds);
+      const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'assigned', revert_manifest_sha256 = ?, revert_seq = ? WHERE campaign_id = ? AND device_id = ?`);
+      db.transaction(() => assigned.forEach((a) => mark.run(revertManifest, a.seq, id, a.deviceId)))();
+    }
+    const open = (db.prepare(`SELECT COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND revert_state = 'assigned'`).get(id) as { n: number }).n;
+    if (open === 0) {
+      const now = this.now();
+      this.store.setStatus(id, 'reverted', now);
+      const rows = db.prepare(`SELECT revert_state AS s, COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND revert_state IS NOT NULL GROUP BY revert_state`).all(id) as { s: string; n: number }[];
+      this.store.event(id, 'reverted', 'engine', { ...Object.fromEntries(rows.map((r) => [r.s, r.n])), durationMs: now - (c.halted_at ?? now) });
+    }
+  }
+
+  // ---- targets -------------------------------------------------------------------------------
+
+  resolveTarget(t: CampaignTarget): DeviceRow[] {
+    const rows = this.deps.db.prepare('SELECT device_id, hardware, tags_json, active_model_id, active_version, active_manifest_sha256 FROM devices ORDER BY device_id').all() as DeviceRow[];
+    const ids = t.deviceIds ? new Set(t.deviceIds) : null;
+    return rows.filter((d) => {
+      if (ids && !ids.has(d.device_id)) return false;
+      if (t.hardware && !t.hardware.includes(d.hardware ?? '')) return false;
+      if (t.tags) {
+        const tags = JSON.parse(d.tags_json) as string[];
+        if (!t.tags.every((tag) => tags.includes(tag))) return false;
+      }
+      if (t.currentModel) {
+        if (d.active_model_id !== t.currentModel.modelId) return false;
+        if (t.currentModel.version !== undefined && d.active_version !== t.currentModel.version) return false;
+      }
+      return true;
+    });
+  }
+}
+
+/**
+ * Order devices so that every prefix spreads over hardware classes (round-robin, each class in a stable
+ * pseudo-random order): a canary of five devices covers up to five classes, so a model that breaks on one
+ * class halts in the first wave.
+ */
+export function spreadByHardware<T extends { device_id: string; hardware: string | null }>(devices: T[], salt: string): T[] {
+  const key = (d: T) => createHash('sha256').update(`${salt}:${d.device_id}`).digest('hex');
+  const groups = new Map<string, T[]>();
+  for (const d of devices) groups.set(d.hardware ?? '', [...(groups.get(d.hardware ?? '') ?? []), d]);
+  const lists = [...groups.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, list]) => list.map((d) => ({ d, k: key(d) })).sort((a, b) => a.k.localeCompare(b.k)).map((x) => x.d));
+  const out: T[] = [];
+  for (let i = 0; out.length < devices.length; i++) for (const l of lists) if (i < l.length) out.push(l[i]);
+  return out;
+}

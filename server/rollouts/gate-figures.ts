@@ -1,0 +1,59 @@
+// The telemetry figures a gate is judged on, read from SQLite: devices reporting on the new model,
+// inferences and errors, latency of the new model against the previous model on the same devices, and
+// drift (PSI) of the summed histograms against the bundle's baseline.
+import type { Histogram, Manifest } from '../../shared/messages.ts';
+import type { Db } from '../db/database.ts';
+import type { GateFigures } from './decide.ts';
+import { psi } from './psi.ts';
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function gateFigures(db: Db, campaignId: string, wave: number, manifest: Manifest, manifestSha256: string): GateFigures {
+  const newRows = db.prepare(`SELECT t.device_id, t.count, t.errors, t.p95, t.p99, t.histograms_json FROM telemetry t
+    JOIN campaign_devices cd ON cd.device_id = t.device_id AND cd.campaign_id = ?
+    WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND t.manifest_sha256 = ?`).all(campaignId, wave, manifestSha256) as
+    { device_id: string; count: number; errors: number; p95: number; p99: number; histograms_json: string | null }[];
+  const reporting = new Set(newRows.map((r) => r.device_id)).size;
+  const inferences = newRows.reduce((a, r) => a + r.count, 0);
+  const errors = newRows.reduce((a, r) => a + r.errors, 0);
+
+  const oldRows = db.prepare(`SELECT t.p95, t.p99 FROM telemetry t
+    JOIN campaign_devices cd ON cd.device_id = t.device_id AND cd.campaign_id = ?
+    WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND t.manifest_sha256 = cd.previous_manifest_sha256 AND t.count > t.errors`).all(campaignId, wave) as { p95: number; p99: number }[];
+  const newLatency = newRows.filter((r) => r.count > r.errors);
+  const latency = oldRows.length > 0 && newLatency.length > 0
+    ? { newP95: median(newLatency.map((r) => r.p95)), oldP95: median(oldRows.map((r) => r.p95)), newP99: median(newLatency.map((r) => r.p99)), oldP99: median(oldRows.map((r) => r.p99)) }
+    : null;
+
+  const drift: GateFigures['drift'] = [];
+  const baseline = manifest.driftBaseline;
+  if (baseline) {
+    const sums = new Map<string, number[]>();
+    for (const r of newRows) {
+      if (!r.histograms_json) continue;
+      const h = JSON.parse(r.histograms_json) as { inputs?: Record<string, Histogram>; outputs?: Record<string, Histogram> };
+      for (const [side, set] of [['input', h.inputs], ['output', h.outputs]] as const) {
+        for (const [name, hist] of Object.entries(set ?? {})) {
+          const key = `${side}:${name}`;
+          const acc = sums.get(key) ?? new Array(hist.counts.length).fill(0);
+          if (acc.length !== hist.counts.length) continue;
+          hist.counts.forEach((c, i) => { acc[i] += c; });
+          sums.set(key, acc);
+        }
+      }
+    }
+    for (const [side, set] of [['input', baseline.inputs], ['output', baseline.outputs]] as const) {
+      for (const [name, base] of Object.entries(set)) {
+        const observed = sums.get(`${side}:${name}`);
+        if (!observed || observed.length !== base.counts.length) continue;
+        drift.push({ name: `${side}:${name}`, psi: psi(base.counts, observed) });
+      }
+    }
+  }
+  return { reporting, inferences, errors, latency, drift };
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { CampaignRequest } from '../rollouts/campaign-config.ts';
+import type { CampaignRow } from '../rollouts/campaign-store.ts';
+import { parseBody, parseParams } from './params.ts';
+
+const CampaignParams = z.object({ campaignId: z.string().uuid('campaign ids are UUIDs') }).strict();
+const ActionParams = CampaignParams.extend({ action: z.enum(['pause', 'resume', 'abort', 'revert', 'promote']) }).strict();
+
+/** Who did it: the authenticated principal once auth is on; until then the operator may name themselves. */
+export function actorOf(req: FastifyRequest): string {
+  const principal = (req as FastifyRequest & { principal?: { name: string } }).principal;
+  if (principal) return principal.name;
+  const h = req.headers['x-fleet-actor'];
+  return typeof h === 'string' && /^[\w.@-]{1,64}$/.test(h) ? h : 'operator';
+}
+
+export async function campaignRoutes(app: FastifyInstance): Promise<void> {
+  const { rollouts } = app.fleet;
+  const view = (c: CampaignRow) => ({
+    campaignId: c.campaign_id, name: c.name, manifestSha256: c.manifest_sha256, modelId: c.model_id, version: c.version,
+    status: c.status, wave: c.current_wave + 1, waves: JSON.parse(c.config_json).waves.length,
+    createdBy: c.created_by, createdAt: c.created_at, updatedAt: c.updated_at,
+    devices: rollouts.store.counts(c.campaign_id), waiting: rollouts.holdReasons.get(c.campaign_id) ?? null,
+  });
+
+  app.post('/v1/campaigns', async (req, reply) => {
+    const body = parseBody(CampaignRequest, req.body);
+    const c = await rollouts.create(body, actorOf(req));
+    reply.status(201);
+    return view(c);
+  });
+
+  app.get('/v1/campaigns', async () => ({ campaigns: rollouts.store.list().map(view) }));
+
+  app.get('/v1/campaigns/:campaignId', async (req) => {
+    const { campaignId } = parseParams(CampaignParams, req.params);
+    const c = rollouts.store.get(campaignId);
+    return { ...view(c), config: JSON.parse(c.config_json), deviceList: rollouts.store.devices(campaignId) };
+  });
+
+  app.get('/v1/campaigns/:campaignId/events', async (req) => {
+    const { campaignId } = parseParams(CampaignParams, req.params);
+    rollouts.store.get(campaignId);
+    return { events: rollouts.store.events(campaignId) };
+  });
+
+  app.post('/v1/campaigns/:campaignId/:action', async (req) => {
+    const { campaignId, action } = parseParams(ActionParams, req.params);
+    return view(await rollouts.act(campaignId, action, actorOf(req)));
+  });
+}

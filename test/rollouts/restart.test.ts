@@ -1,0 +1,68 @@
+// A campaign survives a server restart in the middle of a wave and completes without updating any
+// device twice.
+import { afterAll, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
+import type { Status } from '../../shared/messages.ts';
+import { assign, pushBundle, startFleet, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { createCampaign, FAST_WAVES, getCampaign, tinyInputs, tinyReference, waitForCampaign } from '../helpers/campaigns.ts';
+
+const N = 200;
+let server: TestServer;
+let fleet: SimulatedFleet;
+const dir = tempDir('fleet-restart-');
+
+afterAll(async () => {
+  await fleet?.stop();
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+it('carries a campaign on across a server restart mid-wave, updating each device once', async () => {
+  server = await startTestServer({ dir });
+  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250 });
+  const log = (m: string) => console.log(new Date().toISOString(), m);
+  log('fleet up');
+  const v1 = await pushBundle(server, 'tiny', tinyClassifier(1), { quantize: 'none', reference: tinyReference() });
+  await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
+  await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
+  fleet.startWorkload({ ratePerSecond: 5, inputs: tinyInputs });
+  log('v1 everywhere');
+
+  const v2 = await pushBundle(server, 'tiny', tinyClassifier(2), { quantize: 'none', reference: tinyReference() });
+  const installs = new Map<string, number>();
+  for (const a of fleet.agents) {
+    a.on('status', (s: Status) => {
+      if (s.state === 'downloading' && s.manifestSha256 === v2.manifestSha256) installs.set(a.deviceId, (installs.get(a.deviceId) ?? 0) + 1);
+    });
+  }
+  const waves = FAST_WAVES.map((w, i) => (i === 2 ? { ...w, soakSeconds: 4 } : w));
+  const c = await createCampaign(server, { manifestSha256: v2.manifestSha256, waves });
+  expect(c.status).toBe(201);
+
+  // wait until wave 3 (50%) is installed and soaking, then stop the server
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const v = await getCampaign(server, c.body.campaignId);
+    if (v.wave === 3 && v.devices.updated === N / 2) break;
+    if (Date.now() > deadline) throw new Error(`never reached wave 3: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  log('wave 3 soaking');
+  const ports = { httpPort: Number(new URL(server.baseUrl).port), mqttPort: Number(new URL(server.mqttUrl).port) };
+  await server.app.close();
+  await new Promise((r) => setTimeout(r, 500));
+  expect(fleet.agents.filter((a) => a.active?.manifestSha256 === v2.manifestSha256)).toHaveLength(N / 2);
+
+  server = await startTestServer({ dir, ...ports });
+  log('restarted');
+  const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 90_000);
+  expect(done.status).toBe('completed');
+  expect(done.devices).toEqual({ updated: N });
+  await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v2.manifestSha256, 30_000);
+  expect(installs.size).toBe(N);
+  expect([...installs.values()].every((n) => n === 1)).toBe(true);
+  const ev = (await server.app.inject({ method: 'GET', url: `/v1/campaigns/${c.body.campaignId}/events` })).json().events as { type: string }[];
+  expect(ev.filter((e) => e.type === 'wave_started')).toHaveLength(4);
+}, 180_000);
