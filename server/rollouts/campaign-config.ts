@@ -36,6 +36,8 @@ export const GateConfig = z.object({
   minLatencyDeltaMs: z.number().min(0).default(1),
   /** PSI of inputs and outputs against the bundle's baseline */
   psi: PsiLevels.default({ warn: 0.1, alert: 0.2, critical: 0.3 }),
+  /** observations a histogram needs before its drift is judged (PSI on a handful of samples is noise) */
+  minDriftSamples: z.number().int().min(1).default(200),
   /** the drift level at which the gate fails ('warn' only logs) */
   haltOnDrift: z.enum(['alert', 'critical', 'never']).default('alert'),
 }).strict();

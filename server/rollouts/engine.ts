@@ -153,7 +153,7 @@ export class RolloutEngine {
     let step: Step = nextStep(input);
     if (step.kind === 'judge') {
       const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
-      step = decideWithFigures(input, gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256));
+      step = decideWithFigures(input, gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples));
     }
     if (step.kind === 'hold') { this.holdReasons.set(id, step.why); return; }
     if (step.kind === 'judge') return; // decideWithFigures never answers 'judge'

@@ -13,7 +13,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-export function gateFigures(db: Db, campaignId: string, wave: number, manifest: Manifest, manifestSha256: string): GateFigures {
+export function gateFigures(db: Db, campaignId: string, wave: number, manifest: Manifest, manifestSha256: string, minDriftSamples = 0): GateFigures {
   const newRows = db.prepare(`SELECT t.device_id, t.count, t.errors, t.p95, t.p99, t.histograms_json FROM telemetry t
     JOIN campaign_devices cd ON cd.device_id = t.device_id AND cd.campaign_id = ?
     WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND t.manifest_sha256 = ?`).all(campaignId, wave, manifestSha256) as
@@ -51,6 +51,7 @@ export function gateFigures(db: Db, campaignId: string, wave: number, manifest: 
       for (const [name, base] of Object.entries(set)) {
         const observed = sums.get(`${side}:${name}`);
         if (!observed || observed.length !== base.counts.length) continue;
+        if (observed.reduce((a, b) => a + b, 0) < minDriftSamples) continue;
         drift.push({ name: `${side}:${name}`, psi: psi(base.counts, observed) });
       }
     }

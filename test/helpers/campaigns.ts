@@ -4,7 +4,7 @@ import { seededRandom } from '../../server/bundles/golden-vectors.ts';
 import { encodeTensor } from '../../shared/tensor-codec.ts';
 import type { TestServer } from './harness.ts';
 
-export function tinyReference(n = 200, seed = 11) {
+export function tinyReference(n = 1000, seed = 11) {
   const rand = seededRandom(seed);
   const data = Float32Array.from({ length: n * 8 }, () => rand());
   return { inputs: { x: encodeTensor('float32', [n, 8], data) } };
@@ -35,10 +35,16 @@ export async function events(server: TestServer, id: string): Promise<{ type: st
   return (await server.app.inject({ method: 'GET', url: `/v1/campaigns/${id}/events` })).json().events;
 }
 
+/** What made a campaign stop, for assertion messages. */
+export async function whyStopped(server: TestServer, id: string): Promise<string> {
+  const ev = await events(server, id);
+  return JSON.stringify(ev.filter((e) => e.type === 'gate_failed').map((e) => ({ failures: e.detail.failures, figures: e.detail.figures })));
+}
+
 export async function waitForCampaign(server: TestServer, id: string, statuses: string[], timeoutMs = 90_000): Promise<CampaignView> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const c = await getCampaign(server, id);
+    const { deviceList: _omit, ...c } = await getCampaign(server, id);
     if (statuses.includes(c.status)) return c;
     if (Date.now() > deadline) throw new Error(`campaign ${id} is ${c.status} (wave ${c.wave}, ${JSON.stringify(c.devices)}, waiting: ${c.waiting}), not ${statuses.join('/')} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));

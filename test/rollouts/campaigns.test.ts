@@ -4,12 +4,12 @@ import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
 import type { FaultProfile } from '../../firmware-sim/faults.ts';
 import { assign, pushBundle, startFleet, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
-import { createCampaign, events, FAST_WAVES, getCampaign, tinyInputs, tinyReference, waitForCampaign } from '../helpers/campaigns.ts';
+import { createCampaign, events, whyStopped, FAST_WAVES, getCampaign, tinyInputs, tinyReference, waitForCampaign } from '../helpers/campaigns.ts';
 
 const N = 200;
 const HARDWARE = ['cam-a', 'cam-b', 'cam-c', 'cam-d'];
 
-describe('staged rollout campaigns on 200 simulated devices', () => {
+describe('staged rollout campaigns on 200 simulated devices', { timeout: 150_000 }, () => {
   let server: TestServer;
   let fleet: SimulatedFleet;
   const profiles: FaultProfile[] = Array.from({ length: N }, () => ({ latency: { baseMs: 20, factorByArtifact: {} }, brokenArtifacts: {} }));
@@ -58,7 +58,7 @@ describe('staged rollout campaigns on 200 simulated devices', () => {
     const c = await createCampaign(server, { manifestSha256: v.manifestSha256, waves: FAST_WAVES });
     expect(c.status).toBe(201);
     const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverting', 'reverted', 'halted']);
-    expect(done.status).toBe('completed');
+    expect(done.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
     expect(done.devices).toEqual({ updated: N });
     for (let i = 0; i < N; i++) expect(activeArtifact(i)).toBe(v.manifestSha256);
     const ev = await events(server, c.body.campaignId);
@@ -114,7 +114,7 @@ describe('staged rollout campaigns on 200 simulated devices', () => {
     profiles.forEach((p) => { p.latency!.factorByArtifact![ok.manifest.artifact.sha256] = 1.05; });
     const c2 = await createCampaign(server, { manifestSha256: ok.manifestSha256, waves: FAST_WAVES });
     const end2 = await waitForCampaign(server, c2.body.campaignId, ['reverted', 'completed', 'halted']);
-    expect(end2.status).toBe('completed');
+    expect(end2.status, await whyStopped(server, c2.body.campaignId)).toBe('completed');
   });
 
   it('halts a model whose inputs drift, on the PSI gate', async () => {

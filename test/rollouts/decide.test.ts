@@ -86,11 +86,17 @@ describe('waves and ordering', () => {
 
 describe('PSI', () => {
   it('is zero for the same distribution and grows with the shift', () => {
-    expect(psi([10, 20, 30, 40], [1, 2, 3, 4])).toBeCloseTo(0, 10);
+    expect(psi([10, 20, 30, 40], [10, 20, 30, 40])).toBe(0);
+    expect(psi([100, 200, 300, 400], [10, 20, 30, 40])).toBeLessThan(0.01);
     const small = psi([25, 25, 25, 25], [22, 26, 26, 26]);
     const big = psi([25, 25, 25, 25], [5, 5, 20, 70]);
     expect(small).toBeLessThan(0.1);
     expect(big).toBeGreaterThan(0.3);
     expect(driftLevel(big, { warn: 0.1, alert: 0.2, critical: 0.3 })).toBe('critical');
+  });
+
+  it('does not call a bin the baseline left empty critical on a few stray samples', () => {
+    // 200-sample baseline with an empty class, 100 observations with 2 in it
+    expect(psi([183, 7, 10, 0], [90, 4, 4, 2])).toBeLessThan(0.1);
   });
 });

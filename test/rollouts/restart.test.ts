@@ -6,7 +6,7 @@ import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
 import type { Status } from '../../shared/messages.ts';
 import { assign, pushBundle, startFleet, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
-import { createCampaign, FAST_WAVES, getCampaign, tinyInputs, tinyReference, waitForCampaign } from '../helpers/campaigns.ts';
+import { createCampaign, FAST_WAVES, getCampaign, whyStopped, tinyInputs, tinyReference, waitForCampaign } from '../helpers/campaigns.ts';
 
 const N = 200;
 let server: TestServer;
@@ -22,13 +22,10 @@ afterAll(async () => {
 it('carries a campaign on across a server restart mid-wave, updating each device once', async () => {
   server = await startTestServer({ dir });
   fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250 });
-  const log = (m: string) => console.log(new Date().toISOString(), m);
-  log('fleet up');
   const v1 = await pushBundle(server, 'tiny', tinyClassifier(1), { quantize: 'none', reference: tinyReference() });
   await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
   fleet.startWorkload({ ratePerSecond: 5, inputs: tinyInputs });
-  log('v1 everywhere');
 
   const v2 = await pushBundle(server, 'tiny', tinyClassifier(2), { quantize: 'none', reference: tinyReference() });
   const installs = new Map<string, number>();
@@ -44,21 +41,19 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   // wait until wave 3 (50%) is installed and soaking, then stop the server
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const v = await getCampaign(server, c.body.campaignId);
+    const { deviceList: _omit, ...v } = await getCampaign(server, c.body.campaignId);
     if (v.wave === 3 && v.devices.updated === N / 2) break;
-    if (Date.now() > deadline) throw new Error(`never reached wave 3: ${JSON.stringify(v)}`);
+    if (Date.now() > deadline || v.status !== 'running') throw new Error(`never reached wave 3: ${JSON.stringify(v)} ${await whyStopped(server, c.body.campaignId)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  log('wave 3 soaking');
   const ports = { httpPort: Number(new URL(server.baseUrl).port), mqttPort: Number(new URL(server.mqttUrl).port) };
   await server.app.close();
   await new Promise((r) => setTimeout(r, 500));
   expect(fleet.agents.filter((a) => a.active?.manifestSha256 === v2.manifestSha256)).toHaveLength(N / 2);
 
   server = await startTestServer({ dir, ...ports });
-  log('restarted');
   const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 90_000);
-  expect(done.status).toBe('completed');
+  expect(done.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
   expect(done.devices).toEqual({ updated: N });
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v2.manifestSha256, 30_000);
   expect(installs.size).toBe(N);
