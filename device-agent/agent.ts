@@ -1,64 +1,104 @@
 // The device agent: takes the retained desired state over MQTT, verifies everything before it touches
-// the bytes, installs into the inactive slot, health-checks, switches atomically, and reports why.
-// The constructor does nothing; start() restores the last good model and connects; stop() undoes it.
+// the bytes, installs into the inactive slot, health-checks, switches atomically, watches the new model
+// through a probation window (reverting to the previous slot if it misbehaves), and reports why.
+// The constructor does nothing; start() repairs what a crash left, restores the last good model and
+// connects; stop() undoes it.
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readFileSync, renameSync, existsSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { b64, sha256Hex } from '../shared/crypto.ts';
-import { DesiredMessage, type ActiveModel, type Manifest, type Status, type UpdateState } from '../shared/messages.ts';
+import { envelopeDigest } from '../shared/envelope.ts';
+import { DesiredMessage, type ActiveModel, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
 import { UpdateRefused, type ReasonCode } from '../shared/reason-codes.ts';
 import { topics } from '../shared/topics.ts';
 import { verifyDesired, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import type { AgentConfig } from './config.ts';
-import { downloadArtifact, removeIfExists } from './downloader.ts';
+import { downloadArtifact } from './downloader.ts';
 import { writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
+import { Probation, type ProbationVerdict } from './probation.ts';
+import { planRecovery, type BootReport } from './recovery.ts';
 import type { Feeds, Outputs } from './runtime/onnx-session.ts';
-import { StateStore, type AgentState, type SlotName, type SlotRecord } from './state-store.ts';
+import { SlotFiles } from './slot-files.ts';
+import { StateStore, type AgentState, type ProbationRecord, type SlotName, type SlotRecord } from './state-store.ts';
+import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
+
+/**
+ * Points of an update where deps.onPhase is called, in order. The crash test kills the process at each
+ * of them; the simulator may hook them for fault profiles. The agent itself never acts on them.
+ */
+export type UpdatePhase =
+  | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'write:manifest' | 'write:artifact'
+  | 'health:done' | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
+  | 'revert:before' | 'revert:after';
+
+export interface PhaseInfo { modelId?: string; version?: number; artifactSha256?: string; n?: number }
 
 export interface AgentDeps {
   runtime?: ModelRuntime;
   /** shared between simulated devices so a fleet-wide manifest is verified once per process */
   signatureCache?: SignatureCache;
+  /** transport for artifact downloads (fault injection: slow, truncated, tampered) */
+  fetch?: typeof fetch;
   now?: () => number;
   random?: () => number;
   log?: (event: string, fields: Record<string, unknown>) => void;
+  /** called synchronously at each UpdatePhase */
+  onPhase?: (phase: UpdatePhase, info: PhaseInfo) => void;
 }
 
-interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; inflight: number; retired: boolean }
+interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; manifest: Manifest; inflight: number; retired: boolean }
+/** `record` is replaced, never changed in place, when the revert target goes away */
+interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
 const TELEMETRY_SEQ_BLOCK = 1000;
+/** reasons that mean "could not install" rather than "refused to trust" */
+const FAILED_REASONS: ReadonlySet<ReasonCode> = new Set(['HEALTH_CHECK_FAILED', 'LATENCY_BUDGET', 'LOAD_FAILED', 'DOWNLOAD_FAILED', 'DISK_FULL']);
 
 export class FleetAgent extends EventEmitter {
   private readonly store: StateStore;
+  private readonly slots: SlotFiles;
   private readonly runtime: ModelRuntime;
   private readonly cache: SignatureCache;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly log: (event: string, fields: Record<string, unknown>) => void;
+  private readonly onPhase: (phase: UpdatePhase, info: PhaseInfo) => void;
   private state!: AgentState;
   private current: Current | null = null;
+  private probation: OnProbation | null = null;
+  private probationTimer: NodeJS.Timeout | null = null;
   private client: MqttClient | null = null;
   private pending: Buffer | null = null;
   private working: Promise<void> | null = null;
+  // Installs and probation decisions (a revert) touch the same slots and state: never both at once.
+  private updating: Promise<void> | null = null;
+  private deciding: Promise<void> | null = null;
   private window!: TelemetryWindow;
+  private outbox!: TelemetryOutbox;
+  /** outbox seq -> connection generation it was published on (resent after a reconnect) */
+  private readonly inflight = new Map<number, number>();
+  private generation = 0;
+  private bootReport: BootReport | null = null;
   private telemetryTimer: NodeJS.Timeout | null = null;
   private telemetrySeq = 0;
   private stopped = false;
   lastStatus: Status | null = null;
 
-  constructor(readonly config: AgentConfig, deps: AgentDeps = {}) {
+  constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
     this.store = new StateStore(config.dataDir);
+    this.slots = new SlotFiles(config.dataDir);
     this.runtime = deps.runtime ?? new OrtRuntime();
     this.cache = deps.signatureCache ?? new SignatureCache(64);
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.log = deps.log ?? (() => {});
+    this.onPhase = deps.onPhase ?? (() => {});
   }
 
   get deviceId(): string { return this.config.deviceId; }
@@ -67,25 +107,55 @@ export class FleetAgent extends EventEmitter {
     return this.current ? { modelId: this.current.record.modelId, version: this.current.record.version, manifestSha256: this.current.record.manifestSha256 } : null;
   }
 
-  /** Restore the last good model from disk, then connect. */
+  /** true while the active model is still on probation */
+  get onProbation(): boolean { return this.probation !== null; }
+
+  /** telemetry windows on disk waiting for the broker's acknowledgement */
+  get outboxSize(): number { return this.outbox?.size ?? 0; }
+
+  /** Repair what a crash left, restore the last good model from disk, then connect. */
   async start(): Promise<void> {
-    mkdirSync(join(this.config.dataDir, 'slots'), { recursive: true });
-    this.state = this.store.load(this.config.rootPublicKey);
+    this.slots.ensure();
+    this.slots.removeTemps();
+    const recovery = planRecovery(this.store.load(this.config.rootPublicKey), this.now());
+    this.state = recovery.state;
     // Telemetry sequence numbers are reserved in blocks so a crash never reuses one.
     this.telemetrySeq = this.state.telemetrySeq;
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
     this.store.save(this.state);
+    for (const slot of recovery.clearSlots) this.slots.clear(slot);
+    if (recovery.report) this.log('crash_recovery', { deviceId: this.deviceId, ...recovery.report.extra });
+    this.bootReport = recovery.report;
+
     await this.restoreActive();
     this.window = new TelemetryWindow(this.now);
+    this.window.setBaseline(this.current?.manifest.driftBaseline);
+    const p = this.state.probation;
+    if (p && this.current?.slot === p.slot) this.beginProbation(this.current, p);
+    else if (p) { this.state.probation = null; this.store.save(this.state); }
+
+    this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
+    this.outbox.open();
     this.connect();
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
   }
 
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.clearProbationTimer();
     this.pending = null;
     await this.working?.catch(() => {});
+    await this.deciding;
+    if (!this.state) return; // never started
+    if (this.state.probation) {
+      // a deliberate stop is not a crash: the next start watches the model again instead of reverting
+      this.state.probation.cleanStop = true;
+      this.store.save(this.state);
+    }
+    // the unfinished window goes to the outbox, to be sent after the next start
+    if (this.window && this.outbox && this.window.count > 0) this.outbox.add(this.window.cut(this.deviceId, this.nextTelemetrySeq(), this.active));
     if (this.client) {
       const client = this.client;
       this.client = null;
@@ -96,6 +166,7 @@ export class FleetAgent extends EventEmitter {
         else client.end(true, {}, done);
       });
     }
+    this.probation = null;
     if (this.current) {
       const c = this.current;
       this.current = null;
@@ -111,10 +182,13 @@ export class FleetAgent extends EventEmitter {
     const t0 = performance.now();
     try {
       const out = await c.model.run(feeds);
-      this.window.record(performance.now() - t0, true);
+      const ms = performance.now() - t0;
+      this.window.record(ms, true, feeds, out);
+      if (this.probation) this.probe(c, ms, true);
       return out;
     } catch (err) {
       this.window.record(0, false);
+      if (this.probation) this.probe(c, 0, false);
       throw err;
     } finally {
       c.inflight--;
@@ -132,7 +206,7 @@ export class FleetAgent extends EventEmitter {
     });
   }
 
-  // ---- connection -------------------------------------------------------------------------
+  // ---- connection and reports -------------------------------------------------------------
 
   private connect(): void {
     const reconnectPeriod = Math.round(this.config.reconnectMinMs * (1 + this.random())); // jitter: no reconnect storms
@@ -143,13 +217,19 @@ export class FleetAgent extends EventEmitter {
       reconnectPeriod,
       connectTimeout: 10_000,
       protocolVersion: 4,
+      ...(this.config.deviceSecret ? { username: this.deviceId, password: this.config.deviceSecret } : {}),
       will: { topic: topics.presence(this.deviceId), payload: Buffer.from(JSON.stringify(this.presence(false))), qos: 1, retain: true },
     });
     this.client = client;
     client.on('connect', () => {
+      this.generation++;
       client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true });
-      this.report(this.current ? 'active' : 'idle', {});
+      const boot = this.bootReport;
+      this.bootReport = null;
+      if (boot) this.report(boot.state, boot.extra);
+      else this.report(this.current ? 'active' : 'idle', {});
       client.subscribe(topics.desired(this.deviceId), { qos: 1 });
+      this.flushOutbox();
       this.emit('connected');
     });
     client.on('message', (_topic, payload) => this.onDesired(payload));
@@ -164,16 +244,50 @@ export class FleetAgent extends EventEmitter {
     const status: Status = {
       deviceId: this.deviceId, ts: new Date(this.now()).toISOString(), state, active: this.active, agentVersion: AGENT_VERSION, ...extra,
     };
+    if (status.detail) status.detail = status.detail.slice(0, 1000);
     this.lastStatus = status;
     this.log('status', { deviceId: this.deviceId, state, reason: extra.reason, detail: extra.detail });
     this.client?.publish(topics.status(this.deviceId), JSON.stringify(status), { qos: 1 });
     this.emit('status', status);
   }
 
+  private phase(phase: UpdatePhase, info: PhaseInfo = {}): void {
+    this.onPhase(phase, info);
+  }
+
+  // ---- telemetry: window -> durable outbox -> QoS 1 publish -> removed on PUBACK -------------
+
   private sendTelemetry(): void {
-    if (!this.client) return;
+    if (this.stopped) return;
     const t = this.window.cut(this.deviceId, this.nextTelemetrySeq(), this.active);
-    this.client.publish(topics.telemetry(this.deviceId), JSON.stringify(t), { qos: 1 });
+    try {
+      this.outbox.add(t, !this.client?.connected);
+    } catch (err) {
+      this.log('outbox_error', { deviceId: this.deviceId, err: (err as Error).message });
+    }
+    this.emit('telemetry', t);
+    this.publishWindow(t);
+  }
+
+  private publishWindow(t: Telemetry): void {
+    const client = this.client;
+    // offline: leave it in the outbox (mqtt.js would queue it in memory only)
+    if (!client?.connected) return;
+    const generation = this.generation;
+    this.inflight.set(t.seq, generation);
+    client.publish(topics.telemetry(this.deviceId), JSON.stringify(t), { qos: 1 }, (err) => {
+      if (this.inflight.get(t.seq) === generation) this.inflight.delete(t.seq);
+      if (!err) this.outbox.remove(t.seq);
+    });
+  }
+
+  /** After a (re)connect: everything in the outbox not already sent on this connection. */
+  private flushOutbox(): void {
+    for (const seq of [...this.outbox.pending()]) {
+      if (this.inflight.get(seq) === this.generation) continue;
+      const t = this.outbox.read(seq);
+      if (t) this.publishWindow(t);
+    }
   }
 
   private nextTelemetrySeq(): number {
@@ -196,14 +310,15 @@ export class FleetAgent extends EventEmitter {
 
   private async drain(): Promise<void> {
     while (this.pending && !this.stopped) {
+      if (this.deciding) { await this.deciding; continue; }
       const payload = this.pending;
       this.pending = null;
-      try {
-        await this.applyDesired(payload);
-      } catch (err) {
+      this.updating = this.applyDesired(payload).catch((err) => {
         this.log('update_error', { deviceId: this.deviceId, err: (err as Error).stack });
-        this.report('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}`.slice(0, 1000) });
-      }
+        this.report('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
+      });
+      await this.updating;
+      this.updating = null;
     }
   }
 
@@ -228,66 +343,76 @@ export class FleetAgent extends EventEmitter {
     try {
       v = verifyDesired(msg, this.trust(), { deviceId: this.deviceId, hardware: this.config.hardware, agentVersion: AGENT_VERSION }, this.now(), this.cache);
     } catch (err) {
-      if (err instanceof UpdateRefused) return this.refuse(err.reason, err.message);
+      // which manifest the refused assignment named (unverified, for the operator's view only)
+      if (err instanceof UpdateRefused) return this.refuse(err.reason, err.message, { manifestSha256: envelopeDigest(msg.manifest) });
       throw err;
     }
-    // Accepted: this assignment can never be replayed, and the clock never goes back before it.
+    const m = v.manifest;
+    const base = { directorSeq: v.desired.seq, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version };
+    const news = this.current?.record.manifestSha256 !== v.manifestSha256;
+    const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
+    // Accepted: this assignment can never be replayed, and the clock never goes back before it. In the
+    // same atomic write: the update is under way, and the slot it overwrites is no longer a fallback.
     const t = this.state.trust;
     t.lastSeq = v.desired.seq;
     t.lastDirectorSig = msg.director.sig;
     t.keysetVersion = Math.max(t.keysetVersion, v.keyset.version);
     t.timeFloor = Math.max(t.timeFloor, Date.parse(v.desired.issuedAt));
+    if (news) {
+      this.state.update = { slot, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
+      this.state.slots[slot] = null;
+      if (this.state.previous === slot) this.state.previous = null;
+      // A newer assignment does not wait for a probation to end (a fleet revert must not be held up):
+      // the model on probation stays watched, but its revert target is about to be overwritten.
+      if (this.state.probation?.previous === slot) this.state.probation.previous = null;
+      if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
+    }
     this.store.save(this.state);
+    if (!news) return this.report('active', base);
 
-    const base = { directorSeq: v.desired.seq, manifestSha256: v.manifestSha256, modelId: v.manifest.modelId, version: v.manifest.version };
-    if (this.current?.record.manifestSha256 === v.manifestSha256) return this.report('active', base);
     try {
-      await this.install(v, msg.manifest.signed, base);
+      await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
-      if (err instanceof UpdateRefused) {
-        const state: UpdateState = ['HEALTH_CHECK_FAILED', 'LATENCY_BUDGET', 'LOAD_FAILED', 'DOWNLOAD_FAILED', 'DISK_FULL'].includes(err.reason) ? 'failed' : 'rejected';
-        return this.report(state, { ...base, reason: err.reason, detail: err.message.slice(0, 1000) });
-      }
+      this.slots.clear(slot);
+      this.state.update = null;
+      this.store.save(this.state);
+      if (err instanceof UpdateRefused) return this.report(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message });
       throw err;
     }
   }
 
-  private refuse(reason: ReasonCode, detail: string): void {
-    this.report('rejected', { reason, detail: detail.slice(0, 1000) });
+  private refuse(reason: ReasonCode, detail: string, extra: Partial<Status> = {}): void {
+    this.report('rejected', { ...extra, reason, detail });
   }
 
-  private slotPath(slot: SlotName, ext: 'onnx' | 'part' | 'manifest.json'): string {
-    return join(this.config.dataDir, 'slots', `${slot}.${ext}`);
-  }
-
-  private async install(v: VerifiedDesired, manifestText: string, base: Partial<Status>): Promise<void> {
+  private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
-    const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
-    // Before touching a slot's files, make sure the state record no longer points at them.
-    if (this.state.slots[slot] || this.state.previous === slot) {
-      this.state.slots[slot] = null;
-      if (this.state.previous === slot) this.state.previous = null;
-      this.store.save(this.state);
-    }
-    const part = this.slotPath(slot, 'part');
+    const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+    const part = this.slots.path(slot, 'part');
+    this.slots.clear(slot); // a .part left from another artifact must not be resumed into this one
     this.report('downloading', base);
-    await downloadArtifact({
+    this.phase('download:start', info);
+    let chunks = 0;
+    const dl = await downloadArtifact({
       url: `${this.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${m.artifact.sha256}`,
-      dest: part, expectedLength: m.artifact.length, ...this.config.download, random: this.random,
+      dest: part, expectedLength: m.artifact.length, ...this.config.download, random: this.random, fetch: this.deps.fetch,
+      headers: this.config.deviceSecret ? { authorization: `Bearer ${this.config.deviceSecret}` } : undefined,
+      onProgress: () => this.phase('download:chunk', { ...info, n: ++chunks }),
     });
+    this.log('download_done', { deviceId: this.deviceId, ...dl });
+    this.phase('download:done', info);
+
+    // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
     this.report('verifying', base);
     const bytes = new Uint8Array(readFileSync(part));
-    if (bytes.byteLength !== m.artifact.length) {
-      removeIfExists(part);
-      throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
-    }
+    if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
     const digest = sha256Hex(bytes);
-    if (digest !== m.artifact.sha256) {
-      removeIfExists(part);
-      throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
-    }
-    writeFileDurable(this.slotPath(slot, 'manifest.json'), manifestText);
-    renameSync(part, this.slotPath(slot, 'onnx'));
+    if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
+    this.phase('verify:done', info);
+    writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
+    this.phase('write:manifest', info);
+    renameSync(part, this.slots.path(slot, 'onnx'));
+    this.phase('write:artifact', info);
 
     this.report('health_check', base);
     let model: LoadedModel;
@@ -297,27 +422,172 @@ export class FleetAgent extends EventEmitter {
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the model: ${(err as Error).message}`);
     }
     try {
-      await runHealthCheck(model, m.healthCheck);
+      const health = await runHealthCheck(model, m.healthCheck);
+      this.log('health_check_passed', { deviceId: this.deviceId, ...health });
     } catch (err) {
       await model.release();
       throw err;
     }
-    this.activate(slot, { manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length }, model, m);
-    this.report('active', base);
+    this.phase('health:done', info);
+    const record: SlotRecord = { manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    this.activate(slot, record, model, m, v.desired.seq, base);
   }
 
-  /** The switch: one atomic state write, then the in-memory pointer; the old model is kept on disk. */
-  private activate(slot: SlotName, record: SlotRecord, model: LoadedModel, m: Manifest): void {
+  /** The switch: one atomic state write (which also opens probation), then the in-memory pointer. */
+  private activate(slot: SlotName, record: SlotRecord, model: LoadedModel, m: Manifest, directorSeq: number, base: Partial<Status>): void {
+    const previous = this.current ? this.current.slot : null;
+    const probation: ProbationRecord | null = Probation.enabled(this.limits(m)) ? {
+      slot, previous, manifestSha256: record.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, startedAt: this.now(), cleanStop: false,
+    } : null;
     this.state.slots[slot] = record;
-    this.state.previous = this.state.active;
+    this.state.previous = previous;
     this.state.active = slot;
     this.state.trust.versionFloors[m.modelId] = Math.max(this.state.trust.versionFloors[m.modelId] ?? 0, m.version);
+    this.state.update = null;
+    this.state.probation = probation;
+    const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+    this.phase('switch:before', info);
     this.store.save(this.state);
+    this.phase('switch:after', info);
+    const next: Current = { slot, record, model, manifest: m, inflight: 0, retired: false };
+    this.swapTo(next);
+    this.report('active', base);
+    if (probation) this.beginProbation(next, probation);
+  }
+
+  /** New requests go to `next` at once; the old model finishes its in-flight calls, then is released. */
+  private swapTo(next: Current): void {
     const old = this.current;
-    this.current = { slot, record, model, inflight: 0, retired: false };
+    this.current = next;
+    this.window?.setBaseline(next.manifest.driftBaseline);
     if (old) {
       old.retired = true;
       if (old.inflight === 0) void old.model.release();
+    }
+  }
+
+  // ---- probation --------------------------------------------------------------------------
+
+  private limits(m: Manifest) {
+    const c = this.config;
+    return {
+      inferences: c.probationInferences, seconds: c.probationSeconds, maxErrorRate: c.probationMaxErrorRate,
+      maxLatencyMs: c.probationMaxLatencyMs ?? c.probationLatencyFactor * m.healthCheck.latencyBudgetMs,
+    };
+  }
+
+  private beginProbation(current: Current, record: ProbationRecord): void {
+    const tracker = new Probation(this.limits(current.manifest), record.startedAt);
+    this.probation = { tracker, record, current, settling: false };
+    this.phase('probation:start', { modelId: record.modelId, version: record.version });
+    this.armProbationTimer();
+  }
+
+  private armProbationTimer(): void {
+    this.clearProbationTimer();
+    const deadline = this.probation?.tracker.deadline;
+    if (deadline == null || this.stopped) return;
+    this.probationTimer = setTimeout(() => {
+      this.probationTimer = null;
+      const p = this.probation;
+      if (!p || p.settling) return;
+      const v = p.tracker.verdict(this.now());
+      if (v.kind === 'continue') this.armProbationTimer();
+      else void this.settleProbation(p, v);
+    }, Math.max(10, deadline - this.now()));
+  }
+
+  private clearProbationTimer(): void {
+    if (this.probationTimer) clearTimeout(this.probationTimer);
+    this.probationTimer = null;
+  }
+
+  /** Count one inference answered by the model on probation. */
+  private probe(c: Current, ms: number, ok: boolean): void {
+    const p = this.probation;
+    if (!p || p.current !== c || p.settling) return;
+    p.tracker.record(ms, ok);
+    this.phase('probation:inference', { modelId: p.record.modelId, version: p.record.version, n: p.tracker.calls });
+    const v = p.tracker.verdict(this.now());
+    if (v.kind !== 'continue') void this.settleProbation(p, v);
+  }
+
+  private async settleProbation(p: OnProbation, v: Exclude<ProbationVerdict, { kind: 'continue' }>): Promise<void> {
+    if (p.settling || this.stopped) return;
+    p.settling = true;
+    this.clearProbationTimer();
+    // after any install in progress: it may replace this model (then there is nothing to decide) or
+    // take away its revert target (then a failure keeps it)
+    while (this.updating) await this.updating;
+    if (this.deciding) return; // (cannot happen: one model on probation at a time)
+    this.deciding = this.decideProbation(p, v).finally(() => { this.deciding = null; });
+    await this.deciding;
+  }
+
+  private async decideProbation(p: OnProbation, v: Exclude<ProbationVerdict, { kind: 'continue' }>): Promise<void> {
+    if (this.probation !== p || this.stopped) return;
+    const r = p.record;
+    const base = { directorSeq: r.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version };
+    try {
+      if (v.kind === 'pass') {
+        this.phase('probation:end', { modelId: r.modelId, version: r.version });
+        this.state.probation = null;
+        this.store.save(this.state);
+        this.probation = null;
+        this.report('probation_passed', { ...base, detail: v.detail });
+      } else {
+        await this.revert(p, 'PROBATION_FAILED', v.detail, base);
+      }
+    } catch (err) {
+      this.log('probation_error', { deviceId: this.deviceId, err: (err as Error).stack });
+    } finally {
+      if (this.probation === p) this.probation = null;
+    }
+  }
+
+  /** Back to the previous slot, re-verified from disk; the failed slot is cleared for good. */
+  private async revert(p: OnProbation, reason: ReasonCode, detail: string, base: Partial<Status>): Promise<void> {
+    const r = p.record;
+    this.phase('revert:before', { modelId: r.modelId, version: r.version });
+    const back = r.previous ? await this.loadSlot(r.previous) : null;
+    if (this.stopped) { await back?.model.release(); return; }
+    if (!back) {
+      // The model on probation passed its health check and there is nothing else: keep serving with it.
+      this.state.probation = null;
+      this.store.save(this.state);
+      this.probation = null;
+      this.report('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
+      return;
+    }
+    this.state.slots[r.slot] = null;
+    this.state.active = back.slot;
+    this.state.previous = null;
+    this.state.probation = null;
+    this.store.save(this.state);
+    this.phase('revert:after', { modelId: r.modelId, version: r.version });
+    this.probation = null;
+    this.swapTo(back);
+    this.slots.clear(r.slot);
+    this.report('reverted', { ...base, reason, detail });
+  }
+
+  // ---- start-up ---------------------------------------------------------------------------
+
+  /** A slot's model, loaded only if its bytes and manifest still match the state record. */
+  private async loadSlot(slot: SlotName): Promise<Current | null> {
+    const record = this.state.slots[slot];
+    if (!record) return null;
+    const read = this.slots.readVerified(slot, record);
+    if ('error' in read) {
+      this.log('slot_damaged', { deviceId: this.deviceId, slot, err: read.error });
+      return null;
+    }
+    try {
+      const model = await this.runtime.load(read.bytes, { sha256: record.artifactSha256, sessionConfig: read.manifest.quantization.sessionConfig });
+      return { slot, record, model, manifest: read.manifest, inflight: 0, retired: false };
+    } catch (err) {
+      this.log('slot_load_failed', { deviceId: this.deviceId, slot, err: (err as Error).message });
+      return null;
     }
   }
 
@@ -325,27 +595,16 @@ export class FleetAgent extends EventEmitter {
   private async restoreActive(): Promise<void> {
     for (const slot of [this.state.active, this.state.previous]) {
       if (!slot) continue;
-      const record = this.state.slots[slot];
-      const path = this.slotPath(slot, 'onnx');
-      if (!record || !existsSync(path)) continue;
-      const bytes = new Uint8Array(readFileSync(path));
-      if (bytes.byteLength !== record.length || sha256Hex(bytes) !== record.artifactSha256) {
-        this.log('slot_damaged', { deviceId: this.deviceId, slot });
-        continue;
+      const loaded = await this.loadSlot(slot);
+      if (!loaded) continue;
+      if (slot !== this.state.active) {
+        this.state.previous = null;
+        this.state.active = slot;
+        this.state.probation = null;
+        this.store.save(this.state);
       }
-      const manifest = JSON.parse(readFileSync(this.slotPath(slot, 'manifest.json'), 'utf8')) as Manifest;
-      try {
-        const model = await this.runtime.load(bytes, { sha256: record.artifactSha256, sessionConfig: manifest.quantization.sessionConfig });
-        if (slot !== this.state.active) {
-          this.state.previous = null;
-          this.state.active = slot;
-          this.store.save(this.state);
-        }
-        this.current = { slot, record, model, inflight: 0, retired: false };
-        return;
-      } catch (err) {
-        this.log('slot_load_failed', { deviceId: this.deviceId, slot, err: (err as Error).message });
-      }
+      this.current = loaded;
+      return;
     }
   }
 }

@@ -11,11 +11,25 @@ export const AgentConfig = z.object({
   mqttUrl: z.string().regex(/^mqtts?:\/\/|^tcp:\/\//, 'mqttUrl must start with mqtt://, mqtts:// or tcp://'),
   serverUrl: z.string().url(),
   /** the fleet's root public key (base64, 32 bytes): the only key the device trusts on its own */
+  /** this device's own credential (from enrollment): MQTT password (username = deviceId) and artifact download bearer */
+  deviceSecret: z.string().min(16).max(256).optional(),
   rootPublicKey: Base64.refine((s) => Buffer.from(s, 'base64').length === 32, 'rootPublicKey must be a 32-byte Ed25519 key in base64'),
   telemetryWindowMs: z.number().int().min(100).default(60_000),
   reconnectMinMs: z.number().int().min(50).default(1000),
   reconnectMaxMs: z.number().int().min(100).default(30_000),
   keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
+  /** probation after a switch: it ends after this many inferences on the new model or this many seconds, whichever first (0 = no limit of that kind; both 0 = no probation) */
+  probationInferences: z.number().int().min(0).default(100),
+  probationSeconds: z.number().min(0).default(600),
+  /** errors / inferences during probation above this revert to the previous slot */
+  probationMaxErrorRate: z.number().min(0).max(1).default(0.05),
+  /** p95 latency limit during probation; without it, probationLatencyFactor x the manifest's health-check latency budget */
+  probationMaxLatencyMs: z.number().positive().optional(),
+  probationLatencyFactor: z.number().positive().default(1),
+  /** telemetry windows kept on disk while offline; the oldest are dropped beyond this */
+  telemetryOutboxMax: z.number().int().min(1).max(1_000_000).default(1000),
+  /** localhost inference endpoint (POST /v1/infer, GET /v1/status); absent = off, 0 = any free port */
+  httpPort: z.number().int().min(0).max(65535).optional(),
   download: z.object({
     retries: z.number().int().min(0).max(100).default(5),
     backoffMs: z.number().int().min(1).default(500),
@@ -37,12 +51,18 @@ export function parseAgentConfig(input: unknown): AgentConfig {
 const ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_DEVICE_ID: 'deviceId', FLEET_AGENT_HARDWARE: 'hardware', FLEET_AGENT_DATA_DIR: 'dataDir',
   FLEET_AGENT_MQTT_URL: 'mqttUrl', FLEET_AGENT_SERVER_URL: 'serverUrl', FLEET_AGENT_ROOT_PUBLIC_KEY: 'rootPublicKey',
+  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret',
+};
+const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
+  FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',
+  FLEET_AGENT_PROBATION_INFERENCES: 'probationInferences', FLEET_AGENT_PROBATION_SECONDS: 'probationSeconds',
 };
 
 export function loadAgentConfig(opts: { file?: string; env?: NodeJS.ProcessEnv }): AgentConfig {
   const fromFile = opts.file ? JSON.parse(readFileSync(opts.file, 'utf8')) : {};
   const fromEnv: Record<string, unknown> = {};
   for (const [k, key] of Object.entries(ENV)) if (opts.env?.[k]) fromEnv[key] = opts.env[k];
+  for (const [k, key] of Object.entries(NUMERIC_ENV)) if (opts.env?.[k]) fromEnv[key] = Number(opts.env[k]);
   if (opts.env?.FLEET_AGENT_TAGS) fromEnv.tags = opts.env.FLEET_AGENT_TAGS.split(',').map((s) => s.trim()).filter(Boolean);
   return parseAgentConfig({ ...fromFile, ...fromEnv });
 }

@@ -14,6 +14,10 @@ export interface DownloadOptions {
   timeoutMs: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
+  /** injectable transport (the simulator's fault profiles: slow, truncated, dropped downloads) */
+  fetch?: typeof fetch;
+  /** extra request headers (the device's credential: authorization: Bearer <secret>) */
+  headers?: Record<string, string>;
   /** called after each chunk is written (tests and fault injection hook in here) */
   onProgress?: (bytes: number) => void;
 }
@@ -51,8 +55,8 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
 }
 
 async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
-  const headers: Record<string, string> = start > 0 ? { range: `bytes=${start}-` } : {};
-  const res = await fetch(opts.url, { headers, signal: AbortSignal.timeout(opts.timeoutMs) });
+  const headers: Record<string, string> = { ...opts.headers, ...(start > 0 ? { range: `bytes=${start}-` } : {}) };
+  const res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: AbortSignal.timeout(opts.timeoutMs) });
   if (res.status === 404) throw new UpdateRefused('DOWNLOAD_FAILED', `artifact not found at ${opts.url}`);
   if (res.status !== 200 && res.status !== 206) throw new Error(`HTTP ${res.status}`);
   // A 200 to a ranged request means the server ignored the range: start over.

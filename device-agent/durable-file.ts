@@ -8,15 +8,16 @@ export function fsyncDir(dir: string): void {
   try { fsyncSync(fd); } finally { closeSync(fd); }
 }
 
-export function writeFileDurable(path: string, data: string | Uint8Array): void {
+/** `fsync = false` keeps the atomic rename (safe against a process crash) but not against power loss. */
+export function writeFileDurable(path: string, data: string | Uint8Array, fsync = true): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
+    if (fsync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  if (fsync) fsyncDir(dirname(path));
 }

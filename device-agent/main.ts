@@ -1,5 +1,5 @@
 // fleet-agent: run the device agent. Configuration from --config FILE and FLEET_AGENT_* variables.
-//   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]
+//   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]   (docs/agent.md)
 import { parseArgs } from 'node:util';
 import { FleetAgent } from './agent.ts';
 import { loadAgentConfig } from './config.ts';
@@ -11,7 +11,8 @@ const agent = new FleetAgent(config, {
   log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
 });
 await agent.start();
-const http = values['http-port'] !== undefined ? await startLocalHttp(agent, Number(values['http-port'])) : null;
+const httpPort = values['http-port'] !== undefined ? Number(values['http-port']) : config.httpPort;
+const http = httpPort !== undefined ? await startLocalHttp(agent, httpPort) : null;
 console.log(JSON.stringify({ event: 'agent_started', deviceId: config.deviceId, active: agent.active, httpPort: http?.port ?? null }));
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {

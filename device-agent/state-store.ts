@@ -18,6 +18,31 @@ export const SlotRecord = z.object({
 }).strict();
 export type SlotRecord = z.infer<typeof SlotRecord>;
 
+/** An update that has started touching the inactive slot; still set after a crash means it was cut short. */
+export const UpdateRecord = z.object({
+  slot: SlotName,
+  manifestSha256: Sha256Hex,
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  artifactSha256: Sha256Hex,
+  directorSeq: z.number().int().nonnegative(),
+}).strict();
+export type UpdateRecord = z.infer<typeof UpdateRecord>;
+
+/** The active slot is on probation: a restart that finds this (not cleanly stopped) reverts to `previous`. */
+export const ProbationRecord = z.object({
+  slot: SlotName,
+  previous: SlotName.nullable(),
+  manifestSha256: Sha256Hex,
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  directorSeq: z.number().int().nonnegative(),
+  startedAt: z.number().int().nonnegative(),
+  /** set by stop(): a clean stop restarts the probation window instead of counting as a crash */
+  cleanStop: z.boolean(),
+}).strict();
+export type ProbationRecord = z.infer<typeof ProbationRecord>;
+
 export const AgentState = z.object({
   format: z.literal(1),
   trust: z.object({
@@ -32,6 +57,9 @@ export const AgentState = z.object({
   active: SlotName.nullable(),
   previous: SlotName.nullable(),
   telemetrySeq: z.number().int().nonnegative(),
+  // optional on read so state files written before these fields existed still load
+  update: UpdateRecord.nullable().default(null),
+  probation: ProbationRecord.nullable().default(null),
 }).strict();
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -54,6 +82,8 @@ export class StateStore {
       active: null,
       previous: null,
       telemetrySeq: 0,
+      update: null,
+      probation: null,
     };
   }
 

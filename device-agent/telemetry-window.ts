@@ -1,18 +1,51 @@
-// Inference figures gathered over one window: counts, errors, latency percentiles.
-import type { ActiveModel, Telemetry } from '../shared/messages.ts';
+// Inference figures gathered over one window: counts, errors, latency percentiles, and drift histograms
+// over the bins of the active model's baseline (see shared/histogram.ts).
+import { binArgmax, binValues, emptyCounts } from '../shared/histogram.ts';
+import type { ActiveModel, Histogram, Manifest, Telemetry } from '../shared/messages.ts';
+import type { Feeds, Outputs } from './runtime/onnx-session.ts';
+
+/** per call and input: enough for a histogram over a window, cheap next to a ~25 µs inference */
+const MAX_SAMPLES_PER_INPUT = 32;
+const MAX_LATENCIES = 50_000;
+
+type Baseline = NonNullable<Manifest['driftBaseline']>;
+interface Bins { name: string; kind: Histogram['kind']; edges: number[]; counts: number[] }
 
 export class TelemetryWindow {
   private latencies: number[] = [];
   private errors = 0;
   private start: number;
+  private inputs: Bins[] = [];
+  private outputs: Bins[] = [];
+  private phase = 0;
 
   constructor(private readonly now: () => number) {
     this.start = now();
   }
 
-  record(ms: number, ok: boolean): void {
+  /** Bin by this baseline from now on (a new model: its histograms start empty). */
+  setBaseline(baseline: Baseline | undefined): void {
+    const bins = (hs: Record<string, Histogram>) => Object.entries(hs).map(([name, h]) => ({ name, kind: h.kind, edges: [...h.edges], counts: emptyCounts(h) }));
+    this.inputs = baseline ? bins(baseline.inputs) : [];
+    this.outputs = baseline ? bins(baseline.outputs) : [];
+  }
+
+  record(ms: number, ok: boolean, feeds?: Feeds, outputs?: Outputs): void {
     if (ok) this.latencies.push(ms); else this.errors++;
-    if (this.latencies.length > 50_000) this.latencies = this.latencies.filter((_, i) => i % 2 === 0); // bounded memory
+    if (this.latencies.length > MAX_LATENCIES) this.latencies = this.latencies.filter((_, i) => i % 2 === 0); // bounded memory
+    if (feeds && this.inputs.length) {
+      this.phase++;
+      for (const b of this.inputs) {
+        const t = feeds[b.name];
+        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, this.phase);
+      }
+    }
+    if (outputs && this.outputs.length) {
+      for (const b of this.outputs) {
+        const t = outputs[b.name];
+        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, this.phase);
+      }
+    }
   }
 
   get count(): number { return this.latencies.length + this.errors; }
@@ -28,10 +61,27 @@ export class TelemetryWindow {
       active, count: this.count, errors: this.errors,
       latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: sorted.length ? sorted[sorted.length - 1] : 0 },
       rssBytes: process.memoryUsage.rss(),
+      ...(this.inputs.length ? { inputHistograms: take(this.inputs) } : {}),
+      ...(this.outputs.length ? { outputHistograms: take(this.outputs) } : {}),
     };
     this.latencies = [];
     this.errors = 0;
     this.start = end;
     return t;
   }
+}
+
+function addTo(b: Bins, data: ArrayLike<number>, dims: readonly number[], phase: number): void {
+  if (b.kind === 'values') binValues(b.edges, data, b.counts, MAX_SAMPLES_PER_INPUT, phase);
+  else binArgmax(data, dims, b.counts);
+}
+
+/** The window's histograms, and fresh zeroed counts for the next window. */
+function take(bins: Bins[]): Record<string, Histogram> {
+  const out: Record<string, Histogram> = {};
+  for (const b of bins) {
+    out[b.name] = { kind: b.kind, edges: b.edges, counts: b.counts };
+    b.counts = new Array<number>(b.counts.length).fill(0);
+  }
+  return out;
 }
