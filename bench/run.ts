@@ -29,6 +29,9 @@ function optionalSection(name: string, file: string, exportName: string): BenchS
 export const SECTIONS: BenchSection[] = [
   { name: 'bundle', run: async () => (await import('./bundle.ts')).benchBundle() },
   optionalSection('agentInference', 'agent.ts', 'benchAgentInference'),
+  { name: 'ingest', run: async () => (await import('./ingest.ts')).benchIngest() },
+  { name: 'verify', run: async () => (await import('./verify.ts')).benchVerify() },
+  { name: 'memory', run: async () => (await import('./memory.ts')).benchMemory() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

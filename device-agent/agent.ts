@@ -404,7 +404,7 @@ export class FleetAgent extends EventEmitter {
 
     // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
     this.report('verifying', base);
-    const bytes = new Uint8Array(readFileSync(part));
+    const bytes: Uint8Array = readFileSync(part); // a Buffer is a Uint8Array: no copy of the artifact
     if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
     const digest = sha256Hex(bytes);
     if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);

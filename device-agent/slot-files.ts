@@ -46,7 +46,7 @@ export class SlotFiles {
     const onnx = this.path(slot, 'onnx');
     const man = this.path(slot, 'manifest.json');
     if (!existsSync(onnx) || !existsSync(man)) return { error: 'slot files missing' };
-    const bytes = new Uint8Array(readFileSync(onnx));
+    const bytes: Uint8Array = readFileSync(onnx);
     if (bytes.byteLength !== record.length) return { error: `artifact is ${bytes.byteLength} bytes, the record says ${record.length}` };
     if (sha256Hex(bytes) !== record.artifactSha256) return { error: 'artifact SHA-256 differs from the record' };
     const text = readFileSync(man, 'utf8');
