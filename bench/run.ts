@@ -32,6 +32,8 @@ export const SECTIONS: BenchSection[] = [
   { name: 'ingest', run: async () => (await import('./ingest.ts')).benchIngest() },
   { name: 'verify', run: async () => (await import('./verify.ts')).benchVerify() },
   { name: 'memory', run: async () => (await import('./memory.ts')).benchMemory() },
+  { name: 'rollout', run: async () => (await import('./rollout.ts')).benchRollout() },
+  { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { buildServer } from '../server/app.ts';
 import { buildDigitsModel, DIGITS_INPUT } from '../server/training/digits.ts';
 import { b64 } from '../shared/crypto.ts';
+import { newSecret } from '../server/auth/secrets.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
 import { SimulatedFleet } from './fleet.ts';
 
@@ -24,18 +25,21 @@ say(`data folder: ${dir}`);
 const digits = await buildDigitsModel();
 say(`digits model: 784-128-10 MLP, held-out accuracy ${(digits.heldOutAccuracy * 100).toFixed(2)}% (${digits.cached ? 'cached' : `trained in ${digits.trainSeconds.toFixed(1)} s`})`);
 
-const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error' });
+// Auth on, as in production: the demo is the operator, with a bootstrap admin token; devices enroll.
+const adminToken = newSecret('apiToken');
+const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', bootstrapAdminToken: adminToken });
+const authorization = `Bearer ${adminToken}`;
 await app.listen({ host: '127.0.0.1', port: 0 });
 const baseUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
 say(`fleet server: ${baseUrl}, mqtt://127.0.0.1:${app.fleet.broker.port}, root key ${app.fleet.keys.rootKeyId}`);
 
 let fleet: SimulatedFleet | null = null;
 try {
-  const upload = await app.inject({ method: 'POST', url: '/v1/uploads', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(digits.onnx) });
+  const upload = await app.inject({ method: 'POST', url: '/v1/uploads', headers: { 'content-type': 'application/octet-stream', authorization }, payload: Buffer.from(digits.onnx) });
   if (upload.statusCode !== 201) throw new Error(`upload refused: ${upload.body}`);
   const [n, pixels] = digits.reference.shape;
   const push = await app.inject({
-    method: 'POST', url: '/v1/models/digits/bundles',
+    method: 'POST', url: '/v1/models/digits/bundles', headers: { authorization },
     payload: {
       uploadSha256: upload.json().sha256,
       quantize: 'int8',
@@ -48,7 +52,14 @@ try {
   const gate = bundle.report.gate;
   say(`bundle digits v${bundle.version}: ${bundle.report.floatBytes} -> ${bundle.report.artifactBytes} bytes (${((bundle.report.artifactBytes / bundle.report.floatBytes) * 100).toFixed(1)}%), gate ${gate.passed ? 'passed' : 'FAILED'}: agreement ${(gate.agreement * 100).toFixed(2)}%, accuracy ${(gate.floatAccuracy * 100).toFixed(2)}% -> ${(gate.quantAccuracy * 100).toFixed(2)}%`);
 
+  const deviceIds = Array.from({ length: deviceCount }, (_, i) => `cam-${String(i).padStart(5, '0')}`);
+  const enrollment = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', headers: { authorization }, payload: { uses: deviceCount, idPrefix: 'cam-' } });
+  if (enrollment.statusCode !== 201) throw new Error(`enrollment token refused: ${enrollment.body}`);
+  const enrolled = await app.inject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: enrollment.json().token, deviceIds } });
+  if (enrolled.statusCode !== 201) throw new Error(`enrollment refused: ${enrolled.body}`);
+  const secrets = new Map((enrolled.json().devices as { deviceId: string; secret: string }[]).map((d) => [d.deviceId, d.secret]));
   fleet = new SimulatedFleet({
+    credentials: (deviceId) => secrets.get(deviceId),
     count: deviceCount, baseDir: join(dir, 'devices'), idPrefix: 'cam',
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl: baseUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     hardware: (i) => (i % 3 === 0 ? 'jetson-nano' : 'rpi4'),
@@ -57,7 +68,7 @@ try {
   say(`fleet: ${deviceCount} simulated devices connected`);
 
   const rolloutStart = Date.now();
-  const assigned = await app.inject({ method: 'POST', url: '/v1/assignments', payload: { manifestSha256: bundle.manifestSha256, deviceIds: fleet.agents.map((a) => a.deviceId) } });
+  const assigned = await app.inject({ method: 'POST', url: '/v1/assignments', headers: { authorization }, payload: { manifestSha256: bundle.manifestSha256, deviceIds: fleet.agents.map((a) => a.deviceId) } });
   if (assigned.statusCode !== 202) throw new Error(`assignment refused: ${assigned.body}`);
   const final = new Set(['active', 'failed', 'rejected', 'reverted']);
   await fleet.waitAll((s) => s.manifestSha256 === bundle.manifestSha256 && final.has(s.state), 120_000);

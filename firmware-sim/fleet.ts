@@ -3,7 +3,7 @@
 // one signature cache, so memory and crypto cost stay bounded as N grows.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { FleetAgent } from '../device-agent/agent.ts';
+import { FleetAgent, type AgentDeps } from '../device-agent/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.ts';
 import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
 import type { Feeds } from '../device-agent/runtime/onnx-session.ts';
@@ -26,8 +26,16 @@ export interface FleetOptions {
   startConcurrency?: number;
   runtime?: ModelRuntime;
   agentOverrides?: Partial<AgentConfigInput>;
+  /** the enrolled secret of each device (POST /v1/enroll); without one a device connects with no credential */
+  credentials?: (deviceId: string) => string | undefined;
   /** fault profile of device i; read on every inference, so a test may change it while the fleet runs */
   faults?: (i: number) => FaultProfile;
+  /** index of the first device (device ids are <idPrefix>-<index>), for fleets split over processes */
+  firstIndex?: number;
+  /** a different broker address for device i (a flaky-network proxy) */
+  mqttUrlFor?: (i: number) => string | undefined;
+  /** extra agent dependencies for device i (a skewed clock, a faulty fetch) */
+  agentDeps?: (i: number) => Partial<AgentDeps>;
 }
 
 export interface WorkloadOptions {
@@ -48,30 +56,44 @@ export class SimulatedFleet {
 
   async start(): Promise<void> {
     const o = this.opts;
-    for (let i = 0; i < o.count; i++) {
-      const deviceId = `${o.idPrefix ?? 'sim'}-${String(i).padStart(5, '0')}`;
-      const dataDir = join(o.baseDir, deviceId);
-      mkdirSync(dataDir, { recursive: true });
-      const config = parseAgentConfig({
-        deviceId, dataDir, mqttUrl: o.mqttUrl, serverUrl: o.serverUrl, rootPublicKey: o.rootPublicKey,
-        hardware: o.hardware?.(i) ?? 'generic', tags: o.tags?.(i) ?? [],
-        telemetryWindowMs: o.telemetryWindowMs ?? 60_000,
-        reconnectMinMs: 200,
-        download: { retries: 3, backoffMs: 100, timeoutMs: 30_000 },
-        ...o.agentOverrides,
-      });
-      const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i)) : this.runtime;
-      this.agents.push(new FleetAgent(config, { runtime, signatureCache: this.signatureCache }));
-    }
+    for (let i = 0; i < o.count; i++) this.agents.push(this.makeAgent(i));
     const concurrency = o.startConcurrency ?? 50;
     for (let i = 0; i < this.agents.length; i += concurrency) {
       const batch = this.agents.slice(i, i + concurrency);
-      await Promise.all(batch.map(async (a) => {
-        const connected = new Promise<void>((resolve) => a.once('connected', () => resolve()));
-        await a.start();
-        await connected;
-      }));
+      await Promise.all(batch.map((a) => this.startAgent(a)));
     }
+  }
+
+  private async startAgent(a: FleetAgent): Promise<void> {
+    const connected = new Promise<void>((resolve) => a.once('connected', () => resolve()));
+    await a.start();
+    await connected;
+  }
+
+  /** Replace device i with a fresh agent on the same data folder (a device coming back after being off). */
+  async restartAgent(i: number): Promise<FleetAgent> {
+    await this.agents[i].stop();
+    this.agents[i] = this.makeAgent(i);
+    await this.startAgent(this.agents[i]);
+    return this.agents[i];
+  }
+
+  private makeAgent(i: number): FleetAgent {
+    const o = this.opts;
+    const deviceId = `${o.idPrefix ?? 'sim'}-${String((o.firstIndex ?? 0) + i).padStart(5, '0')}`;
+    const dataDir = join(o.baseDir, deviceId);
+    mkdirSync(dataDir, { recursive: true });
+    const config = parseAgentConfig({
+      deviceId, dataDir, mqttUrl: o.mqttUrlFor?.(i) ?? o.mqttUrl, serverUrl: o.serverUrl, rootPublicKey: o.rootPublicKey,
+      hardware: o.hardware?.(i) ?? 'generic', tags: o.tags?.(i) ?? [],
+      telemetryWindowMs: o.telemetryWindowMs ?? 60_000,
+      reconnectMinMs: 200,
+      download: { retries: 3, backoffMs: 100, timeoutMs: 30_000 },
+      ...(o.credentials?.(deviceId) ? { deviceSecret: o.credentials(deviceId) } : {}),
+      ...o.agentOverrides,
+    });
+    const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i)) : this.runtime;
+    return new FleetAgent(config, { runtime, signatureCache: this.signatureCache, ...o.agentDeps?.(i) });
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,12 @@ import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
 import { installErrorHandler } from './errors.ts';
+import { apiAuth } from './auth/api-auth.ts';
+import { ApiTokens } from './auth/api-tokens.ts';
+import { DeviceCredentials } from './auth/device-credentials.ts';
+import { writeAudit } from './audit/audit-log.ts';
+import { accessRoutes } from './routes/access.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.ts';
 import { bundleRoutes } from './routes/bundles.ts';
@@ -27,6 +33,8 @@ export interface Fleet {
   director: Director;
   ingest: DeviceIngest;
   rollouts: RolloutEngine;
+  apiTokens: ApiTokens;
+  credentials: DeviceCredentials;
 }
 
 declare module 'fastify' {
@@ -35,7 +43,7 @@ declare module 'fastify' {
 
 export async function buildServer(input: ServerConfigInput | ServerConfig = {}): Promise<FastifyInstance> {
   const config = Object.isFrozen(input) ? (input as ServerConfig) : parseServerConfig(input);
-  const app = Fastify({ logger: { level: config.logLevel }, bodyLimit: 1024 * 1024 });
+  const app = Fastify({ logger: { level: config.logLevel }, bodyLimit: config.maxBodyBytes });
   installErrorHandler(app);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxModelBytes }, (_req, body, done) => done(null, body));
 
@@ -44,7 +52,16 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const blobs = new BlobStore(join(dataDir, 'blobs'));
   const keys = new KeyStore(join(dataDir, 'keys'), db, config.keysetTtlDays, { rootPublicKey: config.rootPublicKey });
   keys.init();
-  const broker = await startEmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log });
+  const apiTokens = new ApiTokens(db);
+  const credentials = new DeviceCredentials(db);
+  if (config.bootstrapAdminToken && apiTokens.bootstrap(config.bootstrapAdminToken)) {
+    writeAudit(db, { actor: 'server', action: 'tokens.bootstrap', target: 'bootstrap-admin', detail: { role: 'admin' }, source: 'config' });
+  }
+  if (config.allowUnenrolledDevices) app.log.warn({ event: 'insecure_config' }, 'allowUnenrolledDevices is on: devices without a credential may connect (development only)');
+  const broker = await startEmbeddedBroker({
+    host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
+    credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
+  });
   const director = new Director(db, keys, broker, config.desiredTtlSeconds);
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
@@ -52,7 +69,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
   rollouts.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts, apiTokens, credentials });
   app.addHook('onClose', async () => {
     await rollouts.stop();
     await broker.close();
@@ -60,11 +77,14 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     db.close();
   });
 
-  app.get('/healthz', async () => ({ ok: true, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
+  await apiAuth(app); // on the root instance: the hook covers every route, including 404s
+  app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
   await app.register(uploadRoutes);
   await app.register(bundleRoutes);
   await app.register(deviceRoutes);
   await app.register(keyRoutes);
   await app.register(campaignRoutes);
+  await app.register(accessRoutes);
+  await app.register(auditRoutes);
   return app;
 }

@@ -3,6 +3,9 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
+const Limit = z.object({ perSecond: z.number().positive(), burst: z.number().int().positive() }).strict();
+const Flag = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
+
 export const ServerConfig = z.object({
   dataDir: z.string().min(1).default('./data'),
   httpHost: z.string().default('127.0.0.1'),
@@ -24,6 +27,24 @@ export const ServerConfig = z.object({
   rootPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'rootPublicKey must be a 32-byte Ed25519 key in base64').optional(),
   /** how often the rollout engine looks at running campaigns */
   rolloutTickMs: z.coerce.number().int().min(10).default(1000),
+  /**
+   * The operator's first admin token (fleet_at_...; FLEET_BOOTSTRAP_TOKEN). Stored hashed at start if
+   * not known yet. Without it, a server whose store has no token makes one and prints it once (main.ts).
+   */
+  bootstrapAdminToken: z.string().min(1).max(128).optional(),
+  /**
+   * Development only, like mosquitto's allow_anonymous: devices with no credential on record may connect
+   * without one (an enrolled device must always present its own) and artifacts may be fetched without one.
+   */
+  allowUnenrolledDevices: Flag.default(false),
+  /** admin API: per token (or per address for anonymous callers) */
+  apiRateLimit: Limit.default({ perSecond: 100, burst: 1000 }),
+  /** failed authentications per address (slows token guessing) */
+  authFailureRateLimit: Limit.default({ perSecond: 5, burst: 50 }),
+  /** MQTT publishes per device; a device over it is disconnected */
+  mqttRateLimit: Limit.default({ perSecond: 100, burst: 2000 }),
+  /** JSON bodies (uploads and bundle requests have their own maxModelBytes) */
+  maxBodyBytes: z.coerce.number().int().positive().default(1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 }).strict();
 export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
@@ -33,6 +54,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_DATA_DIR: 'dataDir', FLEET_HTTP_HOST: 'httpHost', FLEET_HTTP_PORT: 'httpPort',
   FLEET_MQTT_HOST: 'mqttHost', FLEET_MQTT_PORT: 'mqttPort', FLEET_PUBLIC_URL: 'publicUrl',
   FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel', FLEET_ROOT_PUBLIC_KEY: 'rootPublicKey',
+  FLEET_BOOTSTRAP_TOKEN: 'bootstrapAdminToken', FLEET_ALLOW_UNENROLLED_DEVICES: 'allowUnenrolledDevices',
 };
 
 export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {

@@ -15,10 +15,21 @@ export function zodMessage(err: ZodError, prefix = 'body'): string {
 
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError | ZodError | Error, req, reply) => {
+    if (reply.raw.headersSent) {
+      // a stream failed after its headers went out: nothing more can be said on this response
+      req.log.error({ err }, 'error after the response started');
+      reply.raw.destroy();
+      return;
+    }
+    // a route may have set headers for the body it meant to send (an artifact's type, length, range)
+    for (const h of ['content-length', 'content-range', 'etag']) reply.removeHeader(h);
+    reply.type('application/json; charset=utf-8');
     if (err instanceof ZodError) {
       return reply.status(400).send({ error: 'FLEET_ERR_VALIDATION', message: zodMessage(err) });
     }
     if (err instanceof AppError) {
+      const retryAfterMs = (err as AppError & { retryAfterMs?: number }).retryAfterMs;
+      if (retryAfterMs) reply.header('retry-after', Math.ceil(retryAfterMs / 1000));
       return reply.status(err.status).send({ error: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
     }
     const status = (err as FastifyError).statusCode;

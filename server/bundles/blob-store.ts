@@ -4,9 +4,36 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join } from 'node:path';
 import { sha256Hex } from '../../shared/crypto.ts';
 
+const CACHE_ITEM_MAX = 16 * 1024 * 1024;
+const CACHE_TOTAL_MAX = 256 * 1024 * 1024;
+
 export class BlobStore {
+  /** recently served small blobs, least recently used first (Map keeps insertion order) */
+  private readonly cache = new Map<string, Buffer>();
+  private cacheBytes = 0;
+
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
+  }
+
+  /** The blob's bytes from memory when it is small enough to keep there (read once from disk), else null. */
+  cached(sha256: string): Buffer | null {
+    const hit = this.cache.get(sha256);
+    if (hit) {
+      this.cache.delete(sha256);
+      this.cache.set(sha256, hit);
+      return hit;
+    }
+    if (this.size(sha256) > CACHE_ITEM_MAX) return null;
+    const bytes = readFileSync(this.pathOf(sha256));
+    this.cache.set(sha256, bytes);
+    this.cacheBytes += bytes.byteLength;
+    for (const [k, v] of this.cache) {
+      if (this.cacheBytes <= CACHE_TOTAL_MAX) break;
+      this.cache.delete(k);
+      this.cacheBytes -= v.byteLength;
+    }
+    return bytes;
   }
 
   pathOf(sha256: string): string {

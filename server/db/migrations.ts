@@ -108,4 +108,46 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX telemetry_manifest ON telemetry(manifest_sha256, device_id);
     `,
   },
+  {
+    version: 3,
+    name: 'security',
+    sql: `
+      -- operator API tokens: only the SHA-256 of the token is kept
+      CREATE TABLE api_tokens (
+        token_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        last_used_at TEXT
+      );
+      -- one active credential per device (SHA-256 of its secret); a revoked row stays for history
+      CREATE TABLE device_credentials (
+        credential_id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        enrolled_via TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+      );
+      CREATE UNIQUE INDEX device_credentials_active ON device_credentials(device_id) WHERE revoked_at IS NULL;
+      CREATE TABLE enrollment_tokens (
+        token_id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        uses_left INTEGER NOT NULL,
+        id_prefix TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT
+      );
+      -- the audit log is append-only: no row is ever changed or removed
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+      CREATE INDEX audit_log_action ON audit_log(action, id);
+    `,
+  },
 ];

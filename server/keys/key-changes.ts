@@ -12,6 +12,7 @@
 // Bundles signed by the revoked key that no device is pointed at are left alone: devices refuse them
 // (REVOKED_KEY), so push again or roll back to get a newly signed version.
 import type { Fleet } from '../app.ts';
+import { writeAudit } from '../audit/audit-log.ts';
 import { reissueBundle } from '../bundles/reissue-bundle.ts';
 
 export interface ResignedBundle { fromManifestSha256: string; manifestSha256: string; modelId: string; fromVersion: number; version: number; keyId: string }
@@ -36,8 +37,7 @@ export async function propagateKeyChange(fleet: Pick<Fleet, 'db' | 'keys' | 'dir
         fromManifestSha256: sha, manifestSha256: next.manifestSha256, modelId: from.modelId, fromVersion: from.version,
         version: next.manifest.version, keyId: keys.signerFor('targets').keyId,
       });
-      db.prepare('INSERT INTO audit_log (ts, actor, action, target, detail_json, source) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(new Date().toISOString(), 'server', 'bundles.resign', next.manifestSha256, JSON.stringify({ from: sha, revoked }), null);
+      writeAudit(db, { actor: 'server', action: 'bundles.resign', target: next.manifestSha256, detail: { from: sha, revoked } });
       reissued += (await director.assign(next.manifestSha256, deviceIds)).length;
     }
   }
@@ -45,8 +45,7 @@ export async function propagateKeyChange(fleet: Pick<Fleet, 'db' | 'keys' | 'dir
   return { resignedBundles, reissued };
 }
 
-/** One audit row per key change; actor is 'api' until the admin API authenticates its callers. */
-export function auditKeyChange(fleet: Pick<Fleet, 'db'>, action: string, target: string | null, detail: unknown, source?: string): void {
-  fleet.db.prepare('INSERT INTO audit_log (ts, actor, action, target, detail_json, source) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(new Date().toISOString(), 'api', action, target, JSON.stringify(detail), source ?? null);
+/** One audit row per key change: who (the authenticated caller), what, from where. */
+export function auditKeyChange(fleet: Pick<Fleet, 'db'>, action: string, target: string | null, detail: unknown, source?: string, actor = 'api'): void {
+  writeAudit(fleet.db, { actor, action, target, detail, source });
 }

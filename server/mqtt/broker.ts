@@ -4,7 +4,10 @@ import { Aedes, type AedesPublishPacket, type AuthenticateError } from 'aedes';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { DeviceId } from '../../shared/ids.ts';
+import type { DeviceCredentials } from '../auth/device-credentials.ts';
+import { RateLimiter, type RateLimit } from '../auth/rate-limit.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
+import { guardSocket } from './packet-guard.ts';
 
 export interface FleetBus {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
@@ -16,27 +19,58 @@ export interface EmbeddedBroker extends FleetBus {
   readonly port: number;
   readonly aedes: Aedes;
   connectedClients(): number;
+  /** drop a device's connection at once (its credential was revoked); true if it was connected */
+  disconnect(clientId: string): boolean;
   close(): Promise<void>;
 }
 
-export interface BrokerOptions { host: string; port: number; maxPayloadBytes: number; log: FastifyBaseLogger; brokerId?: string }
+export interface BrokerOptions {
+  host: string;
+  port: number;
+  maxPayloadBytes: number;
+  log: FastifyBaseLogger;
+  brokerId?: string;
+  /** device credentials; every CONNECT must carry username = client id = device id and the device's secret */
+  credentials: Pick<DeviceCredentials, 'verify' | 'hasCredential'>;
+  /** development only: a device with no credential on record may connect without one */
+  allowUnenrolled?: boolean;
+  /** publishes per device; over it the device is disconnected */
+  rateLimit?: RateLimit;
+  /** whole inbound MQTT packets (default: maxPayloadBytes + 8 KiB for headers and topic) */
+  maxPacketBytes?: number;
+}
+
+const refuseConnect = (returnCode: 2 | 4 | 5, message: string): AuthenticateError => Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 
 export async function startEmbeddedBroker(opts: BrokerOptions): Promise<EmbeddedBroker> {
+  const limiter = opts.rateLimit ? new RateLimiter(opts.rateLimit) : null;
+  const maxPacketBytes = opts.maxPacketBytes ?? opts.maxPayloadBytes + 8 * 1024;
   const aedes = await Aedes.createBroker({
     id: opts.brokerId ?? 'fleet-broker', // stable id (aedes #754)
     heartbeatInterval: 60_000,
     connectTimeout: 30_000,
     maxClientsIdLength: 64,
-    authenticate(client, _username, _password, done) {
-      // Issue #7 adds device credentials; until then the client id must at least be a valid device id.
-      if (!DeviceId.safeParse(client.id).success) {
-        const err = new Error('client id is not a valid device id') as AuthenticateError;
-        err.returnCode = 2; // identifier rejected
-        return done(err, false);
+    authenticate(client, username, password, done) {
+      // [MQTT-3.1.3-5] client ids are ours to define: here a client id is a device id, and the
+      // credential must be that device's. A second CONNECT with a live device's id therefore takes the
+      // session over only if it holds the device's secret (aedes #16, #153).
+      if (!DeviceId.safeParse(client.id).success) return done(refuseConnect(2, 'client id is not a valid device id'), false);
+      if (username === undefined && password === undefined) {
+        if (opts.allowUnenrolled && !opts.credentials.hasCredential(client.id)) return done(null, true);
+        return done(refuseConnect(5, `${client.id}: no credential given`), false);
+      }
+      if (username !== client.id) return done(refuseConnect(4, `username must be the device id ${client.id}`), false);
+      if (!opts.credentials.verify(client.id, password?.toString('utf8'))) {
+        opts.log.warn({ clientId: client.id, event: 'mqtt_auth_refused' }, 'bad or revoked device credential');
+        return done(refuseConnect(4, `${client.id}: bad or revoked credential`), false);
       }
       done(null, true);
     },
     authorizePublish(client, packet, callback) {
+      if (client && limiter && limiter.take(client.id) > 0) {
+        opts.log.warn({ clientId: client.id, event: 'mqtt_rate_limited' }, 'publish rate over the limit: disconnecting');
+        return callback(new Error(`${client.id} publishes faster than the limit`));
+      }
       const decision = mayPublish(client ? client.id : null, packet.topic, packet.payload?.length ?? 0, opts.maxPayloadBytes);
       if (!decision.ok) {
         opts.log.warn({ clientId: client?.id, topic: packet.topic, event: 'mqtt_publish_refused' }, decision.reason);
@@ -48,14 +82,19 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
       const decision = maySubscribe(client.id, sub.topic);
       if (!decision.ok) {
         opts.log.warn({ clientId: client.id, topic: sub.topic, event: 'mqtt_subscribe_refused' }, decision.reason);
-        return callback(new Error(decision.reason));
+        // negated: SUBACK 0x80 for this filter [MQTT-3.9.3-2], the connection stays (the client learns why it gets nothing)
+        return callback(null, null);
       }
       callback(null, sub);
     },
   });
   aedes.on('clientError', (client, err) => opts.log.debug({ clientId: client?.id, err: err.message }, 'mqtt client error'));
 
-  const server: Server = createServer({ noDelay: true }, (socket) => aedes.handle(socket));
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    guardSocket(socket, maxPacketBytes, (why) => opts.log.warn({ remote: socket.remoteAddress, event: 'mqtt_packet_refused' }, why));
+    socket.on('error', () => { /* a reset connection is not an error of ours */ });
+    aedes.handle(socket);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -66,6 +105,11 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
     port,
     aedes,
     connectedClients: () => aedes.connectedClients,
+    disconnect(clientId) {
+      const client = (aedes as unknown as { clients: Record<string, { close(): void } | undefined> }).clients[clientId];
+      client?.close();
+      return !!client;
+    },
     publish(topic, payload, { qos, retain }) {
       return new Promise((resolve, reject) => {
         aedes.publish({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain, dup: false }, (err) => (err ? reject(err) : resolve()));

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { buildBundle, BundleRequest } from '../bundles/bundle-builder.ts';
 import { ModelParams, parseBody, parseParams, ShaParams } from './params.ts';
@@ -17,12 +18,13 @@ function bundleView(r: BundleRow, full = false) {
 }
 
 export async function bundleRoutes(app: FastifyInstance): Promise<void> {
-  const { db, blobs, keys, config } = app.fleet;
+  const { db, blobs, keys, config, credentials } = app.fleet;
 
   app.post('/v1/models/:modelId/bundles', { bodyLimit: config.maxModelBytes }, async (req, reply) => {
     const { modelId } = parseParams(ModelParams, req.params);
     const body = parseBody(BundleRequest, req.body);
     const bundle = await buildBundle({ db, blobs, keys, manifestTtlDays: config.manifestTtlDays }, modelId, body);
+    auditRequest(req, 'bundles.create', bundle.manifestSha256, { modelId, version: bundle.version, uploadSha256: body.uploadSha256, keyId: keys.signerFor('targets').keyId });
     reply.status(201);
     return { manifestSha256: bundle.manifestSha256, modelId, version: bundle.version, manifest: bundle.manifest, report: bundle.report };
   });
@@ -56,8 +58,14 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
   app.route({
     method: ['GET', 'HEAD'],
     url: '/v1/artifacts/:sha256',
+    // a device's own secret, or an operator token; a device gets only what it is assigned or runs
+    config: { access: 'artifact' },
     handler: async (req, reply) => {
       const { sha256 } = parseParams(ShaParams, req.params);
+      const p = req.principal;
+      if (p?.kind === 'device' && !credentials.mayFetch(p.deviceId, sha256)) {
+        throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to device ${p.deviceId}`, 403);
+      }
       const known = db.prepare('SELECT length FROM artifacts WHERE sha256 = ?').get(sha256) as { length: number } | undefined;
       if (!known || !blobs.has(sha256)) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);
       const size = blobs.size(sha256);
@@ -71,6 +79,10 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
       if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${size}`);
       reply.header('content-length', end - start + 1);
       if (req.method === 'HEAD') return reply.send();
+      // Small artifacts are served from memory: ten thousand devices downloading at once must not
+      // cost ten thousand open files next to their ten thousand sockets.
+      const cached = blobs.cached(sha256);
+      if (cached) return reply.send(cached.subarray(start, end + 1));
       const { createReadStream } = await import('node:fs');
       return reply.send(createReadStream(blobs.pathOf(sha256), { start, end }));
     },

@@ -2,17 +2,15 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CampaignRequest } from '../rollouts/campaign-config.ts';
 import type { CampaignRow } from '../rollouts/campaign-store.ts';
+import { actorName, auditRequest } from '../audit/audit-log.ts';
 import { parseBody, parseParams } from './params.ts';
 
 const CampaignParams = z.object({ campaignId: z.string().uuid('campaign ids are UUIDs') }).strict();
 const ActionParams = CampaignParams.extend({ action: z.enum(['pause', 'resume', 'abort', 'revert', 'promote']) }).strict();
 
-/** Who did it: the authenticated principal once auth is on; until then the operator may name themselves. */
+/** Who did it: the authenticated principal (a caller cannot name someone else). */
 export function actorOf(req: FastifyRequest): string {
-  const principal = (req as FastifyRequest & { principal?: { name: string } }).principal;
-  if (principal) return principal.name;
-  const h = req.headers['x-fleet-actor'];
-  return typeof h === 'string' && /^[\w.@-]{1,64}$/.test(h) ? h : 'operator';
+  return actorName(req);
 }
 
 export async function campaignRoutes(app: FastifyInstance): Promise<void> {
@@ -27,6 +25,7 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
   app.post('/v1/campaigns', async (req, reply) => {
     const body = parseBody(CampaignRequest, req.body);
     const c = await rollouts.create(body, actorOf(req));
+    auditRequest(req, 'campaigns.create', c.campaign_id, { name: c.name, manifestSha256: c.manifest_sha256, modelId: c.model_id, version: c.version });
     reply.status(201);
     return view(c);
   });
@@ -47,6 +46,8 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/v1/campaigns/:campaignId/:action', async (req) => {
     const { campaignId, action } = parseParams(ActionParams, req.params);
-    return view(await rollouts.act(campaignId, action, actorOf(req)));
+    const c = await rollouts.act(campaignId, action, actorOf(req));
+    auditRequest(req, `campaigns.${action}`, campaignId, { status: c.status });
+    return view(c);
   });
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { DeviceId, Sha256Hex } from '../../shared/ids.ts';
+import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { DeviceParams, parseBody, parseParams } from './params.ts';
 
@@ -58,6 +59,9 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
       deviceIds = rows.map((r) => r.device_id);
     }
     const assigned = await director.assign(body.manifestSha256, deviceIds!);
+    auditRequest(req, 'assignments.create', body.manifestSha256, {
+      count: assigned.length, ...(body.all ? { all: true, hardware: body.hardware ?? null } : {}), deviceIds: assigned.slice(0, 100).map((a) => a.deviceId),
+    });
     reply.status(202);
     return { manifestSha256: body.manifestSha256, assigned: assigned.length, devices: assigned };
   });

@@ -6,6 +6,7 @@ import { b64 } from '../../shared/crypto.ts';
 import { KeyId } from '../../shared/ids.ts';
 import { Envelope } from '../../shared/messages.ts';
 import { auditKeyChange, propagateKeyChange } from '../keys/key-changes.ts';
+import { actorName } from '../audit/audit-log.ts';
 import { parseBody, parseParams } from './params.ts';
 
 const KeyParams = z.object({ keyId: KeyId }).strict();
@@ -13,6 +14,7 @@ const KeyParams = z.object({ keyId: KeyId }).strict();
 export async function keyRoutes(app: FastifyInstance): Promise<void> {
   const fleet = app.fleet;
   const { keys } = fleet;
+  const admin = { config: { access: 'admin' as const } };
 
   // What an operator pins into a device's agent config at enrollment, and what waits for the root.
   app.get('/v1/keys', async () => ({
@@ -23,9 +25,9 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     pending: keys.pendingKeyset,
   }));
 
-  app.post('/v1/keys/rotate', async (req, reply) => {
+  app.post('/v1/keys/rotate', admin, async (req, reply) => {
     const change = keys.rotate();
-    auditKeyChange(fleet, 'keys.rotate', change.keyId, change, req.ip);
+    auditKeyChange(fleet, 'keys.rotate', change.keyId, change, req.ip, actorName(req));
     if (!change.applied) {
       reply.status(202);
       return { ...change, message: 'new signing key made; sign the pending key set with the offline root and import it' };
@@ -34,10 +36,10 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     return { ...change, ...(await propagateKeyChange(fleet, change.revoked)) };
   });
 
-  app.post('/v1/keys/:keyId/revoke', async (req, reply) => {
+  app.post('/v1/keys/:keyId/revoke', admin, async (req, reply) => {
     const { keyId } = parseParams(KeyParams, req.params);
     const change = keys.revoke(keyId);
-    auditKeyChange(fleet, 'keys.revoke', keyId, change, req.ip);
+    auditKeyChange(fleet, 'keys.revoke', keyId, change, req.ip, actorName(req));
     if (!change.applied) {
       reply.status(202);
       return { keyId, ...change, message: 'this server stopped using the key; devices stop trusting it once the pending key set is signed by the offline root and imported' };
@@ -45,10 +47,10 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     return { keyId, ...change, ...(await propagateKeyChange(fleet, change.revoked)) };
   });
 
-  app.post('/v1/keys/keyset', async (req) => {
+  app.post('/v1/keys/keyset', admin, async (req) => {
     const envelope = parseBody(Envelope, req.body);
     const imported = keys.importKeySet(envelope);
-    auditKeyChange(fleet, 'keys.import', String(imported.keysetVersion), imported, req.ip);
+    auditKeyChange(fleet, 'keys.import', String(imported.keysetVersion), imported, req.ip, actorName(req));
     return { applied: true, ...imported, ...(await propagateKeyChange(fleet, imported.revoked)) };
   });
 }

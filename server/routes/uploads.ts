@@ -1,6 +1,7 @@
 // Model uploads: raw ONNX bytes (application/octet-stream), checked before anything is stored.
 import type { FastifyInstance } from 'fastify';
 import { sha256Hex } from '../../shared/crypto.ts';
+import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { inspectModel, loadCheck, ModelError } from '../onnx/inspect-model.ts';
 import { parseParams, ShaParams } from './params.ts';
@@ -23,6 +24,7 @@ export async function uploadRoutes(app: FastifyInstance): Promise<void> {
     blobs.put(bytes);
     db.prepare('INSERT OR IGNORE INTO uploads (sha256, length, info_json, created_at) VALUES (?, ?, ?, ?)')
       .run(sha256, bytes.byteLength, JSON.stringify(info), new Date().toISOString());
+    auditRequest(req, 'uploads.create', sha256, { length: bytes.byteLength });
     reply.status(201);
     return { sha256, length: bytes.byteLength, info };
   });

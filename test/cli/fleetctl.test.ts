@@ -15,9 +15,11 @@ const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'fleetctl.mjs');
 
 interface Result { code: number; stdout: string; stderr: string }
+/** the operator's token (FLEET_TOKEN), set once the server is up */
+let token = '';
 async function fleetctl(server: string, ...args: string[]): Promise<Result> {
   try {
-    const r = await run(process.execPath, [BIN, '--server', server, ...args], { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: '' }, maxBuffer: 64 * 1024 * 1024 });
+    const r = await run(process.execPath, [BIN, '--server', server, ...args], { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: token }, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -51,6 +53,7 @@ describe('fleetctl against a real server', () => {
 
   beforeAll(async () => {
     server = await startTestServer();
+    token = server.adminToken;
     url = server.baseUrl;
     dir = tempDir('fleetctl-');
     digits = await buildDigitsModel();
@@ -206,7 +209,7 @@ describe('fleetctl against a real server', () => {
     expect(twice.stderr).toMatch(/already exists/);
 
     const data = join(dir, 'offline-server');
-    const app = await buildServer({ dataDir: data, httpPort: 0, mqttPort: 0, logLevel: 'silent', rootPublicKey: publicKey });
+    const app = await buildServer({ dataDir: data, httpPort: 0, mqttPort: 0, logLevel: 'silent', rootPublicKey: publicKey, bootstrapAdminToken: token });
     await app.listen({ host: '127.0.0.1', port: 0 });
     const off = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     try {

@@ -1,14 +1,9 @@
 // Helpers for campaign tests: a tiny model with a reference set (so bundles carry a drift baseline),
 // workload inputs, and polling a campaign until it reaches a status.
 import { seededRandom } from '../../server/bundles/golden-vectors.ts';
-import { encodeTensor } from '../../shared/tensor-codec.ts';
 import type { TestServer } from './harness.ts';
 
-export function tinyReference(n = 1000, seed = 11) {
-  const rand = seededRandom(seed);
-  const data = Float32Array.from({ length: n * 8 }, () => rand());
-  return { inputs: { x: encodeTensor('float32', [n, 8], data) } };
-}
+export { tinyReference } from '../../firmware-sim/sample-models.ts';
 
 /** Inputs like the reference set's (uniform in [0,1)), different for every device and call. */
 export function tinyInputs(i: number, n: number) {

@@ -1,11 +1,19 @@
 // A real fleet server on loopback for tests: temp data folder, ephemeral HTTP and MQTT ports.
-import type { FastifyInstance } from 'fastify';
+//
+// Authentication is on, as in production. The harness gets its credentials the way an operator does:
+// it starts the server with a bootstrap admin token (config bootstrapAdminToken, FLEET_BOOTSTRAP_TOKEN)
+// and its API client (app.inject) sends that token on every request that does not carry its own
+// authorization header. A request with `x-fleet-actor: <name>` is sent with an operator token of that
+// name, made through POST /v1/tokens (the server never trusts the header itself). `anonInject` sends
+// requests exactly as given. Simulated fleets enroll through POST /v1/enroll (startFleet).
+import type { FastifyInstance, InjectOptions } from 'fastify';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer } from '../../server/app.ts';
 import type { BundleRequest } from '../../server/bundles/bundle-builder.ts';
 import { b64 } from '../../shared/crypto.ts';
+import { newSecret } from '../../server/auth/secrets.ts';
 import { SimulatedFleet, type FleetOptions } from '../../firmware-sim/fleet.ts';
 
 export interface TestServer {
@@ -14,7 +22,42 @@ export interface TestServer {
   baseUrl: string;
   mqttUrl: string;
   rootPublicKey: string;
+  /** the bootstrap admin token the harness's app.inject sends by default */
+  adminToken: string;
+  /** app.inject as it was: no token added */
+  anonInject: (opts: InjectOptions) => ReturnType<FastifyInstance['inject']>;
   close(): Promise<void>;
+}
+
+/**
+ * Make app.inject send `authorization: Bearer <token>` unless the request has its own authorization
+ * header (a test client holding a token, not a server-side bypass: the server verifies it as any other).
+ */
+export function withBearer(app: FastifyInstance, token: string): (opts: InjectOptions) => ReturnType<FastifyInstance['inject']> {
+  const anon = app.inject.bind(app) as (opts: InjectOptions) => ReturnType<FastifyInstance['inject']>;
+  const actorTokens = new Map<string, Promise<string>>();
+  const actorToken = (name: string) => {
+    let t = actorTokens.get(name);
+    if (!t) {
+      t = anon({ method: 'POST', url: '/v1/tokens', headers: { authorization: `Bearer ${token}` }, payload: { name, role: 'operator' } }).then((r) => {
+        if (r.statusCode !== 201) throw new Error(`token for ${name}: ${r.statusCode} ${r.body}`);
+        return r.json().token as string;
+      });
+      actorTokens.set(name, t);
+    }
+    return t;
+  };
+  const inject = (async (opts: InjectOptions | string) => {
+    const o: InjectOptions = typeof opts === 'string' ? { url: opts } : opts;
+    const headers = { ...(o.headers ?? {}) } as Record<string, string>;
+    if (!Object.keys(headers).some((h) => h.toLowerCase() === 'authorization')) {
+      const actor = headers['x-fleet-actor'];
+      headers.authorization = `Bearer ${typeof actor === 'string' ? await actorToken(actor) : token}`;
+    }
+    return anon({ ...o, headers });
+  }) as unknown as FastifyInstance['inject'];
+  app.inject = inject;
+  return anon;
 }
 
 export function tempDir(prefix = 'fleet-test-'): string {
@@ -23,7 +66,14 @@ export function tempDir(prefix = 'fleet-test-'): string {
 
 export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown> } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
-  const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200, ...opts.config });
+  const adminToken = newSecret('apiToken');
+  // allowUnenrolledDevices: the agent tests (test/agent) start FleetAgents with no credential; fleets
+  // from startFleet enroll anyway, and test/security runs with it off (the product default).
+  const app = await buildServer({
+    dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200,
+    bootstrapAdminToken: adminToken, allowUnenrolledDevices: true, ...opts.config,
+  });
+  const anonInject = withBearer(app, adminToken);
   await app.listen({ host: '127.0.0.1', port: opts.httpPort ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
@@ -31,6 +81,7 @@ export async function startTestServer(opts: { dir?: string; keep?: boolean; http
     baseUrl: `http://127.0.0.1:${port}`,
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`,
     rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
+    adminToken, anonInject,
     async close() {
       await app.close();
       if (!opts.keep && !opts.dir) rmSync(dir, { recursive: true, force: true });
@@ -57,9 +108,34 @@ export async function assign(server: TestServer, manifestSha256: string, deviceI
   return res.json();
 }
 
+/** Device secrets by server folder: a restarted server on the same folder keeps its enrolled devices. */
+const enrolled = new Map<string, Map<string, string>>();
+
+/**
+ * Enroll devices as an operator would: an admin makes an enrollment token good for this many devices,
+ * then the devices enroll with it (one batch request). Devices already enrolled here keep their secret.
+ */
+export async function enrollDevices(server: TestServer, deviceIds: string[]): Promise<Map<string, string>> {
+  const secrets = enrolled.get(server.dir) ?? new Map<string, string>();
+  enrolled.set(server.dir, secrets);
+  const missing = deviceIds.filter((d) => !secrets.has(d));
+  for (let i = 0; i < missing.length; i += 10_000) {
+    const batch = missing.slice(i, i + 10_000);
+    const tok = await server.app.inject({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: batch.length, ttlSeconds: 600 } });
+    if (tok.statusCode !== 201) throw new Error(`enrollment token: ${tok.statusCode} ${tok.body}`);
+    const res = await server.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, deviceIds: batch } });
+    if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
+    for (const d of res.json().devices as { deviceId: string; secret: string }[]) secrets.set(d.deviceId, d.secret);
+  }
+  return secrets;
+}
+
 export async function startFleet(server: TestServer, opts: Partial<FleetOptions> & { count: number }): Promise<SimulatedFleet> {
+  const ids = Array.from({ length: opts.count }, (_, i) => `${opts.idPrefix ?? 'sim'}-${String(i).padStart(5, '0')}`);
+  const secrets = await enrollDevices(server, ids);
   const fleet = new SimulatedFleet({
-    baseDir: join(server.dir, 'devices'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, ...opts,
+    baseDir: join(server.dir, 'devices'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+    credentials: (deviceId) => secrets.get(deviceId), ...opts,
   });
   await fleet.start();
   return fleet;

@@ -1,0 +1,60 @@
+// Rollout and revert figures from the scenario runner (real server in this process, simulated devices
+// in child processes):
+//  - rollout: a campaign with one wave and no soak takes N devices from the old model to the new one;
+//    wall time, devices per second, the server's peak RSS and CPU seconds (N = 1,000 and 10,000);
+//  - revert: a 3x latency regression fails its gate in the first wave; time from the gate failure to
+//    every touched device back on its previous model (from the campaign's own events).
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { runScenario } from '../firmware-sim/run-scenario.ts';
+
+export async function benchRollout(opts: { sizes?: number[] } = {}) {
+  const out: Record<string, unknown> = {};
+  for (const n of opts.sizes ?? [1000, 10_000]) {
+    const o = await runScenario({
+      name: `rollout-${n}`,
+      fleet: { devices: n, processes: n > 2000 ? 2 : 1, telemetryWindowMs: 60_000, inferencesPerSecond: 0 },
+      model: 'tiny',
+      campaign: { waves: [{ percent: 100, soakSeconds: 0, minReporting: 0, minInferences: 0 }], deviceDeadlineSeconds: 600 },
+      timeoutMs: 400_000,
+    });
+    out[`devices${n}`] = {
+      status: o.campaign.status, devicesOnNewModel: o.devicesOn.candidate,
+      rolloutSeconds: o.timings.rolloutMs === null ? null : o.timings.rolloutMs / 1000,
+      devicesPerSecond: o.timings.rolloutMs ? Math.round((o.devicesOn.candidate / o.timings.rolloutMs) * 1000) : null,
+      fleetStartSeconds: o.timings.fleetStartMs / 1000,
+      serverPeakRssMB: o.server.peakRssMB, serverCpuSeconds: o.server.cpuSeconds,
+      targetUnder60sFor10k: n === 10_000 ? (o.timings.rolloutMs ?? Infinity) < 60_000 : undefined,
+    };
+  }
+  return { ...out, runs: 1, cpus: cpus().length };
+}
+
+export async function benchRevert(opts: { devices?: number } = {}) {
+  const n = opts.devices ?? 1000;
+  const o = await runScenario({
+    name: `revert-${n}`,
+    fleet: { devices: n, processes: 1, telemetryWindowMs: 500, inferencesPerSecond: 2, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
+    model: 'tiny',
+    campaign: {
+      waves: [
+        { percent: 20, minDevices: 5, soakSeconds: 1, minReporting: 20, minInferences: 200 },
+        { percent: 100, soakSeconds: 1, minReporting: 20, minInferences: 200 },
+      ],
+    },
+    timeoutMs: 300_000,
+  });
+  const failedAt = o.campaign.events.find((e) => e.type === 'gate_failed')?.at ?? null;
+  return {
+    status: o.campaign.status, devices: n, touched: Math.round(n * 0.2), gateFailure: o.campaign.failures,
+    revertSeconds: o.timings.revertMs === null ? null : o.timings.revertMs / 1000,
+    gateFailedAfterSeconds: failedAt === null ? null : failedAt / 1000,
+    devicesBackOnPrevious: o.devicesOn.other, devicesOnCandidate: o.devicesOn.candidate,
+    runs: 1, cpus: cpus().length,
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: [1000] }), revert: await benchRevert() }, null, 2));
+  process.exit(0);
+}

@@ -1,0 +1,127 @@
+// A slice of a scenario's fleet, built from plain data so it can run in a child process: devices
+// [first, first + count) of `total`, their groups' hardware and faults, and the state a scenario changes
+// while it runs (which artifact is the candidate).
+import { FleetAgent } from '../device-agent/agent.ts';
+import type { FaultProfile } from './faults.ts';
+import { concurrencyLimited, faultyFetch, FlakyProxy } from './flaky-proxy.ts';
+
+const DOWNLOADS_PER_PROCESS = 64;
+const limitedFetch = concurrencyLimited(DOWNLOADS_PER_PROCESS);
+import { SimulatedFleet } from './fleet.ts';
+import { groupOf, type DeviceGroup } from './scenario.ts';
+
+export interface DeviceFleetSpec {
+  first: number;
+  count: number;
+  total: number;
+  idPrefix: string;
+  baseDir: string;
+  mqttUrl: string;
+  serverUrl: string;
+  rootPublicKey: string;
+  groups: DeviceGroup[];
+  telemetryWindowMs: number;
+  /** device id -> enrolled secret */
+  credentials?: Record<string, string>;
+}
+
+export interface DeviceSummary { deviceId: string; group: number; hardware: string; active: string | null; state: string | null; reason: string | null }
+
+export class DeviceFleet {
+  readonly fleet: SimulatedFleet;
+  private candidate: string | null = null;
+  private readonly proxies: FlakyProxy[] = [];
+  private readonly offlineTimers: NodeJS.Timeout[] = [];
+  private readonly profiles: FaultProfile[];
+
+  constructor(readonly spec: DeviceFleetSpec, private readonly proxyPorts: Map<number, number> = new Map()) {
+    const s = spec;
+    const groupIndex = (local: number) => groupOf(s.groups, s.first + local, s.total);
+    this.profiles = Array.from({ length: s.count }, (_, local) => ({ brokenArtifacts: {}, latency: undefined }));
+    this.fleet = new SimulatedFleet({
+      count: s.count, firstIndex: s.first, baseDir: s.baseDir, idPrefix: s.idPrefix,
+      mqttUrl: s.mqttUrl, serverUrl: s.serverUrl, rootPublicKey: s.rootPublicKey,
+      telemetryWindowMs: s.telemetryWindowMs, startConcurrency: 100,
+      hardware: (local) => s.groups[groupIndex(local)].hardware,
+      tags: (local) => s.groups[groupIndex(local)].tags,
+      credentials: s.credentials ? (id) => s.credentials![id] : undefined,
+      faults: (local) => this.profiles[local],
+      mqttUrlFor: (local) => {
+        const port = this.proxyPorts.get(groupIndex(local));
+        return port ? `mqtt://127.0.0.1:${port}` : undefined;
+      },
+      agentDeps: (local) => {
+        const f = s.groups[groupIndex(local)].faults;
+        return {
+          ...(f.clockSkewMs ? { now: () => Date.now() + f.clockSkewMs! } : {}),
+          fetch: f.download ? concurrencyLimited(DOWNLOADS_PER_PROCESS, faultyFetch(f.download)) : limitedFetch,
+        };
+      },
+    });
+  }
+
+  /** Start flaky-network proxies for the groups that have them; call before start(). */
+  static async withProxies(spec: DeviceFleetSpec): Promise<DeviceFleet> {
+    const ports = new Map<number, number>();
+    const proxies: FlakyProxy[] = [];
+    const url = new URL(spec.mqttUrl);
+    for (const [g, group] of spec.groups.entries()) {
+      if (!group.faults.flakyNetwork) continue;
+      const p = new FlakyProxy({ host: url.hostname, port: Number(url.port) }, group.faults.flakyNetwork.dropEveryMs);
+      ports.set(g, await p.start());
+      proxies.push(p);
+    }
+    const df = new DeviceFleet(spec, ports);
+    df.proxies.push(...proxies);
+    return df;
+  }
+
+  async start(): Promise<void> {
+    await this.fleet.start();
+  }
+
+  /** The candidate is known once it is pushed: faults that name it apply from now on. */
+  setCandidate(artifactSha256: string, campaignStart = Date.now()): void {
+    this.candidate = artifactSha256;
+    this.fleet.agents.forEach((agent, local) => {
+      const f = this.spec.groups[groupOf(this.spec.groups, this.spec.first + local, this.spec.total)].faults;
+      const p = this.profiles[local];
+      if (f.candidateBroken) p.brokenArtifacts = { [artifactSha256]: f.candidateBroken };
+      if (f.baseLatencyMs !== undefined || f.candidateLatencyFactor !== undefined) {
+        p.latency = { baseMs: f.baseLatencyMs ?? 1, factorByArtifact: f.candidateLatencyFactor ? { [artifactSha256]: f.candidateLatencyFactor } : {} };
+      }
+      if (f.inputDrift) p.inputDrift = f.inputDrift;
+      if (f.offline) this.scheduleOffline(agent, local, f.offline, campaignStart);
+    });
+  }
+
+  /** Baseline faults (latency) before any candidate exists. */
+  applyBaselineFaults(): void {
+    this.fleet.agents.forEach((_a, local) => {
+      const f = this.spec.groups[groupOf(this.spec.groups, this.spec.first + local, this.spec.total)].faults;
+      if (f.baseLatencyMs !== undefined) this.profiles[local].latency = { baseMs: f.baseLatencyMs, factorByArtifact: {} };
+    });
+  }
+
+  private scheduleOffline(agent: FleetAgent, local: number, o: { afterMs: number; forMs: number }, campaignStart: number): void {
+    const wait = Math.max(0, campaignStart + o.afterMs - Date.now());
+    this.offlineTimers.push(setTimeout(() => {
+      void agent.stop().then(() => {
+        this.offlineTimers.push(setTimeout(() => void this.fleet.restartAgent(local), o.forMs));
+      });
+    }, wait));
+  }
+
+  summary(): DeviceSummary[] {
+    return this.fleet.agents.map((a, local) => ({
+      deviceId: a.deviceId, group: groupOf(this.spec.groups, this.spec.first + local, this.spec.total), hardware: a.config.hardware,
+      active: a.active?.manifestSha256 ?? null, state: a.lastStatus?.state ?? null, reason: a.lastStatus?.reason ?? null,
+    }));
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.offlineTimers) clearTimeout(t);
+    await this.fleet.stop();
+    await Promise.all(this.proxies.map((p) => p.stop()));
+  }
+}

@@ -1,0 +1,102 @@
+// A TCP proxy between simulated devices and the broker that cuts every connection through it on a
+// schedule: the "flaky network" fault. Devices reconnect on their own (with jitter).
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+
+export class FlakyProxy {
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private timer: NodeJS.Timeout | null = null;
+  drops = 0;
+
+  constructor(private readonly target: { host: string; port: number }, private readonly dropEveryMs: number) {}
+
+  async start(): Promise<number> {
+    this.server = createServer((client) => {
+      const upstream = connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.timer = setInterval(() => this.dropAll(), this.dropEveryMs);
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  dropAll(): void {
+    if (this.sockets.size) this.drops++;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.dropAll();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+/** A fetch that cuts each response body after `cutAfterBytes` and/or delays every chunk (slow or broken downloads). */
+export function faultyFetch(spec: { cutAfterBytes?: number; delayMsPerChunk?: number }): typeof fetch {
+  return async (input, init) => {
+    const res = await fetch(input, init);
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (spec.delayMsPerChunk) await new Promise((r) => setTimeout(r, spec.delayMsPerChunk));
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        if (spec.cutAfterBytes !== undefined && sent + value.byteLength > spec.cutAfterBytes) {
+          const keep = spec.cutAfterBytes - sent;
+          if (keep > 0) controller.enqueue(value.subarray(0, keep));
+          await reader.cancel();
+          return controller.error(new Error('simulated connection reset'));
+        }
+        sent += value.byteLength;
+        controller.enqueue(value);
+      },
+      cancel: (why) => reader.cancel(why),
+    });
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  };
+}
+
+/**
+ * At most `max` downloads at once from one simulator process: thousands of simulated devices share one
+ * machine's file table, which real devices (each with its own) do not. Queued calls wait their turn.
+ */
+export function concurrencyLimited(max: number, inner: typeof fetch = fetch): typeof fetch {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  const release = () => { running--; queue.shift()?.(); };
+  return async (input, init) => {
+    if (running >= max) await new Promise<void>((r) => queue.push(r));
+    running++;
+    try {
+      const res = await inner(input, init);
+      if (!res.body) { release(); return res; }
+      // hold the slot until the body is read (or abandoned), not just until the headers arrive
+      let done = false;
+      const finish = () => { if (!done) { done = true; release(); } };
+      const reader = res.body.getReader();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          try {
+            const r = await reader.read();
+            if (r.done) { finish(); c.close(); } else c.enqueue(r.value);
+          } catch (err) { finish(); c.error(err); }
+        },
+        cancel: (why) => { finish(); return reader.cancel(why); },
+      });
+      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    } catch (err) {
+      release();
+      throw err;
+    }
+  };
+}

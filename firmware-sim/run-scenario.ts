@@ -1,0 +1,156 @@
+// Runs a scenario end to end: a fleet server (in this process), the fleet (in child processes), a
+// baseline model on every device, then a campaign for the candidate, and reports what happened.
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildServer } from '../server/app.ts';
+import { newSecret } from '../server/auth/secrets.ts';
+import { b64 } from '../shared/crypto.ts';
+import { encodeTensor } from '../shared/tensor-codec.ts';
+import { FleetProcesses } from './fleet-processes.ts';
+import { tinyClassifier, tinyReference } from './sample-models.ts';
+import { parseScenario, type ScenarioInput } from './scenario.ts';
+
+export interface ScenarioOutcome {
+  name: string;
+  devices: number;
+  campaign: { campaignId: string; status: string; wave: number; failures: string[]; events: { type: string; at: number; detail: unknown }[] };
+  devicesOn: { candidate: number; baseline: number; other: number; none: number };
+  byReason: Record<string, number>;
+  timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
+  server: { peakRssMB: number; cpuSeconds: number };
+}
+
+interface Pushed { manifestSha256: string; artifactSha256: string }
+
+type Api = (opts: { method: 'GET' | 'POST'; url: string; payload?: unknown; headers?: Record<string, string> }) => Promise<LightMyRequestResponse>;
+
+/** The admin API as an operator holding a token calls it. */
+function api(app: FastifyInstance, token: string): Api {
+  return (o) => app.inject({ ...o, payload: o.payload as never, headers: { authorization: `Bearer ${token}`, ...o.headers } });
+}
+
+/** Enroll the fleet as an operator would: one enrollment token for all of them, batches of 10,000. */
+async function enroll(call: Api, deviceIds: string[]): Promise<Record<string, string>> {
+  const secrets: Record<string, string> = {};
+  for (let i = 0; i < deviceIds.length; i += 10_000) {
+    const batch = deviceIds.slice(i, i + 10_000);
+    const tok = await call({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: batch.length, ttlSeconds: 3600 } });
+    if (tok.statusCode !== 201) throw new Error(`enrollment token refused: ${tok.body}`);
+    const res = await call({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, deviceIds: batch } });
+    if (res.statusCode !== 201) throw new Error(`enrollment refused: ${res.body}`);
+    for (const d of res.json().devices as { deviceId: string; secret: string }[]) secrets[d.deviceId] = d.secret;
+  }
+  return secrets;
+}
+
+async function push(call: Api, model: Uint8Array, body: Record<string, unknown>): Promise<Pushed> {
+  const up = await call({ method: 'POST', url: '/v1/uploads', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(model) });
+  if (up.statusCode !== 201) throw new Error(`upload refused: ${up.body}`);
+  const res = await call({ method: 'POST', url: '/v1/models/sim-model/bundles', payload: { uploadSha256: up.json().sha256, ...body } });
+  if (res.statusCode !== 201) throw new Error(`bundle refused: ${res.body}`);
+  const j = res.json();
+  return { manifestSha256: j.manifestSha256, artifactSha256: j.manifest.artifact.sha256 };
+}
+
+async function models(kind: 'tiny' | 'digits'): Promise<{ baseline: [Uint8Array, Record<string, unknown>]; candidate: [Uint8Array, Record<string, unknown>] }> {
+  const hc = { healthCheck: { latencyBudgetMs: 10_000 } };
+  if (kind === 'tiny') {
+    const reference = tinyReference();
+    return { baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [tinyClassifier(2), { quantize: 'none', reference, ...hc }] };
+  }
+  const { buildDigitsModel, DIGITS_INPUT } = await import('../server/training/digits.ts');
+  const d = await buildDigitsModel();
+  const reference = { inputs: { [DIGITS_INPUT]: encodeTensor('float32', d.reference.shape, d.reference.inputs) }, labels: d.reference.labels };
+  // baseline: the float model; candidate: its INT8 version behind the accuracy gate
+  return { baseline: [d.onnx, { quantize: 'none', reference, ...hc }], candidate: [d.onnx, { quantize: 'int8', reference, ...hc }] };
+}
+
+export async function runScenario(input: ScenarioInput, opts: { log?: (line: string) => void; keep?: boolean } = {}): Promise<ScenarioOutcome> {
+  const sc = parseScenario(input);
+  const log = opts.log ?? (() => {});
+  const t0 = Date.now();
+  const dir = mkdtempSync(join(tmpdir(), 'fleet-sim-'));
+  const adminToken = newSecret('apiToken');
+  const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', rolloutTickMs: 200, bootstrapAdminToken: adminToken });
+  const call = api(app, adminToken);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const serverUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  let peakRss = process.memoryUsage.rss();
+  const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 200);
+  const cpu0 = process.cpuUsage();
+  const ids = Array.from({ length: sc.fleet.devices }, (_, i) => `dev-${String(i).padStart(5, '0')}`);
+  const credentials = await enroll(call, ids);
+  const fleet = new FleetProcesses({
+    total: sc.fleet.devices, idPrefix: 'dev', credentials, baseDir: join(dir, 'devices'),
+    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
+    groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
+  }, sc.fleet.processes);
+  try {
+    await fleet.start();
+    log(`fleet: ${sc.fleet.devices} devices in ${sc.fleet.processes || 'this'} process(es), up in ${fleet.startMs} ms`);
+    const m = await models(sc.model);
+    const all = (await fleet.summary()).devices.map((d) => d.deviceId);
+
+    const b0 = Date.now();
+    let baseline: Pushed | null = null;
+    if (sc.baseline) {
+      baseline = await push(call, ...m.baseline);
+      for (let i = 0; i < all.length; i += 5000) await app.fleet.director.assign(baseline.manifestSha256, all.slice(i, i + 5000));
+      await fleet.waitAll((d) => d.active === baseline!.manifestSha256, sc.timeoutMs);
+      fleet.applyBaselineFaults();
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+      await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5)); // telemetry on the baseline
+      log(`baseline on every device in ${Date.now() - b0} ms`);
+    } else {
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+    }
+    const baselineMs = Date.now() - b0;
+
+    const candidate = await push(call, ...m.candidate);
+    const c0 = Date.now();
+    fleet.setCandidate(candidate.artifactSha256, c0);
+    const created = await call({ method: 'POST', url: '/v1/campaigns', payload: { ...sc.campaign, manifestSha256: candidate.manifestSha256 } });
+    if (created.statusCode !== 201) throw new Error(`campaign refused: ${created.body}`);
+    const id = created.json().campaignId as string;
+    let status = 'running';
+    while (!['completed', 'reverted', 'halted', 'aborted'].includes(status)) {
+      if (Date.now() - c0 > sc.timeoutMs) throw new Error(`campaign still ${status} after ${sc.timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+      status = app.fleet.rollouts.store.get(id).status;
+    }
+    const campaignMs = Date.now() - c0;
+    const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
+    const gateFailed = events.find((e) => e.type === 'gate_failed');
+    const reverted = events.find((e) => e.type === 'reverted');
+    const { devices } = await fleet.summary();
+    const byReason: Record<string, number> = {};
+    const on = { candidate: 0, baseline: 0, other: 0, none: 0 };
+    for (const d of devices) {
+      if (d.reason) byReason[d.reason] = (byReason[d.reason] ?? 0) + 1;
+      if (!d.active) on.none++;
+      else if (d.active === candidate.manifestSha256) on.candidate++;
+      else if (d.active === baseline?.manifestSha256) on.baseline++;
+      else on.other++;
+    }
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      name: sc.name, devices: devices.length,
+      campaign: { campaignId: id, status, wave: app.fleet.rollouts.store.get(id).current_wave + 1, failures: (gateFailed?.detail as { failures?: string[] })?.failures ?? [], events },
+      devicesOn: on, byReason,
+      timings: {
+        fleetStartMs: fleet.startMs, baselineMs, campaignMs,
+        rolloutMs: status === 'completed' ? campaignMs : null,
+        revertMs: reverted ? (reverted.detail as { durationMs?: number }).durationMs ?? null : null,
+        totalMs: Date.now() - t0,
+      },
+      server: { peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)) },
+    };
+  } finally {
+    clearInterval(rssTimer);
+    await fleet.stop();
+    await app.close();
+    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,73 @@
+// Every fault profile of the simulator on a small fleet, through the same scenario runner that
+// `npm run sim` uses (real server, real agents, loopback). Power loss (SIGKILL mid-update) is covered
+// per agent process by test/agent/kill-during-update.test.ts.
+import { describe, expect, it } from 'vitest';
+import { runScenario } from '../../firmware-sim/run-scenario.ts';
+import type { ScenarioInput } from '../../firmware-sim/scenario.ts';
+
+const WAVES = [
+  { percent: 20, minDevices: 5, soakSeconds: 0.5, minReporting: 3, minInferences: 10 },
+  { percent: 100, soakSeconds: 0.5, minReporting: 3, minInferences: 10 },
+];
+
+function scenario(groups: NonNullable<ScenarioInput['fleet']['groups']>, extra: Partial<ScenarioInput> = {}): ScenarioInput {
+  return {
+    fleet: { devices: 30, processes: 0, groups, telemetryWindowMs: 300, inferencesPerSecond: 5 },
+    model: 'tiny', campaign: { waves: WAVES, deviceDeadlineSeconds: 60 }, timeoutMs: 90_000, ...extra,
+  };
+}
+
+describe('fault profiles on small simulated fleets', { timeout: 120_000 }, () => {
+  it('flaky network: connections cut every 700 ms, the rollout still completes', async () => {
+    const o = await runScenario(scenario([{ share: 1, hardware: 'rpi4' }, { share: 1, hardware: 'rpi4', faults: { flakyNetwork: { dropEveryMs: 700 } } }]));
+    expect(o.campaign.status, o.campaign.failures.join()).toBe('completed');
+    expect(o.devicesOn.candidate).toBe(30);
+  });
+
+  it('slow and broken downloads: every response cut after 128 bytes and slowed, devices resume and finish', async () => {
+    const o = await runScenario(scenario([{ share: 1, hardware: 'rpi4', faults: { download: { cutAfterBytes: 128, delayMsPerChunk: 20 } } }]));
+    expect(o.campaign.status, o.campaign.failures.join()).toBe('completed');
+    expect(o.devicesOn.candidate).toBe(30);
+  });
+
+  it('a hardware class on which the model fails its health check: halted and reverted', async () => {
+    const o = await runScenario(scenario([{ share: 2, hardware: 'rpi4' }, { share: 1, hardware: 'jetson', faults: { candidateBroken: 'wrong-output' } }]));
+    expect(o.campaign.status).toBe('reverted');
+    expect(o.campaign.wave).toBe(1);
+    expect(o.devicesOn.candidate).toBe(0);
+    expect(o.campaign.failures.join()).toMatch(/failures \d+ of \d+ devices/);
+  });
+
+  it('latency regression: 2.5x slower on every device, halted at the gate', async () => {
+    const o = await runScenario(scenario([{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 8, candidateLatencyFactor: 2.5 } }]));
+    expect(o.campaign.status).toBe('reverted');
+    expect(o.campaign.failures.join()).toMatch(/p95 latency/);
+  });
+
+  it('drifting sensors: inputs shifted, halted on PSI', async () => {
+    const o = await runScenario(scenario([{ share: 1, hardware: 'rpi4', faults: { inputDrift: { offset: 0.7 } } }]));
+    expect(o.campaign.status).toBe('reverted');
+    expect(o.campaign.failures.join()).toMatch(/drift on input:x/);
+  });
+
+  it('clock skew of an hour either way: signed documents still verify, the rollout completes', async () => {
+    const o = await runScenario(scenario([
+      { share: 1, hardware: 'rpi4', faults: { clockSkewMs: 3_600_000 } },
+      { share: 1, hardware: 'rpi4', faults: { clockSkewMs: -3_600_000 } },
+    ]));
+    expect(o.campaign.status, o.campaign.failures.join()).toBe('completed');
+    expect(o.devicesOn.candidate).toBe(30);
+  });
+
+  it('a clock a year ahead: the device refuses the assignment as expired and keeps its model', async () => {
+    const o = await runScenario(scenario([{ share: 5, hardware: 'rpi4' }, { share: 1, hardware: 'rpi4', faults: { clockSkewMs: 400 * 86_400_000 } }], { baseline: false }));
+    expect(o.byReason.EXPIRED).toBeGreaterThan(0);
+    expect(o.campaign.status).toBe('reverted');
+  });
+
+  it('devices offline for a while come back, get the retained assignment and finish', async () => {
+    const o = await runScenario(scenario([{ share: 2, hardware: 'rpi4' }, { share: 1, hardware: 'rpi4', faults: { offline: { afterMs: 0, forMs: 3000 } } }]));
+    expect(o.campaign.status, o.campaign.failures.join()).toBe('completed');
+    expect(o.devicesOn.candidate).toBe(30);
+  });
+});
