@@ -22,7 +22,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       return;
     }
     // a route may have set headers for the body it meant to send (an artifact's type, length, range)
-    for (const h of ['content-length', 'content-range', 'etag']) reply.removeHeader(h);
+    for (const h of ['content-length', 'etag']) reply.removeHeader(h); // (content-range stays: a 416 carries it)
     reply.type('application/json; charset=utf-8');
     if (err instanceof ZodError) {
       return reply.status(400).send({ error: 'FLEET_ERR_VALIDATION', message: zodMessage(err) });

@@ -16,6 +16,7 @@ export class DeviceIngest {
   private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
 
   constructor(private readonly db: Db, private readonly log: FastifyBaseLogger) {
+    this.sql = prepareStatements(db);
     this.telemetry = new TelemetryWriter(db);
   }
 
@@ -60,30 +61,38 @@ export class DeviceIngest {
     for (const fn of this.listeners) fn(kind, msg.deviceId, parsed.data);
   }
 
+  private readonly sql: ReturnType<typeof prepareStatements>;
+
   private ensureDevice(deviceId: string, ts: string): void {
-    this.db.prepare('INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen')
-      .run(deviceId, ts, ts);
+    this.sql.ensure.run(deviceId, ts, ts);
   }
 
   private onPresence(p: Presence): void {
     const now = new Date().toISOString();
     this.ensureDevice(p.deviceId, now);
-    this.db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
-      agent_version = COALESCE(?, agent_version) WHERE device_id = ?`)
-      .run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null, p.deviceId);
+    this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null, p.deviceId);
   }
 
   private onStatus(s: Status): void {
     const now = new Date().toISOString();
     this.db.transaction(() => {
       this.ensureDevice(s.deviceId, now);
-      this.db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
-        active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, agent_version = ? WHERE device_id = ?`)
-        .run(s.state, s.reason ?? null, s.detail ?? null, s.ts, s.active?.modelId ?? null, s.active?.version ?? null,
+      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, s.active?.modelId ?? null, s.active?.version ?? null,
           s.active?.manifestSha256 ?? null, s.agentVersion, s.deviceId);
-      this.db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-        .run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
+      this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
     })();
   }
+}
+
+// Statements prepared once: a fleet sends tens of thousands of status messages in a rollout.
+function prepareStatements(db: Db) {
+  return {
+    ensure: db.prepare('INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen'),
+    presence: db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
+      agent_version = COALESCE(?, agent_version) WHERE device_id = ?`),
+    status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
+      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, agent_version = ? WHERE device_id = ?`),
+    event: db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+  };
 }

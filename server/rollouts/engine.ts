@@ -6,6 +6,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Manifest, Status } from '../../shared/messages.ts';
 import { reissueBundle } from '../bundles/reissue-bundle.ts';
 import type { Db } from '../db/database.ts';
+import type { Statement } from 'better-sqlite3';
 import type { DeviceIngest } from '../devices/device-ingest.ts';
 import type { Director } from '../devices/director.ts';
 import { AppError } from '../errors.ts';
@@ -14,6 +15,8 @@ import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from 
 import { ACTIVE_STATUSES, CampaignStore, type CampaignRow } from './campaign-store.ts';
 import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
 import { gateFigures } from './gate-figures.ts';
+
+const LATE_JOINER_CHECK_MS = 5000;
 
 export type CampaignAction = 'pause' | 'resume' | 'abort' | 'revert' | 'promote';
 
@@ -32,6 +35,8 @@ export class RolloutEngine {
   private readonly now: () => number;
   /** the last 'hold' reason per campaign, for GET /v1/campaigns/:id */
   readonly holdReasons = new Map<string, string>();
+  private readonly lateJoinerCheck = new Map<string, number>();
+  private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement } | null = null;
 
   constructor(private readonly deps: EngineDeps) {
     this.store = new CampaignStore(deps.db);
@@ -145,7 +150,11 @@ export class RolloutEngine {
     const late = db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned' AND assigned_at < ?`)
       .run(now, id, now - config.deviceDeadlineSeconds * 1000);
     if (late.changes) this.store.event(id, 'devices_timed_out', 'engine', { devices: late.changes });
-    if (config.lateJoiners === 'include') this.addLateJoiners(c, config.target, config.waves.length);
+    // looking for newcomers scans the device table: every few seconds is soon enough
+    if (config.lateJoiners === 'include' && now - (this.lateJoinerCheck.get(id) ?? 0) >= LATE_JOINER_CHECK_MS) {
+      this.lateJoinerCheck.set(id, now);
+      this.addLateJoiners(c, config.target, config.waves.length);
+    }
 
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
@@ -219,8 +228,17 @@ export class RolloutEngine {
 
   private onStatus(deviceId: string, s: Status): void {
     const db = this.deps.db;
-    const rows = db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
-      WHERE cd.device_id = ? AND c.status IN (${ACTIVE_STATUSES.map(() => '?').join(',')})`).all(deviceId, ...ACTIVE_STATUSES) as
+    // prepared once: every status message of a rollout comes through here
+    const q = this.statusSql ??= {
+      rows: db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
+        WHERE cd.device_id = ? AND c.status IN (${ACTIVE_STATUSES.map(() => '?').join(',')})`),
+      done: db.prepare(`UPDATE campaign_devices SET revert_state = 'done' WHERE campaign_id = ? AND device_id = ?`),
+      revertFailed: db.prepare(`UPDATE campaign_devices SET revert_state = 'failed', reason = ? WHERE campaign_id = ? AND device_id = ?`),
+      reverted: db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
+      updated: db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
+      failed: db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
+    };
+    const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
       { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
         revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
     const now = this.now();
@@ -228,21 +246,18 @@ export class RolloutEngine {
       const aboutCampaign = s.manifestSha256 === r.campaign_manifest && (s.directorSeq ?? 0) >= (r.assigned_seq ?? Infinity);
       const runsCampaign = s.active?.manifestSha256 === r.campaign_manifest;
       if (r.revert_state === 'assigned' && r.revert_manifest_sha256) {
-        if (s.active?.manifestSha256 === r.revert_manifest_sha256) {
-          db.prepare(`UPDATE campaign_devices SET revert_state = 'done' WHERE campaign_id = ? AND device_id = ?`).run(r.campaign_id, deviceId);
-        } else if (s.manifestSha256 === r.revert_manifest_sha256 && (s.state === 'failed' || s.state === 'rejected')) {
-          db.prepare(`UPDATE campaign_devices SET revert_state = 'failed', reason = ? WHERE campaign_id = ? AND device_id = ?`).run(s.reason ?? null, r.campaign_id, deviceId);
-        }
+        if (s.active?.manifestSha256 === r.revert_manifest_sha256) q.done.run(r.campaign_id, deviceId);
+        else if (s.manifestSha256 === r.revert_manifest_sha256 && (s.state === 'failed' || s.state === 'rejected')) q.revertFailed.run(s.reason ?? null, r.campaign_id, deviceId);
         continue;
       }
       if (s.state === 'reverted' && (aboutCampaign || s.manifestSha256 === r.campaign_manifest) && (r.state === 'updated' || r.state === 'assigned')) {
-        db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(s.reason ?? 'PROBATION_FAILED', now, r.campaign_id, deviceId);
+        q.reverted.run(s.reason ?? 'PROBATION_FAILED', now, r.campaign_id, deviceId);
       } else if (r.state === 'assigned' && ((aboutCampaign && s.state === 'active') || (runsCampaign && s.state === 'active'))) {
-        db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(now, r.campaign_id, deviceId);
+        q.updated.run(now, r.campaign_id, deviceId);
       } else if (r.state === 'assigned' && aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
         const maxRetries = (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0;
         const next = r.attempts <= maxRetries ? 'retry' : 'failed';
-        db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`).run(next, s.reason ?? null, next === 'failed' ? now : null, r.campaign_id, deviceId);
+        q.failed.run(next, s.reason ?? null, next === 'failed' ? now : null, r.campaign_id, deviceId);
       }
     }
   }
