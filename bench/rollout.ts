@@ -34,11 +34,11 @@ export async function benchRevert(opts: { devices?: number } = {}) {
   const n = opts.devices ?? 1000;
   const o = await runScenario({
     name: `revert-${n}`,
-    fleet: { devices: n, processes: 1, telemetryWindowMs: 500, inferencesPerSecond: 2, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
+    fleet: { devices: n, processes: 1, telemetryWindowMs: 1000, inferencesPerSecond: 5, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
     model: 'tiny',
     campaign: {
       waves: [
-        { percent: 20, minDevices: 5, soakSeconds: 1, minReporting: 20, minInferences: 200 },
+        { percent: 20, minDevices: 5, soakSeconds: 3, minReporting: 20, minInferences: 500 },
         { percent: 100, soakSeconds: 1, minReporting: 20, minInferences: 200 },
       ],
     },
@@ -46,15 +46,16 @@ export async function benchRevert(opts: { devices?: number } = {}) {
   });
   const failedAt = o.campaign.events.find((e) => e.type === 'gate_failed')?.at ?? null;
   return {
-    status: o.campaign.status, devices: n, touched: Math.round(n * 0.2), gateFailure: o.campaign.failures,
+    status: o.campaign.status, devices: n, haltedInWave: o.campaign.wave, touched: o.devicesOn.other, gateFailure: o.campaign.failures,
     revertSeconds: o.timings.revertMs === null ? null : o.timings.revertMs / 1000,
     gateFailedAfterSeconds: failedAt === null ? null : failedAt / 1000,
-    devicesBackOnPrevious: o.devicesOn.other, devicesOnCandidate: o.devicesOn.candidate,
+    devicesOnCandidate: o.devicesOn.candidate, untouchedOnBaseline: o.devicesOn.baseline,
     runs: 1, cpus: cpus().length,
   };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: [1000] }), revert: await benchRevert() }, null, 2));
+  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert() }, null, 2));
   process.exit(0);
 }

@@ -1,41 +1,26 @@
-// A TCP proxy between simulated devices and the broker that cuts every connection through it on a
-// schedule: the "flaky network" fault. Devices reconnect on their own (with jitter).
-import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+// The "flaky network" fault: a relay between simulated devices and the broker that drops every connection
+// through it on a schedule. Devices reconnect on their own (with jitter).
+import { TcpRelay } from './tcp-relay.ts';
 
 export class FlakyProxy {
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
+  private readonly relay: TcpRelay;
   private timer: NodeJS.Timeout | null = null;
-  drops = 0;
 
-  constructor(private readonly target: { host: string; port: number }, private readonly dropEveryMs: number) {}
-
-  async start(): Promise<number> {
-    this.server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
-    this.timer = setInterval(() => this.dropAll(), this.dropEveryMs);
-    return (this.server.address() as AddressInfo).port;
+  constructor(target: { host: string; port: number }, private readonly dropEveryMs: number) {
+    this.relay = new TcpRelay(target.host, target.port);
   }
 
-  dropAll(): void {
-    if (this.sockets.size) this.drops++;
-    for (const s of this.sockets) s.destroy();
+  get drops(): number { return this.relay.cuts; }
+
+  async start(): Promise<number> {
+    const port = await this.relay.start();
+    this.timer = setInterval(() => this.relay.cut(false), this.dropEveryMs);
+    return port;
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.dropAll();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.relay.stop();
   }
 }
 
@@ -80,6 +65,12 @@ export function concurrencyLimited(max: number, inner: typeof fetch = fetch): ty
     try {
       const res = await inner(input, init);
       if (!res.body) { release(); return res; }
+      if (!res.ok) {
+        // error bodies are small and callers often drop them unread: read them here so the slot comes back
+        const text = await res.text().catch(() => '');
+        release();
+        return new Response(text, { status: res.status, statusText: res.statusText, headers: res.headers });
+      }
       // hold the slot until the body is read (or abandoned), not just until the headers arrive
       let done = false;
       const finish = () => { if (!done) { done = true; release(); } };

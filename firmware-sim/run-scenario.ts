@@ -99,14 +99,15 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       baseline = await push(call, ...m.baseline);
       for (let i = 0; i < all.length; i += 5000) await app.fleet.director.assign(baseline.manifestSha256, all.slice(i, i + 5000));
       await fleet.waitAll((d) => d.active === baseline!.manifestSha256, sc.timeoutMs);
+      log(`baseline on every device in ${Date.now() - b0} ms`);
       fleet.applyBaselineFaults();
       await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
-      await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5)); // telemetry on the baseline
-      log(`baseline on every device in ${Date.now() - b0} ms`);
+      // telemetry on the baseline, for gates that compare against it (nothing to wait for without a workload)
+      if (sc.fleet.inferencesPerSecond > 0) await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5));
     } else {
       await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
     }
-    const baselineMs = Date.now() - b0;
+    const baselineMs = Date.now() - b0; // includes the wait for baseline telemetry
 
     const candidate = await push(call, ...m.candidate);
     const c0 = Date.now();

@@ -9,17 +9,9 @@ export type Vector = { inputs: Record<string, TensorJson>; outputs: Record<strin
 
 const ORT_TO_DTYPE: Record<string, TensorDType> = { float32: 'float32', int32: 'int32', int64: 'int64', uint8: 'uint8', int8: 'int8', bool: 'bool' };
 
-/** Mulberry32: small, seeded, good enough for test inputs. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded random numbers for health-check inputs (and the simulator's workloads). */
+export { mulberry32 as seededRandom } from '../../shared/prng.ts';
+import { mulberry32 as seededRandom } from '../../shared/prng.ts';
 
 function synthInput(spec: IoSpec, rand: () => number): TensorJson {
   const dims = spec.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));

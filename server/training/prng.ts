@@ -1,16 +1,7 @@
 // Seeded PRNG so training runs (init, shuffles, splits) are reproducible from a single number.
 
-/** mulberry32: small, fast, good enough for init and shuffling; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../../shared/prng.ts';
+import { mulberry32 } from '../../shared/prng.ts';
 
 /** Standard normal via Box-Muller. */
 export function gaussian(rand: () => number): () => number {
