@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { keysCommand } from './commands/keys.ts';
 import { pushCommand } from './commands/push.ts';
 import { fleetCommands } from './commands/fleet.ts';
+import { campaignCommands } from './commands/campaigns.ts';
 import { offlineCommands } from './commands/bundle-offline.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
@@ -20,6 +21,7 @@ export function buildProgram(defaults: Defaults, sink: Pick<Io, 'out' | 'err'>):
   keysCommand(program, run);
   pushCommand(program, run);
   fleetCommands(program, run);
+  campaignCommands(program, run);
   offlineCommands(program, run);
   return program;
 }

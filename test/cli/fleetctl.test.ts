@@ -167,6 +167,29 @@ describe('fleetctl against a real server', () => {
     expect(missing.stderr).toMatch(/no bundle with manifest f{64}/);
   });
 
+  it('campaigns: create from a config file, pause, resume, read the events, abort', async () => {
+    writeFileSync(join(dir, 'campaign.json'), JSON.stringify({ target: { deviceIds: ['cam-1', 'cam-2'] }, waves: [{ percent: 100, soakSeconds: 3600 }] }));
+    const created = await fleetctl(url, '--json', 'campaigns', 'create', pushed.manifestSha256, '--config', join(dir, 'campaign.json'), '--name', 'cli-canary');
+    expect(created.code, created.stderr).toBe(0);
+    const id = JSON.parse(created.stdout).campaignId as string;
+    expect(JSON.parse(created.stdout).status).toBe('running');
+    const conflict = await fleetctl(url, 'campaigns', 'create', pushed.manifestSha256, '--config', join(dir, 'campaign.json'));
+    expect(conflict.code).toBe(1);
+    expect(conflict.stderr).toMatch(/already belong to unfinished campaign/);
+    expect((await fleetctl(url, '--json', 'campaigns', 'pause', id)).stdout).toMatch(/"status":"paused"/);
+    expect((await fleetctl(url, 'campaigns', 'pause', id)).stderr).toMatch(/cannot pause a campaign that is paused/);
+    expect((await fleetctl(url, '--json', 'campaigns', 'resume', id)).stdout).toMatch(/"status":"running"/);
+    const list = await fleetctl(url, 'campaigns');
+    expect(list.stdout).toContain(id);
+    const events = await fleetctl(url, 'campaigns', 'events', id);
+    expect(events.stdout).toMatch(/manual_action/);
+    expect(events.stdout).toMatch(/created/);
+    expect((await fleetctl(url, '--json', 'campaigns', 'abort', id)).stdout).toMatch(/"status":"aborted"/);
+    const bad = await fleetctl(url, 'campaigns', 'show', 'not-a-uuid');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/campaignId/);
+  });
+
   it('keys rotate and revoke; the server keeps serving after every refusal', async () => {
     const before = JSON.parse((await fleetctl(url, '--json', 'keys', 'show')).stdout);
     const oldKey = before.keyset.keys[0].keyId as string;
