@@ -70,8 +70,11 @@ describe('end to end: one signed model from the server to simulated devices', ()
     await server.app.fleet.director.assignEnvelope(envelope, forged, ids());
     await fleet.waitAll((s) => s.state === 'rejected' && s.reason === 'UNKNOWN_KEY', 30_000);
     for (const a of fleet.agents) expect(a.active?.manifestSha256).toBe(v1.manifestSha256);
-    const d = (await server.app.inject({ method: 'GET', url: `/v1/devices/${fleet.agents[5].deviceId}` })).json();
-    expect(d.events.some((e: { reason: string }) => e.reason === 'UNKNOWN_KEY')).toBe(true);
+    // the device's report travels over MQTT to the server: wait for it to be stored
+    await waitFor(async () => {
+      const d = (await server.app.inject({ method: 'GET', url: `/v1/devices/${fleet.agents[5].deviceId}` })).json();
+      return d.events.some((e: { reason: string }) => e.reason === 'UNKNOWN_KEY');
+    });
   });
 });
 
