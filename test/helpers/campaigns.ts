@@ -20,7 +20,7 @@ export const FAST_WAVES = [
 
 export interface CampaignView { campaignId: string; status: string; wave: number; devices: Record<string, number>; waiting: string | null }
 
-export async function getCampaign(server: TestServer, id: string): Promise<CampaignView & { deviceList: { deviceId: string; wave: number; state: string; revertState: string | null }[] }> {
+export async function getCampaign(server: TestServer, id: string): Promise<CampaignView & { deviceList: { deviceId: string; wave: number; state: string; attempts: number; reason: string | null; revertState: string | null }[] }> {
   const res = await server.app.inject({ method: 'GET', url: `/v1/campaigns/${id}` });
   if (res.statusCode !== 200) throw new Error(`GET campaign: ${res.statusCode} ${res.body}`);
   return res.json();

@@ -1,0 +1,71 @@
+// Rate limit, per-device retries and the per-device deadline, on a real server whose devices are
+// played by status and presence messages published into its broker (no agents: the timing is ours).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { topics } from '../../shared/topics.ts';
+import { AGENT_VERSION } from '../../shared/version.ts';
+import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { createCampaign, getCampaign, events } from '../helpers/campaigns.ts';
+
+const ids = Array.from({ length: 10 }, (_, i) => `fake-${i}`);
+
+async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`not reached in ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('campaign limits', () => {
+  let server: TestServer;
+  let manifestSha256: string;
+  const say = (deviceId: string, kind: 'presence' | 'status', msg: object) =>
+    server.app.fleet.broker.publish(topics[kind](deviceId), JSON.stringify({ deviceId, ts: new Date().toISOString(), ...msg }), { qos: 1, retain: false });
+  const assignedSeq = (campaignId: string, deviceId: string) =>
+    (server.app.fleet.db.prepare('SELECT assigned_seq AS s, attempts AS a FROM campaign_devices WHERE campaign_id = ? AND device_id = ?').get(campaignId, deviceId) as { s: number; a: number });
+
+  beforeAll(async () => {
+    server = await startTestServer({ config: { rolloutTickMs: 50 } });
+    for (const id of ids) await say(id, 'presence', { online: true, hardware: 'rpi4', agentVersion: AGENT_VERSION });
+    await until(async () => (await server.app.inject({ method: 'GET', url: '/v1/devices' })).json().devices.length, (n) => n === 10);
+    manifestSha256 = (await pushBundle(server, 'tiny', tinyClassifier(1))).manifestSha256;
+  });
+  afterAll(async () => { await server?.close(); });
+
+  it('assigns no more devices per minute than the rate limit', async () => {
+    const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ids }, waves: [{ percent: 100, soakSeconds: 0 }], rateLimitPerMinute: 4 });
+    expect(c.status).toBe(201);
+    await new Promise((r) => setTimeout(r, 500)); // ten ticks
+    const v = await getCampaign(server, c.body.campaignId);
+    expect(v.devices).toEqual({ assigned: 4, pending: 6 });
+    await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` });
+  });
+
+  it('assigns a failed device again up to maxRetries, then counts it as failed', async () => {
+    const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-0', 'fake-1'] }, waves: [{ percent: 100, soakSeconds: 3600 }], maxRetries: 1, gates: { failureCount: 5 } });
+    expect(c.status).toBe(201);
+    const id = c.body.campaignId;
+    const first = assignedSeq(id, 'fake-0');
+    expect(first.a).toBe(1);
+    await say('fake-0', 'status', { state: 'failed', reason: 'DOWNLOAD_FAILED', manifestSha256, directorSeq: first.s, active: null, agentVersion: AGENT_VERSION });
+    const second = await until(async () => assignedSeq(id, 'fake-0'), (r) => r.a === 2);
+    expect(second.s).toBeGreaterThan(first.s); // a new signed desired state, not the old one again
+    await say('fake-0', 'status', { state: 'failed', reason: 'DOWNLOAD_FAILED', manifestSha256, directorSeq: second.s, active: null, agentVersion: AGENT_VERSION });
+    const row = await until(async () => (await getCampaign(server, id)).deviceList.find((d) => d.deviceId === 'fake-0')!, (d) => d.state === 'failed');
+    expect(row).toMatchObject({ attempts: 2, reason: 'DOWNLOAD_FAILED' });
+    await server.app.inject({ method: 'POST', url: `/v1/campaigns/${id}/abort` });
+  });
+
+  it('counts a device that stays silent past its deadline as failed, and the gate halts', async () => {
+    const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-5', 'fake-6'] }, waves: [{ percent: 100, soakSeconds: 0 }], deviceDeadlineSeconds: 1, onGateFailure: 'pause' });
+    expect(c.status).toBe(201);
+    const v = await until(() => getCampaign(server, c.body.campaignId), (x) => x.status === 'halted', 5000);
+    expect(v.deviceList.map((d) => [d.state, d.reason])).toEqual([['failed', 'DEADLINE'], ['failed', 'DEADLINE']]);
+    const ev = await events(server, c.body.campaignId);
+    expect(ev.find((e) => e.type === 'devices_timed_out')?.detail).toEqual({ devices: 2 });
+    expect((ev.find((e) => e.type === 'gate_failed')?.detail.failures as string[])[0]).toMatch(/failures 2 of 2 devices/);
+  });
+});
