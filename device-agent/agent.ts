@@ -209,7 +209,11 @@ export class FleetAgent extends EventEmitter {
   // ---- connection and reports -------------------------------------------------------------
 
   private connect(): void {
-    const reconnectPeriod = Math.round(this.config.reconnectMinMs * (1 + this.random())); // jitter: no reconnect storms
+    // Reconnects back off exponentially from reconnectMinMs to reconnectMaxMs, with jitter, and start
+    // over after a good connection: a fleet that lost its broker must not come back all at once.
+    const jittered = (ms: number) => Math.round(ms * (1 + this.random()));
+    let backoff = this.config.reconnectMinMs;
+    const reconnectPeriod = jittered(backoff);
     const client = mqtt.connect(this.config.mqttUrl, {
       clientId: this.deviceId,
       clean: true,
@@ -221,7 +225,14 @@ export class FleetAgent extends EventEmitter {
       will: { topic: topics.presence(this.deviceId), payload: Buffer.from(JSON.stringify(this.presence(false))), qos: 1, retain: true },
     });
     this.client = client;
+    client.on('close', () => {
+      // mqtt.js reads options.reconnectPeriod each time it schedules the next attempt
+      backoff = Math.min(backoff * 2, this.config.reconnectMaxMs);
+      client.options.reconnectPeriod = Math.min(jittered(backoff), this.config.reconnectMaxMs * 2);
+    });
     client.on('connect', () => {
+      backoff = this.config.reconnectMinMs;
+      client.options.reconnectPeriod = jittered(backoff);
       this.generation++;
       client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true });
       const boot = this.bootReport;

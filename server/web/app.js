@@ -2,6 +2,9 @@
 // the campaign actions. Everything is written with textContent: no server string becomes markup.
 'use strict';
 const $ = (id) => document.getElementById(id);
+// a token may arrive in the fragment (#token=…), which never reaches the server: keep it, then drop it from the address bar
+const fromHash = new URLSearchParams(location.hash.slice(1)).get('token');
+if (fromHash) { localStorage.setItem('fleetToken', fromHash); history.replaceState(null, '', location.pathname); }
 let token = localStorage.getItem('fleetToken') || '';
 $('token').value = token;
 $('login').addEventListener('submit', (e) => { e.preventDefault(); token = $('token').value.trim(); localStorage.setItem('fleetToken', token); refresh(); });
