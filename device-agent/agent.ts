@@ -12,7 +12,7 @@ import { envelopeDigest } from '../shared/envelope.ts';
 import { DesiredMessage, type ActiveModel, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
 import { UpdateRefused, type ReasonCode } from '../shared/reason-codes.ts';
 import { topics } from '../shared/topics.ts';
-import { verifyDesired, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
+import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
@@ -338,6 +338,24 @@ export class FleetAgent extends EventEmitter {
     return { rootPublicKey: b64.decode(t.rootPublicKey), keysetVersion: t.keysetVersion, lastSeq: t.lastSeq, versionFloors: t.versionFloors, timeFloor: t.timeFloor };
   }
 
+  /**
+   * A refused assignment may still carry a newer key set the root signed: keep its version (Uptane
+   * updates metadata apart from targets), so a later replay of an older key set, one that still lists a
+   * revoked key, is refused as a rollback even by a device that never accepted an assignment since.
+   */
+  private learnKeySet(msg: DesiredMessage): void {
+    const t = this.state.trust;
+    try {
+      const keyset = verifyKeySet(msg.keyset, this.trust(), Math.max(this.now(), t.timeFloor), this.cache);
+      if (keyset.version > t.keysetVersion) {
+        t.keysetVersion = keyset.version;
+        this.store.save(this.state);
+      }
+    } catch {
+      // a key set that does not verify teaches nothing
+    }
+  }
+
   private async applyDesired(payload: Buffer): Promise<void> {
     let msg: DesiredMessage;
     try {
@@ -354,8 +372,11 @@ export class FleetAgent extends EventEmitter {
     try {
       v = verifyDesired(msg, this.trust(), { deviceId: this.deviceId, hardware: this.config.hardware, agentVersion: AGENT_VERSION }, this.now(), this.cache);
     } catch (err) {
-      // which manifest the refused assignment named (unverified, for the operator's view only)
-      if (err instanceof UpdateRefused) return this.refuse(err.reason, err.message, { manifestSha256: envelopeDigest(msg.manifest) });
+      if (err instanceof UpdateRefused) {
+        this.learnKeySet(msg);
+        // which manifest the refused assignment named (unverified, for the operator's view only)
+        return this.refuse(err.reason, err.message, { manifestSha256: envelopeDigest(msg.manifest) });
+      }
       throw err;
     }
     const m = v.manifest;

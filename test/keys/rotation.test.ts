@@ -100,6 +100,33 @@ describe('signing key rotation and revocation, end to end', () => {
     await fleet.waitAll((s, a) => a !== agent || (s.state === 'rejected' && s.reason === 'KEYSET_ROLLBACK'), 30_000);
   });
 
+  it('a device that only ever refused a message still learns its newer key set: the old one is then a rollback', async () => {
+    // a device enrolled after the revocation; its first message is refused (unknown key) but carries key set v3
+    const late = await startFleet(server, { count: 1, idPrefix: 'late', agentOverrides: { probationInferences: 0, probationSeconds: 0 } });
+    try {
+      const agent = late.agents[0];
+      const { manifest } = server.app.fleet.director.bundleEnvelope(oldBundle.manifestSha256);
+      const rogue = generateKeyPair();
+      const forged: Manifest = { ...manifest, version: 60, issuedAt: new Date().toISOString() };
+      await server.app.fleet.director.assignEnvelope(signDocument(forged, { ...rogue, keyId: keyIdOf(rogue.publicKey) }), forged, [agent.deviceId]);
+      await late.waitAll((s) => s.state === 'rejected' && s.reason === 'UNKNOWN_KEY', 30_000);
+
+      // now the replay: key set v2 (k1 still valid there), a k1 manifest, a fresh director signature
+      const signer = readKeyFile(join(keyDir, `signing-${k2}.key`));
+      const now = Date.now();
+      const desired: DesiredState = {
+        type: 'desired', deviceId: agent.deviceId, seq: 20_000, issuedAt: new Date(now).toISOString(), expires: new Date(now + 3600_000).toISOString(),
+        modelId: 'alpha', version: 1, manifestSha256: oldBundle.manifestSha256,
+      };
+      const msg: DesiredMessage = { keyset: oldKeysetEnvelope, manifest: envelopeOf(oldBundle.manifestSha256), director: signDocument(desired, signer) };
+      await server.app.fleet.broker.publish(topics.desired(agent.deviceId), JSON.stringify(msg), { qos: 1, retain: true });
+      await late.waitAll((s) => s.state === 'rejected' && s.reason === 'KEYSET_ROLLBACK', 30_000);
+      expect(agent.active).toBeNull();
+    } finally {
+      await late.stop();
+    }
+  });
+
   it('a manifest signed by a key the root never listed is refused with UNKNOWN_KEY', async () => {
     const { manifest } = server.app.fleet.director.bundleEnvelope(oldBundle.manifestSha256);
     const rogue = generateKeyPair();
