@@ -29,15 +29,17 @@ export interface DeviceSummary { deviceId: string; group: number; hardware: stri
 
 export class DeviceFleet {
   readonly fleet: SimulatedFleet;
-  private candidate: string | null = null;
   private readonly proxies: FlakyProxy[] = [];
   private readonly offlineTimers: NodeJS.Timeout[] = [];
   private readonly profiles: FaultProfile[];
+  private readonly groupIndex: number[];
 
   constructor(readonly spec: DeviceFleetSpec, private readonly proxyPorts: Map<number, number> = new Map()) {
     const s = spec;
-    const groupIndex = (local: number) => groupOf(s.groups, s.first + local, s.total);
-    this.profiles = Array.from({ length: s.count }, (_, local) => ({ brokenArtifacts: {}, latency: undefined }));
+    // each device's group, worked out once
+    this.groupIndex = Array.from({ length: s.count }, (_, local) => groupOf(s.groups, s.first + local, s.total));
+    const groupIndex = (local: number) => this.groupIndex[local];
+    this.profiles = Array.from({ length: s.count }, () => ({ brokenArtifacts: {}, latency: undefined }));
     this.fleet = new SimulatedFleet({
       count: s.count, firstIndex: s.first, baseDir: s.baseDir, idPrefix: s.idPrefix,
       mqttUrl: s.mqttUrl, serverUrl: s.serverUrl, rootPublicKey: s.rootPublicKey,
@@ -82,9 +84,8 @@ export class DeviceFleet {
 
   /** The candidate is known once it is pushed: faults that name it apply from now on. */
   setCandidate(artifactSha256: string, campaignStart = Date.now()): void {
-    this.candidate = artifactSha256;
     this.fleet.agents.forEach((agent, local) => {
-      const f = this.spec.groups[groupOf(this.spec.groups, this.spec.first + local, this.spec.total)].faults;
+      const f = this.spec.groups[this.groupIndex[local]].faults;
       const p = this.profiles[local];
       if (f.candidateBroken) p.brokenArtifacts = { [artifactSha256]: f.candidateBroken };
       if (f.baseLatencyMs !== undefined || f.candidateLatencyFactor !== undefined) {
@@ -98,7 +99,7 @@ export class DeviceFleet {
   /** Baseline faults (latency) before any candidate exists. */
   applyBaselineFaults(): void {
     this.fleet.agents.forEach((_a, local) => {
-      const f = this.spec.groups[groupOf(this.spec.groups, this.spec.first + local, this.spec.total)].faults;
+      const f = this.spec.groups[this.groupIndex[local]].faults;
       if (f.baseLatencyMs !== undefined) this.profiles[local].latency = { baseMs: f.baseLatencyMs, factorByArtifact: {} };
     });
   }
@@ -114,7 +115,7 @@ export class DeviceFleet {
 
   summary(): DeviceSummary[] {
     return this.fleet.agents.map((a, local) => ({
-      deviceId: a.deviceId, group: groupOf(this.spec.groups, this.spec.first + local, this.spec.total), hardware: a.config.hardware,
+      deviceId: a.deviceId, group: this.groupIndex[local], hardware: a.config.hardware,
       active: a.active?.manifestSha256 ?? null, state: a.lastStatus?.state ?? null, reason: a.lastStatus?.reason ?? null,
     }));
   }

@@ -11,16 +11,9 @@ import { pushBundle, startTestServer, type TestServer } from '../helpers/harness
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { assignSigned, manifestOf, settled, startAgent } from './fixture.ts';
 import { CuttableLink } from './mqtt-link.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const feeds: Feeds = { x: { data: Float32Array.from([0.1, -0.4, 0.9, 0.3, -0.7, 0.2, 0.5, -0.1]), dims: [1, 8] } };
-
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('telemetry across being offline', () => {
   let server: TestServer;
@@ -56,16 +49,16 @@ describe('telemetry across being offline', () => {
     const sha = await assignSigned(server, m, [deviceId]);
     await settled(agent, sha, ['active']);
     for (let i = 0; i < 20; i++) await agent.infer(feeds);
-    await until(() => sent.some((t) => t.count > 0), 5000, 'a window with inferences');
+    await waitFor(() => sent.some((t) => t.count > 0), 5000, 'a window with inferences');
 
     // offline: the broker sees the link die and publishes the will
     link.cut();
     const db = server.app.fleet.db;
     const online = () => (db.prepare('SELECT online FROM devices WHERE device_id = ?').get(deviceId) as { online: number } | undefined)?.online;
-    await until(() => online() === 0, 10_000, 'presence offline via the last will');
+    await waitFor(() => online() === 0, 10_000, 'presence offline via the last will');
     const offlineFrom = sent.length;
     for (let i = 0; i < 10; i++) await agent.infer(feeds);
-    await until(() => sent.length >= offlineFrom + 4, 5000, 'windows while offline');
+    await waitFor(() => sent.length >= offlineFrom + 4, 5000, 'windows while offline');
     expect(agent.outboxSize).toBeGreaterThanOrEqual(4);
 
     // restarted while still offline (so not through startAgent, which waits for a connection):
@@ -80,12 +73,12 @@ describe('telemetry across being offline', () => {
     await agent.start();
     for (let i = 0; i < 5; i++) await agent.infer(feeds);
     const beforeReconnect = sent.length;
-    await until(() => sent.length >= beforeReconnect + 3, 5000, 'windows after the restart');
+    await waitFor(() => sent.length >= beforeReconnect + 3, 5000, 'windows after the restart');
     expect(agent.outboxSize).toBeGreaterThanOrEqual(7);
 
     // back online: everything is sent, acknowledged and removed from the outbox
     link.restore();
-    await until(() => agent!.outboxSize === 0 && online() === 1, 15_000, 'the outbox to drain');
+    await waitFor(() => agent!.outboxSize === 0 && online() === 1, 15_000, 'the outbox to drain');
     await agent.stop();
     agent = null;
     server.app.fleet.ingest.telemetry.flush();

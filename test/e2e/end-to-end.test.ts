@@ -7,6 +7,7 @@ import type { Manifest } from '../../shared/messages.ts';
 import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
 import { assign, pushBundle, startFleet, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 describe('end to end: one signed model from the server to simulated devices', () => {
   let server: TestServer;
@@ -77,11 +78,3 @@ describe('end to end: one signed model from the server to simulated devices', ()
     });
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -79,13 +79,7 @@ export function leakProblems(body: string, dirs: string[]): string[] {
   return problems;
 }
 
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { waitFor } from '../helpers/wait.ts';
 
 /** mulberry32: a small seeded PRNG, so a fuzz failure replays exactly. */
 export { mulberry32 as prng } from '../../shared/prng.ts';
