@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { FleetAgent } from '../device-agent/agent.ts';
 import { parseAgentConfig } from '../device-agent/config.ts';
-import { createSession, ort } from '../device-agent/runtime/onnx-session.ts';
+import { createSession, ort } from '../runtime/onnx-session.ts';
 import { StateStore } from '../device-agent/state-store.ts';
 import { canonicalJson } from '../shared/canonical-json.ts';
 import { b64, sha256Hex } from '../shared/crypto.ts';

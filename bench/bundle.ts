@@ -5,7 +5,7 @@
 // Run alone: npx tsx bench/bundle.ts [--batch N] [--reps N] [--iterations N] [--without-config]
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createSession, ort } from '../device-agent/runtime/onnx-session.ts';
+import { createSession, ort } from '../runtime/onnx-session.ts';
 import { buildDigitsModel, DIGITS_INPUT } from '../server/training/digits.ts';
 import { quantizeModel, QUANTIZED_SESSION_CONFIG } from '../server/quantize/quantize.ts';
 

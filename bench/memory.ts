@@ -144,7 +144,7 @@ function agentChild(): void {
 function bareChild(): void {
   serveParent(async (m) => {
     if (m.type !== 'start') return;
-    const { createSession, ort } = await import('../device-agent/runtime/onnx-session.ts');
+    const { createSession, ort } = await import('../runtime/onnx-session.ts');
     const session = await createSession(new Uint8Array(readFileSync(m.artifactPath as string)), { config: m.sessionConfig as Record<string, string> });
     const xs = inputs();
     for (let i = 0; i < (m.inferences as number); i++) await session.run({ [DIGITS_INPUT]: new ort.Tensor('float32', xs[i & 15], [1, 784]) });

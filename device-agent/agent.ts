@@ -21,7 +21,7 @@ import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { planRecovery, type BootReport } from './recovery.ts';
-import type { Feeds, Outputs } from './runtime/onnx-session.ts';
+import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { StateStore, type AgentState, type ProbationRecord, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';

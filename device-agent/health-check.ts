@@ -4,7 +4,7 @@ import type { Manifest } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import { decodeTensor, worstToleranceExcess } from '../shared/tensor-codec.ts';
 import type { LoadedModel } from './model-runtime.ts';
-import type { Feeds } from './runtime/onnx-session.ts';
+import type { Feeds } from '../runtime/onnx-session.ts';
 
 export interface HealthReport { vectors: number; maxMs: number; worstExcess: number }
 

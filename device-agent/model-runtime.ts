@@ -1,7 +1,7 @@
 // How the agent turns verified bytes into something that runs. One onnxruntime-web session per load on
 // a device; the simulator passes a shared, reference-counted runtime so thousands of simulated devices
 // holding the same model share one session (memory stays bounded).
-import { createSession, runSession, type Feeds, type Outputs } from './runtime/onnx-session.ts';
+import { createSession, runSession, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
 
 export interface LoadedModel {
   run(feeds: Feeds): Promise<Outputs>;

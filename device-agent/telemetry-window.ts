@@ -2,7 +2,7 @@
 // over the bins of the active model's baseline (see shared/histogram.ts).
 import { binArgmax, binValues, emptyCounts } from '../shared/histogram.ts';
 import type { ActiveModel, Histogram, Manifest, Telemetry } from '../shared/messages.ts';
-import type { Feeds, Outputs } from './runtime/onnx-session.ts';
+import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 
 /** per call and input: enough for a histogram over a window, cheap next to a ~25 µs inference */
 const MAX_SAMPLES_PER_INPUT = 32;

@@ -2,7 +2,7 @@
 // wrapper for model-level faults (a model that breaks on this hardware, slower inference), and input
 // transforms for the workload (drifting sensors). Network and power faults live in the scenario runner.
 import type { LoadedModel, ModelRuntime } from '../device-agent/model-runtime.ts';
-import type { Feeds, Outputs } from '../device-agent/runtime/onnx-session.ts';
+import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 
 export interface FaultProfile {
   /** artifacts (SHA-256) that misbehave on this device: outputs zeroed (fails golden checks) or every call throws */

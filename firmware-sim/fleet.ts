@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { FleetAgent, type AgentDeps } from '../device-agent/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.ts';
 import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
-import type { Feeds } from '../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../runtime/onnx-session.ts';
 import type { Status } from '../shared/messages.ts';
 import { applyInputDrift, FaultyRuntime, type FaultProfile } from './faults.ts';
 import { SignatureCache } from '../shared/verify-desired.ts';

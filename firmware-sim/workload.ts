@@ -1,5 +1,5 @@
 // What simulated devices feed their model: inputs like the reference set's.
-import type { Feeds } from '../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../runtime/onnx-session.ts';
 import { seededRandom } from '../server/bundles/golden-vectors.ts';
 
 export type ModelKind = 'tiny' | 'digits';

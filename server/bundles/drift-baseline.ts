@@ -1,6 +1,6 @@
 // The drift baseline a manifest carries: histograms of the reference set's inputs and of the shipped
 // model's outputs on it, binned exactly as the agent bins what it sees (shared/histogram.ts).
-import { createSession, runSession } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession } from '../../runtime/onnx-session.ts';
 import { binArgmax, binValues } from '../../shared/histogram.ts';
 import type { Histogram, Manifest, TensorJson } from '../../shared/messages.ts';
 import { decodeTensor } from '../../shared/tensor-codec.ts';

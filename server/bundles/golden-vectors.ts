@@ -1,6 +1,6 @@
 // Health-check vectors for a manifest: inputs taken from the reference set (or made from the model's
 // input signature with a seeded generator), outputs computed by running the exact artifact that ships.
-import { createSession, runSession, type Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { decodeTensor, elementCount, encodeTensor, type TypedData } from '../../shared/tensor-codec.ts';
 import type { IoSpec, TensorDType, TensorJson } from '../../shared/messages.ts';
 import { AppError } from '../errors.ts';

@@ -7,7 +7,7 @@ import protobuf from 'protobufjs';
 import { ModelProto } from './onnx-proto.ts';
 import { elemSize, elemTypeOf } from './graph-builder.ts';
 import type { IoSpec, ModelInfo, OnnxGraph, OnnxModel, OnnxTensor, OnnxValueInfo, OpsetSpec } from './types.ts';
-import { createSession, type SessionOptions } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, type SessionOptions } from '../../runtime/onnx-session.ts';
 
 export type ModelErrorCode =
   | 'MODEL_NOT_ONNX' | 'MODEL_TRUNCATED' | 'MODEL_TOO_LARGE' | 'MODEL_OPSET_TOO_OLD' | 'MODEL_NO_OPSET'

@@ -2,7 +2,7 @@
 // onnxruntime-web (the device runtime) on the same reference set, in batches, and the candidate
 // must agree with the float model's top-1 and not lose accuracy overall or for any one class.
 import { z } from 'zod';
-import { createSession, ort, type SessionOptions } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, ort, type SessionOptions } from '../../runtime/onnx-session.ts';
 import { QUANTIZED_SESSION_CONFIG } from './quantize.ts';
 
 export const GateThresholds = z.object({

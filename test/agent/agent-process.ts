@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { FleetAgent, type UpdatePhase } from '../../device-agent/agent.ts';
 import { parseAgentConfig } from '../../device-agent/config.ts';
-import type { Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../../runtime/onnx-session.ts';
 import { FaultRuntime } from './fault-runtime.ts';
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as { config: unknown; feeds?: Record<string, number[]>; faultyArtifacts?: string[] };

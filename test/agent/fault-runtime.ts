@@ -3,7 +3,7 @@
 // probation), and a record of which loaded instance has passed its health check.
 import type { AgentDeps, PhaseInfo, UpdatePhase } from '../../device-agent/agent.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from '../../device-agent/model-runtime.ts';
-import type { Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../../runtime/onnx-session.ts';
 
 export type Fault = { kind: 'error' } | { kind: 'slow'; ms: number };
 

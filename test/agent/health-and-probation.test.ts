@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetAgent } from '../../device-agent/agent.ts';
-import type { Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../../runtime/onnx-session.ts';
 import { decodeTensor, encodeTensor } from '../../shared/tensor-codec.ts';
 import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';

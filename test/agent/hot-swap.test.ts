@@ -3,7 +3,7 @@
 // answered by a model instance before its health check passed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FleetAgent } from '../../device-agent/agent.ts';
-import { createSession, runSession, type Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { FaultRuntime } from './fault-runtime.ts';

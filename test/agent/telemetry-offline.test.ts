@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { FleetAgent } from '../../device-agent/agent.ts';
 import { parseAgentConfig } from '../../device-agent/config.ts';
-import type { Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import type { Feeds } from '../../runtime/onnx-session.ts';
 import type { Telemetry } from '../../shared/messages.ts';
 import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';

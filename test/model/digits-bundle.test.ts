@@ -6,7 +6,7 @@ import { inspectModel } from '../../server/onnx/inspect-model.ts';
 import { decodeModel, encodeModel, readTensor, tensor } from '../../server/onnx/graph-builder.ts';
 import { quantizeModel, QUANTIZED_SESSION_CONFIG } from '../../server/quantize/quantize.ts';
 import { GateThresholds, runAccuracyGate, type GateResult } from '../../server/quantize/accuracy-gate.ts';
-import { createSession, runSession } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession } from '../../runtime/onnx-session.ts';
 import { mulberry32 } from '../../server/training/prng.ts';
 
 // First run trains (~20 s on 2 cores) and fills build/digits/; later runs read the cache.

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { inspectModel, loadCheck, ModelError } from '../../server/onnx/inspect-model.ts';
 import { IoSpec } from '../../server/onnx/types.ts';
 import { decodeModel, encodeModel, floatTensor, graph, model, node, valueInfo } from '../../server/onnx/graph-builder.ts';
-import { createSession, runSession } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession } from '../../runtime/onnx-session.ts';
 import { mulberry32 } from '../../server/training/prng.ts';
 import { dynamicBatchModel, ifModel, loopModel, lstmModel, multiIoModel, opsetModel } from './tiny-models.ts';
 

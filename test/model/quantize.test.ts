@@ -3,7 +3,7 @@ import { quantizeModel, QUANTIZED_SESSION_CONFIG } from '../../server/quantize/q
 import { inspectModel } from '../../server/onnx/inspect-model.ts';
 import { attr, decodeModel, encodeModel, floatTensor, graph, model, node, readTensor, tensor, valueInfo } from '../../server/onnx/graph-builder.ts';
 import { DataType } from '../../server/onnx/onnx-proto.ts';
-import { createSession, runSession, type Feeds } from '../../device-agent/runtime/onnx-session.ts';
+import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { randomFloats } from './tiny-models.ts';
 
 /** Weights whose output channels differ in magnitude by up to 100x, so per-channel scales matter. */

@@ -1,9 +1,17 @@
 // One place that knows how onnxruntime-web is loaded in Node: WASM backend, single thread
 // (devices and the simulator share cores; worker threads would only add contention).
+// Server and agent both import it; it imports neither (test/unit/import-rules.test.ts). Its settings
+// are applied on first use, not at import time, so importing it has no side effects.
 import * as ort from 'onnxruntime-web';
 
-ort.env.wasm.numThreads = 1;
-ort.env.logLevel = 'error';
+let configured = false;
+/** Applies the runtime settings once, before the first session is made. */
+export function configureRuntime(): void {
+  if (configured) return;
+  configured = true;
+  ort.env.wasm.numThreads = 1;
+  ort.env.logLevel = 'error';
+}
 
 export { ort };
 
@@ -18,6 +26,7 @@ export interface SessionOptions {
 }
 
 export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  configureRuntime();
   return ort.InferenceSession.create(bytes, {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
