@@ -56,6 +56,17 @@ export const Histogram = z.object({
 }).strict();
 export type Histogram = z.infer<typeof Histogram>;
 
+/** One health-check vector: named inputs, and the outputs the shipped artifact gives on them. */
+export const GoldenVector = z.object({
+  inputs: z.record(z.string(), TensorJson),
+  outputs: z.record(z.string(), TensorJson),
+}).strict();
+export type GoldenVector = z.infer<typeof GoldenVector>;
+
+/** The blob a manifest's `healthCheck.golden` names (canonical JSON of this object). */
+export const GoldenSet = z.object({ type: z.literal('golden'), vectors: z.array(GoldenVector).min(1).max(64) }).strict();
+export type GoldenSet = z.infer<typeof GoldenSet>;
+
 export const Manifest = z.object({
   type: z.literal('manifest'),
   modelId: ModelId,
@@ -78,15 +89,21 @@ export const Manifest = z.object({
   runtime: z.object({ onnxruntimeWeb: z.string().max(64), minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/) }).strict(),
   /** hardware classes this model is for; empty means any */
   hardwareTargets: z.array(z.string().min(1).max(64)).max(64),
+  /**
+   * Golden inputs and the outputs the exact artifact gives on them. Small sets travel inline
+   * (`vectors`); a set too large for an MQTT message (real models' images, spectrograms, logits) is a
+   * separate blob named by its SHA-256 and length (`golden`), fetched from the artifact endpoint and
+   * checked against that digest before it is parsed. Exactly one of the two is non-empty.
+   */
   healthCheck: z.object({
-    vectors: z.array(z.object({
-      inputs: z.record(z.string(), TensorJson),
-      outputs: z.record(z.string(), TensorJson),
-    }).strict()).min(1).max(64),
+    vectors: z.array(GoldenVector).max(64),
+    golden: z.object({ sha256: Sha256Hex, length: z.number().int().positive(), vectors: z.number().int().min(1).max(64) }).strict().optional(),
     atol: z.number().nonnegative(),
     rtol: z.number().nonnegative(),
     latencyBudgetMs: z.number().positive(),
-  }).strict(),
+  }).strict().refine((hc) => (hc.vectors.length > 0) !== (hc.golden !== undefined), {
+    message: 'healthCheck needs either inline vectors or a golden blob, not both and not neither',
+  }),
   driftBaseline: z.object({
     inputs: z.record(z.string(), Histogram),
     outputs: z.record(z.string(), Histogram),
@@ -102,6 +119,11 @@ export const Manifest = z.object({
   expires: IsoTime,
 }).strict();
 export type Manifest = z.infer<typeof Manifest>;
+
+/** Every blob a manifest names, by SHA-256: what a device assigned this manifest may fetch. */
+export function manifestBlobs(m: Pick<Manifest, 'artifact' | 'healthCheck'>): string[] {
+  return m.healthCheck.golden ? [m.artifact.sha256, m.healthCheck.golden.sha256] : [m.artifact.sha256];
+}
 
 /** The director's per-device assignment (Uptane): binds one device, one sequence number, one manifest. */
 export const DesiredState = z.object({
