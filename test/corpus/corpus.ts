@@ -35,7 +35,7 @@ function pkgFile(pkg: string, rel: string): { file: string; version: string } {
   return { file: join(dir, rel), version };
 }
 
-function model(pkg: string, rel: string, rest: Omit<CorpusModel, 'pkg' | 'file'>): CorpusModel {
+function model(pkg: string, rel: string, rest: Omit<CorpusModel, 'pkg' | 'file' | 'samples'> & { samples(this: CorpusModel, count?: number): Promise<Sample[]> }): CorpusModel {
   const { file, version } = pkgFile(pkg, rel);
   return { ...rest, pkg: `${pkg}@${version}`, file };
 }
