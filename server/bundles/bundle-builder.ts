@@ -15,7 +15,7 @@ import { QUANTIZED_SESSION_CONFIG, quantizeModel } from '../quantize/quantize.ts
 import type { IoSpec } from '../onnx/types.ts';
 import type { BlobStore } from './blob-store.ts';
 import { computeDriftBaseline } from './drift-baseline.ts';
-import { computeGoldenVectors, synthGoldenInputs } from './golden-vectors.ts';
+import { computeGoldenVectors, spatialDynamicInputs, synthGoldenInputs } from './golden-vectors.ts';
 import { ModelRunError, ortMessage, runOnSamples, type SampleOutputs } from './run-samples.ts';
 import { checkSamples, ReferenceSet, referenceToSamples, type RunSample } from './samples.ts';
 
@@ -115,6 +115,10 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
   const shipped = outcome === 'int8' ? 'INT8' : 'float';
 
   // Health-check vectors: the first samples, or (with none) inputs made from the signature.
+  const spatial = samples ? [] : spatialDynamicInputs(info.inputs);
+  if (spatial.length) {
+    throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `input ${spatial.join(', ')} has dynamic dims beyond the batch: health-check inputs made from the signature would set them to 1, which shows nothing about the model on real inputs. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
+  }
   const synth = samples ? null : synthGoldenInputs(info.inputs, req.healthCheck.vectors);
   const goldenInputs = given ? given.slice(0, req.healthCheck.vectors).map((s) => s.inputs) : synth!.inputs;
   let golden: Awaited<ReturnType<typeof computeGoldenVectors>>;

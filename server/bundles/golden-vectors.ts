@@ -33,6 +33,15 @@ function synthInput(spec: IoSpec, rand: () => number): TensorJson {
  * a push brings no samples, with a warning for each input whose non-batch dims had to be guessed: such
  * vectors show that the model runs, not that it runs on anything like its real inputs.
  */
+/**
+ * Inputs of rank >= 3 (images, spectrograms, sequences of frames) with a dynamic dim beyond the batch: a
+ * synthetic [1, 3, 1, 1] image shows nothing about a detector, so such a model must bring samples.
+ */
+export function spatialDynamicInputs(inputs: IoSpec[]): string[] {
+  return inputs.filter((spec) => spec.shape.length >= 3 && spec.shape.slice(1).some((d) => !(typeof d === 'number' && d > 0)))
+    .map((spec) => `${spec.name} [${spec.shape.map((d) => (typeof d === 'number' && d > 0 ? d : d ?? '?')).join(', ')}]`);
+}
+
 export function synthGoldenInputs(inputs: IoSpec[], count: number, seed = 7): { inputs: Record<string, TensorJson>[]; warnings: string[] } {
   const rand = seededRandom(seed);
   const warnings: string[] = [];

@@ -65,6 +65,13 @@ describe('third-party models through the push path', () => {
     expect(Object.keys(manifest.driftBaseline!.inputs).sort()).toEqual(['input', 'sr', 'state']);
   });
 
+  it('a detector with dynamic H and W and no samples -> 422 FLEET_ERR_SAMPLES_REQUIRED: a [1,3,1,1] image proves nothing', async () => {
+    const res = await post('ocr-det', { uploadSha256: sha.det, quantize: 'none' });
+    expect(res.statusCode, res.body).toBe(422);
+    expect(res.json()).toMatchObject({ error: 'FLEET_ERR_SAMPLES_REQUIRED' });
+    expect(res.json().message).toMatch(/^input x \[p2o\.DynamicDimension\.0, 3, p2o\.DynamicDimension\.1, p2o\.DynamicDimension\.2\] has dynamic dims beyond the batch: .*--samples/);
+  });
+
   it('a model run failure -> 422 FLEET_ERR_MODEL_RUN_FAILED naming the sample and carrying onnxruntime\'s message', async () => {
     const res = await post('vad', { uploadSha256: sha.silero, quantize: 'none', samples: [sileroSample(1), sileroSample(2, 64)] });
     expect(res.statusCode, res.body).toBe(422);
