@@ -441,7 +441,7 @@ export class FleetAgent extends EventEmitter {
     if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
     const digest = sha256Hex(bytes);
     if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
-    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden`, random: this.random, fetch: this.deps.fetch });
+    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
     this.phase('verify:done', info);
     writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
     this.phase('write:manifest', info);

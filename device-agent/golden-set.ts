@@ -11,7 +11,7 @@ export interface GoldenFetch {
   serverUrl: string;
   deviceSecret?: string;
   download: Pick<DownloadOptions, 'retries' | 'backoffMs' | 'timeoutMs'>;
-  /** where the blob is written while it is checked (removed afterwards) */
+  /** where the blob is written while it is checked (removed afterwards; a name ending in .tmp is also swept at start after a crash) */
   dest: string;
   random?: () => number;
   fetch?: typeof fetch;

@@ -115,10 +115,6 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
   const shipped = outcome === 'int8' ? 'INT8' : 'float';
 
   // Health-check vectors: the first samples, or (with none) inputs made from the signature.
-  const spatial = samples ? [] : spatialDynamicInputs(info.inputs);
-  if (spatial.length) {
-    throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `input ${spatial.join(', ')} has dynamic dims beyond the batch: health-check inputs made from the signature would set them to 1, which shows nothing about the model on real inputs. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
-  }
   const synth = samples ? null : synthGoldenInputs(info.inputs, req.healthCheck.vectors);
   const goldenInputs = given ? given.slice(0, req.healthCheck.vectors).map((s) => s.inputs) : synth!.inputs;
   let golden: Awaited<ReturnType<typeof computeGoldenVectors>>;
@@ -130,6 +126,11 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
       throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `the model failed on synthetic inputs made from its signature (every dynamic dim set to 1): ${err.ortMessage}. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
     }
     throw new AppError('FLEET_ERR_MODEL_RUN_FAILED', `the ${shipped} model failed on health-check ${err.message}`, 422);
+  }
+  // It runs on them, but a [1, 3, 1, 1] image shows nothing about a detector.
+  const spatial = synth ? spatialDynamicInputs(info.inputs) : [];
+  if (spatial.length) {
+    throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `input ${spatial.join(', ')} has dynamic dims beyond the batch: health-check inputs made from the signature set them to 1, which shows nothing about the model on real inputs. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
   }
 
   let driftBaseline: Manifest['driftBaseline'];
