@@ -175,6 +175,16 @@ describe('third-party models through the push path', () => {
     expect(gate.outputs[0].failures[0]).toMatch(/^53: sqnrDb -?\d+\.\d\d dB is below the minimum 1000 dB$/);
   });
 
+  it('INT8 failing its gate with allowFloatFallback: float ships, scheme none, the failed gate is reported as failed', async () => {
+    const samples = Array.from({ length: 3 }, (_, i) => ({ inputs: { 'x.1': f32([1, 16, 96], 50 + i) } }));
+    const res = await post('jarvis', { uploadSha256: sha.jarvis, samples, allowFloatFallback: true, gate: { minSqnrDb: 1000 } });
+    expect(res.statusCode, res.body).toBe(201);
+    const { report, manifest } = res.json() as { report: Record<string, any>; manifest: Manifest };
+    expect(manifest.quantization.scheme).toBe('none');
+    expect(report).toMatchObject({ outcome: 'float-fallback', shippedFloat: true, gate: { passed: false } });
+    expect(report.quantizationSummary).toMatch(/^INT8 \(\d+ weights quantized to INT8, \d+ left float\) failed its gate; the float model ships instead \(allowFloatFallback\)$/);
+  });
+
   it('gate.outputs must name model outputs -> 400', async () => {
     const res = await post('jarvis', { uploadSha256: sha.jarvis, samples: [{ inputs: { 'x.1': f32([1, 16, 96], 1) } }], gate: { outputs: { probs: 'classifier' } } });
     expect(res.statusCode, res.body).toBe(400);
