@@ -17,6 +17,7 @@ import type { BlobStore } from './blob-store.ts';
 import { computeDriftBaseline } from './drift-baseline.ts';
 import { computeGoldenVectors, spatialDynamicInputs, synthGoldenInputs } from './golden-vectors.ts';
 import { ModelRunError, ortMessage, runOnSamples, type SampleOutputs } from './run-samples.ts';
+import { readQuantReport, sameBytes } from './quant-report.ts';
 import { checkSamples, ReferenceSet, referenceToSamples, type RunSample } from './samples.ts';
 
 export { ReferenceSet };
@@ -235,8 +236,8 @@ async function quantizeAndGate(
     const summary = `nothing could be quantized: the quantizer could not rewrite this model (${ortMessage(err)})`;
     return { outcome: 'nothing-quantized', bytes: floatBytes, report: null, summary, gate: null, perChannel: false, quantizedOps: 0, skippedOps: 0 };
   }
-  const r = readQuantReport(q.report);
-  if (r.quantized === 0) {
+  const r = readQuantReport(q.report, sameBytes(q.bytes, floatBytes));
+  if (r.nothing) {
     return { outcome: 'nothing-quantized', bytes: floatBytes, report: q.report, summary: `nothing could be quantized: ${r.reason}`, gate: null, perChannel: false, quantizedOps: 0, skippedOps: r.skipped };
   }
   const { floatOutputs, quantOutputs, ...gate } = await runGate(floatBytes, q.bytes, samples, info, req.gate ?? {}, { kinds });
@@ -247,29 +248,6 @@ async function quantizeAndGate(
     throw new AppError('FLEET_ERR_GATE_FAILED', `quantized model failed its accuracy gate: ${gate.failures.join('; ')}`, 422, { gate });
   }
   return { ...base, outcome: 'float-fallback', bytes: floatBytes, summary: `INT8 (${what}) failed its gate; the float model ships instead (allowFloatFallback)` };
-}
-
-/**
- * The quantizer's report, read defensively: its shape is growing (summary, quantizedWeightBytes,
- * skippedWeightBytes, per-node entries); only quantized[] and skipped[] are relied on.
- */
-function readQuantReport(report: unknown): { quantized: number; skipped: number; perChannel: boolean; reason: string; bytesNote: string } {
-  const r = (report ?? {}) as Record<string, unknown>;
-  const quantized = Array.isArray(r.quantized) ? r.quantized as { perChannel?: unknown }[] : [];
-  const skipped = Array.isArray(r.skipped) ? r.skipped as { reason?: unknown }[] : [];
-  const summary = typeof r.summary === 'string' ? r.summary
-    : typeof (r.summary as { reason?: unknown } | undefined)?.reason === 'string' ? (r.summary as { reason: string }).reason : null;
-  let reason = summary;
-  if (!reason) {
-    const counts = new Map<string, number>();
-    for (const s of skipped) if (typeof s.reason === 'string') counts.set(s.reason, (counts.get(s.reason) ?? 0) + 1);
-    reason = counts.size
-      ? [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([why, n]) => `${n} x ${why}`).join('; ')
-      : 'the model has no MatMul, Gemm or Conv with a constant float weight';
-  }
-  const qb = r.quantizedWeightBytes, sb = r.skippedWeightBytes;
-  const bytesNote = typeof qb === 'number' && typeof sb === 'number' ? ` (${qb} weight bytes quantized, ${sb} left float)` : '';
-  return { quantized: quantized.length, skipped: skipped.length, perChannel: quantized.some((o) => o?.perChannel === true), reason, bytesNote };
 }
 
 function gateMetrics(gate: GateResult, given: Record<string, number> = {}): Record<string, number> {
