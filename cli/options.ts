@@ -14,9 +14,16 @@ const csv = (item: z.ZodString, what: string) => z.string().transform((s) => s.s
   .pipe(z.array(item).min(1, `${what}: give at least one`));
 const num = z.string().trim().min(1).transform(Number).pipe(z.number({ error: 'expected a number' }).finite());
 
+const gateOutput = z.string().regex(/^.+=(classifier|fidelity)$/, 'give <output>=classifier or <output>=fidelity')
+  .transform((s) => { const i = s.lastIndexOf('='); return [s.slice(0, i), s.slice(i + 1) as 'classifier' | 'fidelity'] as const; });
+
 export const PushOptions = z.object({
   modelId: ModelId,
+  samples: z.string().min(1).optional(),
   reference: z.string().min(1).optional(),
+  gateOutput: z.array(gateOutput).default([]).transform((pairs) => Object.fromEntries(pairs)),
+  minSqnrDb: num.optional(),
+  minCosine: num.pipe(z.number().min(-1).max(1, 'must be a cosine from -1 to 1')).optional(),
   quantize: z.boolean().default(true),
   allowFloatFallback: z.boolean().default(false),
   minAgreement: num.pipe(z.number().min(0).max(1, 'must be a fraction from 0 to 1')).optional(),
@@ -25,7 +32,7 @@ export const PushOptions = z.object({
   hardware: csv(z.string().min(1).max(64), '--hardware').optional(),
   owner: z.string().min(1).max(128).optional(),
   expiresInDays: num.pipe(z.number().int().min(1).max(3650)).optional(),
-});
+}).refine((o) => !(o.samples && o.reference), { message: 'give --samples or --reference, not both' });
 
 export const AssignOptions = z.object({
   devices: csv(DeviceId, '--devices').optional(),

@@ -17,6 +17,7 @@ import { AGENT_VERSION } from '../shared/version.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
 import { writeFileDurable } from './durable-file.ts';
+import { healthVectors } from './golden-set.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
@@ -440,6 +441,7 @@ export class FleetAgent extends EventEmitter {
     if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
     const digest = sha256Hex(bytes);
     if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
+    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
     this.phase('verify:done', info);
     writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
     this.phase('write:manifest', info);
@@ -454,7 +456,7 @@ export class FleetAgent extends EventEmitter {
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the model: ${(err as Error).message}`);
     }
     try {
-      const health = await runHealthCheck(model, m.healthCheck);
+      const health = await runHealthCheck(model, m.healthCheck, goldenVectors);
       this.log('health_check_passed', { deviceId: this.deviceId, ...health });
     } catch (err) {
       await model.release();

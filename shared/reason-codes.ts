@@ -17,6 +17,7 @@ export const ReasonCode = z.enum([
   'RUNTIME_INCOMPATIBLE', // manifest needs a newer agent or runtime
   'SIZE_MISMATCH',        // artifact longer or shorter than the manifest says
   'HASH_MISMATCH',        // artifact SHA-256 differs from the manifest
+  'GOLDEN_MISMATCH',      // the golden health-check blob's length, SHA-256 or vector count differs from the manifest
   'DOWNLOAD_FAILED',      // could not fetch the artifact after retries
   'DISK_FULL',            // not enough free space for the artifact
   'LOAD_FAILED',          // onnxruntime could not load the model

@@ -27,7 +27,7 @@ export function offlineCommands(program: Command, run: Run): void {
         ...(manifest ? [
           `model ${manifest.modelId} v${manifest.version}, ${manifest.quantization?.scheme}, artifact ${manifest.artifact?.length} bytes sha256 ${manifest.artifact?.sha256}`,
           `inputs ${JSON.stringify(manifest.io?.inputs?.map((i: { name: string; shape: unknown }) => [i.name, i.shape]))} outputs ${JSON.stringify(manifest.io?.outputs?.map((i: { name: string; shape: unknown }) => [i.name, i.shape]))}`,
-          `hardware ${manifest.hardwareTargets?.length ? manifest.hardwareTargets.join(', ') : 'any'}; ${manifest.healthCheck?.vectors?.length} health-check vectors, latency budget ${manifest.healthCheck?.latencyBudgetMs} ms`,
+          `hardware ${manifest.hardwareTargets?.length ? manifest.hardwareTargets.join(', ') : 'any'}; ${healthCheckText(manifest.healthCheck)}, latency budget ${manifest.healthCheck?.latencyBudgetMs} ms`,
           `issued ${manifest.issuedAt}, expires ${manifest.expires}; lineage ${JSON.stringify(manifest.lineage)}`,
         ] : ['manifest: signed text is not JSON']),
         `signed by key ${bundle.manifest.keyId}; key set v${keyset?.version} (signed by ${bundle.keyset.keyId})`,
@@ -45,6 +45,12 @@ export function offlineCommands(program: Command, run: Run): void {
       emit(io, result, () => [...result.checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}: ${c.detail}`), result.ok ? 'bundle VERIFIED' : 'bundle REFUSED']);
       if (!result.ok) throw new CliError(`verification failed: ${result.checks.filter((c) => !c.ok).map((c) => c.name).join(', ')}`, 'FLEETCTL_ERR_VERIFY', { reported: true });
     }));
+}
+
+/** Inline vectors, or the golden blob the manifest names (fetched from the server by digest; not in the bundle file). */
+function healthCheckText(hc: { vectors?: unknown[]; golden?: { sha256?: string; length?: number; vectors?: number } } | undefined): string {
+  if (hc?.golden) return `${hc.golden.vectors} health-check vectors in golden blob ${hc.golden.sha256} (${hc.golden.length} bytes, fetched by digest from the server, not in this file)`;
+  return `${hc?.vectors?.length} health-check vectors inline`;
 }
 
 function safeJson(text: string): unknown {

@@ -2,6 +2,7 @@
 // gets it by enrolling with a one-time (or n-use) enrollment token an admin made, or an admin issues
 // it directly (the operator-approved path). Revocation is immediate: the broker drops the device's
 // connection and the next CONNECT or download with the old secret is refused.
+import { manifestBlobs, type Manifest } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { digestsEqual, looksLikeSecret, newId, newSecret, secretDigest } from './secrets.ts';
@@ -85,7 +86,7 @@ export class DeviceCredentials {
     return row ? { kind: 'device', deviceId: row.device_id, name: `device:${row.device_id}` } : null;
   }
 
-  /** A device may fetch the artifact of the manifest it is told to run, or of the one it runs. */
+  /** A device may fetch every blob of the manifest it is told to run (artifact, golden set), or the artifact of the one it runs. */
   mayFetch(deviceId: string, artifactSha256: string): boolean {
     const row = this.db.prepare(`SELECT d.desired_json, b.artifact_sha256 AS active_artifact FROM devices d
       LEFT JOIN bundles b ON b.manifest_sha256 = d.active_manifest_sha256 WHERE d.device_id = ?`).get(deviceId) as { desired_json: string | null; active_artifact: string | null } | undefined;
@@ -94,7 +95,7 @@ export class DeviceCredentials {
     if (!row.desired_json) return false;
     try {
       const msg = JSON.parse(row.desired_json) as { manifest: { signed: string } };
-      return (JSON.parse(msg.manifest.signed) as { artifact: { sha256: string } }).artifact.sha256 === artifactSha256;
+      return manifestBlobs(JSON.parse(msg.manifest.signed) as Manifest).includes(artifactSha256);
     } catch {
       return false;
     }

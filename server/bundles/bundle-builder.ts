@@ -3,31 +3,35 @@
 import { z } from 'zod';
 import { envelopeDigest, signDocument } from '../../shared/envelope.ts';
 import { Sha256Hex } from '../../shared/ids.ts';
-import { TensorJson, type Envelope, type IoSpec, type Manifest } from '../../shared/messages.ts';
+import type { Envelope, GoldenSet, Manifest } from '../../shared/messages.ts';
 import { ONNXRUNTIME_WEB_RANGE, AGENT_VERSION } from '../../shared/version.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { KeyStore } from '../keys/key-store.ts';
-import { GateThresholds, runAccuracyGate, type GateResult } from '../quantize/accuracy-gate.ts';
+import { canonicalJson } from '../../shared/canonical-json.ts';
+import { MAX_SAMPLES, Sample } from '../../shared/samples.ts';
+import { GateRequest, labelOutput, runGate, type GateResult, type OutputKind } from '../quantize/accuracy-gate.ts';
 import { QUANTIZED_SESSION_CONFIG, quantizeModel } from '../quantize/quantize.ts';
+import type { IoSpec } from '../onnx/types.ts';
 import type { BlobStore } from './blob-store.ts';
 import { computeDriftBaseline } from './drift-baseline.ts';
-import { computeGoldenVectors, makeGoldenInputs } from './golden-vectors.ts';
-import { decodeReferenceTensor, referenceToGateSet } from './reference-set.ts';
+import { computeGoldenVectors, spatialDynamicInputs, synthGoldenInputs } from './golden-vectors.ts';
+import { ModelRunError, ortMessage, runOnSamples, type SampleOutputs } from './run-samples.ts';
+import { readQuantReport, sameBytes } from './quant-report.ts';
+import { checkSamples, ReferenceSet, referenceToSamples, type RunSample } from './samples.ts';
 
-export const ReferenceSet = z.object({
-  /** batched inputs: the first dimension of every tensor is the sample index */
-  inputs: z.record(z.string(), TensorJson),
-  labels: z.array(z.number().int().nonnegative()).optional(),
-}).strict();
-export type ReferenceSet = z.infer<typeof ReferenceSet>;
+export { ReferenceSet };
 
 export const BundleRequest = z.object({
   uploadSha256: Sha256Hex,
   quantize: z.enum(['int8', 'none']).default('int8'),
   /** ship the float model when the quantized one fails its gate, instead of refusing the push */
   allowFloatFallback: z.boolean().default(false),
-  gate: GateThresholds.partial().optional(),
+  /** thresholds, and how to read outputs ({"<output>": "classifier" | "fidelity"}) */
+  gate: GateRequest.optional(),
+  /** per-sample inputs (each tensor its own dims), optional label and expected outputs */
+  samples: z.array(Sample).min(1).max(MAX_SAMPLES).optional(),
+  /** the older batched form, sliced along the first dim into samples */
   reference: ReferenceSet.optional(),
   hardwareTargets: z.array(z.string().min(1).max(64)).max(64).default([]),
   healthCheck: z.object({
@@ -54,14 +58,35 @@ export interface BundleRecord {
   report: BundleReport;
 }
 
+export type BundleOutcome = 'int8' | 'float' | 'float-fallback' | 'nothing-quantized';
+
 export interface BundleReport {
   floatBytes: number;
   artifactBytes: number;
+  /** the quantizer's own report (null when not asked for, or when it could not read the model) */
   quantization: unknown;
+  /** int8: quantized and gated; float: quantize "none"; float-fallback: INT8 failed its gate and fallback was asked for; nothing-quantized: see quantizationSummary */
+  outcome: BundleOutcome;
+  /** one line: what was quantized, or exactly why nothing was */
+  quantizationSummary: string;
   gate: GateResult | null;
   shippedFloat: boolean;
   serverMedianMs: number;
+  /** samples the push brought (0: none) */
+  samples: number;
+  healthCheck: {
+    source: 'samples' | 'synthetic';
+    vectors: number;
+    /** inline in the signed manifest, or a golden blob the manifest names by digest */
+    location: 'inline' | 'golden-blob';
+    bytes: number;
+    goldenSha256?: string;
+    warnings: string[];
+  };
 }
+
+/** Health-check vectors larger than this (JSON) travel as a golden blob, so the signed desired message stays far below MQTT's limits. */
+export const INLINE_GOLDEN_MAX_BYTES = 48 * 1024;
 
 export interface BundleDeps { db: Db; blobs: BlobStore; keys: KeyStore; manifestTtlDays: number }
 
@@ -71,38 +96,62 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
   if (!upload || !deps.blobs.has(req.uploadSha256)) throw new AppError('FLEET_ERR_UPLOAD_NOT_FOUND', `no uploaded model ${req.uploadSha256}: POST /v1/uploads first`, 404);
   const info = JSON.parse(upload.info_json) as { inputs: IoSpec[]; outputs: IoSpec[] };
   const floatBytes = deps.blobs.get(req.uploadSha256);
-  if (req.reference) checkReference(req.reference, info.inputs);
 
-  let artifact = floatBytes;
-  let sessionConfig: Record<string, string> = {};
-  let quantization: Manifest['quantization'] = { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 };
-  let quantReport: unknown = null;
-  let gate: GateResult | null = null;
-  let shippedFloat = req.quantize === 'none';
+  const kinds = req.gate?.outputs ?? {};
+  for (const name of Object.keys(kinds)) {
+    if (!info.outputs.some((o) => o.name === name)) throw new AppError('FLEET_ERR_BAD_GATE', `gate.outputs.${name} is not an output of the model (outputs: ${info.outputs.map((o) => o.name).join(', ')})`, 400);
+  }
+  if (req.samples && req.reference) throw new AppError('FLEET_ERR_BAD_SAMPLES', 'send samples or reference, not both', 400);
+  const given = req.samples ?? (req.reference ? referenceToSamples(req.reference, info.inputs) : undefined);
+  const samples = given ? checkSamples(given, info, labelOutput(info.outputs, kinds)) : undefined;
 
-  if (req.quantize === 'int8') {
-    if (!req.reference) throw new AppError('FLEET_ERR_REFERENCE_REQUIRED', 'int8 quantization needs a reference set for its accuracy gate: send reference, or quantize: "none"', 422);
-    const q = await quantizeModel(floatBytes);
-    quantReport = q.report;
-    const gateSet = referenceToGateSet(req.reference, info.outputs);
-    gate = await runAccuracyGate(floatBytes, q.bytes, gateSet.reference, req.gate, gateSet.opts);
-    if (gate.passed && q.report.quantized.length > 0) {
-      artifact = q.bytes;
-      sessionConfig = { ...QUANTIZED_SESSION_CONFIG };
-      quantization = {
-        scheme: 'int8-weight-symmetric', perChannel: q.report.quantized.some((o: { perChannel: boolean }) => o.perChannel), sessionConfig,
-        floatSha256: req.uploadSha256, quantizedOps: q.report.quantized.length, skippedOps: q.report.skipped.length,
-      };
-    } else if (!gate.passed && !req.allowFloatFallback) {
-      throw new AppError('FLEET_ERR_GATE_FAILED', `quantized model failed its accuracy gate: ${gate.failures.join('; ')}`, 422, { gate });
-    } else {
-      shippedFloat = true;
+  const q = req.quantize === 'int8' ? await quantizeAndGate(floatBytes, info, samples, req, kinds) : null;
+  const outcome: BundleOutcome = q?.outcome ?? 'float';
+  const artifact = q?.outcome === 'int8' ? q.bytes : floatBytes;
+  const sessionConfig: Record<string, string> = q?.outcome === 'int8' ? { ...QUANTIZED_SESSION_CONFIG } : {};
+  const quantization: Manifest['quantization'] = q?.outcome === 'int8'
+    ? { scheme: 'int8-weight-symmetric', perChannel: q.perChannel, sessionConfig, floatSha256: req.uploadSha256, quantizedOps: q.quantizedOps, skippedOps: q.skippedOps }
+    : { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 };
+  const gate = q?.gate ?? null;
+  const shipped = outcome === 'int8' ? 'INT8' : 'float';
+
+  // Health-check vectors: the first samples, or (with none) inputs made from the signature.
+  const synth = samples ? null : synthGoldenInputs(info.inputs, req.healthCheck.vectors);
+  const goldenInputs = given ? given.slice(0, req.healthCheck.vectors).map((s) => s.inputs) : synth!.inputs;
+  let golden: Awaited<ReturnType<typeof computeGoldenVectors>>;
+  try {
+    golden = await computeGoldenVectors(artifact, sessionConfig, goldenInputs);
+  } catch (err) {
+    if (!(err instanceof ModelRunError)) throw err;
+    if (synth) {
+      throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `the model failed on synthetic inputs made from its signature (every dynamic dim set to 1): ${err.ortMessage}. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
     }
+    throw new AppError('FLEET_ERR_MODEL_RUN_FAILED', `the ${shipped} model failed on health-check ${err.message}`, 422);
+  }
+  // It runs on them, but a [1, 3, 1, 1] image shows nothing about a detector.
+  const spatial = synth ? spatialDynamicInputs(info.inputs) : [];
+  if (spatial.length) {
+    throw new AppError('FLEET_ERR_SAMPLES_REQUIRED', `input ${spatial.join(', ')} has dynamic dims beyond the batch: health-check inputs made from the signature set them to 1, which shows nothing about the model on real inputs. Send samples of real inputs (fleetctl push --samples samples.json)`, 422);
   }
 
-  const goldenInputs = makeGoldenInputs(info.inputs, req.reference?.inputs, req.healthCheck.vectors);
-  const golden = await computeGoldenVectors(artifact, sessionConfig, goldenInputs);
-  const driftBaseline = req.reference ? await computeDriftBaseline(artifact, sessionConfig, req.reference.inputs) : undefined;
+  let driftBaseline: Manifest['driftBaseline'];
+  if (samples) {
+    let outputs = q?.outcome === 'int8' ? q.quantOutputs : q?.floatOutputs;
+    if (!outputs) {
+      try {
+        outputs = await runOnSamples(artifact, { config: sessionConfig }, samples, info.inputs);
+      } catch (err) {
+        if (err instanceof ModelRunError) throw new AppError('FLEET_ERR_MODEL_RUN_FAILED', `the ${shipped} model failed on ${err.message}`, 422);
+        throw err;
+      }
+    }
+    driftBaseline = computeDriftBaseline(samples, outputs);
+  }
+
+  const vectorsJson = JSON.stringify(golden.vectors);
+  const goldenBlob = Buffer.byteLength(vectorsJson) > INLINE_GOLDEN_MAX_BYTES
+    ? deps.blobs.put(new TextEncoder().encode(canonicalJson({ type: 'golden', vectors: golden.vectors } satisfies GoldenSet)))
+    : null;
   const stored = deps.blobs.put(artifact);
 
   const now = new Date();
@@ -122,7 +171,8 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
       runtime: { onnxruntimeWeb: ONNXRUNTIME_WEB_RANGE, minAgentVersion: AGENT_VERSION },
       hardwareTargets: req.hardwareTargets,
       healthCheck: {
-        vectors: golden.vectors,
+        vectors: goldenBlob ? [] : golden.vectors,
+        ...(goldenBlob ? { golden: { sha256: goldenBlob.sha256, length: goldenBlob.length, vectors: golden.vectors.length } } : {}),
         atol: req.healthCheck.atol,
         rtol: req.healthCheck.rtol,
         latencyBudgetMs: req.healthCheck.latencyBudgetMs ?? Math.max(250, Math.ceil(golden.medianMs * 20)),
@@ -138,8 +188,20 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
     };
     const envelope = signDocument(manifest, signer);
     const manifestSha256 = envelopeDigest(envelope);
-    const report: BundleReport = { floatBytes: floatBytes.byteLength, artifactBytes: stored.length, quantization: quantReport, gate, shippedFloat, serverMedianMs: golden.medianMs };
-    deps.db.prepare('INSERT OR IGNORE INTO artifacts (sha256, length, created_at) VALUES (?, ?, ?)').run(stored.sha256, stored.length, now.toISOString());
+    const report: BundleReport = {
+      floatBytes: floatBytes.byteLength, artifactBytes: stored.length, quantization: q?.report ?? null, outcome,
+      quantizationSummary: q?.summary ?? 'not asked for (quantize: "none"): the float model ships as uploaded',
+      gate, shippedFloat: outcome !== 'int8', serverMedianMs: golden.medianMs, samples: given?.length ?? 0,
+      healthCheck: {
+        source: synth ? 'synthetic' : 'samples', vectors: golden.vectors.length,
+        location: goldenBlob ? 'golden-blob' : 'inline', bytes: goldenBlob ? goldenBlob.length : Buffer.byteLength(vectorsJson),
+        ...(goldenBlob ? { goldenSha256: goldenBlob.sha256 } : {}),
+        warnings: synth ? [...synth.warnings, 'no samples: the health check runs on synthetic inputs, which show the model runs, not that it gives right answers; send samples (--samples) for a meaningful check'] : [],
+      },
+    };
+    const addArtifact = deps.db.prepare('INSERT OR IGNORE INTO artifacts (sha256, length, created_at) VALUES (?, ?, ?)');
+    addArtifact.run(stored.sha256, stored.length, now.toISOString());
+    if (goldenBlob) addArtifact.run(goldenBlob.sha256, goldenBlob.length, now.toISOString());
     deps.db.prepare('INSERT INTO bundles (manifest_sha256, model_id, version, artifact_sha256, envelope_json, report_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(manifestSha256, modelId, version, stored.sha256, JSON.stringify(envelope), JSON.stringify(report), now.toISOString());
     deps.db.prepare('UPDATE models SET latest_version = ? WHERE model_id = ?').run(version, modelId);
@@ -147,26 +209,54 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
   })();
 }
 
-function checkReference(ref: z.infer<typeof ReferenceSet>, inputs: IoSpec[]): void {
-  const names = new Set(inputs.map((i) => i.name));
-  for (const name of Object.keys(ref.inputs)) {
-    if (!names.has(name)) throw new AppError('FLEET_ERR_BAD_REFERENCE', `reference.inputs.${name} is not an input of the model (inputs: ${[...names].join(', ')})`, 400);
+interface QuantOutcome {
+  outcome: Exclude<BundleOutcome, 'float'>;
+  bytes: Uint8Array;
+  report: unknown;
+  summary: string;
+  gate: GateResult | null;
+  perChannel: boolean;
+  quantizedOps: number;
+  skippedOps: number;
+  floatOutputs?: SampleOutputs[];
+  quantOutputs?: SampleOutputs[];
+}
+
+/** Quantize, then gate the result on the samples; nothing quantized means the float model ships, ungated. */
+async function quantizeAndGate(
+  floatBytes: Uint8Array, info: { inputs: IoSpec[]; outputs: IoSpec[] }, samples: RunSample[] | undefined,
+  req: z.infer<typeof BundleRequest>, kinds: Record<string, OutputKind>,
+): Promise<QuantOutcome> {
+  if (!samples) throw new AppError('FLEET_ERR_REFERENCE_REQUIRED', 'int8 quantization needs samples for its accuracy gate: send samples (fleetctl push --samples), or quantize: "none"', 422);
+  let q: { bytes: Uint8Array; report: unknown };
+  try {
+    q = await quantizeModel(floatBytes);
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    const summary = `nothing could be quantized: the quantizer could not rewrite this model (${ortMessage(err)})`;
+    return { outcome: 'nothing-quantized', bytes: floatBytes, report: null, summary, gate: null, perChannel: false, quantizedOps: 0, skippedOps: 0 };
   }
-  for (const name of names) {
-    if (!(name in ref.inputs)) throw new AppError('FLEET_ERR_BAD_REFERENCE', `reference.inputs lacks model input ${name}`, 400);
+  const r = readQuantReport(q.report, sameBytes(q.bytes, floatBytes));
+  if (r.nothing) {
+    return { outcome: 'nothing-quantized', bytes: floatBytes, report: q.report, summary: `nothing could be quantized: ${r.reason}`, gate: null, perChannel: false, quantizedOps: 0, skippedOps: r.skipped };
   }
-  for (const [name, t] of Object.entries(ref.inputs)) decodeReferenceTensor(name, t);
-  const counts = new Set(Object.values(ref.inputs).map((t) => t.dims[0]));
-  if (counts.size !== 1) throw new AppError('FLEET_ERR_BAD_REFERENCE', 'reference inputs disagree on the number of samples (first dimension)', 400);
-  const n = [...counts][0];
-  if (!n) throw new AppError('FLEET_ERR_BAD_REFERENCE', 'reference set is empty', 400);
-  if (ref.labels && ref.labels.length !== n) throw new AppError('FLEET_ERR_BAD_REFERENCE', `reference has ${n} samples but ${ref.labels.length} labels`, 400);
+  const { floatOutputs, quantOutputs, ...gate } = await runGate(floatBytes, q.bytes, samples, info, req.gate ?? {}, { kinds });
+  const base = { report: q.report, gate, perChannel: r.perChannel, quantizedOps: r.quantized, skippedOps: r.skipped, floatOutputs };
+  const what = `${r.quantized} weights quantized to INT8, ${r.skipped} left float${r.bytesNote}`;
+  if (gate.passed) return { ...base, outcome: 'int8', bytes: q.bytes, summary: `INT8: ${what}; gate passed`, quantOutputs: quantOutputs ?? undefined };
+  if (!req.allowFloatFallback) {
+    throw new AppError('FLEET_ERR_GATE_FAILED', `quantized model failed its accuracy gate: ${gate.failures.join('; ')}`, 422, { gate });
+  }
+  return { ...base, outcome: 'float-fallback', bytes: floatBytes, summary: `INT8 (${what}) failed its gate; the float model ships instead (allowFloatFallback)` };
 }
 
 function gateMetrics(gate: GateResult, given: Record<string, number> = {}): Record<string, number> {
-  const m: Record<string, number> = { ...given, quantAgreement: gate.agreement };
+  const m: Record<string, number> = { ...given };
+  if (gate.agreement !== null) m.quantAgreement = gate.agreement;
   if (gate.floatAccuracy !== null) m.floatAccuracy = gate.floatAccuracy;
   if (gate.quantAccuracy !== null) m.quantAccuracy = gate.quantAccuracy;
   if (gate.accuracyDrop !== null) m.quantAccuracyDrop = gate.accuracyDrop;
+  const sqnr = gate.outputs.map((o) => o.sqnrDb).filter((x): x is number => typeof x === 'number');
+  if (sqnr.length) m.quantMinSqnrDb = Math.min(...sqnr);
   return m;
 }

@@ -1,9 +1,9 @@
-// The drift baseline a manifest carries: histograms of the reference set's inputs and of the shipped
+// The drift baseline a manifest carries: histograms of the samples' inputs and of the shipped
 // model's outputs on it, binned exactly as the agent bins what it sees (shared/histogram.ts).
-import { createSession, runSession } from '../../runtime/onnx-session.ts';
 import { binArgmax, binValues } from '../../shared/histogram.ts';
-import type { Histogram, Manifest, TensorJson } from '../../shared/messages.ts';
-import { decodeTensor } from '../../shared/tensor-codec.ts';
+import type { Histogram, Manifest } from '../../shared/messages.ts';
+import type { SampleOutputs } from './run-samples.ts';
+import type { RunSample } from './samples.ts';
 
 const BINS = 10;
 
@@ -26,31 +26,30 @@ function valuesHistogram(data: ArrayLike<number | bigint>): Histogram {
   return { kind: 'values', edges, counts };
 }
 
-export async function computeDriftBaseline(artifact: Uint8Array, sessionConfig: Record<string, string>, reference: Record<string, TensorJson>): Promise<NonNullable<Manifest['driftBaseline']>> {
+/**
+ * Histograms of the samples' inputs and of the shipped model's outputs on them (outputs computed once,
+ * by the gate or by runOnSamples, on the exact artifact that ships).
+ */
+export function computeDriftBaseline(samples: RunSample[], outputs: SampleOutputs[]): NonNullable<Manifest['driftBaseline']> {
   const inputs: Record<string, Histogram> = {};
-  const feeds: Record<string, { data: never; dims: number[]; type: never }> = {};
-  for (const [name, t] of Object.entries(reference)) {
-    const d = decodeTensor(t);
-    inputs[name] = valuesHistogram(d.data as ArrayLike<number>);
-    feeds[name] = { data: d.data as never, dims: d.dims, type: d.dtype as never };
-  }
-  const outputs: Record<string, Histogram> = {};
-  const session = await createSession(artifact, { config: sessionConfig });
-  try {
-    const out = await runSession(session, feeds);
-    for (const [name, o] of Object.entries(out)) {
-      if (o.type === 'string') continue;
-      const width = o.dims[o.dims.length - 1] ?? 1;
-      if (o.dims.length >= 2 && width > 1 && width <= 256) {
-        const counts = new Array<number>(width).fill(0);
-        binArgmax(o.data as ArrayLike<number>, o.dims, counts);
-        outputs[name] = { kind: 'argmax', edges: [], counts };
-      } else {
-        outputs[name] = valuesHistogram(o.data as ArrayLike<number>);
-      }
+  for (const name of Object.keys(samples[0]?.inputs ?? {})) inputs[name] = valuesHistogram(concat(samples.map((s) => s.inputs[name].data)));
+  const outs: Record<string, Histogram> = {};
+  for (const [name, first] of Object.entries(outputs[0] ?? {})) {
+    if (first.type === 'string') continue;
+    const width = first.dims[first.dims.length - 1] ?? 1;
+    if (first.dims.length >= 2 && width > 1 && width <= 256) {
+      const counts = new Array<number>(width).fill(0);
+      for (const o of outputs) if (o[name]?.dims[o[name].dims.length - 1] === width) binArgmax(o[name].data as ArrayLike<number>, o[name].dims, counts);
+      outs[name] = { kind: 'argmax', edges: [], counts };
+    } else {
+      outs[name] = valuesHistogram(concat(outputs.map((o) => o[name]?.data ?? new Float32Array(0))));
     }
-  } finally {
-    await session.release();
   }
-  return { inputs, outputs };
+  return { inputs, outputs: outs };
+}
+
+function concat(parts: ArrayLike<number | bigint | string>[]): number[] {
+  const out: number[] = [];
+  for (const p of parts) for (let i = 0; i < p.length; i++) out.push(Number(p[i]));
+  return out;
 }

@@ -1,7 +1,8 @@
-// Health-check vectors for a manifest: inputs taken from the reference set (or made from the model's
+// Health-check vectors for a manifest: inputs taken from the push's samples (or made from the model's
 // input signature with a seeded generator), outputs computed by running the exact artifact that ships.
 import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { decodeTensor, elementCount, encodeTensor, type TypedData } from '../../shared/tensor-codec.ts';
+import { ModelRunError, ortMessage } from './run-samples.ts';
 import type { IoSpec, TensorDType, TensorJson } from '../../shared/messages.ts';
 import { AppError } from '../errors.ts';
 
@@ -17,7 +18,7 @@ function synthInput(spec: IoSpec, rand: () => number): TensorJson {
   const dims = spec.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
   const n = elementCount(dims);
   const dtype = ORT_TO_DTYPE[spec.type];
-  if (!dtype) throw new AppError('FLEET_ERR_UNSUPPORTED_INPUT', `cannot make health-check data for input ${spec.name} of type ${spec.type}: send a reference set`, 422);
+  if (!dtype) throw new AppError('FLEET_ERR_UNSUPPORTED_INPUT', `cannot make health-check data for input ${spec.name} of type ${spec.type}: send samples`, 422);
   const data: TypedData =
     dtype === 'float32' ? Float32Array.from({ length: n }, () => rand()) :
     dtype === 'int64' ? BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rand() * 4))) :
@@ -27,26 +28,37 @@ function synthInput(spec: IoSpec, rand: () => number): TensorJson {
   return encodeTensor(dtype, dims, data);
 }
 
-/** Take sample i (along the first dimension) of a batched reference tensor. */
-export function sliceSample(t: TensorJson, i: number): TensorJson {
-  const { dtype, dims, data } = decodeTensor(t);
-  const per = elementCount(dims.slice(1));
-  return encodeTensor(dtype, [1, ...dims.slice(1)], data.slice(i * per, (i + 1) * per) as TypedData);
+/**
+ * Synthetic health-check inputs from the model's signature (every dynamic dim set to 1), used only when
+ * a push brings no samples, with a warning for each input whose non-batch dims had to be guessed: such
+ * vectors show that the model runs, not that it runs on anything like its real inputs.
+ */
+/**
+ * Inputs of rank >= 3 (images, spectrograms, sequences of frames) with a dynamic dim beyond the batch: a
+ * synthetic [1, 3, 1, 1] image shows nothing about a detector, so such a model must bring samples.
+ */
+export function spatialDynamicInputs(inputs: IoSpec[]): string[] {
+  return inputs.filter((spec) => spec.shape.length >= 3 && spec.shape.slice(1).some((d) => !(typeof d === 'number' && d > 0)))
+    .map((spec) => `${spec.name} [${spec.shape.map((d) => (typeof d === 'number' && d > 0 ? d : d ?? '?')).join(', ')}]`);
 }
 
-export function makeGoldenInputs(inputs: IoSpec[], reference: Record<string, TensorJson> | undefined, count: number, seed = 7): Record<string, TensorJson>[] {
-  if (reference) {
-    const first = Object.values(reference)[0];
-    const available = first ? first.dims[0] : 0;
-    const take = Math.min(count, available);
-    return Array.from({ length: take }, (_, i) => Object.fromEntries(Object.entries(reference).map(([name, t]) => [name, sliceSample(t, i)])));
-  }
+export function synthGoldenInputs(inputs: IoSpec[], count: number, seed = 7): { inputs: Record<string, TensorJson>[]; warnings: string[] } {
   const rand = seededRandom(seed);
-  return Array.from({ length: count }, () => Object.fromEntries(inputs.map((spec) => [spec.name, synthInput(spec, rand)])));
+  const warnings: string[] = [];
+  for (const spec of inputs) {
+    const guessed = spec.shape.map((d, k) => (k > 0 && !(typeof d === 'number' && d > 0) ? (typeof d === 'string' ? d : `dim ${k}`) : null)).filter((x) => x !== null);
+    if (guessed.length) warnings.push(`input ${spec.name}: dynamic ${guessed.join(', ')} set to 1 in the synthetic health-check inputs`);
+  }
+  return { inputs: Array.from({ length: count }, () => Object.fromEntries(inputs.map((spec) => [spec.name, synthInput(spec, rand)]))), warnings };
 }
 
 export async function computeGoldenVectors(artifact: Uint8Array, sessionConfig: Record<string, string>, goldenInputs: Record<string, TensorJson>[]): Promise<{ vectors: Vector[]; medianMs: number }> {
-  const session = await createSession(artifact, { config: sessionConfig });
+  let session: Awaited<ReturnType<typeof createSession>>;
+  try {
+    session = await createSession(artifact, { config: sessionConfig });
+  } catch (err) {
+    throw new ModelRunError(null, ortMessage(err));
+  }
   try {
     const vectors: Vector[] = [];
     const times: number[] = [];
@@ -56,9 +68,15 @@ export async function computeGoldenVectors(artifact: Uint8Array, sessionConfig: 
         const d = decodeTensor(t);
         feeds[name] = { data: d.data, dims: d.dims, type: d.dtype };
       }
-      await runSession(session, feeds); // warm
-      const t0 = performance.now();
-      const out = await runSession(session, feeds);
+      let out: Awaited<ReturnType<typeof runSession>>;
+      let t0 = 0;
+      try {
+        await runSession(session, feeds); // warm
+        t0 = performance.now();
+        out = await runSession(session, feeds);
+      } catch (err) {
+        throw new ModelRunError(vectors.length, ortMessage(err));
+      }
       times.push(performance.now() - t0);
       const outputs: Record<string, TensorJson> = {};
       for (const [name, o] of Object.entries(out)) {

