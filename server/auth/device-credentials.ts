@@ -85,19 +85,13 @@ export class DeviceCredentials {
     return row ? { kind: 'device', deviceId: row.device_id, name: `device:${row.device_id}` } : null;
   }
 
-  /** A device may fetch the artifact of the manifest it is told to run, or of the one it runs. */
-  mayFetch(deviceId: string, artifactSha256: string): boolean {
-    const row = this.db.prepare(`SELECT d.desired_json, b.artifact_sha256 AS active_artifact FROM devices d
-      LEFT JOIN bundles b ON b.manifest_sha256 = d.active_manifest_sha256 WHERE d.device_id = ?`).get(deviceId) as { desired_json: string | null; active_artifact: string | null } | undefined;
-    if (!row) return false;
-    if (row.active_artifact === artifactSha256) return true;
-    if (!row.desired_json) return false;
-    try {
-      const msg = JSON.parse(row.desired_json) as { manifest: { signed: string } };
-      return (JSON.parse(msg.manifest.signed) as { artifact: { sha256: string } }).artifact.sha256 === artifactSha256;
-    } catch {
-      return false;
-    }
+  /**
+   * A device may fetch a blob (artifact, golden vectors) named by a manifest the server assigned to it,
+   * now or earlier (a revert or re-assignment may need it again). Decided from the server's own
+   * assignment records only: what a device reports it runs never opens anything.
+   */
+  mayFetch(deviceId: string, blobSha256: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM device_assignments WHERE device_id = ? AND blob_sha256 = ? LIMIT 1').get(deviceId, blobSha256);
   }
 
   status(deviceId: string): { enrolled: boolean; since: string | null; via: string | null } {

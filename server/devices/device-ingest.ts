@@ -77,8 +77,12 @@ export class DeviceIngest {
     const now = new Date().toISOString();
     this.db.transaction(() => {
       this.ensureDevice(s.deviceId, now);
-      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, s.active?.modelId ?? null, s.active?.version ?? null,
-          s.active?.manifestSha256 ?? null, s.agentVersion, s.deviceId);
+      // A device's word about its active model is taken as fact only for a manifest the server assigned
+      // to it, and then with the server's own model id and version; anything else is kept as a claim.
+      const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
+      const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
+      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
+          assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, s.deviceId);
       this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
     })();
   }
@@ -91,7 +95,8 @@ function prepareStatements(db: Db) {
     presence: db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
       agent_version = COALESCE(?, agent_version) WHERE device_id = ?`),
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
-      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, agent_version = ? WHERE device_id = ?`),
+      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ? WHERE device_id = ?`),
+    assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),
     event: db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
   };

@@ -58,7 +58,7 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
   app.route({
     method: ['GET', 'HEAD'],
     url: '/v1/artifacts/:sha256',
-    // a device's own secret, or an operator token; a device gets only what it is assigned or runs
+    // a device's own secret, or an operator token; a device gets only blobs of manifests the server assigned to it
     config: { access: 'artifact' },
     handler: async (req, reply) => {
       const { sha256 } = parseParams(ShaParams, req.params);

@@ -9,14 +9,17 @@ interface DeviceRow {
   device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
   first_seen: string; last_seen: string; active_model_id: string | null; active_version: number | null;
   active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
-  last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null;
+  last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null; claimed_active_json: string | null;
 }
 
 export function deviceView(r: DeviceRow) {
   return {
     deviceId: r.device_id, hardware: r.hardware, tags: JSON.parse(r.tags_json), agentVersion: r.agent_version, online: r.online === 1,
     firstSeen: r.first_seen, lastSeen: r.last_seen,
+    // active: a model the server assigned to this device and the device reports running; claimedActive:
+    // what the device reports running that the server never assigned to it (its word only, not a fact)
     active: r.active_model_id ? { modelId: r.active_model_id, version: r.active_version, manifestSha256: r.active_manifest_sha256 } : null,
+    claimedActive: r.claimed_active_json ? { ...JSON.parse(r.claimed_active_json), unverified: true } : null,
     lastStatus: r.last_state ? { state: r.last_state, reason: r.last_reason, detail: r.last_detail, at: r.last_status_at } : null,
     desired: r.desired_manifest_sha256 ? { manifestSha256: r.desired_manifest_sha256, seq: r.desired_seq } : null,
   };
