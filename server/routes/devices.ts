@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DeviceId, Sha256Hex } from '../../shared/ids.ts';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
+import { assertAssignable } from '../keys/assignable.ts';
 import { DeviceParams, parseBody, parseParams } from './params.ts';
 
 interface DeviceRow {
@@ -34,7 +35,7 @@ export const AssignRequest = z.object({
 }).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
 
 export async function deviceRoutes(app: FastifyInstance): Promise<void> {
-  const { db, director } = app.fleet;
+  const { db, director, keys } = app.fleet;
 
   app.get('/v1/devices', async (req) => {
     const q = z.object({ hardware: z.string().max(64).optional(), limit: z.coerce.number().int().min(1).max(100_000).default(1000) }).parse(req.query ?? {});
@@ -54,6 +55,7 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/v1/assignments', async (req, reply) => {
     const body = parseBody(AssignRequest, req.body);
+    assertAssignable(keys, body.manifestSha256, director.bundleEnvelope(body.manifestSha256));
     let deviceIds = body.deviceIds;
     if (body.all) {
       const rows = (body.hardware
