@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { b64, sha256Hex } from '../shared/crypto.ts';
 import { envelopeDigest } from '../shared/envelope.ts';
 import { DesiredMessage, type ActiveModel, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
@@ -14,6 +14,7 @@ import { UpdateRefused, type ReasonCode } from '../shared/reason-codes.ts';
 import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
+import { connectBounded } from './bounded-mqtt.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
 import { writeFileDurable } from './durable-file.ts';
@@ -214,7 +215,8 @@ export class FleetAgent extends EventEmitter {
     const jittered = (ms: number) => Math.round(ms * (1 + this.random()));
     let backoff = this.config.reconnectMinMs;
     const reconnectPeriod = jittered(backoff);
-    const client = mqtt.connect(this.config.mqttUrl, {
+    const refused = (why: string) => this.log('mqtt_packet_refused', { deviceId: this.deviceId, why });
+    const client = connectBounded(this.config.mqttUrl, this.config.maxIncomingPacketBytes, refused, {
       clientId: this.deviceId,
       clean: true,
       keepalive: this.config.keepaliveSeconds,
