@@ -67,8 +67,13 @@ export class DeviceCredentials {
     return this.revokeRows(deviceId) > 0;
   }
 
-  hasCredential(deviceId: string): boolean {
-    return !!this.db.prepare('SELECT 1 FROM device_credentials WHERE device_id = ? AND revoked_at IS NULL').get(deviceId);
+  /**
+   * Has this device id ever held a credential (active or revoked)? Such a device is enrolled: even with
+   * allowUnenrolledDevices on, it must present its own current secret (a revocation is not undone by
+   * the development switch).
+   */
+  enrolledEver(deviceId: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM device_credentials WHERE device_id = ? LIMIT 1').get(deviceId);
   }
 
   /** MQTT CONNECT: does this secret belong to this device? */
@@ -92,6 +97,15 @@ export class DeviceCredentials {
    */
   mayFetch(deviceId: string, blobSha256: string): boolean {
     return !!this.db.prepare('SELECT 1 FROM device_assignments WHERE device_id = ? AND blob_sha256 = ? LIMIT 1').get(deviceId, blobSha256);
+  }
+
+  /**
+   * allowUnenrolledDevices only: a download without any credential gets a blob only if the server
+   * assigned it to a device that never enrolled (an enrolled device's blobs need its own secret).
+   */
+  mayFetchAnonymously(blobSha256: string): boolean {
+    return !!this.db.prepare(`SELECT 1 FROM device_assignments a WHERE a.blob_sha256 = ?
+      AND NOT EXISTS (SELECT 1 FROM device_credentials c WHERE c.device_id = a.device_id) LIMIT 1`).get(blobSha256);
   }
 
   status(deviceId: string): { enrolled: boolean; since: string | null; via: string | null } {

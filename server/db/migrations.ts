@@ -168,6 +168,7 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         PRIMARY KEY (device_id, blob_sha256, manifest_sha256)
       );
       CREATE INDEX device_assignments_manifest ON device_assignments(device_id, manifest_sha256);
+      CREATE INDEX device_assignments_blob ON device_assignments(blob_sha256);
       -- an active model a device reports that the server never assigned to it: shown as a claim, not as fact
       ALTER TABLE devices ADD COLUMN claimed_active_json TEXT;
       -- what the server assigned before this table existed: each device's current desired state

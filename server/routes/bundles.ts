@@ -80,6 +80,10 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
       if (p?.kind === 'device' && !credentials.mayFetch(p.deviceId, sha256)) {
         throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to device ${p.deviceId}`, 403);
       }
+      // no credential at all (only let through with allowUnenrolledDevices): blobs of unenrolled devices only
+      if (!p && !credentials.mayFetchAnonymously(sha256)) {
+        throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to any unenrolled device: send the device's secret`, 403);
+      }
       const known = db.prepare('SELECT length FROM artifacts WHERE sha256 = ?').get(sha256) as { length: number } | undefined;
       if (!known || !blobs.has(sha256)) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);
       const size = blobs.size(sha256);
