@@ -17,6 +17,7 @@ import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
+import { FreshnessWatch } from './freshness.ts';
 import { writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
@@ -89,6 +90,8 @@ export class FleetAgent extends EventEmitter {
   private telemetrySeq = 0;
   private stopped = false;
   lastStatus: Status | null = null;
+  /** freeze detection (device-agent/freshness.ts): null until start() */
+  freshness: FreshnessWatch | null = null;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
@@ -137,6 +140,12 @@ export class FleetAgent extends EventEmitter {
 
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
+    this.freshness = new FreshnessWatch({
+      maxAgeMs: this.config.freshnessMaxAgeSeconds * 1000, now: () => this.now(), trust: () => this.trust(), cache: this.cache,
+      log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
+      onChange: () => void this.client?.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true }),
+    });
+    this.freshness.start();
     this.connect();
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
   }
@@ -145,6 +154,7 @@ export class FleetAgent extends EventEmitter {
     if (this.stopped) return;
     this.stopped = true;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.freshness?.stop();
     this.clearProbationTimer();
     this.pending = null;
     await this.working?.catch(() => {});
@@ -241,16 +251,17 @@ export class FleetAgent extends EventEmitter {
       this.bootReport = null;
       if (boot) this.report(boot.state, boot.extra);
       else this.report(this.current ? 'active' : 'idle', {});
-      client.subscribe(topics.desired(this.deviceId), { qos: 1 });
+      client.subscribe([topics.desired(this.deviceId), topics.freshness()], { qos: 1 });
       this.flushOutbox();
       this.emit('connected');
     });
-    client.on('message', (_topic, payload) => this.onDesired(payload));
+    client.on('message', (topic, payload) => (topic === topics.freshness() ? this.freshness?.onMessage(payload) : this.onDesired(payload)));
     client.on('error', (err) => this.log('mqtt_error', { deviceId: this.deviceId, err: err.message }));
   }
 
   private presence(online: boolean) {
-    return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION };
+    return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION,
+      ...(this.freshness ? { freshness: this.freshness.view() } : {}) };
   }
 
   private report(state: UpdateState, extra: Partial<Status>): void {

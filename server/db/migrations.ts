@@ -171,6 +171,9 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX device_assignments_blob ON device_assignments(blob_sha256);
       -- an active model a device reports that the server never assigned to it: shown as a claim, not as fact
       ALTER TABLE devices ADD COLUMN claimed_active_json TEXT;
+      -- freeze detection as the device last reported it (presence): stale, and until when it believed itself fresh
+      ALTER TABLE devices ADD COLUMN freshness_stale INTEGER;
+      ALTER TABLE devices ADD COLUMN fresh_until TEXT;
       -- what the server assigned before this table existed: each device's current desired state
       INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
         SELECT device_id, desired_manifest_sha256, json_extract(json_extract(desired_json, '$.manifest.signed'), '$.artifact.sha256'),

@@ -70,7 +70,8 @@ export class DeviceIngest {
   private onPresence(p: Presence): void {
     const now = new Date().toISOString();
     this.ensureDevice(p.deviceId, now);
-    this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null, p.deviceId);
+    this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null,
+      p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);
   }
 
   private onStatus(s: Status): void {
@@ -93,7 +94,8 @@ function prepareStatements(db: Db) {
   return {
     ensure: db.prepare('INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen'),
     presence: db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
-      agent_version = COALESCE(?, agent_version) WHERE device_id = ?`),
+      agent_version = COALESCE(?, agent_version), freshness_stale = COALESCE(?, freshness_stale),
+      fresh_until = CASE WHEN ? THEN ? ELSE fresh_until END WHERE device_id = ?`),
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
       active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ? WHERE device_id = ?`),
     assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),

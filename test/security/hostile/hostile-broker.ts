@@ -78,7 +78,9 @@ export class HostileBroker {
         pending = pending.subarray(i + 1 + len);
         if (type === 1) socket.write(Buffer.from([0x20, 0x02, 0x00, 0x00])); // CONNECT -> CONNACK accepted
         if (type === 8) { // SUBSCRIBE -> SUBACK granting QoS 1, then perhaps the attack
-          socket.write(Buffer.from([0x90, 0x03, body[0], body[1], 0x01]));
+          let filters = 0;
+          for (let at = 2; at + 2 <= body.length; at += 2 + ((body[at] << 8) | body[at + 1]) + 1) filters++;
+          socket.write(Buffer.from([0x90, 2 + filters, body[0], body[1], ...Array(filters).fill(0x01)]));
           this.subscribes.push(Date.now());
           if (this.attacksLeft > 0) { this.attacksLeft--; this.attack(socket); }
         }
