@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { b64, sha256Hex } from '../shared/crypto.ts';
 import { envelopeDigest } from '../shared/envelope.ts';
 import { DesiredMessage, type ActiveModel, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
@@ -14,8 +14,10 @@ import { UpdateRefused, type ReasonCode } from '../shared/reason-codes.ts';
 import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
+import { connectBounded } from './bounded-mqtt.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
+import { FreshnessWatch } from './freshness.ts';
 import { writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
 import { runHealthCheck } from './health-check.ts';
@@ -89,6 +91,8 @@ export class FleetAgent extends EventEmitter {
   private telemetrySeq = 0;
   private stopped = false;
   lastStatus: Status | null = null;
+  /** freeze detection (device-agent/freshness.ts): null until start() */
+  freshness: FreshnessWatch | null = null;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
@@ -137,6 +141,12 @@ export class FleetAgent extends EventEmitter {
 
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
+    this.freshness = new FreshnessWatch({
+      maxAgeMs: this.config.freshnessMaxAgeSeconds * 1000, now: () => this.now(), trust: () => this.trust(), cache: this.cache,
+      log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
+      onChange: () => void this.client?.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true }),
+    });
+    this.freshness.start();
     this.connect();
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
   }
@@ -145,6 +155,7 @@ export class FleetAgent extends EventEmitter {
     if (this.stopped) return;
     this.stopped = true;
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
+    this.freshness?.stop();
     this.clearProbationTimer();
     this.pending = null;
     await this.working?.catch(() => {});
@@ -215,7 +226,8 @@ export class FleetAgent extends EventEmitter {
     const jittered = (ms: number) => Math.round(ms * (1 + this.random()));
     let backoff = this.config.reconnectMinMs;
     const reconnectPeriod = jittered(backoff);
-    const client = mqtt.connect(this.config.mqttUrl, {
+    const refused = (why: string) => this.log('mqtt_packet_refused', { deviceId: this.deviceId, why });
+    const client = connectBounded(this.config.mqttUrl, this.config.maxIncomingPacketBytes, refused, {
       clientId: this.deviceId,
       clean: true,
       keepalive: this.config.keepaliveSeconds,
@@ -240,16 +252,17 @@ export class FleetAgent extends EventEmitter {
       this.bootReport = null;
       if (boot) this.report(boot.state, boot.extra);
       else this.report(this.current ? 'active' : 'idle', {});
-      client.subscribe(topics.desired(this.deviceId), { qos: 1 });
+      client.subscribe([topics.desired(this.deviceId), topics.freshness()], { qos: 1 });
       this.flushOutbox();
       this.emit('connected');
     });
-    client.on('message', (_topic, payload) => this.onDesired(payload));
+    client.on('message', (topic, payload) => (topic === topics.freshness() ? this.freshness?.onMessage(payload) : this.onDesired(payload)));
     client.on('error', (err) => this.log('mqtt_error', { deviceId: this.deviceId, err: err.message }));
   }
 
   private presence(online: boolean) {
-    return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION };
+    return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION,
+      ...(this.freshness ? { freshness: this.freshness.view() } : {}) };
   }
 
   private report(state: UpdateState, extra: Partial<Status>): void {

@@ -18,6 +18,10 @@ export const AgentConfig = z.object({
   reconnectMinMs: z.number().int().min(50).default(1000),
   reconnectMaxMs: z.number().int().min(100).default(30_000),
   keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
+  /** an incoming MQTT packet whose header announces more (Remaining Length) cuts the connection before it is buffered; desired states are under 256 KiB */
+  maxIncomingPacketBytes: z.number().int().min(1024).max(268_435_455).default(1024 * 1024),
+  /** freeze detection: stale when no newer signed freshness statement was accepted for this long (or the last one expired) */
+  freshnessMaxAgeSeconds: z.number().min(1).default(900),
   /** probation after a switch: it ends after this many inferences on the new model or this many seconds, whichever first (0 = no limit of that kind; both 0 = no probation) */
   probationInferences: z.number().int().min(0).default(100),
   probationSeconds: z.number().min(0).default(600),
@@ -56,6 +60,7 @@ const ENV: Record<string, keyof AgentConfigInput> = {
 const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',
   FLEET_AGENT_PROBATION_INFERENCES: 'probationInferences', FLEET_AGENT_PROBATION_SECONDS: 'probationSeconds',
+  FLEET_AGENT_MAX_INCOMING_PACKET_BYTES: 'maxIncomingPacketBytes', FLEET_AGENT_FRESHNESS_MAX_AGE_SECONDS: 'freshnessMaxAgeSeconds',
 };
 
 export function loadAgentConfig(opts: { file?: string; env?: NodeJS.ProcessEnv }): AgentConfig {

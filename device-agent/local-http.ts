@@ -1,6 +1,6 @@
 // Inference for device code in other languages: a small HTTP endpoint on loopback only.
 // POST /v1/infer {"inputs": {"name": {"dims": [1, 784], "data": [...], "type": "float32"}}}
-// GET  /v1/status -> the active model and the last update status.
+// GET  /v1/status -> the active model, the last update status and freshness (stale: no fresh signed statement lately).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
@@ -22,7 +22,7 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (req.method === 'GET' && req.url === '/v1/status') return send(200, { deviceId: agent.deviceId, active: agent.active, lastStatus: agent.lastStatus });
+    if (req.method === 'GET' && req.url === '/v1/status') return send(200, { deviceId: agent.deviceId, active: agent.active, lastStatus: agent.lastStatus, freshness: agent.freshness?.view() ?? null });
     if (req.method !== 'POST' || req.url !== '/v1/infer') return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer or GET /v1/status' });
     const chunks: Buffer[] = [];
     let size = 0;

@@ -8,6 +8,7 @@ import { BlobStore } from './bundles/blob-store.ts';
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
+import { FreshnessPublisher } from './devices/freshness-publisher.ts';
 import { installErrorHandler } from './errors.ts';
 import { apiAuth } from './auth/api-auth.ts';
 import { ApiTokens } from './auth/api-tokens.ts';
@@ -36,6 +37,7 @@ export interface Fleet {
   rollouts: RolloutEngine;
   apiTokens: ApiTokens;
   credentials: DeviceCredentials;
+  freshness: FreshnessPublisher;
 }
 
 declare module 'fastify' {
@@ -69,9 +71,12 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await director.republishAll();
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
   rollouts.start();
+  const freshness = new FreshnessPublisher(keys, broker, { intervalMs: config.freshnessIntervalSeconds * 1000, ttlSeconds: config.freshnessTtlSeconds });
+  if (config.freshnessIntervalSeconds > 0) await freshness.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts, apiTokens, credentials });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts, apiTokens, credentials, freshness });
   app.addHook('onClose', async () => {
+    freshness.stop();
     await rollouts.stop();
     await broker.close();
     ingest.stop();

@@ -25,6 +25,9 @@ export const ServerConfig = z.object({
    * imported (POST /v1/keys/keyset). When root.key is present it must match this key.
    */
   rootPublicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'rootPublicKey must be a 32-byte Ed25519 key in base64').optional(),
+  /** freeze detection: a signed freshness statement is published this often (0 = never) and is valid this long */
+  freshnessIntervalSeconds: z.coerce.number().min(0).default(60),
+  freshnessTtlSeconds: z.coerce.number().int().positive().default(300),
   /** how often the rollout engine looks at running campaigns */
   rolloutTickMs: z.coerce.number().int().min(10).default(1000),
   /**
@@ -33,8 +36,9 @@ export const ServerConfig = z.object({
    */
   bootstrapAdminToken: z.string().min(1).max(128).optional(),
   /**
-   * Development only, like mosquitto's allow_anonymous: devices with no credential on record may connect
-   * without one (an enrolled device must always present its own) and artifacts may be fetched without one.
+   * Development only, like mosquitto's allow_anonymous: devices that never held a credential may connect
+   * without one (an enrolled or revoked device must always present its own), and blobs assigned to such
+   * devices may be fetched without one.
    */
   allowUnenrolledDevices: Flag.default(false),
   /** admin API: per token (or per address for anonymous callers) */

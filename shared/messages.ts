@@ -193,5 +193,7 @@ export const Presence = z.object({
   hardware: z.string().min(1).max(64).optional(),
   tags: z.array(z.string().min(1).max(64)).max(32).optional(),
   agentVersion: z.string().max(32).optional(),
+  /** freeze detection: has the device accepted a fresh signed freshness statement lately (shared/freshness.ts) */
+  freshness: z.object({ stale: z.boolean(), freshUntil: IsoTime.nullable() }).strict().optional(),
 }).strict();
 export type Presence = z.infer<typeof Presence>;

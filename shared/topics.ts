@@ -12,6 +12,8 @@ export const topics = {
   status: (deviceId: string) => `${TOPIC_ROOT}/${deviceId}/status`,
   telemetry: (deviceId: string) => `${TOPIC_ROOT}/${deviceId}/telemetry`,
   presence: (deviceId: string) => `${TOPIC_ROOT}/${deviceId}/presence`,
+  /** fleet-wide, retained, server to devices: the signed freshness statement (shared/freshness.ts) */
+  freshness: () => `${TOPIC_ROOT}/freshness`,
   /** server-side wildcard subscriptions */
   all: (kind: TopicKind) => `${TOPIC_ROOT}/+/${kind}`,
 } as const;

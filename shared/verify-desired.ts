@@ -44,7 +44,8 @@ export class SignatureCache {
   }
 }
 
-function checkSignedBy(env: Envelope, keyset: KeySet, role: KeyRole, what: string, rootKeyId: string, cache?: SignatureCache): void {
+/** The envelope is signed by a non-revoked key of the set holding the role (shared/freshness.ts uses it too). */
+export function checkSignedBy(env: Envelope, keyset: KeySet, role: KeyRole, what: string, rootKeyId: string, cache?: SignatureCache): void {
   if (keyset.revoked.includes(env.keyId)) throw new UpdateRefused('REVOKED_KEY', `${what} is signed by revoked key ${env.keyId}`);
   const key = keyset.keys.find((k) => k.keyId === env.keyId);
   if (!key) throw new UpdateRefused('UNKNOWN_KEY', `${what} is signed by key ${env.keyId}, which is not in key set v${keyset.version}`);

@@ -2,7 +2,6 @@
 // gets it by enrolling with a one-time (or n-use) enrollment token an admin made, or an admin issues
 // it directly (the operator-approved path). Revocation is immediate: the broker drops the device's
 // connection and the next CONNECT or download with the old secret is refused.
-import { manifestBlobs, type Manifest } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { digestsEqual, looksLikeSecret, newId, newSecret, secretDigest } from './secrets.ts';
@@ -68,8 +67,13 @@ export class DeviceCredentials {
     return this.revokeRows(deviceId) > 0;
   }
 
-  hasCredential(deviceId: string): boolean {
-    return !!this.db.prepare('SELECT 1 FROM device_credentials WHERE device_id = ? AND revoked_at IS NULL').get(deviceId);
+  /**
+   * Has this device id ever held a credential (active or revoked)? Such a device is enrolled: even with
+   * allowUnenrolledDevices on, it must present its own current secret (a revocation is not undone by
+   * the development switch).
+   */
+  enrolledEver(deviceId: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM device_credentials WHERE device_id = ? LIMIT 1').get(deviceId);
   }
 
   /** MQTT CONNECT: does this secret belong to this device? */
@@ -86,19 +90,22 @@ export class DeviceCredentials {
     return row ? { kind: 'device', deviceId: row.device_id, name: `device:${row.device_id}` } : null;
   }
 
-  /** A device may fetch every blob of the manifest it is told to run (artifact, golden set), or the artifact of the one it runs. */
-  mayFetch(deviceId: string, artifactSha256: string): boolean {
-    const row = this.db.prepare(`SELECT d.desired_json, b.artifact_sha256 AS active_artifact FROM devices d
-      LEFT JOIN bundles b ON b.manifest_sha256 = d.active_manifest_sha256 WHERE d.device_id = ?`).get(deviceId) as { desired_json: string | null; active_artifact: string | null } | undefined;
-    if (!row) return false;
-    if (row.active_artifact === artifactSha256) return true;
-    if (!row.desired_json) return false;
-    try {
-      const msg = JSON.parse(row.desired_json) as { manifest: { signed: string } };
-      return manifestBlobs(JSON.parse(msg.manifest.signed) as Manifest).includes(artifactSha256);
-    } catch {
-      return false;
-    }
+  /**
+   * A device may fetch a blob (artifact, golden vectors) named by a manifest the server assigned to it,
+   * now or earlier (a revert or re-assignment may need it again). Decided from the server's own
+   * assignment records only: what a device reports it runs never opens anything.
+   */
+  mayFetch(deviceId: string, blobSha256: string): boolean {
+    return !!this.db.prepare('SELECT 1 FROM device_assignments WHERE device_id = ? AND blob_sha256 = ? LIMIT 1').get(deviceId, blobSha256);
+  }
+
+  /**
+   * allowUnenrolledDevices only: a download without any credential gets a blob only if the server
+   * assigned it to a device that never enrolled (an enrolled device's blobs need its own secret).
+   */
+  mayFetchAnonymously(blobSha256: string): boolean {
+    return !!this.db.prepare(`SELECT 1 FROM device_assignments a WHERE a.blob_sha256 = ?
+      AND NOT EXISTS (SELECT 1 FROM device_credentials c WHERE c.device_id = a.device_id) LIMIT 1`).get(blobSha256);
   }
 
   status(deviceId: string): { enrolled: boolean; since: string | null; via: string | null } {

@@ -150,4 +150,48 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX audit_log_action ON audit_log(action, id);
     `,
   },
+  {
+    version: 4,
+    name: 'assignments',
+    sql: `
+      -- Which blobs the server assigned to which device: one row per (device, manifest, blob named by the
+      -- manifest: artifact, golden vectors). Artifact access is decided from these rows only, never from
+      -- what a device reports it runs; a device's claim of an active model is checked against them.
+      CREATE TABLE device_assignments (
+        device_id TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        blob_sha256 TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        assigned_at TEXT NOT NULL,
+        PRIMARY KEY (device_id, blob_sha256, manifest_sha256)
+      );
+      CREATE INDEX device_assignments_manifest ON device_assignments(device_id, manifest_sha256);
+      CREATE INDEX device_assignments_blob ON device_assignments(blob_sha256);
+      -- an active model a device reports that the server never assigned to it: shown as a claim, not as fact
+      ALTER TABLE devices ADD COLUMN claimed_active_json TEXT;
+      -- freeze detection as the device last reported it (presence): stale, and until when it believed itself fresh
+      ALTER TABLE devices ADD COLUMN freshness_stale INTEGER;
+      ALTER TABLE devices ADD COLUMN fresh_until TEXT;
+      -- what the server assigned before this table existed: each device's current desired state
+      INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
+        SELECT device_id, desired_manifest_sha256, json_extract(json_extract(desired_json, '$.manifest.signed'), '$.artifact.sha256'),
+          json_extract(json_extract(desired_json, '$.manifest.signed'), '$.modelId'), json_extract(json_extract(desired_json, '$.manifest.signed'), '$.version'),
+          desired_seq, last_seen
+        FROM devices WHERE desired_json IS NOT NULL
+          AND json_extract(json_extract(desired_json, '$.manifest.signed'), '$.artifact.sha256') IS NOT NULL;
+      INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
+        SELECT device_id, desired_manifest_sha256, json_extract(json_extract(desired_json, '$.manifest.signed'), '$.healthCheck.golden.sha256'),
+          json_extract(json_extract(desired_json, '$.manifest.signed'), '$.modelId'), json_extract(json_extract(desired_json, '$.manifest.signed'), '$.version'),
+          desired_seq, last_seen
+        FROM devices WHERE desired_json IS NOT NULL
+          AND json_extract(json_extract(desired_json, '$.manifest.signed'), '$.healthCheck.golden.sha256') IS NOT NULL;
+      UPDATE devices SET
+          claimed_active_json = json_object('modelId', active_model_id, 'version', active_version, 'manifestSha256', active_manifest_sha256),
+          active_model_id = NULL, active_version = NULL, active_manifest_sha256 = NULL
+        WHERE active_manifest_sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM device_assignments a
+          WHERE a.device_id = devices.device_id AND a.manifest_sha256 = devices.active_manifest_sha256);
+    `,
+  },
 ];

@@ -70,15 +70,20 @@ export class DeviceIngest {
   private onPresence(p: Presence): void {
     const now = new Date().toISOString();
     this.ensureDevice(p.deviceId, now);
-    this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null, p.deviceId);
+    this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null,
+      p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);
   }
 
   private onStatus(s: Status): void {
     const now = new Date().toISOString();
     this.db.transaction(() => {
       this.ensureDevice(s.deviceId, now);
-      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, s.active?.modelId ?? null, s.active?.version ?? null,
-          s.active?.manifestSha256 ?? null, s.agentVersion, s.deviceId);
+      // A device's word about its active model is taken as fact only for a manifest the server assigned
+      // to it, and then with the server's own model id and version; anything else is kept as a claim.
+      const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
+      const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
+      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
+          assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, s.deviceId);
       this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
     })();
   }
@@ -89,9 +94,11 @@ function prepareStatements(db: Db) {
   return {
     ensure: db.prepare('INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT(device_id) DO UPDATE SET last_seen = excluded.last_seen'),
     presence: db.prepare(`UPDATE devices SET online = ?, hardware = COALESCE(?, hardware), tags_json = COALESCE(?, tags_json),
-      agent_version = COALESCE(?, agent_version) WHERE device_id = ?`),
+      agent_version = COALESCE(?, agent_version), freshness_stale = COALESCE(?, freshness_stale),
+      fresh_until = CASE WHEN ? THEN ? ELSE fresh_until END WHERE device_id = ?`),
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
-      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, agent_version = ? WHERE device_id = ?`),
+      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ? WHERE device_id = ?`),
+    assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),
     event: db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
   };

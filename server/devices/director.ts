@@ -1,7 +1,7 @@
 // The director: signs one desired state per device (device id, growing sequence number, short expiry,
 // digest of the manifest) and publishes it retained on the device's desired topic.
 import { envelopeDigest, signDocument } from '../../shared/envelope.ts';
-import type { DesiredMessage, DesiredState, Envelope, Manifest } from '../../shared/messages.ts';
+import { manifestBlobs, type DesiredMessage, type DesiredState, type Envelope, type Manifest } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
@@ -38,6 +38,10 @@ export class Director {
       const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
         ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
       const save = this.db.prepare('UPDATE devices SET desired_manifest_sha256 = ?, desired_json = ?, desired_expires = ? WHERE device_id = ?');
+      // the server's own record of what it assigned: artifact access and the device view read it
+      const grant = this.db.prepare(`INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`);
+      const blobs = blobsOf(envelope);
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
         const desired: DesiredState = {
@@ -47,6 +51,7 @@ export class Director {
         const message: DesiredMessage = { keyset, manifest: envelope, director: signDocument(desired, signer) };
         const payload = JSON.stringify(message);
         save.run(digest, payload, expires, deviceId);
+        for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
     })();
@@ -85,5 +90,16 @@ export class Director {
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
     for (const r of rows) await this.bus.publish(topics.desired(r.device_id), r.desired_json, { qos: 1, retain: true });
     return rows.length;
+  }
+}
+
+/** The blobs a signed manifest names (what the device will fetch): read from the signed text itself. */
+function blobsOf(envelope: Envelope): string[] {
+  try {
+    const m = JSON.parse(envelope.signed) as Partial<Manifest>;
+    if (!m.artifact || !m.healthCheck) return [];
+    return manifestBlobs(m as Manifest).filter((s) => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s));
+  } catch {
+    return [];
   }
 }

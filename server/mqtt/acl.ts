@@ -1,5 +1,6 @@
 // The topic ACL of DESIGN.md as pure functions: a device publishes only on its own status, telemetry
-// and presence topics and subscribes only to its own desired topic. Wildcards and $SYS are refused.
+// and presence topics and subscribes only to its own desired topic and the fleet-wide freshness topic.
+// Wildcards and $SYS are refused.
 import { parseTopic, publishedBy, topics } from '../../shared/topics.ts';
 
 export type AclDecision = { ok: true } | { ok: false; reason: string };
@@ -18,5 +19,7 @@ export function mayPublish(clientId: string | null, topic: string, payloadBytes:
 
 export function maySubscribe(clientId: string, topicFilter: string): AclDecision {
   if (topicFilter === topics.desired(clientId)) return { ok: true };
+  // the fleet-wide freshness statement: the same signed bytes for every device, nothing per device in it
+  if (topicFilter === topics.freshness()) return { ok: true };
   return { ok: false, reason: `${clientId} may subscribe only to ${topics.desired(clientId)}, not ${topicFilter}` };
 }

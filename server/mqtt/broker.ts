@@ -31,8 +31,8 @@ export interface BrokerOptions {
   log: FastifyBaseLogger;
   brokerId?: string;
   /** device credentials; every CONNECT must carry username = client id = device id and the device's secret */
-  credentials: Pick<DeviceCredentials, 'verify' | 'hasCredential'>;
-  /** development only: a device with no credential on record may connect without one */
+  credentials: Pick<DeviceCredentials, 'verify' | 'enrolledEver'>;
+  /** development only: a device that never held a credential (none active or revoked) may connect without one */
   allowUnenrolled?: boolean;
   /** publishes per device; over it the device is disconnected */
   rateLimit?: RateLimit;
@@ -56,7 +56,7 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
       // session over only if it holds the device's secret (aedes #16, #153).
       if (!DeviceId.safeParse(client.id).success) return done(refuseConnect(2, 'client id is not a valid device id'), false);
       if (username === undefined && password === undefined) {
-        if (opts.allowUnenrolled && !opts.credentials.hasCredential(client.id)) return done(null, true);
+        if (opts.allowUnenrolled && !opts.credentials.enrolledEver(client.id)) return done(null, true);
         return done(refuseConnect(5, `${client.id}: no credential given`), false);
       }
       if (username !== client.id) return done(refuseConnect(4, `username must be the device id ${client.id}`), false);

@@ -10,6 +10,7 @@ import type { Statement } from 'better-sqlite3';
 import type { DeviceIngest } from '../devices/device-ingest.ts';
 import type { Director } from '../devices/director.ts';
 import { AppError } from '../errors.ts';
+import { assertAssignable } from '../keys/assignable.ts';
 import type { KeyStore } from '../keys/key-store.ts';
 import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from './campaign-config.ts';
 import { ACTIVE_STATUSES, CampaignStore, type CampaignRow } from './campaign-store.ts';
@@ -62,6 +63,7 @@ export class RolloutEngine {
   async create(input: CampaignRequestInput, actor: string): Promise<CampaignRow> {
     const config = CampaignRequest.parse(input);
     const bundle = this.deps.director.bundleEnvelope(config.manifestSha256);
+    assertAssignable(this.deps.keys, config.manifestSha256, bundle);
     const targets = this.resolveTarget(config.target);
     if (targets.length === 0) throw new AppError('FLEET_ERR_NO_TARGET', 'no known device matches the campaign target', 422);
     const busy = this.store.busyDevices(targets.map((d) => d.device_id));

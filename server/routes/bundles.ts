@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { buildBundle, BundleRequest } from '../bundles/bundle-builder.ts';
+import { reissueBundle } from '../bundles/reissue-bundle.ts';
 import { ModelParams, parseBody, parseParams, ShaParams } from './params.ts';
 
 interface BundleRow { manifest_sha256: string; model_id: string; version: number; artifact_sha256: string; envelope_json: string; report_json: string; created_at: string }
@@ -27,6 +28,19 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
     auditRequest(req, 'bundles.create', bundle.manifestSha256, { modelId, version: bundle.version, uploadSha256: body.uploadSha256, keyId: keys.signerFor('targets').keyId });
     reply.status(201);
     return { manifestSha256: bundle.manifestSha256, modelId, version: bundle.version, manifest: bundle.manifest, report: bundle.report };
+  });
+
+  // A new version of a bundle (same artifact and content, next version number, signed now by the current
+  // targets key): what to do with a bundle whose signing key was revoked (assigning it is refused, 409).
+  app.post('/v1/bundles/:sha256/resign', async (req, reply) => {
+    const { sha256 } = parseParams(ShaParams, req.params);
+    const from = db.prepare('SELECT model_id, version, envelope_json FROM bundles WHERE manifest_sha256 = ?').get(sha256) as { model_id: string; version: number; envelope_json: string } | undefined;
+    if (!from) throw new AppError('FLEET_ERR_BUNDLE_NOT_FOUND', `no bundle with manifest ${sha256}`, 404);
+    const next = reissueBundle({ db, keys, manifestTtlDays: config.manifestTtlDays }, sha256, { revertOf: false });
+    const keyId = keys.signerFor('targets').keyId;
+    auditRequest(req, 'bundles.resign', next.manifestSha256, { from: sha256, fromKeyId: JSON.parse(from.envelope_json).keyId, keyId });
+    reply.status(201);
+    return { manifestSha256: next.manifestSha256, modelId: from.model_id, version: next.manifest.version, fromManifestSha256: sha256, fromVersion: from.version, keyId };
   });
 
   app.get('/v1/models', async () => {
@@ -58,13 +72,17 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
   app.route({
     method: ['GET', 'HEAD'],
     url: '/v1/artifacts/:sha256',
-    // a device's own secret, or an operator token; a device gets only what it is assigned or runs
+    // a device's own secret, or an operator token; a device gets only blobs of manifests the server assigned to it
     config: { access: 'artifact' },
     handler: async (req, reply) => {
       const { sha256 } = parseParams(ShaParams, req.params);
       const p = req.principal;
       if (p?.kind === 'device' && !credentials.mayFetch(p.deviceId, sha256)) {
         throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to device ${p.deviceId}`, 403);
+      }
+      // no credential at all (only let through with allowUnenrolledDevices): blobs of unenrolled devices only
+      if (!p && !credentials.mayFetchAnonymously(sha256)) {
+        throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to any unenrolled device: send the device's secret`, 403);
       }
       const known = db.prepare('SELECT length FROM artifacts WHERE sha256 = ?').get(sha256) as { length: number } | undefined;
       if (!known || !blobs.has(sha256)) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);

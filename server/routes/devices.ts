@@ -3,20 +3,27 @@ import { z } from 'zod';
 import { DeviceId, Sha256Hex } from '../../shared/ids.ts';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
+import { assertAssignable } from '../keys/assignable.ts';
 import { DeviceParams, parseBody, parseParams } from './params.ts';
 
 interface DeviceRow {
   device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
   first_seen: string; last_seen: string; active_model_id: string | null; active_version: number | null;
   active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
-  last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null;
+  last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null; claimed_active_json: string | null;
+  freshness_stale: number | null; fresh_until: string | null;
 }
 
 export function deviceView(r: DeviceRow) {
   return {
     deviceId: r.device_id, hardware: r.hardware, tags: JSON.parse(r.tags_json), agentVersion: r.agent_version, online: r.online === 1,
     firstSeen: r.first_seen, lastSeen: r.last_seen,
+    // active: a model the server assigned to this device and the device reports running; claimedActive:
+    // what the device reports running that the server never assigned to it (its word only, not a fact)
     active: r.active_model_id ? { modelId: r.active_model_id, version: r.active_version, manifestSha256: r.active_manifest_sha256 } : null,
+    claimedActive: r.claimed_active_json ? { ...JSON.parse(r.claimed_active_json), unverified: true } : null,
+    // freeze detection as the device last reported it: stale = no fresh signed freshness statement lately
+    freshness: r.freshness_stale === null ? null : { stale: r.freshness_stale === 1, freshUntil: r.fresh_until },
     lastStatus: r.last_state ? { state: r.last_state, reason: r.last_reason, detail: r.last_detail, at: r.last_status_at } : null,
     desired: r.desired_manifest_sha256 ? { manifestSha256: r.desired_manifest_sha256, seq: r.desired_seq } : null,
   };
@@ -31,7 +38,7 @@ export const AssignRequest = z.object({
 }).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
 
 export async function deviceRoutes(app: FastifyInstance): Promise<void> {
-  const { db, director } = app.fleet;
+  const { db, director, keys } = app.fleet;
 
   app.get('/v1/devices', async (req) => {
     const q = z.object({ hardware: z.string().max(64).optional(), limit: z.coerce.number().int().min(1).max(100_000).default(1000) }).parse(req.query ?? {});
@@ -51,6 +58,7 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/v1/assignments', async (req, reply) => {
     const body = parseBody(AssignRequest, req.body);
+    assertAssignable(keys, body.manifestSha256, director.bundleEnvelope(body.manifestSha256));
     let deviceIds = body.deviceIds;
     if (body.all) {
       const rows = (body.hardware

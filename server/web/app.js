@@ -51,7 +51,8 @@ async function refresh() {
     const [c, d, b] = await Promise.all([api('GET', '/v1/campaigns'), api('GET', '/v1/devices?limit=500'), api('GET', '/v1/bundles')]);
     fill('campaigns', c.campaigns.map((x) => [x.campaignId.slice(0, 8), `${x.modelId} v${x.version}`, x.status, `${x.wave}/${x.waves}`,
       Object.entries(x.devices).map(([k, v]) => `${k} ${v}`).join(', '), x.waiting, actions(x)]));
-    fill('devices', d.devices.map((x) => [x.deviceId, x.hardware, x.online ? 'yes' : 'no', x.active ? `${x.active.modelId} v${x.active.version}` : '',
+    fill('devices', d.devices.map((x) => [x.deviceId, x.hardware, x.online ? 'yes' : 'no', x.active ? `${x.active.modelId} v${x.active.version}` : x.claimedActive ? `claims ${x.claimedActive.modelId} v${x.claimedActive.version} (unverified)` : '',
+      x.freshness ? (x.freshness.stale ? 'STALE' : 'fresh') : '',
       x.lastStatus ? `${x.lastStatus.state}${x.lastStatus.reason ? ` (${x.lastStatus.reason})` : ''}` : '']));
     fill('bundles', b.bundles.map((x) => [x.manifestSha256.slice(0, 16), x.modelId, x.version, x.quantization, x.artifactBytes, x.keyId.slice(0, 12)]));
     $('status').textContent = `updated ${new Date().toLocaleTimeString()}`;
