@@ -134,8 +134,8 @@ export function quantizeModel(floatBytes: Uint8Array, options: QuantizeOptions =
       })();
     // Where the int8 copy and its Cast/Mul live: beside the float weight, except when every reader
     // sits in one subgraph below it (a main-graph initializer read only inside an If branch): then
-    // in that subgraph, because onnxruntime does not fold the dequantization into a constant when
-    // its result crosses into a subgraph (measured on silero_vad_legacy: 7x slower per inference).
+    // in that subgraph, so the branch carries its own weights. onnxruntime folds it either way
+    // (measured: a batch-1 MatMul in an If branch runs at float speed with both placements).
     const home = w.uses.every((u) => u.scope === w.uses[0].scope) ? w.uses[0].scope : w.scope;
     const g = home.graph;
     if (home !== w.scope) dropInitializer(w.scope.graph, w.name);
