@@ -46,3 +46,15 @@ export function chooseQuantization(
   if (mode === 'always' || pc.relErr < 0.9 * perTensor.relErr) return { ...pc, perChannel: true };
   return { ...perTensor, perChannel: false };
 }
+
+/** Per tensor, or per slice along the axis (any of them) that gives the least error, as chooseQuantization decides. */
+export function chooseBestAxis(
+  w: Float32Array, dims: number[], mode: 'auto' | 'always' | 'never',
+): Int8Weight & { perChannel: boolean; axis: number } {
+  let best: (Int8Weight & { perChannel: boolean; axis: number }) | undefined;
+  for (let axis = 0; axis < Math.max(1, dims.length); axis++) {
+    const q = { ...chooseQuantization(w, dims, axis, mode), axis };
+    if (!best || q.relErr < best.relErr) best = q;
+  }
+  return best!;
+}

@@ -20,8 +20,8 @@ import { DataType } from '../onnx/onnx-proto.ts';
 import { attr, decodeModel, encodeModel, node as makeNode, readTensor, tensor } from '../onnx/graph-builder.ts';
 import { inspectModel } from '../onnx/inspect-model.ts';
 import type { OnnxGraph, OnnxModel, OnnxNode } from '../onnx/types.ts';
-import { chooseQuantization } from './int8.ts';
-import { scanWeights, type WeightDef, type WeightSource } from './weights.ts';
+import { chooseBestAxis, chooseQuantization } from './int8.ts';
+import { AXIS_BEST, scanWeights, type WeightDef, type WeightSource } from './weights.ts';
 
 /**
  * Session config a 'dequantize-linear' model needs for float-speed inference (its DQ nodes are
@@ -114,8 +114,10 @@ export function quantizeModel(floatBytes: Uint8Array, options: QuantizeOptions =
   for (const w of weights) {
     const data = readTensor(w.tensor) as Float32Array;
     const dims = (w.tensor.dims ?? []).map(Number);
-    const axis = w.uses[0].axis;
-    const chosen = chooseQuantization(data, dims, axis, perChannelMode);
+    const chosen = w.uses[0].axis === AXIS_BEST
+      ? chooseBestAxis(data, dims, perChannelMode)
+      : { ...chooseQuantization(data, dims, w.uses[0].axis, perChannelMode), axis: w.uses[0].axis };
+    const axis = chosen.axis;
     const scales = opts.debugScaleFactor ? chosen.scales.map((s) => s * opts.debugScaleFactor!) : chosen.scales;
     const qName = fresh(`${w.name}_int8`);
     const sName = fresh(`${w.name}_scale`);

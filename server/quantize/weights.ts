@@ -90,27 +90,50 @@ function makeScope(graph: OnnxGraph, path: string, parent?: Scope): Scope {
   };
 }
 
+type Constant = { kind: 'constant'; scope: Scope; source: WeightSource; tensor: OnnxTensor; constNode?: OnnxNode; name: string };
 type Resolved =
-  | { kind: 'constant'; scope: Scope; source: WeightSource; tensor: OnnxTensor; constNode?: OnnxNode }
+  | Constant
+  /** computed from constants by data-movement ops only (spox writes LSTM weights as Concat of Slices, then Unsqueeze). */
+  | { kind: 'moved'; sources: Constant[]; via: string }
   | { kind: 'runtime'; why: string };
 
+/** Ops that only move or reshape values; the data inputs they read. Values through them are the constants' values. */
+const MOVES: Record<string, number[] | 'all'> = {
+  Identity: [0], Unsqueeze: [0], Squeeze: [0], Reshape: [0], Flatten: [0], Transpose: [0], Slice: [0],
+  Gather: [0], Split: [0], Concat: 'all',
+};
+
 /** Finds what defines `name` as seen from `scope`: its own graph first, then the enclosing ones. */
-function resolve(name: string, scope: Scope): Resolved {
+function resolve(name: string, scope: Scope, depth = 0): Resolved {
   for (let s: Scope | undefined = scope; s; s = s.parent) {
     const init = s.inits.get(name);
     if (init) {
-      if (!s.inputs.has(name)) return { kind: 'constant', scope: s, source: 'initializer', tensor: init };
+      if (!s.inputs.has(name)) return { kind: 'constant', scope: s, source: 'initializer', tensor: init, name };
       // In the main graph an initializer listed as an input is an overridable default (IR < 4
       // exporters list every initializer there); a subgraph's inputs are its formal parameters.
-      if (!s.parent) return { kind: 'constant', scope: s, source: 'graph-input-initializer', tensor: init };
+      if (!s.parent) return { kind: 'constant', scope: s, source: 'graph-input-initializer', tensor: init, name };
       return { kind: 'runtime', why: 'is an input of its subgraph' };
     }
     const c = s.consts.get(name);
-    if (c) return { kind: 'constant', scope: s, source: 'constant-node', tensor: c.attribute!.find((a) => a.name === 'value')!.t!, constNode: c };
+    if (c) return { kind: 'constant', scope: s, source: 'constant-node', tensor: c.attribute!.find((a) => a.name === 'value')!.t!, constNode: c, name };
     if (s.inputs.has(name)) return { kind: 'runtime', why: 'is a graph input fed at run time' };
-    if (s.graph.node.some((n) => n.output.includes(name))) return { kind: 'runtime', why: 'is computed by another node' };
+    const producer = s.graph.node.find((n) => n.output.includes(name));
+    if (producer) return depth < 8 ? throughMoves(producer, s, depth) : { kind: 'runtime', why: 'is computed by another node' };
   }
   return { kind: 'runtime', why: 'is not defined by any constant' };
+}
+
+function throughMoves(p: OnnxNode, s: Scope, depth: number): Resolved {
+  const data = (!p.domain || p.domain === 'ai.onnx') ? MOVES[p.op_type] : undefined;
+  if (!data) return { kind: 'runtime', why: `is computed by ${p.op_type} ${p.name ?? ''}`.trimEnd() };
+  const sources: Constant[] = [];
+  const inputs = data === 'all' ? p.input : data.map((i) => p.input[i]);
+  for (const name of inputs.filter(Boolean)) {
+    const r = resolve(name, s, depth + 1);
+    if (r.kind === 'runtime') return { kind: 'runtime', why: `is computed by ${p.op_type} from a value that ${r.why}` };
+    sources.push(...(r.kind === 'moved' ? r.sources : [r]));
+  }
+  return { kind: 'moved', sources, via: p.op_type };
 }
 
 const label = (n: OnnxNode, i: number) => n.name || `${n.op_type}#${i}`;
@@ -120,6 +143,9 @@ export function scanWeights(main: OnnxGraph, ops: readonly string[], minElements
   const defs = new Map<string, WeightDef>();
   const refused = new Set<string>();
   const skipped: SkippedUse[] = [];
+  // Float constants read outside a weight slot; dropped at the end if the same tensor is quantized
+  // as another op's weight (a Slice or Unsqueeze moving an LSTM weight into place reads it too).
+  const others: { entry: SkippedUse; key: string }[] = [];
   let floatConstantBytes = 0;
 
   const visit = (scope: Scope) => {
@@ -140,16 +166,20 @@ export function scanWeights(main: OnnxGraph, ops: readonly string[], minElements
           continue;
         }
         slotIndexes.add(slot.index);
-        const key = `${r.scope.path}\u0000${name}`;
-        const reason = refusal(name, r.tensor, r.scope, slot, minElements);
-        if (typeof reason === 'string') {
-          skipped.push({ ...where, input: name, reason, bytes: floatBytes(r.tensor) });
-          refused.add(key);
-          continue;
+        // A weight moved into place (Slice/Concat/Unsqueeze...) is quantized at its constant sources,
+        // each along whichever of its own axes gives the least error (AXIS_BEST).
+        for (const c of r.kind === 'moved' ? r.sources : [r]) {
+          const key = `${c.scope.path}\u0000${c.name}`;
+          const reason = refusal(c.name, c.tensor, c.scope, r.kind === 'moved' ? null : slot, minElements);
+          if (typeof reason === 'string') {
+            skipped.push({ ...where, input: c.name, reason, bytes: floatBytes(c.tensor) });
+            refused.add(key);
+            continue;
+          }
+          const def = defs.get(key) ?? { name: c.name, scope: c.scope, source: c.source, tensor: c.tensor, constNode: c.constNode, uses: [] };
+          def.uses.push({ ...where, axis: reason.axis, scope: r.kind === 'moved' ? c.scope : scope });
+          defs.set(key, def);
         }
-        const def = defs.get(key) ?? { name, scope: r.scope, source: r.source, tensor: r.tensor, constNode: r.constNode, uses: [] };
-        def.uses.push({ ...where, axis: reason.axis, scope });
-        defs.set(key, def);
       }
       // The other float constants this node reads (biases, scales, weights of ops not rewritten).
       n.input.forEach((name, idx) => {
@@ -160,7 +190,7 @@ export function scanWeights(main: OnnxGraph, ops: readonly string[], minElements
           ? 'bias stays float (small, and added after the product)'
           : candidate ? `input ${idx} of ${n.op_type} is not a weight`
             : `${n.op_type} is not a quantized op type (only ${ops.join('/')} weights are)`;
-        skipped.push({ ...where, input: name, reason, bytes: floatBytes(r.tensor) });
+        others.push({ entry: { ...where, input: name, reason, bytes: floatBytes(r.tensor) }, key: `${r.scope.path}\u0000${r.name}` });
       });
       for (const a of n.attribute ?? []) {
         const subs = [...(a.g ? [a.g] : []), ...(a.graphs ?? [])];
@@ -175,6 +205,7 @@ export function scanWeights(main: OnnxGraph, ops: readonly string[], minElements
 
   // A tensor refused for one consumer (say, a Gemm reading it with the wrong rank) stays float for all.
   const weights = [...defs.entries()].filter(([k]) => !refused.has(k)).map(([, d]) => d);
+  for (const o of others) if (!defs.has(o.key) || refused.has(o.key)) skipped.push(o.entry);
   for (const [k, d] of defs) {
     if (!refused.has(k)) continue;
     for (const u of d.uses) skipped.push({ node: u.node, opType: u.opType, input: d.name, graph: u.graph, reason: `weight '${d.name}' is refused for another consumer`, bytes: floatBytes(d.tensor) });
@@ -182,12 +213,15 @@ export function scanWeights(main: OnnxGraph, ops: readonly string[], minElements
   return { weights, skipped, floatConstantBytes, constantWeightSlots: new Set([...defs.keys(), ...refused]).size };
 }
 
-function refusal(name: string, t: OnnxTensor, scope: Scope, slot: Slot, minElements: number): string | { axis: number } {
+/** Axis marker for a weight reaching its op through data-movement ops: pick the axis with the least error. */
+export const AXIS_BEST = -1;
+
+function refusal(name: string, t: OnnxTensor, scope: Scope, slot: Slot | null, minElements: number): string | { axis: number } {
   if ((t.data_type ?? DataType.FLOAT) !== DataType.FLOAT) return `weight '${name}' is not float32 (data_type ${t.data_type})`;
   if (t.data_location === 1 || (t.external_data?.length ?? 0) > 0) return `weight '${name}' is stored in an external file`;
   if (scope.outputs.has(name)) return `weight '${name}' is also a graph output`;
   const dims = (t.dims ?? []).map(Number);
-  const axis = slot.axis(dims.length);
+  const axis = slot ? slot.axis(dims.length) : AXIS_BEST;
   if (typeof axis === 'string') return axis;
   const elements = tensorElements(t);
   if (elements < minElements) return `weight '${name}' has ${elements} elements (< ${minElements}); not worth the int8 copy and its scale`;

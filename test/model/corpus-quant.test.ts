@@ -17,7 +17,8 @@ interface Expected {
 }
 
 const EXPECTED: Record<string, Expected> = {
-  silero_vad_v5: { quantized: 10, slots: 12, sources: { 'constant-node': 10 }, maxRatio: 0.65, minSqnr: 35 },
+  // LSTM weights reach the LSTM as Concat of Slices then Unsqueeze: quantized at their Constant sources.
+  silero_vad_v5: { quantized: 14, slots: 16, sources: { 'constant-node': 14 }, maxRatio: 0.32, minSqnr: 34 },
   silero_vad_legacy: { quantized: 42, slots: 52, sources: { initializer: 42 }, maxRatio: 0.3, minSqnr: 40 },
   ppocr_v4_det: { quantized: 54, slots: 64, sources: { 'constant-node': 54 }, maxRatio: 0.28, minSqnr: 25 },
   // SVTR recogniser: every 1% of conv weight error moves its low-confidence per-step softmax on

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { quantizeModel, QUANTIZED_SESSION_CONFIG } from '../../server/quantize/quantize.ts';
 import { inspectModel } from '../../server/onnx/inspect-model.ts';
-import { attr, decodeModel, encodeModel, floatTensor, graph, model, node, readTensor, tensor, valueInfo } from '../../server/onnx/graph-builder.ts';
+import { attr, decodeModel, encodeModel, floatTensor, graph, int64Tensor, model, node, readTensor, tensor, valueInfo } from '../../server/onnx/graph-builder.ts';
 import { DataType } from '../../server/onnx/onnx-proto.ts';
 import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { randomFloats } from './tiny-models.ts';
@@ -279,6 +279,40 @@ describe('quantizeModel finds weights wherever exporters put them', () => {
     expect(report.quantized.map((q) => [q.weight, q.elements])).toEqual([['W', 4 * hidden * input], ['R', 4 * hidden * hidden]]);
     expect(report.skipped).toEqual([expect.objectContaining({ input: 'B', reason: expect.stringMatching(/bias/) })]);
     const { f, q } = await runBoth(floatBytes, bytes, { X: { data: randomFloats(4 * input, 44), dims: [4, 1, input] } }, 'Y');
+    expect(maxRelative(f, q)).toBeLessThan(0.03);
+  });
+});
+
+describe('weights moved into place by Slice/Concat/Unsqueeze (spox LSTMs)', () => {
+  it('quantizes their constant sources, each along its least-error axis, and the result stays close', async () => {
+    const hidden = 16, input = 8;
+    const wSrc = tensor('Wsrc', randomFloats(4 * hidden * input, 61, 0.5), [4 * hidden, input]);
+    const i64 = (name: string, v: number[]) => int64Tensor(name, v);
+    const floatBytes = encodeModel(model(graph({
+      nodes: [
+        node('Constant', [], ['Wsrc'], { value: attr.tensor({ ...wSrc, name: undefined }) }, { name: 'w_const' }),
+        node('Unsqueeze', ['Wsrc', 'axes0'], ['W'], {}, { name: 'w_unsq' }),
+        // gate reorder, as exporters write it: R = [Rsrc[H:], Rsrc[:H]]
+        node('Slice', ['Rsrc', 'h', 'end'], ['r_tail'], {}, { name: 'r_tail' }),
+        node('Slice', ['Rsrc', 'zero', 'h'], ['r_head'], {}, { name: 'r_head' }),
+        node('Concat', ['r_tail', 'r_head'], ['r_cat'], { axis: 0 }, { name: 'r_cat' }),
+        node('Unsqueeze', ['r_cat', 'axes0'], ['R'], {}, { name: 'r_unsq' }),
+        node('LSTM', ['X', 'W', 'R'], ['Y'], { hidden_size: hidden }, { name: 'lstm' }),
+      ],
+      inputs: [valueInfo('X', 'float32', [4, 1, input])],
+      outputs: [valueInfo('Y', 'float32', [4, 1, 1, hidden])],
+      initializers: [
+        tensor('Rsrc', randomFloats(4 * hidden * hidden, 62, 0.5), [4 * hidden, hidden]),
+        i64('axes0', [0]), i64('h', [hidden]), i64('end', [4 * hidden]), i64('zero', [0]),
+      ],
+    }), { opset: 13 }));
+    const { bytes, report } = quantizeModel(floatBytes);
+    expect(report.quantized.map((q) => [q.node, q.weight, q.source, q.consumers])).toEqual([
+      ['lstm', 'Wsrc', 'constant-node', ['lstm']],
+      ['lstm', 'Rsrc', 'initializer', ['lstm']],
+    ]);
+    expect(report.skipped).toEqual([]);
+    const { f, q } = await runBoth(floatBytes, bytes, { X: { data: randomFloats(4 * input, 63), dims: [4, 1, input] } }, 'Y');
     expect(maxRelative(f, q)).toBeLessThan(0.03);
   });
 });
