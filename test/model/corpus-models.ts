@@ -1,11 +1,12 @@
 // The third-party ONNX models pinned as devDependencies, each with one realistic input built the
-// way its owner feeds it (synthetic speech at 16 kHz, rendered text on a light background,
+// way its owner feeds it (synthetic speech at 16 kHz, lines of handwritten digits on white,
 // openWakeWord's mel -> embedding -> classifier chain). Used by the corpus tests and
 // bench/corpus-quant.ts.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createSession, runSession, type Feeds } from '../../runtime/onnx-session.ts';
 import { mulberry32 } from '../../server/training/prng.ts';
+import { loadMnistDigits } from '../../server/training/digits-data.ts';
 
 const modules = fileURLToPath(new URL('../../node_modules/', import.meta.url));
 
@@ -32,23 +33,49 @@ export function speech(samples: number, seed = 1, gain = 0.3): Float32Array {
   return out;
 }
 
-/** Dark text-like strokes on a light background, CHW, normalised as PaddleOCR does. */
-export function textImage(h: number, w: number, mean: number[], std: number[], seed = 2): Float32Array {
-  const rand = mulberry32(seed);
-  const gray = new Float32Array(h * w).fill(235);
-  for (let line = 0; line * 24 + 6 < h; line++) {
-    const top = line * 24 + 6 + Math.floor(rand() * 4);
-    for (let x = 4; x < w - 8; x += 7 + Math.floor(rand() * 5)) {
-      const strokeH = 10 + Math.floor(rand() * 8);
-      for (let y = top; y < Math.min(h, top + strokeH); y++) {
-        for (let dx = 0; dx < 2; dx++) gray[y * w + x + dx] = 30 + rand() * 30;
-        if (y === top || y === top + strokeH - 1) for (let dx = 0; dx < 5; dx++) gray[y * w + Math.min(w - 1, x + dx)] = 40;
+/** The digits written on PP-OCR lines: handwritten (the mnist package's), dark ink on white. */
+export const LINE_DIGITS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
+
+/**
+ * Lines of handwritten digits (the mnist package's samples, 1.4x, side by side) on a white
+ * background, CHW, normalised as PaddleOCR does. PP-OCRv4 rec reads the first line as "3141592653".
+ */
+export function digitLines(h: number, w: number, mean: number[], std: number[], lines = 1): Float32Array {
+  const set = loadMnistDigits();
+  const gray = new Float32Array(h * w).fill(255);
+  const scale = 1.4;
+  for (let line = 0; line < lines; line++) {
+    LINE_DIGITS.forEach((d, k) => {
+      const idx = set.labels.findIndex((l, i) => l === d && i > k * 7 + line * 101);
+      const img = set.images.subarray(idx * 784, (idx + 1) * 784);
+      const x0 = 6 + k * 30, y0 = 4 + line * 46;
+      for (let y = 0; y < 28 * scale; y++) {
+        for (let x = 0; x < 20 * scale; x++) {
+          const v = img[Math.floor(y / scale) * 28 + 4 + Math.floor(x / scale)];
+          if (y0 + y < h && x0 + x < w) gray[(y0 + y) * w + x0 + x] = Math.min(gray[(y0 + y) * w + x0 + x], 255 * (1 - v));
+        }
       }
-    }
+    });
   }
   const out = new Float32Array(3 * h * w);
   for (let c = 0; c < 3; c++) for (let i = 0; i < h * w; i++) out[c * h * w + i] = (gray[i] / 255 - mean[c]) / std[c];
   return out;
+}
+
+/** PP-OCR recogniser output [1, T, classes] read greedily (CTC: drop repeats and blank 0) with its keys file. */
+export function ctcRead(probs: Float32Array, dims: readonly number[]): string {
+  // PaddleOCR's classes: blank, the keys file's lines, then a space.
+  const keys = [...readFileSync(ocr('ppocr_keys_v1.txt'), 'utf8').split('\n').filter((k) => k !== ''), ' '];
+  const [, steps, classes] = dims;
+  let text = '', prev = 0;
+  for (let t = 0; t < steps; t++) {
+    const row = probs.subarray(t * classes, (t + 1) * classes);
+    let best = 0;
+    for (let i = 1; i < classes; i++) if (row[i] > row[best]) best = i;
+    if (best !== 0 && best !== prev) text += keys[best - 1];
+    prev = best;
+  }
+  return text;
 }
 
 const vad = (f: string) => `${modules}@ricky0123/vad-web/dist/${f}`;
@@ -97,15 +124,15 @@ export const CORPUS: CorpusModel[] = [
   },
   {
     id: 'ppocr_v4_det', path: ocr('ch_PP-OCRv4_det_infer.onnx'),
-    feeds: async () => ({ x: { data: textImage(96, 160, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), dims: [1, 3, 96, 160] } }),
+    feeds: async () => ({ x: { data: digitLines(96, 160, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], 2), dims: [1, 3, 96, 160] } }),
   },
   {
     id: 'ppocr_v4_rec', path: ocr('ch_PP-OCRv4_rec_infer.onnx'),
-    feeds: async () => ({ x: { data: textImage(48, 320, half, half), dims: [1, 3, 48, 320] } }),
+    feeds: async () => ({ x: { data: digitLines(48, 320, half, half), dims: [1, 3, 48, 320] } }),
   },
   {
     id: 'ppocr_mobile_v2_cls', path: ocr('ch_ppocr_mobile_v2.0_cls_infer.onnx'),
-    feeds: async () => ({ x: { data: textImage(48, 192, half, half), dims: [1, 3, 48, 192] } }),
+    feeds: async () => ({ x: { data: digitLines(48, 192, half, half), dims: [1, 3, 48, 192] } }),
   },
   {
     id: 'oww_melspectrogram', path: oww('melspectrogram.onnx'),

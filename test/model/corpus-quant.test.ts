@@ -4,7 +4,7 @@
 import { describe, it, expect } from 'vitest';
 import { quantizeModel } from '../../server/quantize/quantize.ts';
 import { createSession, runSession, type Feeds, type Outputs } from '../../runtime/onnx-session.ts';
-import { CORPUS, corpusBytes } from './corpus-models.ts';
+import { CORPUS, corpusBytes, ctcRead, LINE_DIGITS } from './corpus-models.ts';
 
 interface Expected {
   /** quantized weights and constant weight slots of the quantized op types ("quantized X of Y"). */
@@ -20,11 +20,9 @@ const EXPECTED: Record<string, Expected> = {
   // LSTM weights reach the LSTM as Concat of Slices then Unsqueeze: quantized at their Constant sources.
   silero_vad_v5: { quantized: 14, slots: 16, sources: { 'constant-node': 14 }, maxRatio: 0.32, minSqnr: 34 },
   silero_vad_legacy: { quantized: 42, slots: 52, sources: { initializer: 42 }, maxRatio: 0.3, minSqnr: 40 },
-  ppocr_v4_det: { quantized: 54, slots: 64, sources: { 'constant-node': 54 }, maxRatio: 0.28, minSqnr: 25 },
-  // SVTR recogniser: every 1% of conv weight error moves its low-confidence per-step softmax on
-  // this synthetic line (see ARCHITECTURE.md); the accuracy gate decides on real samples.
-  ppocr_v4_rec: { quantized: 46, slots: 47, sources: { 'constant-node': 46 }, maxRatio: 0.27, minSqnr: 5 },
-  ppocr_mobile_v2_cls: { quantized: 45, slots: 54, sources: { 'constant-node': 45 }, maxRatio: 0.41, minSqnr: 55 },
+  ppocr_v4_det: { quantized: 54, slots: 64, sources: { 'constant-node': 54 }, maxRatio: 0.28, minSqnr: 27 },
+  ppocr_v4_rec: { quantized: 46, slots: 47, sources: { 'constant-node': 46 }, maxRatio: 0.27, minSqnr: 26 },
+  ppocr_mobile_v2_cls: { quantized: 45, slots: 54, sources: { 'constant-node': 45 }, maxRatio: 0.41, minSqnr: 35 },
   oww_melspectrogram: { quantized: 3, slots: 3, sources: { initializer: 3 }, maxRatio: 0.26, minSqnr: 50 },
   oww_embedding: { quantized: 19, slots: 20, sources: { initializer: 19 }, maxRatio: 0.28, minSqnr: 32 },
   oww_hey_jarvis: { quantized: 4, slots: 6, sources: { initializer: 4 }, maxRatio: 0.26, minSqnr: 33 },
@@ -67,6 +65,12 @@ describe('quantizeModel on the third-party corpus', () => {
       const [f, q] = [await run(floatBytes, feeds, {}), await run(bytes, feeds, report.sessionConfig)];
       expect(Object.keys(q)).toEqual(Object.keys(f));
       expect(sqnr(f, q)).toBeGreaterThan(e.minSqnr);
+      if (c.id === 'ppocr_v4_rec') {
+        // What matters to its owner: the int8 recogniser reads the handwritten line as float does.
+        const [name] = Object.keys(f);
+        expect(ctcRead(f[name].data as Float32Array, f[name].dims)).toBe(LINE_DIGITS.join(''));
+        expect(ctcRead(q[name].data as Float32Array, q[name].dims)).toBe(LINE_DIGITS.join(''));
+      }
     }, 120_000);
   }
 });
