@@ -1,7 +1,7 @@
 // Small helpers to build ONNX models in code: used by the digits trainer to export its MLP,
 // by the quantizer to rewrite graphs, and by tests to make tiny models. Everything is a plain
-// object (see types.ts) until encodeModel() serialises it with the protobufjs schema.
-import { ModelProto, DataType, AttrType } from './onnx-proto.ts';
+// object (see types.ts) until encodeModel() serialises it with the full onnx.proto schema (onnx-proto.ts).
+import { DataType, AttrType, decodeOnnx, encodeOnnx } from './onnx-proto.ts';
 import type {
   OnnxAttribute, OnnxGraph, OnnxModel, OnnxNode, OnnxTensor, OnnxValueInfo, ElemType,
 } from './types.ts';
@@ -201,14 +201,10 @@ export function model(g: OnnxGraph, opts: ModelOptions = {}): OnnxModel {
 }
 
 export function encodeModel(m: OnnxModel): Uint8Array {
-  const msg = ModelProto.fromObject(m as Record<string, unknown>);
-  const out = ModelProto.encode(msg).finish();
-  // protobufjs hands back a Buffer slice in Node; give callers a plain Uint8Array they own.
-  return new Uint8Array(out);
+  return encodeOnnx(m);
 }
 
-/** Decodes without validation (inspectModel is the validating path). int64 fields come back as numbers. */
+/** Decodes without validation (inspectModel is the validating path). int64 fields are numbers, or bigint beyond 2^53. */
 export function decodeModel(bytes: Uint8Array): OnnxModel {
-  const msg = ModelProto.decode(bytes);
-  return ModelProto.toObject(msg, { longs: Number, arrays: true }) as OnnxModel;
+  return decodeOnnx(bytes);
 }

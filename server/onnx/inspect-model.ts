@@ -1,16 +1,16 @@
 // Validates an uploaded model without running it, and describes it (ModelInfo) for the registry.
 // Protobuf is forgiving: random bytes often decode "successfully" into a message full of unknown
 // fields, so acceptance means a sane ir_version, a graph whose nodes only read names that exist,
-// declared inputs and outputs, and a default-domain opset we support. loadCheck() is the separate,
+// declared inputs and outputs, and a default-domain opset and IR version onnxruntime-web reads. loadCheck() is the separate,
 // slower proof that onnxruntime-web can actually build a session from it.
-import protobuf from 'protobufjs';
-import { ModelProto } from './onnx-proto.ts';
+import { decodeOnnx } from './onnx-proto.ts';
 import { elemSize, elemTypeOf } from './graph-builder.ts';
 import type { IoSpec, ModelInfo, OnnxGraph, OnnxModel, OnnxTensor, OnnxValueInfo, OpsetSpec } from './types.ts';
 import { createSession, type SessionOptions } from '../../runtime/onnx-session.ts';
 
 export type ModelErrorCode =
-  | 'MODEL_NOT_ONNX' | 'MODEL_TRUNCATED' | 'MODEL_TOO_LARGE' | 'MODEL_OPSET_TOO_OLD' | 'MODEL_NO_OPSET'
+  | 'MODEL_NOT_ONNX' | 'MODEL_TRUNCATED' | 'MODEL_TOO_LARGE' | 'MODEL_OPSET_TOO_OLD' | 'MODEL_OPSET_TOO_NEW'
+  | 'MODEL_IR_TOO_NEW' | 'MODEL_NO_OPSET'
   | 'MODEL_NO_GRAPH' | 'MODEL_NO_INPUTS' | 'MODEL_NO_OUTPUTS' | 'MODEL_INVALID_GRAPH'
   | 'MODEL_EXTERNAL_DATA' | 'MODEL_LOAD_FAILED';
 
@@ -23,11 +23,17 @@ export class ModelError extends Error {
   }
 }
 
-/** Oldest default-domain opset accepted: older exports predate the ops/semantics the tooling assumes. */
-export const MIN_OPSET = 11;
-/** IR versions ONNX has defined so far (3 = first with opset_import; 11 = ONNX 1.17), with headroom. */
-export const MIN_IR_VERSION = 3;
-export const MAX_IR_VERSION = 15;
+// The limits are onnxruntime-web's own (1.30, measured by loading a one-Relu model stamped with each
+// version; test/model/inspect-model.test.ts re-checks the edges against the real runtime):
+/** ORT "only guarantees support for models stamped with opset version 7 or above" for ai.onnx; 1-6 load only by luck. */
+export const MIN_OPSET = 7;
+/** Newest ai.onnx opset onnxruntime-web 1.30 loads (27 fails in model_load_utils). */
+export const MAX_OPSET = 26;
+/** Newest IR version onnxruntime-web 1.30 loads (14 fails in Model::Model). */
+export const MAX_IR_VERSION = 13;
+/** IR 1 is the first ever; a value far beyond any release is not a model but bytes that happen to decode. */
+export const MIN_IR_VERSION = 1;
+const PLAUSIBLE_IR_VERSION = 64;
 
 export interface InspectOptions { maxBytes?: number }
 
@@ -39,19 +45,26 @@ export function inspectModel(bytes: Uint8Array, opts: InspectOptions = {}): Mode
   const m = decodeStrict(bytes);
 
   const ir = m.ir_version;
-  if (ir === undefined || !Number.isInteger(ir) || ir < MIN_IR_VERSION || ir > MAX_IR_VERSION) {
+  if (typeof ir !== 'number' || !Number.isInteger(ir) || ir < MIN_IR_VERSION || ir > PLAUSIBLE_IR_VERSION) {
     throw new ModelError('MODEL_NOT_ONNX',
-      `not an ONNX model: ir_version ${ir ?? 'missing'} is outside ${MIN_IR_VERSION}..${MAX_IR_VERSION}`);
+      `not an ONNX model: ir_version ${ir ?? 'missing'} is outside ${MIN_IR_VERSION}..${PLAUSIBLE_IR_VERSION}`);
+  }
+  if (ir > MAX_IR_VERSION) {
+    throw new ModelError('MODEL_IR_TOO_NEW', `model has IR version ${ir}; onnxruntime-web reads IR versions up to ${MAX_IR_VERSION}`);
   }
   const g = m.graph;
   if (!g) throw new ModelError('MODEL_NO_GRAPH', 'model has no graph');
   if (g.node.length === 0) throw new ModelError('MODEL_NO_GRAPH', 'model graph has no nodes');
 
-  const opsets: OpsetSpec[] = (m.opset_import ?? []).map((o) => ({ domain: o.domain ?? '', version: Number(o.version) }));
+  const opsets: OpsetSpec[] = (m.opset_import ?? []).map((o) => ({ domain: o.domain ?? '', version: Number(o.version ?? 0) }));
   const main = opsets.find((o) => o.domain === '' || o.domain === 'ai.onnx');
   if (!main) throw new ModelError('MODEL_NO_OPSET', 'model declares no opset for the default ONNX domain (truncated file?)');
   if (main.version < MIN_OPSET) {
-    throw new ModelError('MODEL_OPSET_TOO_OLD', `model uses opset ${main.version}; opset ${MIN_OPSET} or newer is required`);
+    throw new ModelError('MODEL_OPSET_TOO_OLD',
+      `model uses opset ${main.version}; onnxruntime-web supports opset ${MIN_OPSET} or newer (older opsets load only by luck)`);
+  }
+  if (main.version > MAX_OPSET) {
+    throw new ModelError('MODEL_OPSET_TOO_NEW', `model uses opset ${main.version}; onnxruntime-web loads opsets up to ${MAX_OPSET}`);
   }
 
   const initNames = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
@@ -92,28 +105,22 @@ export async function loadCheck(bytes: Uint8Array, opts: SessionOptions = {}): P
 }
 
 function decodeStrict(bytes: Uint8Array): OnnxModel {
-  const reader = protobuf.Reader.create(bytes);
-  let msg;
   try {
-    msg = ModelProto.decode(reader);
+    return decodeOnnx(bytes);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     // A length-delimited field running past the end, in a file that starts the way ONNX
     // exporters start (field 1 = ir_version), is a cut-off upload; anything else is garbage.
-    if (/index out of range/i.test(msg) && startsLikeOnnx(bytes)) {
+    if (/premature EOF|index out of range/i.test(msg) && startsLikeOnnx(bytes)) {
       throw new ModelError('MODEL_TRUNCATED', `model is truncated: ${bytes.length} bytes end inside a field (${msg})`);
     }
     throw new ModelError('MODEL_NOT_ONNX', `not an ONNX model: protobuf decoding failed (${msg})`);
   }
-  if (reader.pos !== reader.len) {
-    throw new ModelError('MODEL_NOT_ONNX', `not an ONNX model: decoding stopped at byte ${reader.pos} of ${reader.len}`);
-  }
-  return ModelProto.toObject(msg, { longs: Number, arrays: true }) as OnnxModel;
 }
 
 function startsLikeOnnx(bytes: Uint8Array): boolean {
   // tag 0x08 = field 1 (ir_version), varint; the value fits one byte for every real IR version.
-  return bytes.length >= 2 && bytes[0] === 0x08 && bytes[1] >= MIN_IR_VERSION && bytes[1] <= MAX_IR_VERSION;
+  return bytes.length >= 2 && bytes[0] === 0x08 && bytes[1] >= MIN_IR_VERSION && bytes[1] <= PLAUSIBLE_IR_VERSION;
 }
 
 function ioSpec(v: OnnxValueInfo): IoSpec {
@@ -132,7 +139,8 @@ function tensorBytes(t: OnnxTensor): number {
 }
 
 /**
- * Collects op types, node count and initializer bytes across the graph and its subgraphs, and
+ * Collects op types, node count and constant-tensor bytes (initializers, sparse initializers and
+ * Constant nodes, where tf2onnx/spox/paddle2onnx keep weights) across the graph and its subgraphs, and
  * checks that every node reads only names defined before it (graph inputs, initializers, earlier
  * node outputs, or an enclosing graph's names for subgraphs), which random protobuf never satisfies.
  */
@@ -142,12 +150,21 @@ function walkGraph(
 ): void {
   const known = new Set(outer);
   for (const v of g.input) known.add(v.name);
-  for (const t of g.initializer ?? []) {
+  const constant = (t: OnnxTensor | undefined, what: string) => {
+    if (!t) return;
     if (t.data_location === 1 || (t.external_data?.length ?? 0) > 0) {
-      throw new ModelError('MODEL_EXTERNAL_DATA', `initializer ${t.name} in ${where} stores its data in an external file; upload a single self-contained model`);
+      throw new ModelError('MODEL_EXTERNAL_DATA', `${what} in ${where} stores its data in an external file; upload a single self-contained model`);
     }
-    known.add(t.name ?? '');
     acc.weightBytes += tensorBytes(t);
+  };
+  for (const t of g.initializer ?? []) {
+    constant(t, `initializer ${t.name}`);
+    known.add(t.name ?? '');
+  }
+  for (const st of g.sparse_initializer ?? []) {
+    constant(st.values, `sparse initializer ${st.values?.name}`);
+    constant(st.indices, `sparse initializer ${st.values?.name}`);
+    known.add(st.values?.name ?? '');
   }
   g.node.forEach((n, i) => {
     const label = n.name ? `node ${n.name}` : `node #${i}`;
@@ -160,6 +177,7 @@ function walkGraph(
       }
     }
     for (const a of n.attribute ?? []) {
+      if (n.op_type === 'Constant' && !n.domain) constant(a.t, `Constant ${label}`);
       const subs = [...(a.g ? [a.g] : []), ...(a.graphs ?? [])];
       for (const sub of subs) {
         acc.subgraphs = true;

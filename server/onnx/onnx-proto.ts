@@ -1,56 +1,103 @@
-// The subset of onnx.proto (ONNX IR v9 field numbers) that the model tooling reads and writes.
-// Field numbers follow onnx/onnx.proto exactly; unknown fields survive a decode/encode round trip
-// only where listed here, so the tooling never re-serialises a model it did not build.
-import protobuf from 'protobufjs';
+// Reads and writes ONNX with the full official schema (onnx-buf: the protoc-gen-es output of
+// onnx.proto, ONNX 1.20, proto2) on @bufbuild/protobuf, and converts its messages to and from the
+// plain snake_case objects the rest of the tooling uses (types.ts). The conversion is driven by the
+// schema's own descriptors, so every field ONNX defines survives decode -> encode (functions,
+// training_info, sparse initializers, map/optional/sequence types, ...), and fields newer than
+// ONNX 1.20 survive too: @bufbuild keeps them as `$unknown` and the plain object carries them along.
+//
+// int64 fields come back as numbers when they fit a double exactly (|v| <= 2^53) and as bigint
+// otherwise (Slice ends of INT64_MAX, hashes in int64_data), so nothing is rounded on the way back.
+import { create, fromBinary, isFieldSet, toBinary, ScalarType, type DescField, type DescMessage } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from 'onnx-buf';
+import type { OnnxModel } from './types.ts';
 
-export const ONNX_PROTO = `
-syntax = "proto3";
-package onnx;
-message AttributeProto {
-  string name = 1; string ref_attr_name = 21; string doc_string = 13; int32 type = 20;
-  float f = 2; int64 i = 3; bytes s = 4; TensorProto t = 5; GraphProto g = 6;
-  repeated float floats = 7; repeated int64 ints = 8; repeated bytes strings = 9;
-  repeated TensorProto tensors = 10; repeated GraphProto graphs = 11;
-}
-message ValueInfoProto { string name = 1; TypeProto type = 2; string doc_string = 3; }
-message NodeProto {
-  repeated string input = 1; repeated string output = 2; string name = 3; string op_type = 4;
-  string domain = 7; repeated AttributeProto attribute = 5; string doc_string = 6;
-}
-message StringStringEntryProto { string key = 1; string value = 2; }
-message OperatorSetIdProto { string domain = 1; int64 version = 2; }
-message ModelProto {
-  int64 ir_version = 1; repeated OperatorSetIdProto opset_import = 8; string producer_name = 2;
-  string producer_version = 3; string domain = 4; int64 model_version = 5; string doc_string = 6;
-  GraphProto graph = 7; repeated StringStringEntryProto metadata_props = 14;
-}
-message GraphProto {
-  repeated NodeProto node = 1; string name = 2; repeated TensorProto initializer = 5;
-  string doc_string = 10; repeated ValueInfoProto input = 11; repeated ValueInfoProto output = 12;
-  repeated ValueInfoProto value_info = 13; repeated SparseTensorProto sparse_initializer = 15;
-}
-message SparseTensorProto { TensorProto values = 1; TensorProto indices = 2; repeated int64 dims = 3; }
-message TensorProto {
-  repeated int64 dims = 1; int32 data_type = 2; repeated float float_data = 4 [packed = true];
-  repeated int32 int32_data = 5 [packed = true]; repeated bytes string_data = 6;
-  repeated int64 int64_data = 7 [packed = true]; string name = 8; string doc_string = 12;
-  bytes raw_data = 9; repeated double double_data = 10 [packed = true];
-  repeated uint64 uint64_data = 11 [packed = true]; int32 data_location = 14;
-  repeated StringStringEntryProto external_data = 13;
-}
-message TensorShapeProto {
-  message Dimension { int64 dim_value = 1; string dim_param = 2; string denotation = 3; }
-  repeated Dimension dim = 1;
-}
-message TypeProto {
-  message Tensor { int32 elem_type = 1; TensorShapeProto shape = 2; }
-  message Sequence { TypeProto elem_type = 1; }
-  Tensor tensor_type = 1; Sequence sequence_type = 4; string denotation = 6;
-}
-`;
+type Msg = Record<string, unknown> & { $unknown?: unknown[] };
+type Plain = Record<string, unknown>;
 
-const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
-export const ModelProto = root.lookupType('onnx.ModelProto');
+const INT64_SCALARS = new Set<ScalarType>([
+  ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64,
+]);
+
+function isInt64(f: DescField): boolean {
+  return (f.fieldKind === 'scalar' || (f.fieldKind === 'list' && f.listKind === 'scalar')) && INT64_SCALARS.has(f.scalar!);
+}
+
+function int64ToPlain(v: unknown): number | bigint {
+  const b = typeof v === 'bigint' ? v : BigInt(v as string | number);
+  return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+}
+
+function messageOf(f: DescField): DescMessage | undefined {
+  if (f.fieldKind === 'message') return f.message;
+  if (f.fieldKind === 'list' && f.listKind === 'message') return f.message;
+  return undefined;
+}
+
+function valueToPlain(f: DescField, v: unknown): unknown {
+  const sub = messageOf(f);
+  if (sub) return toPlain(sub, v as Msg);
+  if (isInt64(f)) return int64ToPlain(v);
+  // bytes arrive as views into the input (a Buffer, when read from a file): own a plain copy.
+  return v instanceof Uint8Array ? new Uint8Array(v) : v;
+}
+
+function valueToMessage(f: DescField, v: unknown): unknown {
+  const sub = messageOf(f);
+  if (sub) return toMessage(sub, v as Plain);
+  return isInt64(f) ? BigInt(v as number | bigint | string) : v;
+}
+
+/** A @bufbuild message as a plain object keyed by the .proto field names; repeated fields are always arrays. */
+function toPlain(desc: DescMessage, msg: Msg): Plain {
+  const out: Plain = {};
+  for (const f of desc.fields) {
+    if (f.fieldKind === 'list') {
+      out[f.name] = (msg[f.localName] as unknown[]).map((v) => valueToPlain(f, v));
+    } else if (f.fieldKind === 'map') {
+      const m = msg[f.localName] as Record<string, unknown>;
+      out[f.name] = Object.fromEntries(Object.entries(m).map(([k, v]) => [k, valueToPlain(f as DescField, v)]));
+    } else if (f.oneof) {
+      const o = msg[f.oneof.localName] as { case?: string; value?: unknown };
+      if (o.case === f.localName) out[f.name] = valueToPlain(f, o.value);
+    } else if (isFieldSet(msg as never, f)) {
+      out[f.name] = valueToPlain(f, msg[f.localName]);
+    }
+  }
+  if (msg.$unknown?.length) out.$unknown = msg.$unknown;
+  return out;
+}
+
+/** The reverse of toPlain; keys the schema does not define are ignored, except `$unknown` (raw fields). */
+function toMessage(desc: DescMessage, plain: Plain): Msg {
+  const init: Plain = {};
+  for (const f of desc.fields) {
+    const v = plain[f.name];
+    if (v === undefined || v === null) continue;
+    if (f.fieldKind === 'list') {
+      init[f.localName] = (v as unknown[]).map((x) => valueToMessage(f, x));
+    } else if (f.fieldKind === 'map') {
+      init[f.localName] = Object.fromEntries(Object.entries(v as Plain).map(([k, x]) => [k, valueToMessage(f, x)]));
+    } else if (f.oneof) {
+      init[f.oneof.localName] = { case: f.localName, value: valueToMessage(f, v) };
+    } else {
+      init[f.localName] = valueToMessage(f, v);
+    }
+  }
+  const msg = create(desc, init as never) as unknown as Msg;
+  if (Array.isArray(plain.$unknown) && plain.$unknown.length) msg.$unknown = plain.$unknown;
+  return msg;
+}
+
+/** Decodes a ModelProto (throws the protobuf reader's error on malformed bytes). */
+export function decodeOnnx(bytes: Uint8Array): OnnxModel {
+  const msg = fromBinary(ModelProtoSchema, bytes);
+  return toPlain(ModelProtoSchema, msg as unknown as Msg) as unknown as OnnxModel;
+}
+
+export function encodeOnnx(m: OnnxModel): Uint8Array {
+  const msg = toMessage(ModelProtoSchema, m as unknown as Plain);
+  return toBinary(ModelProtoSchema, msg as never);
+}
 
 /** ONNX TensorProto.DataType values used here. */
 export const DataType = {

@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { inspectModel, loadCheck, ModelError } from '../../server/onnx/inspect-model.ts';
+import { inspectModel, loadCheck, MAX_IR_VERSION, MAX_OPSET, ModelError } from '../../server/onnx/inspect-model.ts';
+import { CORPUS, corpusBytes } from './corpus-models.ts';
 import { IoSpec } from '../../server/onnx/types.ts';
-import { decodeModel, encodeModel, floatTensor, graph, model, node, valueInfo } from '../../server/onnx/graph-builder.ts';
+import { attr, decodeModel, encodeModel, floatTensor, graph, int64Tensor, model, node, valueInfo } from '../../server/onnx/graph-builder.ts';
 import { createSession, runSession } from '../../runtime/onnx-session.ts';
 import { mulberry32 } from '../../server/training/prng.ts';
 import { dynamicBatchModel, ifModel, loopModel, lstmModel, multiIoModel, opsetModel } from './tiny-models.ts';
@@ -118,10 +119,54 @@ describe('inspectModel refuses bad uploads', () => {
     }
   });
 
-  it('refuses opset 10 as MODEL_OPSET_TOO_OLD and accepts opset 11', () => {
-    expect(codeOf(() => inspectModel(opsetModel(10)))).toBe('MODEL_OPSET_TOO_OLD');
-    expect(() => inspectModel(opsetModel(10))).toThrow(/opset 10/);
-    expect(inspectModel(opsetModel(11)).opset).toBe(11);
+  it('accepts every opset and IR version onnxruntime-web loads, and refuses the ones it does not, by code', async () => {
+    // The edges are onnxruntime-web's: check them against the runtime itself, both sides.
+    expect(inspectModel(opsetModel(7)).opset).toBe(7);
+    expect(inspectModel(opsetModel(MAX_OPSET)).opset).toBe(MAX_OPSET);
+    await loadCheck(opsetModel(7));
+    await loadCheck(opsetModel(MAX_OPSET));
+    expect(codeOf(() => inspectModel(opsetModel(6)))).toBe('MODEL_OPSET_TOO_OLD');
+    expect(() => inspectModel(opsetModel(6))).toThrow(/opset 6; onnxruntime-web supports opset 7 or newer/);
+    expect(codeOf(() => inspectModel(opsetModel(MAX_OPSET + 1)))).toBe('MODEL_OPSET_TOO_NEW');
+    expect(await loadCheck(opsetModel(MAX_OPSET + 1)).catch((e: ModelError) => e.code)).toBe('MODEL_LOAD_FAILED');
+    expect(inspectModel(opsetModel(13, MAX_IR_VERSION)).irVersion).toBe(MAX_IR_VERSION);
+    await loadCheck(opsetModel(13, MAX_IR_VERSION));
+    expect(codeOf(() => inspectModel(opsetModel(13, MAX_IR_VERSION + 1)))).toBe('MODEL_IR_TOO_NEW');
+    expect(() => inspectModel(opsetModel(13, MAX_IR_VERSION + 1))).toThrow(/IR version 14; onnxruntime-web reads IR versions up to 13/);
+    expect(await loadCheck(opsetModel(13, MAX_IR_VERSION + 1)).catch((e: ModelError) => e.code)).toBe('MODEL_LOAD_FAILED');
+  });
+
+  it('accepts a sparse initializer as a defined name and counts its bytes; onnxruntime-web loads it', async () => {
+    const m = model(graph({
+      nodes: [node('Add', ['x', 'sp'], ['y'])],
+      inputs: [valueInfo('x', 'float32', [4])], outputs: [valueInfo('y', 'float32', [4])],
+    }));
+    m.graph!.sparse_initializer = [{ values: floatTensor('sp', [1, 2]), indices: int64Tensor('sp_idx', [0, 3]), dims: [4] }];
+    const bytes = encodeModel(m);
+    expect(inspectModel(bytes).weightBytes).toBe(2 * 4 + 2 * 8);
+    const s = await createSession(bytes);
+    const out = await runSession(s, { x: { data: [10, 10, 10, 10], dims: [4] } });
+    expect(Array.from(out.y.data as Float32Array)).toEqual([11, 10, 10, 12]);
+    await s.release();
+  });
+
+  it('refuses a Constant node whose tensor lives in an external file', () => {
+    const m = model(graph({
+      nodes: [node('Constant', [], ['c'], { value: attr.tensor({ dims: [4], data_type: 1, data_location: 1, external_data: [{ key: 'location', value: 'w.bin' }] }) }), node('Add', ['x', 'c'], ['y'])],
+      inputs: [valueInfo('x', 'float32', [4])], outputs: [valueInfo('y', 'float32', [4])],
+    }));
+    expect(codeOf(() => inspectModel(encodeModel(m)))).toBe('MODEL_EXTERNAL_DATA');
+  });
+
+  it('accepts an opset-9 PaddleOCR model whose weights are Constant nodes, and counts those bytes', async () => {
+    const cls = CORPUS.find((c) => c.id === 'ppocr_mobile_v2_cls')!;
+    const info = inspectModel(corpusBytes(cls));
+    expect(info.opset).toBe(9);
+    expect(info.inputs).toEqual([{ name: 'x', type: 'float32', shape: ['p2o.DynamicDimension.0', 3, 'p2o.DynamicDimension.1', 'p2o.DynamicDimension.2'] }]);
+    expect(info.opTypes).toContain('Constant');
+    // every weight of this model is a Constant node's tensor: most of the file.
+    expect(info.weightBytes).toBeGreaterThan(0.9 * corpusBytes(cls).length);
+    await loadCheck(corpusBytes(cls));
   });
 
   it('refuses a model over maxBytes as MODEL_TOO_LARGE', () => {

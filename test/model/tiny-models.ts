@@ -74,11 +74,11 @@ export function lstmModel(): Uint8Array {
   })));
 }
 
-/** Same graph as dynamicBatchModel but claiming an old default-domain opset. */
-export function opsetModel(opset: number): Uint8Array {
+/** A one-Relu model stamped with the given default-domain opset (and IR version). */
+export function opsetModel(opset: number, irVersion = 8): Uint8Array {
   return encodeModel(model(graph({
     nodes: [node('Relu', ['x'], ['y'])],
     inputs: [valueInfo('x', 'float32', ['N', 4])],
     outputs: [valueInfo('y', 'float32', ['N', 4])],
-  }), { opset }));
+  }), { opset, irVersion }));
 }
