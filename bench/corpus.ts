@@ -4,27 +4,17 @@
 // sessions interleaved so machine noise hits both alike.
 // Targets: INT8 at most 30% of float bytes for weight-dominated models (weights >= 90% of the file),
 // INT8 never slower than float (time ratio <= 1.05 allows for timer noise on this 2-core machine).
-// Run alone: npx tsx bench/corpus.ts [--reps N] [--only id,id]
-import { readFileSync } from 'node:fs';
+// Run alone: npx tsx bench/corpus.ts [--reps N] [--only id,id] [--representation cast-mul|dequantize-linear]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createSession, runSession, type Feeds } from '../runtime/onnx-session.ts';
+import { createSession, runSession } from '../runtime/onnx-session.ts';
 import { checkSamples } from '../server/bundles/samples.ts';
 import { inspectModel } from '../server/onnx/inspect-model.ts';
 import { labelOutput, runGate } from '../server/quantize/accuracy-gate.ts';
-import { quantizeModel } from '../server/quantize/quantize.ts';
-import { decodeTensor } from '../shared/tensor-codec.ts';
-import type { Sample } from '../shared/samples.ts';
-import { CORPUS } from '../test/corpus/corpus.ts';
+import { quantizeModel, type QuantizeOptions } from '../server/quantize/quantize.ts';
+import { CORPUS, corpusBytes, feedsOf } from '../test/corpus/corpus.ts';
 
 export const CORPUS_TARGETS = { maxSizeRatioWeightDominated: 0.3, maxTimeRatio: 1.05, weightDominatedShare: 0.9 } as const;
-
-function feedsOf(s: Sample): Feeds {
-  return Object.fromEntries(Object.entries(s.inputs).map(([k, v]) => {
-    const d = decodeTensor(v);
-    return [k, { data: d.data, dims: d.dims, type: d.dtype }];
-  }));
-}
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -32,16 +22,16 @@ function median(values: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-export async function benchCorpus(opts: { repetitions?: number; minMsPerRep?: number; only?: string[] } = {}) {
+export async function benchCorpus(opts: { repetitions?: number; minMsPerRep?: number; only?: string[]; representation?: QuantizeOptions['representation'] } = {}) {
   const repetitions = opts.repetitions ?? 7;
   const minMsPerRep = opts.minMsPerRep ?? 150;
   const models: Record<string, object> = {};
   for (const m of CORPUS) {
     if (opts.only && !opts.only.includes(m.id)) continue;
-    const floatBytes = new Uint8Array(readFileSync(m.file));
+    const floatBytes = corpusBytes(m);
     const samples = await m.samples();
-    const q = quantizeModel(floatBytes);
-    const report = q.report as typeof q.report & { summary?: string; floatWeightBytes?: number; quantizedWeightBytes?: number; skippedWeightBytes?: number };
+    const q = quantizeModel(floatBytes, opts.representation ? { representation: opts.representation } : {});
+    const report = q.report;
     // the gate a push runs: the model's own samples, each output judged by its kind
     const info = inspectModel(floatBytes);
     const kinds = m.gateOutputs ?? {};
@@ -67,7 +57,7 @@ export async function benchCorpus(opts: { repetitions?: number; minMsPerRep?: nu
         if (r % 2 === 0) { floatMs.push(await timeIt(floatSession)); quantMs.push(await timeIt(quantSession)); }
         else { quantMs.push(await timeIt(quantSession)); floatMs.push(await timeIt(floatSession)); }
       }
-      const weightBytes = report.floatWeightBytes ?? 0;
+      const weightBytes = report.floatWeightBytes;
       const weightShare = weightBytes / floatBytes.length;
       const sizeRatio = q.bytes.length / floatBytes.length;
       const timeRatio = median(quantMs) / median(floatMs);
@@ -75,10 +65,11 @@ export async function benchCorpus(opts: { repetitions?: number; minMsPerRep?: nu
         pkg: m.pkg, exporter: m.exporter,
         floatBytes: floatBytes.length, int8Bytes: q.bytes.length, sizeRatio,
         weightShareOfFile: weightShare,
-        quantizedWeightShare: weightBytes ? (report.quantizedWeightBytes ?? 0) / weightBytes : 0,
-        skippedWeightShare: weightBytes ? (report.skippedWeightBytes ?? 0) / weightBytes : 0,
+        quantizedWeightShare: weightBytes ? report.quantizedWeightBytes / weightBytes : 0,
+        skippedWeightShare: weightBytes ? report.skippedWeightBytes / weightBytes : 0,
         quantizedNodes: report.quantized.length, skippedEntries: report.skipped.length, summary: report.summary,
-        gate,
+        representation: report.representation,
+        gate: { passed: gate.passed, samples: gate.samples, failures: gate.failures, outputs: gate.outputs },
         floatMsPerInference: median(floatMs), int8MsPerInference: median(quantMs), timeRatio,
         weightDominated: weightShare >= CORPUS_TARGETS.weightDominatedShare,
         meetsSizeTarget: weightShare < CORPUS_TARGETS.weightDominatedShare || sizeRatio <= CORPUS_TARGETS.maxSizeRatioWeightDominated,
@@ -94,7 +85,10 @@ export async function benchCorpus(opts: { repetitions?: number; minMsPerRep?: nu
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values } = parseArgs({ options: { reps: { type: 'string' }, only: { type: 'string' } } });
-  const result = await benchCorpus({ repetitions: values.reps ? Number(values.reps) : undefined, only: values.only?.split(',') });
+  const { values } = parseArgs({ options: { reps: { type: 'string' }, only: { type: 'string' }, representation: { type: 'string' } } });
+  const result = await benchCorpus({
+    repetitions: values.reps ? Number(values.reps) : undefined, only: values.only?.split(','),
+    representation: values.representation as QuantizeOptions['representation'],
+  });
   console.log(JSON.stringify(result, null, 2));
 }

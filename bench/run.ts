@@ -28,6 +28,7 @@ function optionalSection(name: string, file: string, exportName: string): BenchS
 
 export const SECTIONS: BenchSection[] = [
   { name: 'bundle', run: async () => (await import('./bundle.ts')).benchBundle() },
+  { name: 'corpus', run: async () => (await import('./corpus.ts')).benchCorpus() },
   optionalSection('agentInference', 'agent.ts', 'benchAgentInference'),
   { name: 'ingest', run: async () => (await import('./ingest.ts')).benchIngest() },
   { name: 'verify', run: async () => (await import('./verify.ts')).benchVerify() },

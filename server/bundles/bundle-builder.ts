@@ -11,13 +11,12 @@ import type { KeyStore } from '../keys/key-store.ts';
 import { canonicalJson } from '../../shared/canonical-json.ts';
 import { MAX_SAMPLES, Sample } from '../../shared/samples.ts';
 import { GateRequest, labelOutput, runGate, type GateResult, type OutputKind } from '../quantize/accuracy-gate.ts';
-import { QUANTIZED_SESSION_CONFIG, quantizeModel } from '../quantize/quantize.ts';
+import { quantizeModel, type QuantizeReport } from '../quantize/quantize.ts';
 import type { IoSpec } from '../onnx/types.ts';
 import type { BlobStore } from './blob-store.ts';
 import { computeDriftBaseline } from './drift-baseline.ts';
 import { computeGoldenVectors, spatialDynamicInputs, synthGoldenInputs } from './golden-vectors.ts';
 import { ModelRunError, ortMessage, runOnSamples, type SampleOutputs } from './run-samples.ts';
-import { readQuantReport, sameBytes } from './quant-report.ts';
 import { checkSamples, ReferenceSet, referenceToSamples, type RunSample } from './samples.ts';
 
 export { ReferenceSet };
@@ -108,7 +107,8 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
   const q = req.quantize === 'int8' ? await quantizeAndGate(floatBytes, info, samples, req, kinds) : null;
   const outcome: BundleOutcome = q?.outcome ?? 'float';
   const artifact = q?.outcome === 'int8' ? q.bytes : floatBytes;
-  const sessionConfig: Record<string, string> = q?.outcome === 'int8' ? { ...QUANTIZED_SESSION_CONFIG } : {};
+  // the config the quantizer says its output needs ({} for its Cast -> Mul weights, folded at load)
+  const sessionConfig: Record<string, string> = q?.outcome === 'int8' ? { ...q.report!.sessionConfig } : {};
   const quantization: Manifest['quantization'] = q?.outcome === 'int8'
     ? { scheme: 'int8-weight-symmetric', perChannel: q.perChannel, sessionConfig, floatSha256: req.uploadSha256, quantizedOps: q.quantizedOps, skippedOps: q.skippedOps }
     : { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 };
@@ -212,7 +212,7 @@ export async function buildBundle(deps: BundleDeps, modelId: string, input: Bund
 interface QuantOutcome {
   outcome: Exclude<BundleOutcome, 'float'>;
   bytes: Uint8Array;
-  report: unknown;
+  report: QuantizeReport | null;
   summary: string;
   gate: GateResult | null;
   perChannel: boolean;
@@ -228,21 +228,22 @@ async function quantizeAndGate(
   req: z.infer<typeof BundleRequest>, kinds: Record<string, OutputKind>,
 ): Promise<QuantOutcome> {
   if (!samples) throw new AppError('FLEET_ERR_REFERENCE_REQUIRED', 'int8 quantization needs samples for its accuracy gate: send samples (fleetctl push --samples), or quantize: "none"', 422);
-  let q: { bytes: Uint8Array; report: unknown };
+  let q: { bytes: Uint8Array; report: QuantizeReport };
   try {
-    q = await quantizeModel(floatBytes);
+    q = quantizeModel(floatBytes);
   } catch (err) {
     if (err instanceof AppError) throw err;
     const summary = `nothing could be quantized: the quantizer could not rewrite this model (${ortMessage(err)})`;
     return { outcome: 'nothing-quantized', bytes: floatBytes, report: null, summary, gate: null, perChannel: false, quantizedOps: 0, skippedOps: 0 };
   }
-  const r = readQuantReport(q.report, sameBytes(q.bytes, floatBytes));
-  if (r.nothing) {
-    return { outcome: 'nothing-quantized', bytes: floatBytes, report: q.report, summary: `nothing could be quantized: ${r.reason}`, gate: null, perChannel: false, quantizedOps: 0, skippedOps: r.skipped };
+  const r = q.report;
+  if (r.quantized.length === 0) {
+    // the quantizer's summary says why ("nothing quantized: ..."), and it returned the float bytes
+    return { outcome: 'nothing-quantized', bytes: floatBytes, report: r, summary: r.summary, gate: null, perChannel: false, quantizedOps: 0, skippedOps: r.skipped.length };
   }
-  const { floatOutputs, quantOutputs, ...gate } = await runGate(floatBytes, q.bytes, samples, info, req.gate ?? {}, { kinds });
-  const base = { report: q.report, gate, perChannel: r.perChannel, quantizedOps: r.quantized, skippedOps: r.skipped, floatOutputs };
-  const what = `${r.quantized} weights quantized to INT8, ${r.skipped} left float${r.bytesNote}`;
+  const { floatOutputs, quantOutputs, ...gate } = await runGate(floatBytes, q.bytes, samples, info, req.gate ?? {}, { kinds, quantSession: { config: r.sessionConfig } });
+  const base = { report: r, gate, perChannel: r.quantized.some((w) => w.perChannel), quantizedOps: r.quantized.length, skippedOps: r.skipped.length, floatOutputs };
+  const what = r.summary;
   if (gate.passed) return { ...base, outcome: 'int8', bytes: q.bytes, summary: `INT8: ${what}; gate passed`, quantOutputs: quantOutputs ?? undefined };
   if (!req.allowFloatFallback) {
     throw new AppError('FLEET_ERR_GATE_FAILED', `quantized model failed its accuracy gate: ${gate.failures.join('; ')}`, 422, { gate });

