@@ -16,13 +16,14 @@ import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type Veri
 import { AGENT_VERSION } from '../shared/version.ts';
 import type { AgentConfig } from './config.ts';
 import { downloadArtifact } from './downloader.ts';
-import { writeFileDurable } from './durable-file.ts';
+import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { planRecovery, type BootReport } from './recovery.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
+import { Staging } from './staging.ts';
 import { StateStore, type AgentState, type ProbationRecord, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
@@ -32,8 +33,8 @@ import { TelemetryWindow } from './telemetry-window.ts';
  * of them; the simulator may hook them for fault profiles. The agent itself never acts on them.
  */
 export type UpdatePhase =
-  | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'write:manifest' | 'write:artifact'
-  | 'health:done' | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
+  | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'health:done' | 'write:manifest' | 'write:artifact'
+  | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
   | 'revert:before' | 'revert:after';
 
 export interface PhaseInfo { modelId?: string; version?: number; artifactSha256?: string; n?: number }
@@ -62,6 +63,7 @@ const FAILED_REASONS: ReadonlySet<ReasonCode> = new Set(['HEALTH_CHECK_FAILED', 
 export class FleetAgent extends EventEmitter {
   private readonly store: StateStore;
   private readonly slots: SlotFiles;
+  private readonly staging: Staging;
   private readonly runtime: ModelRuntime;
   private readonly cache: SignatureCache;
   private readonly now: () => number;
@@ -93,6 +95,7 @@ export class FleetAgent extends EventEmitter {
     super();
     this.store = new StateStore(config.dataDir);
     this.slots = new SlotFiles(config.dataDir);
+    this.staging = new Staging(config.dataDir);
     this.runtime = deps.runtime ?? new OrtRuntime();
     this.cache = deps.signatureCache ?? new SignatureCache(64);
     this.now = deps.now ?? Date.now;
@@ -116,6 +119,7 @@ export class FleetAgent extends EventEmitter {
   /** Repair what a crash left, restore the last good model from disk, then connect. */
   async start(): Promise<void> {
     this.slots.ensure();
+    this.staging.ensure();
     this.slots.removeTemps();
     const recovery = planRecovery(this.store.load(this.config.rootPublicKey), this.now());
     this.state = recovery.state;
@@ -384,33 +388,42 @@ export class FleetAgent extends EventEmitter {
     const news = this.current?.record.manifestSha256 !== v.manifestSha256;
     const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
     // Accepted: this assignment can never be replayed, and the clock never goes back before it. In the
-    // same atomic write: the update is under way, and the slot it overwrites is no longer a fallback.
+    // same atomic write: an update is under way (no slot touched yet: it downloads into staging).
     const t = this.state.trust;
     t.lastSeq = v.desired.seq;
     t.lastDirectorSig = msg.director.sig;
     t.keysetVersion = Math.max(t.keysetVersion, v.keyset.version);
     t.timeFloor = Math.max(t.timeFloor, Date.parse(v.desired.issuedAt));
-    if (news) {
-      this.state.update = { slot, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
-      this.state.slots[slot] = null;
-      if (this.state.previous === slot) this.state.previous = null;
-      // A newer assignment does not wait for a probation to end (a fleet revert must not be held up):
-      // the model on probation stays watched, but its revert target is about to be overwritten.
-      if (this.state.probation?.previous === slot) this.state.probation.previous = null;
-      if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
-    }
+    if (news) this.state.update = { slot: null, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
     this.store.save(this.state);
     if (!news) return this.report('active', base);
 
     try {
       await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
-      this.slots.clear(slot);
+      // only a slot the update had claimed is cleared; before that, both slots are as they were
+      if (this.state.update?.slot) this.slots.clear(this.state.update.slot);
       this.state.update = null;
       this.store.save(this.state);
       if (err instanceof UpdateRefused) return this.report(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message });
       throw err;
     }
+  }
+
+  /**
+   * The state record stops naming `slot` (and stops offering it as a revert target) in one durable
+   * write, before its files are touched. A newer assignment does not wait for a probation to end (a
+   * fleet revert must not be held up): the model on probation stays watched, but if its revert target
+   * is this slot, a failure now keeps it.
+   */
+  private claimSlot(slot: SlotName): void {
+    this.state.slots[slot] = null;
+    if (this.state.previous === slot) this.state.previous = null;
+    if (this.state.probation?.previous === slot) this.state.probation.previous = null;
+    if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
+    if (this.state.update) this.state.update.slot = slot;
+    this.store.save(this.state);
+    this.slots.clear(slot);
   }
 
   private refuse(reason: ReasonCode, detail: string, extra: Partial<Status> = {}): void {
@@ -420,8 +433,9 @@ export class FleetAgent extends EventEmitter {
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
-    const part = this.slots.path(slot, 'part');
-    this.slots.clear(slot); // a .part left from another artifact must not be resumed into this one
+    // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
+    const part = this.staging.path(m.artifact.sha256);
+    this.staging.removeExcept(m.artifact.sha256);
     this.report('downloading', base);
     this.phase('download:start', info);
     let chunks = 0;
@@ -430,6 +444,10 @@ export class FleetAgent extends EventEmitter {
       dest: part, expectedLength: m.artifact.length, ...this.config.download, random: this.random, fetch: this.deps.fetch,
       headers: this.config.deviceSecret ? { authorization: `Bearer ${this.config.deviceSecret}` } : undefined,
       onProgress: () => this.phase('download:chunk', { ...info, n: ++chunks }),
+    }).catch((err) => {
+      // too long: never resumable; short or cut: kept, a later download of this artifact resumes it
+      if (err instanceof UpdateRefused && err.reason === 'SIZE_MISMATCH') this.staging.remove(m.artifact.sha256);
+      throw err;
     });
     this.log('download_done', { deviceId: this.deviceId, ...dl });
     this.phase('download:done', info);
@@ -437,15 +455,14 @@ export class FleetAgent extends EventEmitter {
     // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
     this.report('verifying', base);
     const bytes: Uint8Array = readFileSync(part); // a Buffer is a Uint8Array: no copy of the artifact
+    if (bytes.byteLength !== m.artifact.length || sha256Hex(bytes) !== m.artifact.sha256) this.staging.remove(m.artifact.sha256);
     if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
     const digest = sha256Hex(bytes);
     if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
     this.phase('verify:done', info);
-    writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
-    this.phase('write:manifest', info);
-    renameSync(part, this.slots.path(slot, 'onnx'));
-    this.phase('write:artifact', info);
 
+    // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves
+    // the revert target in place as well.
     this.report('health_check', base);
     let model: LoadedModel;
     try {
@@ -456,11 +473,18 @@ export class FleetAgent extends EventEmitter {
     try {
       const health = await runHealthCheck(model, m.healthCheck);
       this.log('health_check_passed', { deviceId: this.deviceId, ...health });
+      this.phase('health:done', info);
+      // Only now is the inactive slot overwritten.
+      this.claimSlot(slot);
+      writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
+      this.phase('write:manifest', info);
+      renameSync(part, this.slots.path(slot, 'onnx'));
+      fsyncDir(this.slots.dir);
+      this.phase('write:artifact', info);
     } catch (err) {
       await model.release();
       throw err;
     }
-    this.phase('health:done', info);
     const record: SlotRecord = { manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
     this.activate(slot, record, model, m, v.desired.seq, base);
   }

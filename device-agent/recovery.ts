@@ -27,7 +27,8 @@ export function planRecovery(current: AgentState, now: number): Recovery {
         detail: `agent restarted during the update to ${u.modelId} v${u.version}; update abandoned, still on the model it ran before`,
       },
     };
-    if (s.slots[u.slot] && s.active !== u.slot) s.slots[u.slot] = null;
+    // (a slot the update had claimed has no record already; a download in staging touched none)
+    if (u.slot && s.slots[u.slot] && s.active !== u.slot) s.slots[u.slot] = null;
     s.update = null;
   }
   if (s.probation) {

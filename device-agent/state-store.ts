@@ -18,9 +18,13 @@ export const SlotRecord = z.object({
 }).strict();
 export type SlotRecord = z.infer<typeof SlotRecord>;
 
-/** An update that has started touching the inactive slot; still set after a crash means it was cut short. */
+/**
+ * An accepted update; still set after a crash means it was cut short. `slot` is null while the artifact
+ * is downloaded and verified in staging (no slot touched yet) and names the inactive slot from the write
+ * that stops the record pointing at that slot's files, just before they are overwritten.
+ */
 export const UpdateRecord = z.object({
-  slot: SlotName,
+  slot: SlotName.nullable(),
   manifestSha256: Sha256Hex,
   modelId: ModelId,
   version: z.number().int().positive(),
