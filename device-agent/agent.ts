@@ -20,7 +20,8 @@ import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
-import { planRecovery, type BootReport } from './recovery.ts';
+import { planRecovery } from './recovery.ts';
+import { ackStatus, enqueueStatus } from './status-outbox.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { Staging } from './staging.ts';
@@ -85,7 +86,8 @@ export class FleetAgent extends EventEmitter {
   /** outbox seq -> connection generation it was published on (resent after a reconnect) */
   private readonly inflight = new Map<number, number>();
   private generation = 0;
-  private bootReport: BootReport | null = null;
+  /** status seq -> connection generation it was published on (resent after a reconnect) */
+  private readonly statusInflight = new Map<number, number>();
   private telemetryTimer: NodeJS.Timeout | null = null;
   private telemetrySeq = 0;
   private stopped = false;
@@ -126,10 +128,11 @@ export class FleetAgent extends EventEmitter {
     // Telemetry sequence numbers are reserved in blocks so a crash never reuses one.
     this.telemetrySeq = this.state.telemetrySeq;
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
+    // what recovery decided is reported from the same write that records it
+    const boot = recovery.report ? this.queueReport(recovery.report.state, recovery.report.extra) : null;
     this.store.save(this.state);
     for (const slot of recovery.clearSlots) this.slots.clear(slot);
     if (recovery.report) this.log('crash_recovery', { deviceId: this.deviceId, ...recovery.report.extra });
-    this.bootReport = recovery.report;
 
     await this.restoreActive();
     this.window = new TelemetryWindow(this.now);
@@ -138,6 +141,7 @@ export class FleetAgent extends EventEmitter {
     if (p && this.current?.slot === p.slot) this.beginProbation(this.current, p);
     else if (p) { this.state.probation = null; this.store.save(this.state); }
 
+    if (boot) this.announce(boot);
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
     this.connect();
@@ -239,10 +243,9 @@ export class FleetAgent extends EventEmitter {
       client.options.reconnectPeriod = jittered(backoff);
       this.generation++;
       client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true });
-      const boot = this.bootReport;
-      this.bootReport = null;
-      if (boot) this.report(boot.state, boot.extra);
-      else this.report(this.current ? 'active' : 'idle', {});
+      // a hello says where the device stands; then the outcomes not yet acknowledged, oldest first
+      this.report(this.current ? 'active' : 'idle', {});
+      this.flushStatuses();
       client.subscribe(topics.desired(this.deviceId), { qos: 1 });
       this.flushOutbox();
       this.emit('connected');
@@ -255,15 +258,59 @@ export class FleetAgent extends EventEmitter {
     return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION };
   }
 
-  private report(state: UpdateState, extra: Partial<Status>): void {
-    const status: Status = {
-      deviceId: this.deviceId, ts: new Date(this.now()).toISOString(), state, active: this.active, agentVersion: AGENT_VERSION, ...extra,
-    };
+  private makeStatus(state: UpdateState, extra: Partial<Status>, active: ActiveModel | null): Status {
+    const status: Status = { deviceId: this.deviceId, ts: new Date(this.now()).toISOString(), state, active, agentVersion: AGENT_VERSION, ...extra };
     if (status.detail) status.detail = status.detail.slice(0, 1000);
-    this.lastStatus = status;
-    this.log('status', { deviceId: this.deviceId, state, reason: extra.reason, detail: extra.detail });
+    return status;
+  }
+
+  /** Progress (downloading, verifying, ...): sent if connected, never kept. */
+  private report(state: UpdateState, extra: Partial<Status>): void {
+    const status = this.makeStatus(state, extra, this.active);
     this.client?.publish(topics.status(this.deviceId), JSON.stringify(status), { qos: 1 });
+    this.announce(status);
+  }
+
+  /**
+   * An outcome: numbered and queued in the state record, in memory. The caller's next store.save()
+   * makes it durable together with the change it reports; then announce() it. `active` is what the
+   * record names, i.e. what the device runs once that write is done.
+   */
+  private queueReport(state: UpdateState, extra: Partial<Status>): Status {
+    const slot = this.state.active;
+    const r = slot ? this.state.slots[slot] : null;
+    return enqueueStatus(this.state, this.makeStatus(state, extra, r ? { modelId: r.modelId, version: r.version, manifestSha256: r.manifestSha256 } : null));
+  }
+
+  /** Queue an outcome, write the record, tell: for outcomes whose change is only the report itself. */
+  private reportDurable(state: UpdateState, extra: Partial<Status>): void {
+    const status = this.queueReport(state, extra);
+    this.store.save(this.state);
+    this.announce(status);
+  }
+
+  /** Tell local listeners, and send whatever outcome is still queued. */
+  private announce(status: Status): void {
+    this.lastStatus = status;
+    this.log('status', { deviceId: this.deviceId, state: status.state, reason: status.reason, detail: status.detail, seq: status.seq });
+    if (status.seq !== undefined) this.flushStatuses();
     this.emit('status', status);
+  }
+
+  /** Queued outcomes not already sent on this connection; each leaves the record on its PUBACK. */
+  private flushStatuses(): void {
+    const client = this.client;
+    if (!client?.connected) return;
+    const generation = this.generation;
+    for (const s of this.state.outbox) {
+      if (this.statusInflight.get(s.seq!) === generation) continue;
+      this.statusInflight.set(s.seq!, generation);
+      client.publish(topics.status(this.deviceId), JSON.stringify(s), { qos: 1 }, (err) => {
+        if (this.statusInflight.get(s.seq!) === generation) this.statusInflight.delete(s.seq!);
+        // no fsync: losing this write to a power cut only means one more resend, which the server ignores
+        if (!err && ackStatus(this.state, s.seq!)) this.store.save(this.state, false);
+      });
+    }
   }
 
   private phase(phase: UpdatePhase, info: PhaseInfo = {}): void {
@@ -330,7 +377,7 @@ export class FleetAgent extends EventEmitter {
       this.pending = null;
       this.updating = this.applyDesired(payload).catch((err) => {
         this.log('update_error', { deviceId: this.deviceId, err: (err as Error).stack });
-        this.report('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
+        this.reportDurable('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
       });
       await this.updating;
       this.updating = null;
@@ -395,8 +442,10 @@ export class FleetAgent extends EventEmitter {
     t.keysetVersion = Math.max(t.keysetVersion, v.keyset.version);
     t.timeFloor = Math.max(t.timeFloor, Date.parse(v.desired.issuedAt));
     if (news) this.state.update = { slot: null, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
+    // already running it: that is the outcome, in the same write
+    const already = news ? null : this.queueReport('active', base);
     this.store.save(this.state);
-    if (!news) return this.report('active', base);
+    if (already) return this.announce(already);
 
     try {
       await this.install(v, msg.manifest.signed, slot, base);
@@ -404,8 +453,9 @@ export class FleetAgent extends EventEmitter {
       // only a slot the update had claimed is cleared; before that, both slots are as they were
       if (this.state.update?.slot) this.slots.clear(this.state.update.slot);
       this.state.update = null;
+      const outcome = err instanceof UpdateRefused ? this.queueReport(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message }) : null;
       this.store.save(this.state);
-      if (err instanceof UpdateRefused) return this.report(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message });
+      if (outcome) return this.announce(outcome);
       throw err;
     }
   }
@@ -427,7 +477,7 @@ export class FleetAgent extends EventEmitter {
   }
 
   private refuse(reason: ReasonCode, detail: string, extra: Partial<Status> = {}): void {
-    this.report('rejected', { ...extra, reason, detail });
+    this.reportDurable('rejected', { ...extra, reason, detail });
   }
 
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
@@ -501,13 +551,14 @@ export class FleetAgent extends EventEmitter {
     this.state.trust.versionFloors[m.modelId] = Math.max(this.state.trust.versionFloors[m.modelId] ?? 0, m.version);
     this.state.update = null;
     this.state.probation = probation;
+    const outcome = this.queueReport('active', base);
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     this.phase('switch:before', info);
     this.store.save(this.state);
     this.phase('switch:after', info);
     const next: Current = { slot, record, model, manifest: m, inflight: 0, retired: false };
     this.swapTo(next);
-    this.report('active', base);
+    this.announce(outcome);
     if (probation) this.beginProbation(next, probation);
   }
 
@@ -588,9 +639,10 @@ export class FleetAgent extends EventEmitter {
       if (v.kind === 'pass') {
         this.phase('probation:end', { modelId: r.modelId, version: r.version });
         this.state.probation = null;
+        const outcome = this.queueReport('probation_passed', { ...base, detail: v.detail });
         this.store.save(this.state);
         this.probation = null;
-        this.report('probation_passed', { ...base, detail: v.detail });
+        this.announce(outcome);
       } else {
         await this.revert(p, 'PROBATION_FAILED', v.detail, base);
       }
@@ -610,21 +662,23 @@ export class FleetAgent extends EventEmitter {
     if (!back) {
       // The model on probation passed its health check and there is nothing else: keep serving with it.
       this.state.probation = null;
+      const outcome = this.queueReport('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
       this.store.save(this.state);
       this.probation = null;
-      this.report('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
+      this.announce(outcome);
       return;
     }
     this.state.slots[r.slot] = null;
     this.state.active = back.slot;
     this.state.previous = null;
     this.state.probation = null;
+    const outcome = this.queueReport('reverted', { ...base, reason, detail });
     this.store.save(this.state);
     this.phase('revert:after', { modelId: r.modelId, version: r.version });
     this.probation = null;
     this.swapTo(back);
     this.slots.clear(r.slot);
-    this.report('reverted', { ...base, reason, detail });
+    this.announce(outcome);
   }
 
   // ---- start-up ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Base64, ModelId, Sha256Hex } from '../shared/ids.ts';
+import { Status } from '../shared/messages.ts';
 import { writeFileDurable } from './durable-file.ts';
 
 export const SlotName = z.enum(['a', 'b']);
@@ -64,6 +65,10 @@ export const AgentState = z.object({
   // optional on read so state files written before these fields existed still load
   update: UpdateRecord.nullable().default(null),
   probation: ProbationRecord.nullable().default(null),
+  /** the last status sequence number used (status-outbox.ts) */
+  statusSeq: z.number().int().nonnegative().default(0),
+  /** outcomes not yet acknowledged by the broker: queued in the same write as the change they report */
+  outbox: z.array(Status).max(1000).default([]),
 }).strict();
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -88,10 +93,16 @@ export class StateStore {
       telemetrySeq: 0,
       update: null,
       probation: null,
+      // A fresh record (first start, or state.json deleted to re-enroll) numbers its statuses from the
+      // clock, so they come after any the server already stored for this device id and are not
+      // mistaken for resends.
+      statusSeq: Date.now(),
+      outbox: [],
     };
   }
 
-  save(state: AgentState): void {
-    writeFileDurable(this.path, JSON.stringify(state));
+  /** `fsync = false` only where losing the write to a power cut is harmless (an acknowledged status resent). */
+  save(state: AgentState, fsync = true): void {
+    writeFileDurable(this.path, JSON.stringify(state), fsync);
   }
 }

@@ -150,4 +150,13 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX audit_log_action ON audit_log(action, id);
     `,
   },
+  {
+    version: 4,
+    name: 'status-seq',
+    sql: `
+      -- an agent resends an outcome until it is acknowledged: each (device, seq) is stored once
+      ALTER TABLE status_events ADD COLUMN seq INTEGER;
+      CREATE UNIQUE INDEX status_events_seq ON status_events(device_id, seq) WHERE seq IS NOT NULL;
+    `,
+  },
 ];

@@ -45,7 +45,7 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
     const { deviceId } = parseParams(DeviceParams, req.params);
     const row = db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
     if (!row) throw new AppError('FLEET_ERR_DEVICE_NOT_FOUND', `no device ${deviceId}`, 404);
-    const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256 FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
+    const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256, seq FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
     return { ...deviceView(row), events };
   });
 
