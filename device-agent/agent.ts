@@ -15,12 +15,13 @@ import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import type { AgentConfig } from './config.ts';
-import { downloadArtifact } from './downloader.ts';
+import { stageArtifact } from './artifact-fetch.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { planRecovery } from './recovery.ts';
+import { checkAndRepairSlots } from './slot-repair.ts';
 import { ackStatus, enqueueStatus } from './status-outbox.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
@@ -123,16 +124,27 @@ export class FleetAgent extends EventEmitter {
     this.slots.ensure();
     this.staging.ensure();
     this.slots.removeTemps();
-    const recovery = planRecovery(this.store.load(this.config.rootPublicKey), this.now());
+    const found = this.store.load(this.config.rootPublicKey);
+    // check every recorded slot before deciding anything; fetch again what its signed manifest allows
+    const disk = await checkAndRepairSlots(found, {
+      slots: this.slots, staging: this.staging, config: this.config, fetch: this.deps.fetch, random: this.random,
+      log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
+    });
+    const recovery = planRecovery(found, this.now(), disk.checks);
     this.state = recovery.state;
     // Telemetry sequence numbers are reserved in blocks so a crash never reuses one.
     this.telemetrySeq = this.state.telemetrySeq;
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
-    // what recovery decided is reported from the same write that records it
-    const boot = recovery.report ? this.queueReport(recovery.report.state, recovery.report.extra) : null;
+    // what recovery found and decided is reported from the same write that records it
+    const boot = [
+      ...disk.repaired.map((r) => this.queueReport('active', {
+        reason: 'SLOT_DAMAGED', detail: `slot ${r.slot} (${r.manifest.modelId} v${r.manifest.version}) did not verify (${r.why}); fetched again and verified`,
+      })),
+      ...recovery.reports.map((r) => this.queueReport(r.state, r.extra)),
+    ];
     this.store.save(this.state);
     for (const slot of recovery.clearSlots) this.slots.clear(slot);
-    if (recovery.report) this.log('crash_recovery', { deviceId: this.deviceId, ...recovery.report.extra });
+    for (const r of recovery.reports) this.log('crash_recovery', { deviceId: this.deviceId, state: r.state, ...r.extra });
 
     await this.restoreActive();
     this.window = new TelemetryWindow(this.now);
@@ -141,7 +153,7 @@ export class FleetAgent extends EventEmitter {
     if (p && this.current?.slot === p.slot) this.beginProbation(this.current, p);
     else if (p) { this.state.probation = null; this.store.save(this.state); }
 
-    if (boot) this.announce(boot);
+    for (const b of boot) this.announce(b);
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
     this.connect();
@@ -484,31 +496,19 @@ export class FleetAgent extends EventEmitter {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
-    const part = this.staging.path(m.artifact.sha256);
-    this.staging.removeExcept(m.artifact.sha256);
     this.report('downloading', base);
     this.phase('download:start', info);
     let chunks = 0;
-    const dl = await downloadArtifact({
-      url: `${this.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${m.artifact.sha256}`,
-      dest: part, expectedLength: m.artifact.length, ...this.config.download, random: this.random, fetch: this.deps.fetch,
-      headers: this.config.deviceSecret ? { authorization: `Bearer ${this.config.deviceSecret}` } : undefined,
-      onProgress: () => this.phase('download:chunk', { ...info, n: ++chunks }),
-    }).catch((err) => {
-      // too long: never resumable; short or cut: kept, a later download of this artifact resumes it
-      if (err instanceof UpdateRefused && err.reason === 'SIZE_MISMATCH') this.staging.remove(m.artifact.sha256);
-      throw err;
+    const { path: part, bytes } = await stageArtifact({
+      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random,
+      onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
+      onDownloaded: (dl) => {
+        this.log('download_done', { deviceId: this.deviceId, ...dl });
+        this.phase('download:done', info);
+        this.report('verifying', base);
+      },
     });
-    this.log('download_done', { deviceId: this.deviceId, ...dl });
-    this.phase('download:done', info);
-
-    // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
-    this.report('verifying', base);
-    const bytes: Uint8Array = readFileSync(part); // a Buffer is a Uint8Array: no copy of the artifact
-    if (bytes.byteLength !== m.artifact.length || sha256Hex(bytes) !== m.artifact.sha256) this.staging.remove(m.artifact.sha256);
-    if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
-    const digest = sha256Hex(bytes);
-    if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
+    // verified: the staged bytes have the manifest's length and SHA-256
     this.phase('verify:done', info);
 
     // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves
