@@ -20,6 +20,7 @@ import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
+import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
 import { checkAndRepairSlots } from './slot-repair.ts';
 import { ackStatus, enqueueStatus } from './status-outbox.ts';
@@ -194,10 +195,15 @@ export class FleetAgent extends EventEmitter {
     }
   }
 
-  /** Inference for the device's own code; never answered by a model that has not passed its health check. */
+  /**
+   * Inference for the device's own code; never answered by a model that has not passed its health check.
+   * Throws InputMismatch (input-check.ts) for inputs that do not fit the manifest's io signature.
+   */
   async infer(feeds: Feeds): Promise<Outputs> {
     const c = this.current;
     if (!c) throw new Error('no model is active on this device yet');
+    // a caller's mistake is refused here: it must not count against the model (probation, telemetry)
+    checkFeeds(feeds, c.manifest.io.inputs);
     c.inflight++;
     const t0 = performance.now();
     try {
