@@ -60,6 +60,18 @@ interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; mani
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
 const TELEMETRY_SEQ_BLOCK = 1000;
+/** how long stop() waits for an update or a probation decision in progress, then for the broker */
+const STOP_WORK_MS = 2000;
+const STOP_LINK_MS = 1500;
+
+/** true if `p` settled within `ms` */
+function within(ms: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
 /** reasons that mean "could not install" rather than "refused to trust" */
 const FAILED_REASONS: ReadonlySet<ReasonCode> = new Set(['HEALTH_CHECK_FAILED', 'LATENCY_BUDGET', 'LOAD_FAILED', 'DOWNLOAD_FAILED', 'DISK_FULL']);
 
@@ -93,6 +105,7 @@ export class FleetAgent extends EventEmitter {
   private telemetryTimer: NodeJS.Timeout | null = null;
   private telemetrySeq = 0;
   private stopped = false;
+  private readonly stopping = new AbortController();
   lastStatus: Status | null = null;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
@@ -161,14 +174,19 @@ export class FleetAgent extends EventEmitter {
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
   }
 
+  /**
+   * Bounded whatever the broker does (unreachable, half-open): a download in progress is aborted (its
+   * partial file stays in staging), other work gets STOP_WORK_MS, the link STOP_LINK_MS, then it is cut.
+   * Unsent outcomes are in the state record and unsent telemetry in its outbox, both on disk.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopping.abort();
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.clearProbationTimer();
     this.pending = null;
-    await this.working?.catch(() => {});
-    await this.deciding;
+    await within(STOP_WORK_MS, Promise.allSettled([this.working, this.deciding]));
     if (!this.state) return; // never started
     if (this.state.probation) {
       // a deliberate stop is not a crash: the next start watches the model again instead of reverting
@@ -180,12 +198,14 @@ export class FleetAgent extends EventEmitter {
     if (this.client) {
       const client = this.client;
       this.client = null;
-      await new Promise<void>((resolve) => {
+      const closed = await within(STOP_LINK_MS, new Promise<void>((resolve) => {
         const done = () => resolve();
         // a clean disconnect: publish offline ourselves, since the will only fires on an unclean one
         if (client.connected) client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(false)), { qos: 1, retain: true }, () => client.end(false, {}, done));
         else client.end(true, {}, done);
-      });
+      }));
+      // a broker that never answers (half-open link): cut the socket instead of waiting for it
+      if (!closed) await within(500, new Promise<void>((resolve) => client.end(true, {}, () => resolve())));
     }
     this.probation = null;
     if (this.current) {
@@ -506,7 +526,7 @@ export class FleetAgent extends EventEmitter {
     this.phase('download:start', info);
     let chunks = 0;
     const { path: part, bytes } = await stageArtifact({
-      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random,
+      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });

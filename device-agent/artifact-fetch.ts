@@ -16,6 +16,7 @@ export interface StageOptions {
   artifact: Manifest['artifact'];
   fetch?: typeof fetch;
   random?: () => number;
+  signal?: AbortSignal;
   onChunk?: () => void;
   /** after the download, before the checks */
   onDownloaded?: (dl: DownloadResult) => void;
@@ -31,7 +32,7 @@ export async function stageArtifact(o: StageOptions): Promise<Staged> {
     url: `${o.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${a.sha256}`,
     dest: path, expectedLength: a.length, ...o.config.download, random: o.random, fetch: o.fetch,
     headers: o.config.deviceSecret ? { authorization: `Bearer ${o.config.deviceSecret}` } : undefined,
-    onProgress: o.onChunk,
+    onProgress: o.onChunk, signal: o.signal,
   }).catch((err) => {
     // too long: never resumable; short or cut: kept, a later download of this artifact resumes it
     if (err instanceof UpdateRefused && err.reason === 'SIZE_MISMATCH') staging.remove(a.sha256);
