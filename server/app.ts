@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { openDatabase, type Db } from './db/database.ts';
 import { BlobStore } from './bundles/blob-store.ts';
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
+import { AssignmentLoop } from './devices/assignment-loop.ts';
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
 import { installErrorHandler } from './errors.ts';
@@ -33,6 +34,7 @@ export interface Fleet {
   broker: EmbeddedBroker;
   director: Director;
   ingest: DeviceIngest;
+  assignments: AssignmentLoop;
   rollouts: RolloutEngine;
   apiTokens: ApiTokens;
   credentials: DeviceCredentials;
@@ -67,11 +69,14 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
+  const assignments = new AssignmentLoop(db, director, app.log);
+  assignments.start(ingest);
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
   rollouts.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts, apiTokens, credentials });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials });
   app.addHook('onClose', async () => {
+    assignments.stop();
     await rollouts.stop();
     await broker.close();
     ingest.stop();

@@ -152,11 +152,21 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
   },
   {
     version: 4,
-    name: 'status-seq',
+    name: 'status-seq-and-plain-assignments',
     sql: `
       -- an agent resends an outcome until it is acknowledged: each (device, seq) is stored once
       ALTER TABLE status_events ADD COLUMN seq INTEGER;
       CREATE UNIQUE INDEX status_events_seq ON status_events(device_id, seq) WHERE seq IS NOT NULL;
+      -- the latest plain (non-campaign) assignment per device, and what became of it (assignment-loop.ts)
+      CREATE TABLE plain_assignments (
+        device_id TEXT PRIMARY KEY,
+        manifest_sha256 TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL
+      );
     `,
   },
 ];
