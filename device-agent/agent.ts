@@ -23,7 +23,7 @@ import { Probation, type ProbationVerdict } from './probation.ts';
 import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
 import { checkAndRepairSlots } from './slot-repair.ts';
-import { ackStatus, enqueueStatus } from './status-outbox.ts';
+import { StatusReporter } from './status-reporter.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { Staging } from './staging.ts';
@@ -100,13 +100,11 @@ export class FleetAgent extends EventEmitter {
   /** outbox seq -> connection generation it was published on (resent after a reconnect) */
   private readonly inflight = new Map<number, number>();
   private generation = 0;
-  /** status seq -> connection generation it was published on (resent after a reconnect) */
-  private readonly statusInflight = new Map<number, number>();
   private telemetryTimer: NodeJS.Timeout | null = null;
   private telemetrySeq = 0;
   private stopped = false;
   private readonly stopping = new AbortController();
-  lastStatus: Status | null = null;
+  private readonly status: StatusReporter;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
@@ -119,7 +117,15 @@ export class FleetAgent extends EventEmitter {
     this.random = deps.random ?? Math.random;
     this.log = deps.log ?? (() => {});
     this.onPhase = deps.onPhase ?? (() => {});
+    this.status = new StatusReporter({
+      deviceId: config.deviceId, now: this.now, state: () => this.state, save: (fsync) => this.store.save(this.state, fsync),
+      client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
+      emit: (s) => this.emit('status', s),
+    });
   }
+
+  /** the last status reported (progress or outcome) */
+  get lastStatus(): Status | null { return this.status.last; }
 
   get deviceId(): string { return this.config.deviceId; }
 
@@ -151,10 +157,10 @@ export class FleetAgent extends EventEmitter {
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
     // what recovery found and decided is reported from the same write that records it
     const boot = [
-      ...disk.repaired.map((r) => this.queueReport('active', {
+      ...disk.repaired.map((r) => this.status.queue('active', {
         reason: 'SLOT_DAMAGED', detail: `slot ${r.slot} (${r.manifest.modelId} v${r.manifest.version}) did not verify (${r.why}); fetched again and verified`,
       })),
-      ...recovery.reports.map((r) => this.queueReport(r.state, r.extra)),
+      ...recovery.reports.map((r) => this.status.queue(r.state, r.extra)),
     ];
     this.store.save(this.state);
     for (const slot of recovery.clearSlots) this.slots.clear(slot);
@@ -167,7 +173,7 @@ export class FleetAgent extends EventEmitter {
     if (p && this.current?.slot === p.slot) this.beginProbation(this.current, p);
     else if (p) { this.state.probation = null; this.store.save(this.state); }
 
-    for (const b of boot) this.announce(b);
+    for (const b of boot) this.status.announce(b);
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
     this.connect();
@@ -282,8 +288,8 @@ export class FleetAgent extends EventEmitter {
       this.generation++;
       client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true });
       // a hello says where the device stands; then the outcomes not yet acknowledged, oldest first
-      this.report(this.current ? 'active' : 'idle', {});
-      this.flushStatuses();
+      this.status.progress(this.current ? 'active' : 'idle', {});
+      this.status.flush();
       client.subscribe(topics.desired(this.deviceId), { qos: 1 });
       this.flushOutbox();
       this.emit('connected');
@@ -294,61 +300,6 @@ export class FleetAgent extends EventEmitter {
 
   private presence(online: boolean) {
     return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION };
-  }
-
-  private makeStatus(state: UpdateState, extra: Partial<Status>, active: ActiveModel | null): Status {
-    const status: Status = { deviceId: this.deviceId, ts: new Date(this.now()).toISOString(), state, active, agentVersion: AGENT_VERSION, ...extra };
-    if (status.detail) status.detail = status.detail.slice(0, 1000);
-    return status;
-  }
-
-  /** Progress (downloading, verifying, ...): sent if connected, never kept. */
-  private report(state: UpdateState, extra: Partial<Status>): void {
-    const status = this.makeStatus(state, extra, this.active);
-    this.client?.publish(topics.status(this.deviceId), JSON.stringify(status), { qos: 1 });
-    this.announce(status);
-  }
-
-  /**
-   * An outcome: numbered and queued in the state record, in memory. The caller's next store.save()
-   * makes it durable together with the change it reports; then announce() it. `active` is what the
-   * record names, i.e. what the device runs once that write is done.
-   */
-  private queueReport(state: UpdateState, extra: Partial<Status>): Status {
-    const slot = this.state.active;
-    const r = slot ? this.state.slots[slot] : null;
-    return enqueueStatus(this.state, this.makeStatus(state, extra, r ? { modelId: r.modelId, version: r.version, manifestSha256: r.manifestSha256 } : null));
-  }
-
-  /** Queue an outcome, write the record, tell: for outcomes whose change is only the report itself. */
-  private reportDurable(state: UpdateState, extra: Partial<Status>): void {
-    const status = this.queueReport(state, extra);
-    this.store.save(this.state);
-    this.announce(status);
-  }
-
-  /** Tell local listeners, and send whatever outcome is still queued. */
-  private announce(status: Status): void {
-    this.lastStatus = status;
-    this.log('status', { deviceId: this.deviceId, state: status.state, reason: status.reason, detail: status.detail, seq: status.seq });
-    if (status.seq !== undefined) this.flushStatuses();
-    this.emit('status', status);
-  }
-
-  /** Queued outcomes not already sent on this connection; each leaves the record on its PUBACK. */
-  private flushStatuses(): void {
-    const client = this.client;
-    if (!client?.connected) return;
-    const generation = this.generation;
-    for (const s of this.state.outbox) {
-      if (this.statusInflight.get(s.seq!) === generation) continue;
-      this.statusInflight.set(s.seq!, generation);
-      client.publish(topics.status(this.deviceId), JSON.stringify(s), { qos: 1 }, (err) => {
-        if (this.statusInflight.get(s.seq!) === generation) this.statusInflight.delete(s.seq!);
-        // no fsync: losing this write to a power cut only means one more resend, which the server ignores
-        if (!err && ackStatus(this.state, s.seq!)) this.store.save(this.state, false);
-      });
-    }
   }
 
   private phase(phase: UpdatePhase, info: PhaseInfo = {}): void {
@@ -415,7 +366,7 @@ export class FleetAgent extends EventEmitter {
       this.pending = null;
       this.updating = this.applyDesired(payload).catch((err) => {
         this.log('update_error', { deviceId: this.deviceId, err: (err as Error).stack });
-        this.reportDurable('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
+        this.status.durable('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
       });
       await this.updating;
       this.updating = null;
@@ -481,9 +432,9 @@ export class FleetAgent extends EventEmitter {
     t.timeFloor = Math.max(t.timeFloor, Date.parse(v.desired.issuedAt));
     if (news) this.state.update = { slot: null, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
     // already running it: that is the outcome, in the same write
-    const already = news ? null : this.queueReport('active', base);
+    const already = news ? null : this.status.queue('active', base);
     this.store.save(this.state);
-    if (already) return this.announce(already);
+    if (already) return this.status.announce(already);
 
     try {
       await this.install(v, msg.manifest.signed, slot, base);
@@ -491,9 +442,9 @@ export class FleetAgent extends EventEmitter {
       // only a slot the update had claimed is cleared; before that, both slots are as they were
       if (this.state.update?.slot) this.slots.clear(this.state.update.slot);
       this.state.update = null;
-      const outcome = err instanceof UpdateRefused ? this.queueReport(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message }) : null;
+      const outcome = err instanceof UpdateRefused ? this.status.queue(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message }) : null;
       this.store.save(this.state);
-      if (outcome) return this.announce(outcome);
+      if (outcome) return this.status.announce(outcome);
       throw err;
     }
   }
@@ -515,14 +466,14 @@ export class FleetAgent extends EventEmitter {
   }
 
   private refuse(reason: ReasonCode, detail: string, extra: Partial<Status> = {}): void {
-    this.reportDurable('rejected', { ...extra, reason, detail });
+    this.status.durable('rejected', { ...extra, reason, detail });
   }
 
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
-    this.report('downloading', base);
+    this.status.progress('downloading', base);
     this.phase('download:start', info);
     let chunks = 0;
     const { path: part, bytes } = await stageArtifact({
@@ -531,7 +482,7 @@ export class FleetAgent extends EventEmitter {
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });
         this.phase('download:done', info);
-        this.report('verifying', base);
+        this.status.progress('verifying', base);
       },
     });
     // verified: the staged bytes have the manifest's length and SHA-256
@@ -539,7 +490,7 @@ export class FleetAgent extends EventEmitter {
 
     // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves
     // the revert target in place as well.
-    this.report('health_check', base);
+    this.status.progress('health_check', base);
     let model: LoadedModel;
     try {
       model = await this.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
@@ -577,14 +528,14 @@ export class FleetAgent extends EventEmitter {
     this.state.trust.versionFloors[m.modelId] = Math.max(this.state.trust.versionFloors[m.modelId] ?? 0, m.version);
     this.state.update = null;
     this.state.probation = probation;
-    const outcome = this.queueReport('active', base);
+    const outcome = this.status.queue('active', base);
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     this.phase('switch:before', info);
     this.store.save(this.state);
     this.phase('switch:after', info);
     const next: Current = { slot, record, model, manifest: m, inflight: 0, retired: false };
     this.swapTo(next);
-    this.announce(outcome);
+    this.status.announce(outcome);
     if (probation) this.beginProbation(next, probation);
   }
 
@@ -665,10 +616,10 @@ export class FleetAgent extends EventEmitter {
       if (v.kind === 'pass') {
         this.phase('probation:end', { modelId: r.modelId, version: r.version });
         this.state.probation = null;
-        const outcome = this.queueReport('probation_passed', { ...base, detail: v.detail });
+        const outcome = this.status.queue('probation_passed', { ...base, detail: v.detail });
         this.store.save(this.state);
         this.probation = null;
-        this.announce(outcome);
+        this.status.announce(outcome);
       } else {
         await this.revert(p, 'PROBATION_FAILED', v.detail, base);
       }
@@ -688,23 +639,23 @@ export class FleetAgent extends EventEmitter {
     if (!back) {
       // The model on probation passed its health check and there is nothing else: keep serving with it.
       this.state.probation = null;
-      const outcome = this.queueReport('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
+      const outcome = this.status.queue('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
       this.store.save(this.state);
       this.probation = null;
-      this.announce(outcome);
+      this.status.announce(outcome);
       return;
     }
     this.state.slots[r.slot] = null;
     this.state.active = back.slot;
     this.state.previous = null;
     this.state.probation = null;
-    const outcome = this.queueReport('reverted', { ...base, reason, detail });
+    const outcome = this.status.queue('reverted', { ...base, reason, detail });
     this.store.save(this.state);
     this.phase('revert:after', { modelId: r.modelId, version: r.version });
     this.probation = null;
     this.swapTo(back);
     this.slots.clear(r.slot);
-    this.announce(outcome);
+    this.status.announce(outcome);
   }
 
   // ---- start-up ---------------------------------------------------------------------------
