@@ -24,6 +24,7 @@ import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
 import { checkAndRepairSlots } from './slot-repair.ts';
 import { StatusReporter } from './status-reporter.ts';
+import { abandonUpdate, claimSlot, failProbation, switchTo } from './update-steps.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { Staging } from './staging.ts';
@@ -440,8 +441,9 @@ export class FleetAgent extends EventEmitter {
       await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
       // only a slot the update had claimed is cleared; before that, both slots are as they were
-      if (this.state.update?.slot) this.slots.clear(this.state.update.slot);
-      this.state.update = null;
+      const abandoned = abandonUpdate(this.state);
+      this.state = abandoned.state;
+      if (abandoned.clear) this.slots.clear(abandoned.clear);
       const outcome = err instanceof UpdateRefused ? this.status.queue(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message }) : null;
       this.store.save(this.state);
       if (outcome) return this.status.announce(outcome);
@@ -456,11 +458,8 @@ export class FleetAgent extends EventEmitter {
    * is this slot, a failure now keeps it.
    */
   private claimSlot(slot: SlotName): void {
-    this.state.slots[slot] = null;
-    if (this.state.previous === slot) this.state.previous = null;
-    if (this.state.probation?.previous === slot) this.state.probation.previous = null;
+    this.state = claimSlot(this.state, slot);
     if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
-    if (this.state.update) this.state.update.slot = slot;
     this.store.save(this.state);
     this.slots.clear(slot);
   }
@@ -522,12 +521,7 @@ export class FleetAgent extends EventEmitter {
     const probation: ProbationRecord | null = Probation.enabled(this.limits(m)) ? {
       slot, previous, manifestSha256: record.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, startedAt: this.now(), cleanStop: false,
     } : null;
-    this.state.slots[slot] = record;
-    this.state.previous = previous;
-    this.state.active = slot;
-    this.state.trust.versionFloors[m.modelId] = Math.max(this.state.trust.versionFloors[m.modelId] ?? 0, m.version);
-    this.state.update = null;
-    this.state.probation = probation;
+    this.state = switchTo(this.state, slot, record, previous, probation);
     const outcome = this.status.queue('active', base);
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     this.phase('switch:before', info);
@@ -636,25 +630,24 @@ export class FleetAgent extends EventEmitter {
     this.phase('revert:before', { modelId: r.modelId, version: r.version });
     const back = r.previous ? await this.loadSlot(r.previous) : null;
     if (this.stopped) { await back?.model.release(); return; }
-    if (!back) {
-      // The model on probation passed its health check and there is nothing else: keep serving with it.
-      this.state.probation = null;
-      const outcome = this.status.queue('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
+    const step = failProbation(this.state, r, back !== null);
+    this.state = step.state;
+    if (step.outcome === 'kept' || !back) {
+      // The model on probation passed its health check and there is nothing sound to go back to: keep it.
+      const why = r.previous ? 'the previous model did not verify or load' : 'no previous model to revert to';
+      const outcome = this.status.queue('failed', { ...base, reason, detail: `${detail}; ${why}, keeping this one` });
       this.store.save(this.state);
+      if (step.clear) this.slots.clear(step.clear);
       this.probation = null;
       this.status.announce(outcome);
       return;
     }
-    this.state.slots[r.slot] = null;
-    this.state.active = back.slot;
-    this.state.previous = null;
-    this.state.probation = null;
     const outcome = this.status.queue('reverted', { ...base, reason, detail });
     this.store.save(this.state);
     this.phase('revert:after', { modelId: r.modelId, version: r.version });
     this.probation = null;
     this.swapTo(back);
-    this.slots.clear(r.slot);
+    if (step.clear) this.slots.clear(step.clear);
     this.status.announce(outcome);
   }
 
@@ -685,10 +678,17 @@ export class FleetAgent extends EventEmitter {
       const loaded = await this.loadSlot(slot);
       if (!loaded) continue;
       if (slot !== this.state.active) {
+        // the active slot verified but onnxruntime would not load it: say so, from the same write
+        const failed = this.state.active ? this.state.slots[this.state.active] : null;
         this.state.previous = null;
         this.state.active = slot;
         this.state.probation = null;
+        const outcome = failed ? this.status.queue('reverted', {
+          manifestSha256: failed.manifestSha256, modelId: failed.modelId, version: failed.version, reason: 'LOAD_FAILED',
+          detail: `the active model (${failed.modelId} v${failed.version}) would not load at start; back on the previous model`,
+        }) : null;
         this.store.save(this.state);
+        if (outcome) this.status.announce(outcome);
       }
       this.current = loaded;
       return;
