@@ -12,6 +12,7 @@ import { StateStore, AgentState } from '../../device-agent/state-store.ts';
 import { enqueueStatus } from '../../device-agent/status-outbox.ts';
 import { assign, pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { AgentProcess } from './agent-process-handle.ts';
 import { settled, startAgent } from './fixture.ts';
 
 const ROOT = Buffer.alloc(32, 1).toString('base64');
@@ -70,6 +71,28 @@ describe('stop() against a broker that is not there or does not answer', () => {
     expect(await timedStop(agent)).toBeLessThan(BOUND_MS);
     expect(queued(agent)).toEqual(['DOWNLOAD_FAILED']);
   });
+});
+
+describe('SIGTERM', () => {
+  it('ends the agent process within the bound with the broker unreachable', async () => {
+    const l = await listen(() => {}); // accepts, never answers
+    try {
+      const dataDir = tempDir('fleet-sigterm-');
+      const proc = new AgentProcess(AgentProcess.writeSpec(dataDir, {
+        config: { deviceId: 'sigterm-1', dataDir, mqttUrl: `mqtt://127.0.0.1:${l.port}`, serverUrl: 'http://127.0.0.1:9', rootPublicKey: ROOT, reconnectMinMs: 100 },
+      }));
+      await proc.waitFor((x) => x.event === 'ready', 20_000);
+      await new Promise((r) => setTimeout(r, 300)); // a few connection attempts (and the runner's own SIGTERM handler installed)
+      const t0 = Date.now();
+      proc.kill('SIGTERM');
+      const exit = await proc.exited;
+      expect(Date.now() - t0).toBeLessThan(BOUND_MS);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(proc.lines.some((x) => x.event === 'stopped')).toBe(true);
+    } finally {
+      await close(l);
+    }
+  }, 30_000);
 });
 
 describe('stop() with a real broker', () => {
