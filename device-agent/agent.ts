@@ -16,16 +16,21 @@ import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type Veri
 import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
 import type { AgentConfig } from './config.ts';
-import { downloadArtifact } from './downloader.ts';
+import { stageArtifact } from './artifact-fetch.ts';
 import { FreshnessWatch } from './freshness.ts';
-import { writeFileDurable } from './durable-file.ts';
+import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
 import { runHealthCheck } from './health-check.ts';
 import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
-import { planRecovery, type BootReport } from './recovery.ts';
+import { checkFeeds } from './input-check.ts';
+import { planRecovery } from './recovery.ts';
+import { checkAndRepairSlots } from './slot-repair.ts';
+import { StatusReporter } from './status-reporter.ts';
+import { abandonUpdate, claimSlot, failProbation, switchTo } from './update-steps.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
+import { Staging } from './staging.ts';
 import { StateStore, type AgentState, type ProbationRecord, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
@@ -35,8 +40,8 @@ import { TelemetryWindow } from './telemetry-window.ts';
  * of them; the simulator may hook them for fault profiles. The agent itself never acts on them.
  */
 export type UpdatePhase =
-  | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'write:manifest' | 'write:artifact'
-  | 'health:done' | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
+  | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'health:done' | 'write:manifest' | 'write:artifact'
+  | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
   | 'revert:before' | 'revert:after';
 
 export interface PhaseInfo { modelId?: string; version?: number; artifactSha256?: string; n?: number }
@@ -59,12 +64,25 @@ interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; mani
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
 const TELEMETRY_SEQ_BLOCK = 1000;
+/** how long stop() waits for an update or a probation decision in progress, then for the broker */
+const STOP_WORK_MS = 2000;
+const STOP_LINK_MS = 1500;
+
+/** true if `p` settled within `ms` */
+function within(ms: number, p: Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
 /** reasons that mean "could not install" rather than "refused to trust" */
 const FAILED_REASONS: ReadonlySet<ReasonCode> = new Set(['HEALTH_CHECK_FAILED', 'LATENCY_BUDGET', 'LOAD_FAILED', 'DOWNLOAD_FAILED', 'DISK_FULL']);
 
 export class FleetAgent extends EventEmitter {
   private readonly store: StateStore;
   private readonly slots: SlotFiles;
+  private readonly staging: Staging;
   private readonly runtime: ModelRuntime;
   private readonly cache: SignatureCache;
   private readonly now: () => number;
@@ -86,11 +104,11 @@ export class FleetAgent extends EventEmitter {
   /** outbox seq -> connection generation it was published on (resent after a reconnect) */
   private readonly inflight = new Map<number, number>();
   private generation = 0;
-  private bootReport: BootReport | null = null;
   private telemetryTimer: NodeJS.Timeout | null = null;
   private telemetrySeq = 0;
   private stopped = false;
-  lastStatus: Status | null = null;
+  private readonly stopping = new AbortController();
+  private readonly status: StatusReporter;
   /** freeze detection (device-agent/freshness.ts): null until start() */
   freshness: FreshnessWatch | null = null;
 
@@ -98,13 +116,22 @@ export class FleetAgent extends EventEmitter {
     super();
     this.store = new StateStore(config.dataDir);
     this.slots = new SlotFiles(config.dataDir);
+    this.staging = new Staging(config.dataDir);
     this.runtime = deps.runtime ?? new OrtRuntime();
     this.cache = deps.signatureCache ?? new SignatureCache(64);
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     this.log = deps.log ?? (() => {});
     this.onPhase = deps.onPhase ?? (() => {});
+    this.status = new StatusReporter({
+      deviceId: config.deviceId, now: this.now, state: () => this.state, save: (fsync) => this.store.save(this.state, fsync),
+      client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
+      emit: (s) => this.emit('status', s),
+    });
   }
+
+  /** the last status reported (progress or outcome) */
+  get lastStatus(): Status | null { return this.status.last; }
 
   get deviceId(): string { return this.config.deviceId; }
 
@@ -121,16 +148,29 @@ export class FleetAgent extends EventEmitter {
   /** Repair what a crash left, restore the last good model from disk, then connect. */
   async start(): Promise<void> {
     this.slots.ensure();
+    this.staging.ensure();
     this.slots.removeTemps();
-    const recovery = planRecovery(this.store.load(this.config.rootPublicKey), this.now());
+    const found = this.store.load(this.config.rootPublicKey);
+    // check every recorded slot before deciding anything; fetch again what its signed manifest allows
+    const disk = await checkAndRepairSlots(found, {
+      slots: this.slots, staging: this.staging, config: this.config, fetch: this.deps.fetch, random: this.random,
+      log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
+    });
+    const recovery = planRecovery(found, this.now(), disk.checks);
     this.state = recovery.state;
     // Telemetry sequence numbers are reserved in blocks so a crash never reuses one.
     this.telemetrySeq = this.state.telemetrySeq;
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
+    // what recovery found and decided is reported from the same write that records it
+    const boot = [
+      ...disk.repaired.map((r) => this.status.queue('active', {
+        reason: 'SLOT_DAMAGED', detail: `slot ${r.slot} (${r.manifest.modelId} v${r.manifest.version}) did not verify (${r.why}); fetched again and verified`,
+      })),
+      ...recovery.reports.map((r) => this.status.queue(r.state, r.extra)),
+    ];
     this.store.save(this.state);
     for (const slot of recovery.clearSlots) this.slots.clear(slot);
-    if (recovery.report) this.log('crash_recovery', { deviceId: this.deviceId, ...recovery.report.extra });
-    this.bootReport = recovery.report;
+    for (const r of recovery.reports) this.log('crash_recovery', { deviceId: this.deviceId, state: r.state, ...r.extra });
 
     await this.restoreActive();
     this.window = new TelemetryWindow(this.now);
@@ -139,6 +179,7 @@ export class FleetAgent extends EventEmitter {
     if (p && this.current?.slot === p.slot) this.beginProbation(this.current, p);
     else if (p) { this.state.probation = null; this.store.save(this.state); }
 
+    for (const b of boot) this.status.announce(b);
     this.outbox = new TelemetryOutbox(join(this.config.dataDir, 'outbox'), this.config.telemetryOutboxMax);
     this.outbox.open();
     this.freshness = new FreshnessWatch({
@@ -151,15 +192,20 @@ export class FleetAgent extends EventEmitter {
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
   }
 
+  /**
+   * Bounded whatever the broker does (unreachable, half-open): a download in progress is aborted (its
+   * partial file stays in staging), other work gets STOP_WORK_MS, the link STOP_LINK_MS, then it is cut.
+   * Unsent outcomes are in the state record and unsent telemetry in its outbox, both on disk.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.stopping.abort();
     if (this.telemetryTimer) clearInterval(this.telemetryTimer);
     this.freshness?.stop();
     this.clearProbationTimer();
     this.pending = null;
-    await this.working?.catch(() => {});
-    await this.deciding;
+    await within(STOP_WORK_MS, Promise.allSettled([this.working, this.deciding]));
     if (!this.state) return; // never started
     if (this.state.probation) {
       // a deliberate stop is not a crash: the next start watches the model again instead of reverting
@@ -171,12 +217,14 @@ export class FleetAgent extends EventEmitter {
     if (this.client) {
       const client = this.client;
       this.client = null;
-      await new Promise<void>((resolve) => {
+      const closed = await within(STOP_LINK_MS, new Promise<void>((resolve) => {
         const done = () => resolve();
         // a clean disconnect: publish offline ourselves, since the will only fires on an unclean one
         if (client.connected) client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(false)), { qos: 1, retain: true }, () => client.end(false, {}, done));
         else client.end(true, {}, done);
-      });
+      }));
+      // a broker that never answers (half-open link): cut the socket instead of waiting for it
+      if (!closed) await within(500, new Promise<void>((resolve) => client.end(true, {}, () => resolve())));
     }
     this.probation = null;
     if (this.current) {
@@ -186,10 +234,15 @@ export class FleetAgent extends EventEmitter {
     }
   }
 
-  /** Inference for the device's own code; never answered by a model that has not passed its health check. */
+  /**
+   * Inference for the device's own code; never answered by a model that has not passed its health check.
+   * Throws InputMismatch (input-check.ts) for inputs that do not fit the manifest's io signature.
+   */
   async infer(feeds: Feeds): Promise<Outputs> {
     const c = this.current;
     if (!c) throw new Error('no model is active on this device yet');
+    // a caller's mistake is refused here: it must not count against the model (probation, telemetry)
+    checkFeeds(feeds, c.manifest.io.inputs);
     c.inflight++;
     const t0 = performance.now();
     try {
@@ -248,10 +301,9 @@ export class FleetAgent extends EventEmitter {
       client.options.reconnectPeriod = jittered(backoff);
       this.generation++;
       client.publish(topics.presence(this.deviceId), JSON.stringify(this.presence(true)), { qos: 1, retain: true });
-      const boot = this.bootReport;
-      this.bootReport = null;
-      if (boot) this.report(boot.state, boot.extra);
-      else this.report(this.current ? 'active' : 'idle', {});
+      // a hello says where the device stands; then the outcomes not yet acknowledged, oldest first
+      this.status.progress(this.current ? 'active' : 'idle', {});
+      this.status.flush();
       client.subscribe([topics.desired(this.deviceId), topics.freshness()], { qos: 1 });
       this.flushOutbox();
       this.emit('connected');
@@ -263,17 +315,6 @@ export class FleetAgent extends EventEmitter {
   private presence(online: boolean) {
     return { deviceId: this.deviceId, online, ts: new Date(this.now()).toISOString(), hardware: this.config.hardware, tags: [...this.config.tags], agentVersion: AGENT_VERSION,
       ...(this.freshness ? { freshness: this.freshness.view() } : {}) };
-  }
-
-  private report(state: UpdateState, extra: Partial<Status>): void {
-    const status: Status = {
-      deviceId: this.deviceId, ts: new Date(this.now()).toISOString(), state, active: this.active, agentVersion: AGENT_VERSION, ...extra,
-    };
-    if (status.detail) status.detail = status.detail.slice(0, 1000);
-    this.lastStatus = status;
-    this.log('status', { deviceId: this.deviceId, state, reason: extra.reason, detail: extra.detail });
-    this.client?.publish(topics.status(this.deviceId), JSON.stringify(status), { qos: 1 });
-    this.emit('status', status);
   }
 
   private phase(phase: UpdatePhase, info: PhaseInfo = {}): void {
@@ -340,7 +381,7 @@ export class FleetAgent extends EventEmitter {
       this.pending = null;
       this.updating = this.applyDesired(payload).catch((err) => {
         this.log('update_error', { deviceId: this.deviceId, err: (err as Error).stack });
-        this.report('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
+        this.status.durable('failed', { reason: 'MALFORMED', detail: `agent error: ${(err as Error).message}` });
       });
       await this.updating;
       this.updating = null;
@@ -398,70 +439,73 @@ export class FleetAgent extends EventEmitter {
     const news = this.current?.record.manifestSha256 !== v.manifestSha256;
     const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
     // Accepted: this assignment can never be replayed, and the clock never goes back before it. In the
-    // same atomic write: the update is under way, and the slot it overwrites is no longer a fallback.
+    // same atomic write: an update is under way (no slot touched yet: it downloads into staging).
     const t = this.state.trust;
     t.lastSeq = v.desired.seq;
     t.lastDirectorSig = msg.director.sig;
     t.keysetVersion = Math.max(t.keysetVersion, v.keyset.version);
     t.timeFloor = Math.max(t.timeFloor, Date.parse(v.desired.issuedAt));
-    if (news) {
-      this.state.update = { slot, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
-      this.state.slots[slot] = null;
-      if (this.state.previous === slot) this.state.previous = null;
-      // A newer assignment does not wait for a probation to end (a fleet revert must not be held up):
-      // the model on probation stays watched, but its revert target is about to be overwritten.
-      if (this.state.probation?.previous === slot) this.state.probation.previous = null;
-      if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
-    }
+    if (news) this.state.update = { slot: null, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, directorSeq: v.desired.seq };
+    // already running it: that is the outcome, in the same write
+    const already = news ? null : this.status.queue('active', base);
     this.store.save(this.state);
-    if (!news) return this.report('active', base);
+    if (already) return this.status.announce(already);
 
     try {
       await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
-      this.slots.clear(slot);
-      this.state.update = null;
+      // only a slot the update had claimed is cleared; before that, both slots are as they were
+      const abandoned = abandonUpdate(this.state);
+      this.state = abandoned.state;
+      if (abandoned.clear) this.slots.clear(abandoned.clear);
+      const outcome = err instanceof UpdateRefused ? this.status.queue(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message }) : null;
       this.store.save(this.state);
-      if (err instanceof UpdateRefused) return this.report(FAILED_REASONS.has(err.reason) ? 'failed' : 'rejected', { ...base, reason: err.reason, detail: err.message });
+      if (outcome) return this.status.announce(outcome);
       throw err;
     }
   }
 
+  /**
+   * The state record stops naming `slot` (and stops offering it as a revert target) in one durable
+   * write, before its files are touched. A newer assignment does not wait for a probation to end (a
+   * fleet revert must not be held up): the model on probation stays watched, but if its revert target
+   * is this slot, a failure now keeps it.
+   */
+  private claimSlot(slot: SlotName): void {
+    this.state = claimSlot(this.state, slot);
+    if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
+    this.store.save(this.state);
+    this.slots.clear(slot);
+  }
+
   private refuse(reason: ReasonCode, detail: string, extra: Partial<Status> = {}): void {
-    this.report('rejected', { ...extra, reason, detail });
+    this.status.durable('rejected', { ...extra, reason, detail });
   }
 
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
-    const part = this.slots.path(slot, 'part');
-    this.slots.clear(slot); // a .part left from another artifact must not be resumed into this one
-    this.report('downloading', base);
+    // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
+    this.status.progress('downloading', base);
     this.phase('download:start', info);
     let chunks = 0;
-    const dl = await downloadArtifact({
-      url: `${this.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${m.artifact.sha256}`,
-      dest: part, expectedLength: m.artifact.length, ...this.config.download, random: this.random, fetch: this.deps.fetch,
-      headers: this.config.deviceSecret ? { authorization: `Bearer ${this.config.deviceSecret}` } : undefined,
-      onProgress: () => this.phase('download:chunk', { ...info, n: ++chunks }),
+    const { path: part, bytes } = await stageArtifact({
+      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
+      onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
+      onDownloaded: (dl) => {
+        this.log('download_done', { deviceId: this.deviceId, ...dl });
+        this.phase('download:done', info);
+        this.status.progress('verifying', base);
+      },
     });
-    this.log('download_done', { deviceId: this.deviceId, ...dl });
-    this.phase('download:done', info);
-
-    // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
-    this.report('verifying', base);
-    const bytes: Uint8Array = readFileSync(part); // a Buffer is a Uint8Array: no copy of the artifact
-    if (bytes.byteLength !== m.artifact.length) throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${m.artifact.length}`);
-    const digest = sha256Hex(bytes);
-    if (digest !== m.artifact.sha256) throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${m.artifact.sha256.slice(0, 16)}…`);
+    // verified: the staged bytes have the manifest's length and SHA-256; a golden set the manifest names
+    // as a blob is fetched and checked against its own digest the same way
     const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
     this.phase('verify:done', info);
-    writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
-    this.phase('write:manifest', info);
-    renameSync(part, this.slots.path(slot, 'onnx'));
-    this.phase('write:artifact', info);
 
-    this.report('health_check', base);
+    // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves
+    // the revert target in place as well.
+    this.status.progress('health_check', base);
     let model: LoadedModel;
     try {
       model = await this.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
@@ -471,11 +515,18 @@ export class FleetAgent extends EventEmitter {
     try {
       const health = await runHealthCheck(model, m.healthCheck, goldenVectors);
       this.log('health_check_passed', { deviceId: this.deviceId, ...health });
+      this.phase('health:done', info);
+      // Only now is the inactive slot overwritten.
+      this.claimSlot(slot);
+      writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
+      this.phase('write:manifest', info);
+      renameSync(part, this.slots.path(slot, 'onnx'));
+      fsyncDir(this.slots.dir);
+      this.phase('write:artifact', info);
     } catch (err) {
       await model.release();
       throw err;
     }
-    this.phase('health:done', info);
     const record: SlotRecord = { manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
     this.activate(slot, record, model, m, v.desired.seq, base);
   }
@@ -486,19 +537,15 @@ export class FleetAgent extends EventEmitter {
     const probation: ProbationRecord | null = Probation.enabled(this.limits(m)) ? {
       slot, previous, manifestSha256: record.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, startedAt: this.now(), cleanStop: false,
     } : null;
-    this.state.slots[slot] = record;
-    this.state.previous = previous;
-    this.state.active = slot;
-    this.state.trust.versionFloors[m.modelId] = Math.max(this.state.trust.versionFloors[m.modelId] ?? 0, m.version);
-    this.state.update = null;
-    this.state.probation = probation;
+    this.state = switchTo(this.state, slot, record, previous, probation);
+    const outcome = this.status.queue('active', base);
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     this.phase('switch:before', info);
     this.store.save(this.state);
     this.phase('switch:after', info);
     const next: Current = { slot, record, model, manifest: m, inflight: 0, retired: false };
     this.swapTo(next);
-    this.report('active', base);
+    this.status.announce(outcome);
     if (probation) this.beginProbation(next, probation);
   }
 
@@ -579,9 +626,10 @@ export class FleetAgent extends EventEmitter {
       if (v.kind === 'pass') {
         this.phase('probation:end', { modelId: r.modelId, version: r.version });
         this.state.probation = null;
+        const outcome = this.status.queue('probation_passed', { ...base, detail: v.detail });
         this.store.save(this.state);
         this.probation = null;
-        this.report('probation_passed', { ...base, detail: v.detail });
+        this.status.announce(outcome);
       } else {
         await this.revert(p, 'PROBATION_FAILED', v.detail, base);
       }
@@ -598,24 +646,25 @@ export class FleetAgent extends EventEmitter {
     this.phase('revert:before', { modelId: r.modelId, version: r.version });
     const back = r.previous ? await this.loadSlot(r.previous) : null;
     if (this.stopped) { await back?.model.release(); return; }
-    if (!back) {
-      // The model on probation passed its health check and there is nothing else: keep serving with it.
-      this.state.probation = null;
+    const step = failProbation(this.state, r, back !== null);
+    this.state = step.state;
+    if (step.outcome === 'kept' || !back) {
+      // The model on probation passed its health check and there is nothing sound to go back to: keep it.
+      const why = r.previous ? 'the previous model did not verify or load' : 'no previous model to revert to';
+      const outcome = this.status.queue('failed', { ...base, reason, detail: `${detail}; ${why}, keeping this one` });
       this.store.save(this.state);
+      if (step.clear) this.slots.clear(step.clear);
       this.probation = null;
-      this.report('failed', { ...base, reason, detail: `${detail}; no previous model to revert to, keeping this one` });
+      this.status.announce(outcome);
       return;
     }
-    this.state.slots[r.slot] = null;
-    this.state.active = back.slot;
-    this.state.previous = null;
-    this.state.probation = null;
+    const outcome = this.status.queue('reverted', { ...base, reason, detail });
     this.store.save(this.state);
     this.phase('revert:after', { modelId: r.modelId, version: r.version });
     this.probation = null;
     this.swapTo(back);
-    this.slots.clear(r.slot);
-    this.report('reverted', { ...base, reason, detail });
+    if (step.clear) this.slots.clear(step.clear);
+    this.status.announce(outcome);
   }
 
   // ---- start-up ---------------------------------------------------------------------------
@@ -645,10 +694,17 @@ export class FleetAgent extends EventEmitter {
       const loaded = await this.loadSlot(slot);
       if (!loaded) continue;
       if (slot !== this.state.active) {
+        // the active slot verified but onnxruntime would not load it: say so, from the same write
+        const failed = this.state.active ? this.state.slots[this.state.active] : null;
         this.state.previous = null;
         this.state.active = slot;
         this.state.probation = null;
+        const outcome = failed ? this.status.queue('reverted', {
+          manifestSha256: failed.manifestSha256, modelId: failed.modelId, version: failed.version, reason: 'LOAD_FAILED',
+          detail: `the active model (${failed.modelId} v${failed.version}) would not load at start; back on the previous model`,
+        }) : null;
         this.store.save(this.state);
+        if (outcome) this.status.announce(outcome);
       }
       this.current = loaded;
       return;

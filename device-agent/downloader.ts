@@ -20,6 +20,8 @@ export interface DownloadOptions {
   headers?: Record<string, string>;
   /** called after each chunk is written (tests and fault injection hook in here) */
   onProgress?: (bytes: number) => void;
+  /** aborts the download at once (the agent is stopping); the partial file stays for a resume */
+  signal?: AbortSignal;
 }
 
 export interface DownloadResult { bytes: number; attempts: number; resumed: boolean }
@@ -34,6 +36,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   let resumed = false;
   let lastError: unknown;
   while (attempts <= opts.retries) {
+    if (opts.signal?.aborted) break;
     attempts++;
     try {
       const have = existsSync(opts.dest) ? statSync(opts.dest).size : 0;
@@ -49,14 +52,16 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       if (err instanceof UpdateRefused) throw err; // oversize and the like: retrying will not help
       lastError = err;
     }
-    if (attempts <= opts.retries) await sleep(opts.backoffMs * 2 ** (attempts - 1) * (0.5 + random()));
+    if (attempts <= opts.retries && !opts.signal?.aborted) await sleep(opts.backoffMs * 2 ** (attempts - 1) * (0.5 + random()));
   }
+  if (opts.signal?.aborted) throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} stopped: the agent is stopping`);
   throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} failed after ${attempts} attempts: ${(lastError as Error)?.message ?? lastError}`);
 }
 
 async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
   const headers: Record<string, string> = { ...opts.headers, ...(start > 0 ? { range: `bytes=${start}-` } : {}) };
-  const res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: AbortSignal.timeout(opts.timeoutMs) });
+  const timeout = AbortSignal.timeout(opts.timeoutMs);
+  const res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout });
   if (res.status === 404) throw new UpdateRefused('DOWNLOAD_FAILED', `artifact not found at ${opts.url}`);
   if (res.status !== 200 && res.status !== 206) throw new Error(`HTTP ${res.status}`);
   // A 200 to a ranged request means the server ignored the range: start over.

@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { FleetAgent } from './agent.ts';
+import { InputMismatch } from './input-check.ts';
 
 const InferBody = z.object({
   inputs: z.record(z.string().max(256), z.object({
@@ -45,6 +46,7 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
         const outputs = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dims: v.dims, type: v.type, data: Array.from(v.data as ArrayLike<number>, Number) }]));
         send(200, { model: agent.active, outputs });
       } catch (err) {
+        if (err instanceof InputMismatch) return send(400, { error: err.code, kind: err.kind, message: err.message });
         send(503, { error: 'INFERENCE_FAILED', message: (err as Error).message });
       }
     });

@@ -16,6 +16,8 @@ const http = httpPort !== undefined ? await startLocalHttp(agent, httpPort) : nu
 console.log(JSON.stringify({ event: 'agent_started', deviceId: config.deviceId, active: agent.active, httpPort: http?.port ?? null }));
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
+    // agent.stop() is bounded; this is the last resort, and what is unsent is on disk already
+    setTimeout(() => process.exit(1), 10_000).unref();
     void (async () => {
       await http?.close();
       await agent.stop();

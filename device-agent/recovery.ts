@@ -1,33 +1,47 @@
-// What a start finds on disk after a crash, decided purely: an update cut short is abandoned (its slot
-// is cleared; the active model was never touched), and a model that was on probation when the agent
-// died failed its probation (a crash is the strongest signal there is): go back to the previous slot.
+// What a start finds on disk after a crash, decided purely from the state record and what the agent
+// found when it checked each recorded slot's files (it fetches a damaged artifact again first, when its
+// signed manifest is intact; see agent.start()). Checks come before deletions:
+// - an update cut short is abandoned (a slot it had claimed is cleared; the active model was never touched);
+// - a model that was on probation when the agent died failed its probation (a crash is the strongest
+//   signal there is): go back to the previous slot, but only if that slot verifies; otherwise keep the
+//   model that passed its health check, watch it again, and say why (REVERT_TARGET_DAMAGED);
+// - an active slot that does not verify falls back to the previous one (SLOT_DAMAGED), or to nothing;
+// - the record never keeps naming a slot that does not verify.
 import type { ReasonCode } from '../shared/reason-codes.ts';
 import type { Status, UpdateState } from '../shared/messages.ts';
-import type { AgentState, SlotName } from './state-store.ts';
+import type { AgentState, SlotName, SlotRecord } from './state-store.ts';
 
 export interface BootReport { state: UpdateState; extra: Partial<Status> & { reason: ReasonCode } }
 
+/** What the agent found in a recorded slot: bytes and manifest match the record, or not. */
+export type SlotCheck = 'ok' | 'damaged';
+
 export interface Recovery {
   state: AgentState;
-  /** to send once the agent is connected */
-  report: BootReport | null;
+  /** to queue in the same write as `state` (oldest first) */
+  reports: BootReport[];
   /** slots no record points at: their files are leftovers */
   clearSlots: SlotName[];
 }
 
-export function planRecovery(current: AgentState, now: number): Recovery {
+const about = (r: SlotRecord) => ({ manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version });
+
+/** `checks` defaults to 'ok' for every recorded slot. */
+export function planRecovery(current: AgentState, now: number, checks: Partial<Record<SlotName, SlotCheck>> = {}): Recovery {
   const s: AgentState = structuredClone(current);
-  let report: BootReport | null = null;
+  const reports: BootReport[] = [];
+  const ok = (slot: SlotName | null): boolean => slot !== null && s.slots[slot] !== null && (checks[slot] ?? 'ok') === 'ok';
   if (s.update) {
     const u = s.update;
-    report = {
+    reports.push({
       state: 'failed',
       extra: {
         reason: 'CRASH_RECOVERY', directorSeq: u.directorSeq, manifestSha256: u.manifestSha256, modelId: u.modelId, version: u.version,
         detail: `agent restarted during the update to ${u.modelId} v${u.version}; update abandoned, still on the model it ran before`,
       },
-    };
-    if (s.slots[u.slot] && s.active !== u.slot) s.slots[u.slot] = null;
+    });
+    // (a slot the update had claimed has no record already; a download in staging touched none)
+    if (u.slot && s.slots[u.slot] && s.active !== u.slot) s.slots[u.slot] = null;
     s.update = null;
   }
   if (s.probation) {
@@ -36,22 +50,54 @@ export function planRecovery(current: AgentState, now: number): Recovery {
     if (p.cleanStop || s.active !== p.slot) {
       // stopped on purpose (or the record is stale): watch the model again from the start
       s.probation = s.active === p.slot ? { ...p, startedAt: now, cleanStop: false } : null;
-    } else if (p.previous && s.slots[p.previous]) {
+    } else if (ok(p.previous)) {
       s.slots[p.slot] = null;
-      s.active = p.previous;
+      s.active = p.previous!;
       s.previous = null;
       s.probation = null;
-      report = {
+      reports.push({
         state: 'reverted',
         extra: { ...base, reason: 'CRASH_RECOVERY', detail: `agent restarted while ${p.modelId} v${p.version} was on probation; reverted to the previous model` },
-      };
+      });
+    } else if (ok(p.slot)) {
+      // nothing sound to go back to: this model passed its health check, so keep it and watch it again
+      s.probation = { ...p, startedAt: now, cleanStop: false, previous: null };
+      if (p.previous && s.slots[p.previous]) {
+        const prev = s.slots[p.previous]!;
+        reports.push({
+          state: 'active',
+          extra: { ...base, reason: 'REVERT_TARGET_DAMAGED', detail: `agent restarted while ${p.modelId} v${p.version} was on probation; the previous model (${prev.modelId} v${prev.version}, slot ${p.previous}) does not verify, so this one stays and is watched again` },
+        });
+        s.slots[p.previous] = null;
+        if (s.previous === p.previous) s.previous = null;
+      }
     } else {
-      // nothing to go back to: this model passed its health check, so keep it and watch it again
-      s.probation = { ...p, startedAt: now, cleanStop: false };
+      s.probation = null; // the model on probation is damaged as well: handled as a damaged active slot
     }
+  }
+  if (s.active && !ok(s.active)) {
+    const bad = s.slots[s.active];
+    const fallback = ok(s.previous) ? s.previous : null;
+    if (bad) {
+      reports.push(fallback
+        ? { state: 'reverted', extra: { ...about(bad), reason: 'SLOT_DAMAGED', detail: `slot ${s.active} (${bad.modelId} v${bad.version}) does not verify and could not be fetched again; back on the previous model` } }
+        : { state: 'failed', extra: { ...about(bad), reason: 'SLOT_DAMAGED', detail: `slot ${s.active} (${bad.modelId} v${bad.version}) does not verify and could not be fetched again; no model left to run` } });
+    }
+    if (s.probation?.slot === s.active) s.probation = null;
+    s.active = fallback;
+    s.previous = null;
+  }
+  for (const slot of ['a', 'b'] as const) {
+    const r = s.slots[slot];
+    if (!r || ok(slot)) continue;
+    if (slot === s.previous) {
+      reports.push({ state: 'active', extra: { reason: 'SLOT_DAMAGED', detail: `previous slot ${slot} (${r.modelId} v${r.version}) does not verify; dropped, nothing to revert to` } });
+    }
+    s.slots[slot] = null;
   }
   const clearSlots = (['a', 'b'] as const).filter((slot) => !s.slots[slot]);
   if (s.active && !s.slots[s.active]) s.active = null;
   if (s.previous && !s.slots[s.previous]) s.previous = null;
-  return { state: s, report, clearSlots };
+  if (s.probation?.previous && !s.slots[s.probation.previous]) s.probation = { ...s.probation, previous: null };
+  return { state: s, reports, clearSlots };
 }

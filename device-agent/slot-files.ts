@@ -41,6 +41,18 @@ export class SlotFiles {
     return removed;
   }
 
+  /** The slot's signed manifest text, parsed, if it is exactly what the record names (else null). */
+  readManifest(slot: SlotName, record: SlotRecord): Manifest | null {
+    try {
+      const text = readFileSync(this.path(slot, 'manifest.json'), 'utf8');
+      if (sha256Hex(text) !== record.manifestSha256) return null;
+      const parsed = Manifest.safeParse(JSON.parse(text));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** The slot's bytes and manifest if they are exactly what the record says, else null and why. */
   readVerified(slot: SlotName, record: SlotRecord): { bytes: Uint8Array; manifest: Manifest } | { error: string } {
     const onnx = this.path(slot, 'onnx');

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Base64, ModelId, Sha256Hex } from '../shared/ids.ts';
+import { Status } from '../shared/messages.ts';
 import { writeFileDurable } from './durable-file.ts';
 
 export const SlotName = z.enum(['a', 'b']);
@@ -18,9 +19,13 @@ export const SlotRecord = z.object({
 }).strict();
 export type SlotRecord = z.infer<typeof SlotRecord>;
 
-/** An update that has started touching the inactive slot; still set after a crash means it was cut short. */
+/**
+ * An accepted update; still set after a crash means it was cut short. `slot` is null while the artifact
+ * is downloaded and verified in staging (no slot touched yet) and names the inactive slot from the write
+ * that stops the record pointing at that slot's files, just before they are overwritten.
+ */
 export const UpdateRecord = z.object({
-  slot: SlotName,
+  slot: SlotName.nullable(),
   manifestSha256: Sha256Hex,
   modelId: ModelId,
   version: z.number().int().positive(),
@@ -60,6 +65,10 @@ export const AgentState = z.object({
   // optional on read so state files written before these fields existed still load
   update: UpdateRecord.nullable().default(null),
   probation: ProbationRecord.nullable().default(null),
+  /** the last status sequence number used (status-outbox.ts) */
+  statusSeq: z.number().int().nonnegative().default(0),
+  /** outcomes not yet acknowledged by the broker: queued in the same write as the change they report */
+  outbox: z.array(Status).max(1000).default([]),
 }).strict();
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -84,10 +93,16 @@ export class StateStore {
       telemetrySeq: 0,
       update: null,
       probation: null,
+      // A fresh record (first start, or state.json deleted to re-enroll) numbers its statuses from the
+      // clock, so they come after any the server already stored for this device id and are not
+      // mistaken for resends.
+      statusSeq: Date.now(),
+      outbox: [],
     };
   }
 
-  save(state: AgentState): void {
-    writeFileDurable(this.path, JSON.stringify(state));
+  /** `fsync = false` only where losing the write to a power cut is harmless (an acknowledged status resent). */
+  save(state: AgentState, fsync = true): void {
+    writeFileDurable(this.path, JSON.stringify(state), fsync);
   }
 }

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { openDatabase, type Db } from './db/database.ts';
 import { BlobStore } from './bundles/blob-store.ts';
 import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './config.ts';
+import { AssignmentLoop } from './devices/assignment-loop.ts';
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
 import { FreshnessPublisher } from './devices/freshness-publisher.ts';
@@ -34,6 +35,7 @@ export interface Fleet {
   broker: EmbeddedBroker;
   director: Director;
   ingest: DeviceIngest;
+  assignments: AssignmentLoop;
   rollouts: RolloutEngine;
   apiTokens: ApiTokens;
   credentials: DeviceCredentials;
@@ -69,14 +71,17 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
+  const assignments = new AssignmentLoop(db, director, app.log);
+  assignments.start(ingest);
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
   rollouts.start();
   const freshness = new FreshnessPublisher(keys, broker, { intervalMs: config.freshnessIntervalSeconds * 1000, ttlSeconds: config.freshnessTtlSeconds });
   if (config.freshnessIntervalSeconds > 0) await freshness.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, rollouts, apiTokens, credentials, freshness });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness });
   app.addHook('onClose', async () => {
     freshness.stop();
+    assignments.stop();
     await rollouts.stop();
     await broker.close();
     ingest.stop();

@@ -158,6 +158,8 @@ export type UpdateState = z.infer<typeof UpdateState>;
 
 export const Status = z.object({
   deviceId: DeviceId,
+  /** per-device sequence number of an outcome the agent keeps until acknowledged; the server stores each once */
+  seq: z.number().int().nonnegative().optional(),
   ts: IsoTime,
   state: UpdateState,
   directorSeq: z.number().int().nonnegative().optional(),

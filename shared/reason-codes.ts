@@ -25,6 +25,8 @@ export const ReasonCode = z.enum([
   'LATENCY_BUDGET',       // golden inputs ran slower than the budget
   'PROBATION_FAILED',     // errors or latency over the limits during probation
   'CRASH_RECOVERY',       // agent restarted in the middle of an update
+  'SLOT_DAMAGED',         // a model slot's files no longer match the state record (and could not be fetched again)
+  'REVERT_TARGET_DAMAGED',// crashed on probation, the previous slot does not verify: kept the model on probation
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 

@@ -194,4 +194,23 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
           WHERE a.device_id = devices.device_id AND a.manifest_sha256 = devices.active_manifest_sha256);
     `,
   },
+  {
+    version: 5,
+    name: 'status-seq-and-plain-assignments',
+    sql: `
+      -- an agent resends an outcome until it is acknowledged: each (device, seq) is stored once
+      ALTER TABLE status_events ADD COLUMN seq INTEGER;
+      CREATE UNIQUE INDEX status_events_seq ON status_events(device_id, seq) WHERE seq IS NOT NULL;
+      -- the latest plain (non-campaign) assignment per device, and what became of it (assignment-loop.ts)
+      CREATE TABLE plain_assignments (
+        device_id TEXT PRIMARY KEY,
+        manifest_sha256 TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL
+      );
+    `,
+  },
 ];

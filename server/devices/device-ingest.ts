@@ -8,10 +8,10 @@ import type { Db } from '../db/database.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
 import { TelemetryWriter } from './telemetry-writer.ts';
 
-export interface IngestCounters { accepted: Record<string, number>; dropped: Record<string, number> }
+export interface IngestCounters { accepted: Record<string, number>; dropped: Record<string, number>; duplicates: Record<string, number> }
 
 export class DeviceIngest {
-  readonly counters: IngestCounters = { accepted: {}, dropped: {} };
+  readonly counters: IngestCounters = { accepted: {}, dropped: {}, duplicates: {} };
   readonly telemetry: TelemetryWriter;
   private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
 
@@ -36,7 +36,8 @@ export class DeviceIngest {
     this.telemetry.flush();
   }
 
-  private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => void): void {
+  /** `store` returns false for a message it already had (a resend): listeners do not hear it twice. */
+  private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => boolean | void): void {
     const where = parseTopic(topic);
     const drop = (why: string) => {
       this.counters.dropped[kind] = (this.counters.dropped[kind] ?? 0) + 1;
@@ -56,7 +57,10 @@ export class DeviceIngest {
     }
     const msg = parsed.data as { deviceId: string };
     if (msg.deviceId !== where.deviceId) return drop(`${kind} names device ${msg.deviceId} on ${where.deviceId}'s topic`);
-    store(parsed.data);
+    if (store(parsed.data) === false) {
+      this.counters.duplicates[kind] = (this.counters.duplicates[kind] ?? 0) + 1;
+      return;
+    }
     this.counters.accepted[kind] = (this.counters.accepted[kind] ?? 0) + 1;
     for (const fn of this.listeners) fn(kind, msg.deviceId, parsed.data);
   }
@@ -74,17 +78,20 @@ export class DeviceIngest {
       p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);
   }
 
-  private onStatus(s: Status): void {
+  /** Applied once per (deviceId, seq): a resent outcome changes nothing and reaches no listener. */
+  private onStatus(s: Status): boolean {
     const now = new Date().toISOString();
-    this.db.transaction(() => {
+    return this.db.transaction(() => {
       this.ensureDevice(s.deviceId, now);
+      const ins = this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now, s.seq ?? null);
+      if (ins.changes === 0) return false;
       // A device's word about its active model is taken as fact only for a manifest the server assigned
       // to it, and then with the server's own model id and version; anything else is kept as a claim.
       const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
       const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
       this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
           assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, s.deviceId);
-      this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now);
+      return true;
     })();
   }
 }
@@ -99,7 +106,7 @@ function prepareStatements(db: Db) {
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
       active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ? WHERE device_id = ?`),
     assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),
-    event: db.prepare(`INSERT INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    event: db.prepare(`INSERT OR IGNORE INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at, seq)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
   };
 }

@@ -9,6 +9,7 @@ import type { Feeds } from '../../runtime/onnx-session.ts';
 import { decodeTensor, encodeTensor } from '../../shared/tensor-codec.ts';
 import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { FaultRuntime } from './fault-runtime.ts';
 import { assignSigned, manifestOf, outcome, settled, startAgent } from './fixture.ts';
 
@@ -95,7 +96,10 @@ describe('health check and probation', () => {
   });
 
   it('the server stored each revert with its reason, and a good update still goes through', async () => {
-    const rows = server.app.fleet.db.prepare("SELECT state, reason FROM status_events WHERE device_id = ? AND state IN ('reverted', 'failed')").all(agent.deviceId) as { state: string; reason: string }[];
+    const read = () => server.app.fleet.db.prepare("SELECT state, reason FROM status_events WHERE device_id = ? AND state IN ('reverted', 'failed')").all(agent.deviceId) as { state: string; reason: string }[];
+    // the agent tells its own listeners at once; the broker and the server follow
+    await waitFor(() => read().length >= 3, 5000, 'the reports reach the server');
+    const rows = read();
     expect(rows.filter((r) => r.state === 'reverted' && r.reason === 'PROBATION_FAILED')).toHaveLength(2);
     expect(rows.filter((r) => r.state === 'failed' && r.reason === 'HEALTH_CHECK_FAILED')).toHaveLength(1);
     const v5 = await pushBundle(server, 'tiny', tinyClassifier(5));

@@ -54,14 +54,14 @@ const rec = (version: number) => ({ manifestSha256: String(version).repeat(64).s
 function state(over: Partial<AgentState>): AgentState {
   return {
     format: 1, trust: { rootPublicKey: 'x', keysetVersion: 1, lastSeq: 3, lastDirectorSig: null, versionFloors: { m: 2 }, timeFloor: 0 },
-    slots: { a: rec(1), b: null }, active: 'a', previous: null, telemetrySeq: 0, update: null, probation: null, ...over,
+    slots: { a: rec(1), b: null }, active: 'a', previous: null, telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], ...over,
   };
 }
 
 describe('planRecovery', () => {
   it('a clean state needs nothing', () => {
     const r = planRecovery(state({}), 5);
-    expect(r.report).toBeNull();
+    expect(r.reports).toEqual([]);
     expect(r.state.active).toBe('a');
     expect(r.clearSlots).toEqual(['b']);
   });
@@ -70,7 +70,7 @@ describe('planRecovery', () => {
     const r = planRecovery(state({ update: { slot: 'b', manifestSha256: rec(2).manifestSha256, modelId: 'm', version: 2, artifactSha256: 'c'.repeat(64), directorSeq: 3 } }), 5);
     expect(r.state.update).toBeNull();
     expect(r.state.active).toBe('a');
-    expect(r.report).toMatchObject({ state: 'failed', extra: { reason: 'CRASH_RECOVERY', version: 2 } });
+    expect(r.reports).toMatchObject([{ state: 'failed', extra: { reason: 'CRASH_RECOVERY', version: 2 } }]);
     expect(r.clearSlots).toEqual(['b']);
   });
 
@@ -84,7 +84,7 @@ describe('planRecovery', () => {
     expect(r.state.active).toBe('a');
     expect(r.state.slots.b).toBeNull();
     expect(r.state.probation).toBeNull();
-    expect(r.report).toMatchObject({ state: 'reverted', extra: { reason: 'CRASH_RECOVERY', version: 2 } });
+    expect(r.reports).toMatchObject([{ state: 'reverted', extra: { reason: 'CRASH_RECOVERY', version: 2 } }]);
     expect(r.clearSlots).toEqual(['b']);
   });
 
@@ -92,7 +92,7 @@ describe('planRecovery', () => {
     const r = planRecovery(onProbation(true, 'a'), 5);
     expect(r.state.active).toBe('b');
     expect(r.state.probation).toMatchObject({ startedAt: 5, cleanStop: false });
-    expect(r.report).toBeNull();
+    expect(r.reports).toEqual([]);
   });
 
   it('with nothing to go back to, the model stays and is watched again', () => {
@@ -106,5 +106,40 @@ describe('planRecovery', () => {
     const copy = structuredClone(s);
     planRecovery(s, 5);
     expect(s).toEqual(copy);
+  });
+});
+
+describe('planRecovery checks before it deletes', () => {
+  type Checks = Partial<Record<'a' | 'b', 'ok' | 'damaged'>>;
+  const probation = (previous: 'a' | null, cleanStop = false) => ({
+    slot: 'b' as const, previous, manifestSha256: rec(2).manifestSha256, modelId: 'm', version: 2, directorSeq: 3, startedAt: 1, cleanStop,
+  });
+  const two = (over: Partial<AgentState> = {}) => state({ slots: { a: rec(1), b: rec(2) }, active: 'b', previous: 'a', ...over });
+  const update = { slot: null, manifestSha256: rec(3).manifestSha256, modelId: 'm', version: 3, artifactSha256: 'c'.repeat(64), directorSeq: 4 };
+  // what is found on disk -> which slot runs, which records are kept, what is reported (in order)
+  const table: { name: string; s: AgentState; checks: Checks; active: 'a' | 'b' | null; kept: ('a' | 'b')[]; reports: [string, string][]; watched?: boolean }[] = [
+    { name: 'probation crash, previous verifies: revert to it', s: two({ probation: probation('a') }), checks: { a: 'ok', b: 'ok' }, active: 'a', kept: ['a'], reports: [['reverted', 'CRASH_RECOVERY']] },
+    { name: 'probation crash, previous damaged: keep the model that passed its health check', s: two({ probation: probation('a') }), checks: { a: 'damaged', b: 'ok' }, active: 'b', kept: ['b'], reports: [['active', 'REVERT_TARGET_DAMAGED']], watched: true },
+    { name: 'probation crash, both damaged: nothing left, said so', s: two({ probation: probation('a') }), checks: { a: 'damaged', b: 'damaged' }, active: null, kept: [], reports: [['failed', 'SLOT_DAMAGED']] },
+    { name: 'probation crash, the model on probation damaged: revert', s: two({ probation: probation('a') }), checks: { a: 'ok', b: 'damaged' }, active: 'a', kept: ['a'], reports: [['reverted', 'CRASH_RECOVERY']] },
+    { name: 'clean stop on probation, previous damaged: watched again, target dropped', s: two({ probation: probation('a', true) }), checks: { a: 'damaged', b: 'ok' }, active: 'b', kept: ['b'], reports: [['active', 'SLOT_DAMAGED']], watched: true },
+    { name: 'active damaged, previous verifies: fall back', s: two(), checks: { a: 'ok', b: 'damaged' }, active: 'a', kept: ['a'], reports: [['reverted', 'SLOT_DAMAGED']] },
+    { name: 'active damaged, no previous: no model', s: two({ previous: null, slots: { a: null, b: rec(2) } }), checks: { b: 'damaged' }, active: null, kept: [], reports: [['failed', 'SLOT_DAMAGED']] },
+    { name: 'previous damaged: dropped, active kept', s: two(), checks: { a: 'damaged', b: 'ok' }, active: 'b', kept: ['b'], reports: [['active', 'SLOT_DAMAGED']] },
+    { name: 'update cut short and active damaged: both reported', s: two({ update }), checks: { a: 'ok', b: 'damaged' }, active: 'a', kept: ['a'], reports: [['failed', 'CRASH_RECOVERY'], ['reverted', 'SLOT_DAMAGED']] },
+    { name: 'all verifies: nothing to say', s: two(), checks: { a: 'ok', b: 'ok' }, active: 'b', kept: ['a', 'b'], reports: [] },
+  ];
+
+  it.each(table)('$name', ({ s, checks, active, kept, reports, watched }) => {
+    const r = planRecovery(s, 5, checks);
+    expect(r.state.active).toBe(active);
+    expect((['a', 'b'] as const).filter((x) => r.state.slots[x])).toEqual(kept);
+    expect(r.reports.map((x) => [x.state, x.extra.reason])).toEqual(reports);
+    expect(r.state.probation !== null).toBe(watched ?? false);
+    // the record never names a slot that does not verify
+    for (const name of [r.state.active, r.state.previous, r.state.probation?.slot, r.state.probation?.previous]) {
+      if (name) expect(checks[name]).toBe('ok');
+    }
+    expect(r.clearSlots).toEqual((['a', 'b'] as const).filter((x) => !kept.includes(x)));
   });
 });

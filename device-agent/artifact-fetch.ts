@@ -1,0 +1,54 @@
+// The one way an artifact reaches this device, for an install and for a slot repair alike: download
+// into staging (Range resume, byte limit, retries: downloader.ts), then read the file back and check
+// its length and SHA-256 against the signed manifest. Bytes that fail are removed from staging, so they
+// are never resumed into; nothing here touches a model slot.
+import { readFileSync } from 'node:fs';
+import { sha256Hex } from '../shared/crypto.ts';
+import type { Manifest } from '../shared/messages.ts';
+import { UpdateRefused } from '../shared/reason-codes.ts';
+import type { AgentConfig } from './config.ts';
+import { downloadArtifact, type DownloadResult } from './downloader.ts';
+import type { Staging } from './staging.ts';
+
+export interface StageOptions {
+  staging: Staging;
+  config: Pick<AgentConfig, 'serverUrl' | 'download' | 'deviceSecret'>;
+  artifact: Manifest['artifact'];
+  fetch?: typeof fetch;
+  random?: () => number;
+  signal?: AbortSignal;
+  onChunk?: () => void;
+  /** after the download, before the checks */
+  onDownloaded?: (dl: DownloadResult) => void;
+}
+
+export interface Staged { path: string; bytes: Uint8Array }
+
+export async function stageArtifact(o: StageOptions): Promise<Staged> {
+  const { artifact: a, staging } = o;
+  const path = staging.path(a.sha256);
+  staging.removeExcept(a.sha256);
+  const dl = await downloadArtifact({
+    url: `${o.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${a.sha256}`,
+    dest: path, expectedLength: a.length, ...o.config.download, random: o.random, fetch: o.fetch,
+    headers: o.config.deviceSecret ? { authorization: `Bearer ${o.config.deviceSecret}` } : undefined,
+    onProgress: o.onChunk, signal: o.signal,
+  }).catch((err) => {
+    // too long: never resumable; short or cut: kept, a later download of this artifact resumes it
+    if (err instanceof UpdateRefused && err.reason === 'SIZE_MISMATCH') staging.remove(a.sha256);
+    throw err;
+  });
+  o.onDownloaded?.(dl);
+  // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
+  const bytes: Uint8Array = readFileSync(path); // a Buffer is a Uint8Array: no copy of the artifact
+  if (bytes.byteLength !== a.length) {
+    staging.remove(a.sha256);
+    throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${a.length}`);
+  }
+  const digest = sha256Hex(bytes);
+  if (digest !== a.sha256) {
+    staging.remove(a.sha256);
+    throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${a.sha256.slice(0, 16)}…`);
+  }
+  return { path, bytes };
+}

@@ -1,0 +1,36 @@
+// Downloads land here, outside the model slots: <dataDir>/staging/<artifact sha256>.part. Nothing in a
+// slot is touched until the staged bytes have the manifest's length and SHA-256, so a short, dripping,
+// oversized or tampered download leaves both slots (and the revert target) as they were. Named by the
+// artifact's digest, a partial file is resumed only by a download of that same artifact; at most one is
+// kept (a new download removes the others).
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { removeIfExists } from './downloader.ts';
+
+export class Staging {
+  readonly dir: string;
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'staging');
+  }
+
+  ensure(): void {
+    mkdirSync(this.dir, { recursive: true });
+  }
+
+  path(artifactSha256: string): string {
+    return join(this.dir, `${artifactSha256}.part`);
+  }
+
+  /** Partial downloads of other artifacts: they can never be resumed into this one. */
+  removeExcept(artifactSha256: string): void {
+    for (const name of readdirSync(this.dir)) if (name !== `${artifactSha256}.part`) removeIfExists(join(this.dir, name));
+  }
+
+  remove(artifactSha256: string): void {
+    removeIfExists(this.path(artifactSha256));
+  }
+
+  files(): string[] {
+    return readdirSync(this.dir);
+  }
+}

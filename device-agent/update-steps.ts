@@ -1,0 +1,56 @@
+// The update's changes to the state record, as pure functions from state to state (recovery.ts style):
+// the agent computes the next record here, queues the outcome into it, writes it in one atomic write,
+// then carries out the effects returned (clear a slot's files, swap the model in memory).
+import type { AgentState, ProbationRecord, SlotName, SlotRecord } from './state-store.ts';
+
+/** The inactive slot is about to be overwritten: the record stops naming it, and stops offering it as a revert target. */
+export function claimSlot(current: AgentState, slot: SlotName): AgentState {
+  const s = structuredClone(current);
+  s.slots[slot] = null;
+  if (s.previous === slot) s.previous = null;
+  if (s.probation?.previous === slot) s.probation.previous = null;
+  if (s.update) s.update.slot = slot;
+  return s;
+}
+
+/** The switch: `slot` becomes active, the model before it the previous one, the floor rises, probation opens. */
+export function switchTo(current: AgentState, slot: SlotName, record: SlotRecord, previous: SlotName | null, probation: ProbationRecord | null): AgentState {
+  const s = structuredClone(current);
+  s.slots[slot] = record;
+  s.previous = previous;
+  s.active = slot;
+  s.trust.versionFloors[record.modelId] = Math.max(s.trust.versionFloors[record.modelId] ?? 0, record.version);
+  s.update = null;
+  s.probation = probation;
+  return s;
+}
+
+/** An install that failed: the update record goes; the slot it had claimed (if any) is to be cleared. */
+export function abandonUpdate(current: AgentState): { state: AgentState; clear: SlotName | null } {
+  const s = structuredClone(current);
+  const clear = s.update?.slot ?? null;
+  s.update = null;
+  return { state: s, clear };
+}
+
+/**
+ * Probation failed. With a previous slot that verified and loaded: back to it, the failed slot cleared.
+ * Without: the model on probation (it passed its health check) stays, and a revert target that did not
+ * load is dropped from the record (and its files cleared) rather than named again.
+ */
+export function failProbation(current: AgentState, p: ProbationRecord, previousLoaded: boolean): { state: AgentState; outcome: 'reverted' | 'kept'; clear: SlotName | null } {
+  const s = structuredClone(current);
+  s.probation = null;
+  if (p.previous && previousLoaded) {
+    s.slots[p.slot] = null;
+    s.active = p.previous;
+    s.previous = null;
+    return { state: s, outcome: 'reverted', clear: p.slot };
+  }
+  const dropped = p.previous && s.slots[p.previous] ? p.previous : null;
+  if (dropped) {
+    s.slots[dropped] = null;
+    if (s.previous === dropped) s.previous = null;
+  }
+  return { state: s, outcome: 'kept', clear: dropped };
+}
