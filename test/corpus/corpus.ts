@@ -78,7 +78,9 @@ export function digitLines(h: number, w: number, mean: number[], std: number[], 
   const scale = 1.4;
   for (let line = 0; line < lines; line++) {
     LINE_DIGITS.forEach((d, k) => {
-      const idx = set.labels.findIndex((l, i) => l === d && i > k * 7 + line * 101 + offset * 997);
+      // digits are stored class by class: another hand is a few entries further into the same class
+      const first = set.labels.findIndex((l, i) => l === d && i > k * 7 + line * 101);
+      const idx = set.labels[first + offset * 13] === d ? first + offset * 13 : first;
       const img = set.images.subarray(idx * 784, (idx + 1) * 784);
       const x0 = 6 + k * 30, y0 = 4 + line * 46;
       for (let y = 0; y < 28 * scale; y++) {

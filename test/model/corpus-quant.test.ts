@@ -2,6 +2,8 @@
 // and outputs close to float in onnxruntime-web on each model's realistic input. The figures are
 // bench/corpus.ts's (ARCHITECTURE.md "Quantization"); bounds leave a little margin, no more.
 import { describe, it, expect } from 'vitest';
+import { decodeModel, elemTypeOf, encodeModel, valueInfo } from '../../server/onnx/graph-builder.ts';
+import { inspectModel } from '../../server/onnx/inspect-model.ts';
 import { quantizeModel } from '../../server/quantize/quantize.ts';
 import { createSession, runSession, type Feeds, type Outputs } from '../../runtime/onnx-session.ts';
 import { CORPUS, corpusBytes, ctcRead, feedsOf, LINE_DIGITS } from '../corpus/corpus.ts';
@@ -74,4 +76,29 @@ describe('quantizeModel on the third-party corpus', () => {
       }
     }, 120_000);
   }
+});
+
+describe('an older exporter\'s form of a real model: initializers also listed as graph inputs', () => {
+  // None of the npm-shipped models here lists its initializers among the graph inputs (paddle2onnx and
+  // other pre-IR-4 tools did); this is openWakeWord's real embedding model rewritten into that form.
+  it('oww-embedding with every initializer as a graph input: the same 19 weights quantized, no longer inputs, outputs close to float', async () => {
+    const c = CORPUS.find((m) => m.id === 'oww-embedding')!;
+    const m = decodeModel(corpusBytes(c));
+    const g = m.graph!;
+    const listed = (g.initializer ?? []).map((t) => t.name!);
+    for (const t of g.initializer ?? []) g.input.push(valueInfo(t.name!, elemTypeOf(t.data_type) as 'float32', (t.dims ?? []).map(Number)));
+    const older = encodeModel(m);
+    expect(inspectModel(older).inputs.map((i) => i.name)).toEqual(['input_1']);
+
+    const { bytes, report } = quantizeModel(older);
+    expect(report.quantized).toHaveLength(19);
+    expect(report.quantized.every((q) => q.source === 'graph-input-initializer')).toBe(true);
+    expect([...report.removedGraphInputs].sort()).toEqual(report.quantized.map((q) => q.weight).sort());
+    const after = decodeModel(bytes).graph!.input.map((v) => v.name);
+    expect(after.filter((n) => report.removedGraphInputs.includes(n))).toEqual([]);
+    expect(after.length).toBe(1 + listed.length - 19);
+    const feeds = feedsOf((await c.samples(1))[0]);
+    const [f, q] = [await run(older, feeds, {}), await run(bytes, feeds, report.sessionConfig)];
+    expect(sqnr(f, q)).toBeGreaterThan(32);
+  }, 120_000);
 });
