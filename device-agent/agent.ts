@@ -21,7 +21,7 @@ import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
 import { runHealthCheck } from './health-check.ts';
-import { OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
+import { deviceMsOf, OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
@@ -247,7 +247,7 @@ export class FleetAgent extends EventEmitter {
     const t0 = performance.now();
     try {
       const out = await c.model.run(feeds);
-      const ms = performance.now() - t0;
+      const ms = deviceMsOf(out) ?? performance.now() - t0;
       this.window.record(ms, true, feeds, out);
       if (this.probation) this.probe(c, ms, true);
       return out;

@@ -3,6 +3,19 @@
 // holding the same model share one session (memory stays bounded).
 import { createSession, runSession, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
 
+/**
+ * Simulated hardware only: a runtime that models a device's inference time puts it on the outputs under
+ * this key, and the agent reports it instead of the host's wall time. A simulator process hosting
+ * hundreds of devices would otherwise report its own event-loop lag as model latency (a 1.05x slower
+ * model measured 2.8x). Real runtimes never set it; symbols stay out of Object.entries and JSON.
+ */
+export const DEVICE_MS = Symbol('fleet.deviceMs');
+
+export function deviceMsOf(out: Outputs): number | undefined {
+  const ms = (out as { [DEVICE_MS]?: number })[DEVICE_MS];
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
 export interface LoadedModel {
   run(feeds: Feeds): Promise<Outputs>;
   release(): Promise<void>;

@@ -1,13 +1,16 @@
 // Fault profiles for simulated devices, applied around the real agent (never inside it): a runtime
 // wrapper for model-level faults (a model that breaks on this hardware, slower inference), and input
 // transforms for the workload (drifting sensors). Network and power faults live in the scenario runner.
-import type { LoadedModel, ModelRuntime } from '../device-agent/model-runtime.ts';
+import { DEVICE_MS, type LoadedModel, type ModelRuntime } from '../device-agent/model-runtime.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 
 export interface FaultProfile {
   /** artifacts (SHA-256) that misbehave on this device: outputs zeroed (fails golden checks) or every call throws */
   brokenArtifacts?: Record<string, 'wrong-output' | 'throw'>;
-  /** simulated inference time: base milliseconds, times a factor per artifact (latency regressions) */
+  /**
+   * simulated inference time: base milliseconds, times a factor per artifact (latency regressions). The
+   * device waits that long and reports exactly that (device time), not the host's wall time around it.
+   */
   latency?: { baseMs: number; factorByArtifact?: Record<string, number> };
   /** workload inputs shifted and scaled (a drifting sensor): x * scale + offset */
   inputDrift?: { offset: number; scale?: number };
@@ -25,16 +28,17 @@ export class FaultyRuntime implements ModelRuntime {
       release: () => model.release(),
       run: async (feeds: Feeds): Promise<Outputs> => {
         const p = this.profile();
-        if (p.latency) await sleep(p.latency.baseMs * (p.latency.factorByArtifact?.[key.sha256] ?? 1));
+        const deviceMs = p.latency ? p.latency.baseMs * (p.latency.factorByArtifact?.[key.sha256] ?? 1) : undefined;
+        if (deviceMs !== undefined) await sleep(deviceMs);
         const broken = p.brokenArtifacts?.[key.sha256];
         if (broken === 'throw') throw new Error('simulated hardware fault: kernel crashed');
-        const out = await model.run(feeds);
+        let out = await model.run(feeds);
         if (broken === 'wrong-output') {
           const bad: Outputs = {};
           for (const [k, v] of Object.entries(out)) bad[k] = { ...v, data: new Float32Array(v.data.length) };
-          return bad;
+          out = bad;
         }
-        return out;
+        return deviceMs === undefined ? out : Object.assign({ [DEVICE_MS]: deviceMs }, out);
       },
     };
   }
