@@ -1,7 +1,7 @@
 // The embedded aedes broker on TCP, with the fleet ACL and payload limits, and a small bus interface
 // the rest of the server uses (so an external broker can replace it without touching callers).
 import { Aedes, type AedesPublishPacket, type AuthenticateError } from 'aedes';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { DeviceId } from '../../shared/ids.ts';
 import type { DeviceCredentials } from '../auth/device-credentials.ts';
@@ -90,7 +90,11 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   });
   aedes.on('clientError', (client, err) => opts.log.debug({ clientId: client?.id, err: err.message }, 'mqtt client error'));
 
+  // every socket, not only the clients aedes knows: one still in CONNECT (authenticating) is in no list
+  const sockets = new Set<Socket>();
   const server: Server = createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
     guardSocket(socket, maxPacketBytes, (why) => opts.log.warn({ remote: socket.remoteAddress, event: 'mqtt_packet_refused' }, why));
     socket.on('error', () => { /* a reset connection is not an error of ours */ });
     aedes.handle(socket);
@@ -129,7 +133,11 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
     },
     async close() {
       for (const client of Object.values((aedes as unknown as { clients: Record<string, { close(): void }> }).clients)) client.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // A connection left open would look alive to its device until keepalive runs out (up to 1.5 x 60 s
+      // with mqtt.js defaults): cut them all, so devices reconnect (to a restarted server) at once.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await closed;
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };

@@ -21,7 +21,10 @@ afterAll(async () => {
 
 it('carries a campaign on across a server restart mid-wave, updating each device once', async () => {
   server = await startTestServer({ dir });
-  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250 });
+  // The server is down for a few seconds: with the product's 30 s reconnect ceiling (up to 60 s with
+  // jitter) a device that backed off a few times could still be offline when the wait below ends, which
+  // says nothing about what this test is about (campaign state surviving a restart); 2 s keeps it short.
+  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250, agentOverrides: { reconnectMaxMs: 2000 } });
   const v1 = await pushBundle(server, 'tiny', tinyClassifier(1), { quantize: 'none', reference: tinyReference() });
   await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
@@ -52,7 +55,9 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   expect(fleet.agents.filter((a) => a.active?.manifestSha256 === v2.manifestSha256)).toHaveLength(N / 2);
 
   server = await startTestServer({ dir, ...ports });
-  const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 90_000);
+  // Some devices take up to ~70 s to finish after the restart on this machine (not yet explained: see the
+  // session note); the claim here is that the campaign completes with each device updated once.
+  const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 150_000);
   expect(done.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
   expect(done.devices).toEqual({ updated: N });
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v2.manifestSha256, 30_000);
@@ -60,4 +65,4 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   expect([...installs.values()].every((n) => n === 1)).toBe(true);
   const ev = (await server.app.inject({ method: 'GET', url: `/v1/campaigns/${c.body.campaignId}/events` })).json().events as { type: string }[];
   expect(ev.filter((e) => e.type === 'wave_started')).toHaveLength(4);
-}, 180_000);
+}, 300_000);
