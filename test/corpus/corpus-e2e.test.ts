@@ -5,20 +5,16 @@
 // onnxruntime-web session on the float model: within the gate's figures for an INT8 bundle, exactly
 // equal for a float bundle, and the HTTP answer exactly the infer() answer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { startLocalHttp } from '../../device-agent/local-http.ts';
 import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
 import { createSession, runSession, type Feeds, type Outputs } from '../../runtime/onnx-session.ts';
 import { decodeTensor } from '../../shared/tensor-codec.ts';
 import type { Sample } from '../../shared/samples.ts';
+import { runFleetctl } from '../helpers/fleetctl.ts';
 import { startFleet, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { CORPUS, type CorpusModel } from './corpus.ts';
-
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'fleetctl.mjs');
 
 /**
  * What each push must give: the bundle kind, and how many weights the quantizer must have taken
@@ -77,15 +73,7 @@ describe('third-party corpus end to end: fleetctl push, signed rollout to enroll
   let http: Awaited<ReturnType<typeof startLocalHttp>>;
   let dir: string;
 
-  async function fleetctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const r = await run(process.execPath, [BIN, '--server', server.baseUrl, ...args], { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: server.adminToken }, maxBuffer: 256 * 1024 * 1024 });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout, stderr: e.stderr };
-    }
-  }
+  const fleetctl = (...args: string[]) => runFleetctl(server.baseUrl, server.adminToken, ...args);
 
   async function viaHttp(feeds: Feeds): Promise<Record<string, { dims: number[]; data: number[] }>> {
     const inputs = Object.fromEntries(Object.entries(feeds).map(([name, f]) => [name, { dims: f.dims, type: f.type, data: Array.from(f.data as ArrayLike<number | bigint>, Number) }]));
