@@ -58,7 +58,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const keys = new KeyStore(join(dataDir, 'keys'), db, config.keysetTtlDays, { rootPublicKey: config.rootPublicKey });
   keys.init();
   const apiTokens = new ApiTokens(db);
-  const credentials = new DeviceCredentials(db);
+  const credentials = new DeviceCredentials(db, undefined, { maxLifetimeSeconds: config.deviceTokenMaxLifetimeSeconds, clockSkewSeconds: config.deviceTokenClockSkewSeconds });
   if (config.bootstrapAdminToken && apiTokens.bootstrap(config.bootstrapAdminToken)) {
     writeAudit(db, { actor: 'server', action: 'tokens.bootstrap', target: 'bootstrap-admin', detail: { role: 'admin' }, source: 'config' });
   }

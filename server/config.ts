@@ -41,6 +41,9 @@ export const ServerConfig = z.object({
    * devices may be fetched without one.
    */
   allowUnenrolledDevices: Flag.default(false),
+  /** device tokens (key-pair identity): the longest lifetime a device may give one, and how far its clock may be off */
+  deviceTokenMaxLifetimeSeconds: z.coerce.number().int().min(10).max(3600).default(600),
+  deviceTokenClockSkewSeconds: z.coerce.number().int().min(0).max(3600).default(60),
   /** admin API: per token (or per address for anonymous callers) */
   apiRateLimit: Limit.default({ perSecond: 100, burst: 1000 }),
   /** failed authentications per address (slows token guessing) */
@@ -59,6 +62,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_MQTT_HOST: 'mqttHost', FLEET_MQTT_PORT: 'mqttPort', FLEET_PUBLIC_URL: 'publicUrl',
   FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel', FLEET_ROOT_PUBLIC_KEY: 'rootPublicKey',
   FLEET_BOOTSTRAP_TOKEN: 'bootstrapAdminToken', FLEET_ALLOW_UNENROLLED_DEVICES: 'allowUnenrolledDevices',
+  FLEET_DEVICE_TOKEN_MAX_LIFETIME_SECONDS: 'deviceTokenMaxLifetimeSeconds', FLEET_DEVICE_TOKEN_CLOCK_SKEW_SECONDS: 'deviceTokenClockSkewSeconds',
 };
 
 export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {

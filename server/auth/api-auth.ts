@@ -8,8 +8,9 @@ import { roleAtLeast, type Role, type TokenPrincipal } from './api-tokens.ts';
 import type { DevicePrincipal } from './device-credentials.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { SECRET_PREFIX } from './secrets.ts';
+import { DEVICE_TOKEN_PREFIX } from '../../shared/device-token.ts';
 
-/** public: no token (health, enrollment, which carries its own token); artifact: a device secret or a viewer token */
+/** public: no token (health, enrollment, which carries its own token); artifact: a device token (or legacy device secret) or a viewer token */
 export type Access = 'public' | Role | 'artifact';
 export type Principal = TokenPrincipal | DevicePrincipal;
 
@@ -27,7 +28,7 @@ export function requiredAccess(req: FastifyRequest): Access {
 function bearer(req: FastifyRequest): string | null | 'malformed' {
   const h = req.headers.authorization;
   if (h === undefined) return null;
-  const m = /^Bearer ([\x21-\x7e]{1,256})$/.exec(h);
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(h);
   return m ? m[1] : 'malformed';
 }
 
@@ -61,7 +62,17 @@ export async function apiAuth(app: FastifyInstance): Promise<void> {
       reply.header('www-authenticate', 'Bearer error="invalid_request"');
       return refuse(req, 'the authorization header must be "Bearer <token>"');
     }
-    const principal: Principal | null = token.startsWith(SECRET_PREFIX.deviceSecret) ? credentials.deviceFor(token) : apiTokens.verify(token);
+    let principal: Principal | null;
+    if (token.startsWith(DEVICE_TOKEN_PREFIX)) {
+      const r = credentials.deviceForToken(token);
+      if ('reason' in r) {
+        reply.header('www-authenticate', 'Bearer error="invalid_token"');
+        return refuse(req, `device token refused (${r.reason}): ${r.message}`);
+      }
+      principal = r.principal;
+    } else {
+      principal = token.startsWith(SECRET_PREFIX.deviceSecret) ? credentials.deviceFor(token) : apiTokens.verify(token);
+    }
     if (!principal) {
       reply.header('www-authenticate', 'Bearer error="invalid_token"');
       return refuse(req, 'the token is not valid (unknown, revoked or expired)');

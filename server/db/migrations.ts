@@ -213,4 +213,32 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 6,
+    name: 'device-key-pairs',
+    sql: `
+      -- A device credential is now either a bearer secret (its SHA-256; the legacy path, kept for brokers
+      -- that cannot check signatures) or an Ed25519 public key (raw 32 bytes, base64): the device proves
+      -- its identity with short-lived tokens it signs itself (shared/device-token.ts). SQLite cannot
+      -- relax NOT NULL in place, so the table is rebuilt; every existing row is a secret.
+      CREATE TABLE device_credentials_v6 (
+        credential_id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('secret', 'ed25519')),
+        secret_sha256 TEXT UNIQUE,
+        public_key TEXT,
+        enrolled_via TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        CHECK ((kind = 'secret' AND secret_sha256 IS NOT NULL AND public_key IS NULL)
+          OR (kind = 'ed25519' AND public_key IS NOT NULL AND secret_sha256 IS NULL))
+      );
+      INSERT INTO device_credentials_v6 (credential_id, device_id, kind, secret_sha256, public_key, enrolled_via, created_at, revoked_at)
+        SELECT credential_id, device_id, 'secret', secret_sha256, NULL, enrolled_via, created_at, revoked_at FROM device_credentials;
+      DROP TABLE device_credentials;
+      ALTER TABLE device_credentials_v6 RENAME TO device_credentials;
+      CREATE UNIQUE INDEX device_credentials_active ON device_credentials(device_id) WHERE revoked_at IS NULL;
+      CREATE INDEX device_credentials_public_key ON device_credentials(public_key) WHERE public_key IS NOT NULL;
+    `,
+  },
 ];

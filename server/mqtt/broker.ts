@@ -5,6 +5,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { FastifyBaseLogger } from 'fastify';
 import { DeviceId } from '../../shared/ids.ts';
 import type { DeviceCredentials } from '../auth/device-credentials.ts';
+import { DEVICE_TOKEN_PREFIX } from '../../shared/device-token.ts';
 import { RateLimiter, type RateLimit } from '../auth/rate-limit.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
 import { guardSocket } from './packet-guard.ts';
@@ -30,8 +31,8 @@ export interface BrokerOptions {
   maxPayloadBytes: number;
   log: FastifyBaseLogger;
   brokerId?: string;
-  /** device credentials; every CONNECT must carry username = client id = device id and the device's secret */
-  credentials: Pick<DeviceCredentials, 'verify' | 'enrolledEver'>;
+  /** device credentials; every CONNECT must carry username = client id = device id and, as password, a token signed by the device's key (or its legacy secret) */
+  credentials: Pick<DeviceCredentials, 'verify' | 'verifyToken' | 'enrolledEver'>;
   /** development only: a device that never held a credential (none active or revoked) may connect without one */
   allowUnenrolled?: boolean;
   /** publishes per device; over it the device is disconnected */
@@ -60,7 +61,17 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
         return done(refuseConnect(5, `${client.id}: no credential given`), false);
       }
       if (username !== client.id) return done(refuseConnect(4, `username must be the device id ${client.id}`), false);
-      if (!opts.credentials.verify(client.id, password?.toString('utf8'))) {
+      const pw = password?.toString('utf8');
+      if (pw?.startsWith(DEVICE_TOKEN_PREFIX)) {
+        // key-pair identity: a short-lived token naming this client id, signed by its registered key, used once
+        const r = opts.credentials.verifyToken(pw, 'mqtt', client.id);
+        if (!r.ok) {
+          opts.log.warn({ clientId: client.id, reason: r.reason, event: 'mqtt_auth_refused' }, r.message);
+          return done(refuseConnect(4, `${client.id}: device token refused (${r.reason})`), false);
+        }
+        return done(null, true);
+      }
+      if (!opts.credentials.verify(client.id, pw)) {
         opts.log.warn({ clientId: client.id, event: 'mqtt_auth_refused' }, 'bad or revoked device credential');
         return done(refuseConnect(4, `${client.id}: bad or revoked credential`), false);
       }

@@ -17,10 +17,21 @@ export const EnrollmentTokenRequest = z.object({
   /** only device ids starting with this may enroll with the token */
   idPrefix: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/).optional(),
 }).strict();
+const PublicKey = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'a public key is a raw 32-byte Ed25519 key in base64 (44 characters)');
+/**
+ * Key pairs: `devices: [{deviceId, publicKey}]`, each device registers only its public key. Legacy:
+ * `deviceIds: [...]`, each device gets a bearer secret (for brokers that cannot check signatures).
+ */
 export const EnrollRequest = z.object({
   enrollmentToken: z.string().min(1).max(256),
-  deviceIds: z.array(DeviceId).min(1).max(10_000),
-}).strict();
+  devices: z.array(z.object({ deviceId: DeviceId, publicKey: PublicKey }).strict()).min(1).max(10_000).optional(),
+  deviceIds: z.array(DeviceId).min(1).max(10_000).optional(),
+}).strict().refine((b) => (b.devices === undefined) !== (b.deviceIds === undefined), {
+  message: 'give devices: [{deviceId, publicKey}] (key pairs) or deviceIds: [...] (legacy bearer secrets), one of them',
+  path: ['devices'],
+});
+/** The operator-approved path: a public key to register, or nothing (a legacy bearer secret is issued). */
+export const CredentialRequest = z.object({ publicKey: PublicKey }).strict();
 
 export async function accessRoutes(app: FastifyInstance): Promise<void> {
   const { apiTokens, credentials, broker } = app.fleet;
@@ -66,21 +77,27 @@ export async function accessRoutes(app: FastifyInstance): Promise<void> {
   // Public: the enrollment token in the body is the credential. Batches let a simulator enroll a fleet.
   app.post('/v1/enroll', { config: { access: 'public' } }, async (req, reply) => {
     const body = parseBody(EnrollRequest, req.body);
-    const { tokenId, devices } = credentials.enroll(body.enrollmentToken, body.deviceIds);
-    auditRequest(req, 'devices.enroll', body.deviceIds.length === 1 ? body.deviceIds[0] : `${body.deviceIds.length} devices`,
-      { enrollmentTokenId: tokenId, deviceIds: body.deviceIds.length <= 100 ? body.deviceIds : body.deviceIds.slice(0, 100), count: body.deviceIds.length });
+    const asked = body.devices ?? body.deviceIds!.map((deviceId) => ({ deviceId }));
+    const { tokenId, devices } = credentials.enroll(body.enrollmentToken, asked);
+    const ids = asked.map((d) => d.deviceId);
+    auditRequest(req, 'devices.enroll', ids.length === 1 ? ids[0] : `${ids.length} devices`,
+      { enrollmentTokenId: tokenId, deviceIds: ids.slice(0, 100), count: ids.length, credential: body.devices ? 'ed25519' : 'secret' });
     reply.status(201);
     return { devices };
   });
 
-  // The operator-approved path: an admin issues (or rotates) a device's credential directly.
+  // The operator-approved path: an admin registers a device's public key (or, with no body, issues a
+  // legacy bearer secret), replacing (revoking) any previous credential.
   app.post('/v1/devices/:deviceId/credentials', admin, async (req, reply) => {
     const { deviceId } = parseParams(DeviceParams, req.params);
-    const secret = credentials.issue(deviceId, `admin:${actorName(req)}`);
-    const disconnected = broker.disconnect(deviceId); // an old secret's session ends now
-    auditRequest(req, 'devices.credential_issue', deviceId, { disconnected });
+    const empty = req.body === undefined || req.body === null || (typeof req.body === 'object' && Object.keys(req.body).length === 0);
+    const body = empty ? null : parseBody(CredentialRequest, req.body);
+    const via = `admin:${actorName(req)}`;
+    const secret = body ? (credentials.registerKey(deviceId, body.publicKey, via), null) : credentials.issue(deviceId, via);
+    const disconnected = broker.disconnect(deviceId); // an old credential's session ends now
+    auditRequest(req, 'devices.credential_issue', deviceId, { disconnected, credential: body ? 'ed25519' : 'secret' });
     reply.status(201);
-    return { deviceId, secret };
+    return body ? { deviceId, publicKey: body.publicKey } : { deviceId, secret };
   });
 
   app.post('/v1/devices/:deviceId/revoke', admin, async (req) => {
