@@ -20,6 +20,7 @@ import { stageArtifact } from './artifact-fetch.ts';
 import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
+import { DeviceIdentity, enrollDevice, isEnrolled, readDeviceKey } from './identity.ts';
 import { runHealthCheck } from './health-check.ts';
 import { deviceMsOf, OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
@@ -109,6 +110,10 @@ export class FleetAgent extends EventEmitter {
   private stopped = false;
   private readonly stopping = new AbortController();
   private readonly status: StatusReporter;
+  /** how the agent proves who it is: tokens from its key pair, a legacy secret, or nothing; null until start() */
+  identity: DeviceIdentity | null = null;
+  private lastClockCheck = -Infinity;
+  private clockCheck: Promise<number | null> | null = null;
   /** freeze detection (device-agent/freshness.ts): null until start() */
   freshness: FreshnessWatch | null = null;
 
@@ -150,10 +155,11 @@ export class FleetAgent extends EventEmitter {
     this.slots.ensure();
     this.staging.ensure();
     this.slots.removeTemps();
+    await this.setUpIdentity();
     const found = this.store.load(this.config.rootPublicKey);
     // check every recorded slot before deciding anything; fetch again what its signed manifest allows
     const disk = await checkAndRepairSlots(found, {
-      slots: this.slots, staging: this.staging, config: this.config, fetch: this.deps.fetch, random: this.random,
+      slots: this.slots, staging: this.staging, config: this.config, authorization: this.authorization, fetch: this.deps.fetch, random: this.random,
       log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
     });
     const recovery = planRecovery(found, this.now(), disk.checks);
@@ -271,6 +277,35 @@ export class FleetAgent extends EventEmitter {
     });
   }
 
+  // ---- identity ---------------------------------------------------------------------------
+
+  /**
+   * Enroll on first start when the config carries an enrollment token, then load the credential: the
+   * key pair in the data folder (tokens), or the legacy secret from the config, or none (development:
+   * the server must allow unenrolled devices).
+   */
+  private async setUpIdentity(): Promise<void> {
+    const { dataDir, deviceId, deviceSecret, enrollmentToken, serverUrl } = this.config;
+    if (!deviceSecret && enrollmentToken && !isEnrolled(dataDir)) {
+      const { publicKey } = await enrollDevice({ serverUrl, deviceId, dataDir, enrollmentToken, fetch: this.deps.fetch });
+      this.log('enrolled', { deviceId, publicKey });
+    }
+    this.identity = new DeviceIdentity(deviceId, deviceSecret ? null : readDeviceKey(dataDir), deviceSecret, () => this.now(), this.config.deviceTokenLifetimeSeconds);
+  }
+
+  /** "Bearer <token>" for one artifact request (a fresh token each time), or undefined */
+  private readonly authorization = (): string | undefined => this.identity?.bearer();
+
+  /** after a refused CONNECT: align token times with the server's clock (at most every 30 s) */
+  private async checkClock(): Promise<void> {
+    if (this.clockCheck || performance.now() - this.lastClockCheck < 30_000 || !this.identity) return;
+    this.clockCheck = this.identity.learnServerClock(this.config.serverUrl, this.deps.fetch);
+    const offset = await this.clockCheck;
+    this.clockCheck = null;
+    this.lastClockCheck = performance.now();
+    if (offset) this.log('clock_offset', { deviceId: this.deviceId, offsetMs: offset });
+  }
+
   // ---- connection and reports -------------------------------------------------------------
 
   private connect(): void {
@@ -287,10 +322,18 @@ export class FleetAgent extends EventEmitter {
       reconnectPeriod,
       connectTimeout: 10_000,
       protocolVersion: 4,
-      ...(this.config.deviceSecret ? { username: this.deviceId, password: this.config.deviceSecret } : {}),
+      // a refused CONNECT (bad, expired or revoked credential) is retried with the same backoff, each
+      // time with a fresh token: the clock may have been corrected, or an admin registered a new key
+      reconnectOnConnackError: true,
+      ...(this.identity?.kind !== 'none' ? { username: this.deviceId, password: this.identity?.credential('mqtt') } : {}),
       will: { topic: topics.presence(this.deviceId), payload: Buffer.from(JSON.stringify(this.presence(false))), qos: 1, retain: true },
     });
     this.client = client;
+    // mqtt.js sends options.password on every CONNECT: a device token is good for one session, so each
+    // reconnect gets a fresh one ('reconnect' is emitted just before the CONNECT is written)
+    client.on('reconnect', () => {
+      if (this.identity?.kind === 'key') client.options.password = this.identity.credential('mqtt');
+    });
     client.on('close', () => {
       // mqtt.js reads options.reconnectPeriod each time it schedules the next attempt
       backoff = Math.min(backoff * 2, this.config.reconnectMaxMs);
@@ -309,7 +352,12 @@ export class FleetAgent extends EventEmitter {
       this.emit('connected');
     });
     client.on('message', (topic, payload) => (topic === topics.freshness() ? this.freshness?.onMessage(payload) : this.onDesired(payload)));
-    client.on('error', (err) => this.log('mqtt_error', { deviceId: this.deviceId, err: err.message }));
+    client.on('error', (err) => {
+      this.log('mqtt_error', { deviceId: this.deviceId, err: err.message });
+      // CONNACK 4/5: the broker refused the credential; a clock far off is the one cause the device can fix
+      const code = (err as { code?: unknown }).code;
+      if ((code === 4 || code === 5) && this.identity?.kind === 'key') void this.checkClock();
+    });
   }
 
   private presence(online: boolean) {
@@ -490,7 +538,7 @@ export class FleetAgent extends EventEmitter {
     this.phase('download:start', info);
     let chunks = 0;
     const { path: part, bytes } = await stageArtifact({
-      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
+      staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });
@@ -500,7 +548,7 @@ export class FleetAgent extends EventEmitter {
     });
     // verified: the staged bytes have the manifest's length and SHA-256; a golden set the manifest names
     // as a blob is fetched and checked against its own digest the same way
-    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
+    const goldenVectors = await healthVectors(m, { ...this.config, authorization: this.authorization, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
     this.phase('verify:done', info);
 
     // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves

@@ -12,7 +12,9 @@ import type { Staging } from './staging.ts';
 
 export interface StageOptions {
   staging: Staging;
-  config: Pick<AgentConfig, 'serverUrl' | 'download' | 'deviceSecret'>;
+  config: Pick<AgentConfig, 'serverUrl' | 'download'>;
+  /** the device's credential for this download ("Bearer <token>"), made fresh per request */
+  authorization?: () => string | undefined;
   artifact: Manifest['artifact'];
   fetch?: typeof fetch;
   random?: () => number;
@@ -31,7 +33,7 @@ export async function stageArtifact(o: StageOptions): Promise<Staged> {
   const dl = await downloadArtifact({
     url: `${o.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${a.sha256}`,
     dest: path, expectedLength: a.length, ...o.config.download, random: o.random, fetch: o.fetch,
-    headers: o.config.deviceSecret ? { authorization: `Bearer ${o.config.deviceSecret}` } : undefined,
+    authorization: o.authorization,
     onProgress: o.onChunk, signal: o.signal,
   }).catch((err) => {
     // too long: never resumable; short or cut: kept, a later download of this artifact resumes it

@@ -10,9 +10,17 @@ export const AgentConfig = z.object({
   dataDir: z.string().min(1),
   mqttUrl: z.string().regex(/^mqtts?:\/\/|^tcp:\/\//, 'mqttUrl must start with mqtt://, mqtts:// or tcp://'),
   serverUrl: z.string().url(),
-  /** the fleet's root public key (base64, 32 bytes): the only key the device trusts on its own */
-  /** this device's own credential (from enrollment): MQTT password (username = deviceId) and artifact download bearer */
+  /**
+   * Enrollment on first start: with this (an enrollment token from an admin) and no enrollment on record
+   * (<dataDir>/enrolled.json), the agent makes its Ed25519 key pair (<dataDir>/device-key.pem, 0600) and
+   * registers the public key (POST /v1/enroll) before it connects. Remove it from the config afterwards.
+   */
+  enrollmentToken: z.string().min(1).max(256).optional(),
+  /** lifetime of the tokens the agent signs with its key (the server caps it: deviceTokenMaxLifetimeSeconds, 600) */
+  deviceTokenLifetimeSeconds: z.number().int().min(10).max(3600).default(300),
+  /** legacy bearer secret (POST /v1/enroll with deviceIds): MQTT password and download bearer. With it the key pair is not used */
   deviceSecret: z.string().min(16).max(256).optional(),
+  /** the fleet's root public key (base64, 32 bytes): the only key the device trusts on its own */
   rootPublicKey: Base64.refine((s) => Buffer.from(s, 'base64').length === 32, 'rootPublicKey must be a 32-byte Ed25519 key in base64'),
   telemetryWindowMs: z.number().int().min(100).default(60_000),
   reconnectMinMs: z.number().int().min(50).default(1000),
@@ -55,7 +63,7 @@ export function parseAgentConfig(input: unknown): AgentConfig {
 const ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_DEVICE_ID: 'deviceId', FLEET_AGENT_HARDWARE: 'hardware', FLEET_AGENT_DATA_DIR: 'dataDir',
   FLEET_AGENT_MQTT_URL: 'mqttUrl', FLEET_AGENT_SERVER_URL: 'serverUrl', FLEET_AGENT_ROOT_PUBLIC_KEY: 'rootPublicKey',
-  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret',
+  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret', FLEET_AGENT_ENROLLMENT_TOKEN: 'enrollmentToken',
 };
 const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',

@@ -16,8 +16,10 @@ export interface DownloadOptions {
   sleep?: (ms: number) => Promise<void>;
   /** injectable transport (the simulator's fault profiles: slow, truncated, dropped downloads) */
   fetch?: typeof fetch;
-  /** extra request headers (the device's credential: authorization: Bearer <secret>) */
+  /** extra request headers */
   headers?: Record<string, string>;
+  /** the device's credential, asked for on every request (a device token lives minutes; a download may take longer): "Bearer <token>" */
+  authorization?: () => string | undefined;
   /** called after each chunk is written (tests and fault injection hook in here) */
   onProgress?: (bytes: number) => void;
   /** aborts the download at once (the agent is stopping); the partial file stays for a resume */
@@ -59,7 +61,8 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
 }
 
 async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
-  const headers: Record<string, string> = { ...opts.headers, ...(start > 0 ? { range: `bytes=${start}-` } : {}) };
+  const auth = opts.authorization?.();
+  const headers: Record<string, string> = { ...opts.headers, ...(auth ? { authorization: auth } : {}), ...(start > 0 ? { range: `bytes=${start}-` } : {}) };
   const timeout = AbortSignal.timeout(opts.timeoutMs);
   const res = await (opts.fetch ?? fetch)(opts.url, { headers, signal: opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout });
   if (res.status === 404) throw new UpdateRefused('DOWNLOAD_FAILED', `artifact not found at ${opts.url}`);

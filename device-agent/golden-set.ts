@@ -9,7 +9,8 @@ import { downloadArtifact, removeIfExists, type DownloadOptions } from './downlo
 
 export interface GoldenFetch {
   serverUrl: string;
-  deviceSecret?: string;
+  /** the device's credential ("Bearer <token>"), made fresh per request */
+  authorization?: () => string | undefined;
   download: Pick<DownloadOptions, 'retries' | 'backoffMs' | 'timeoutMs'>;
   /** where the blob is written while it is checked (removed afterwards; a name ending in .tmp is also swept at start after a crash) */
   dest: string;
@@ -27,7 +28,7 @@ export async function healthVectors(m: Pick<Manifest, 'healthCheck'>, opts: Gold
         url: `${opts.serverUrl.replace(/\/$/, '')}/v1/artifacts/${g.sha256}`, dest: opts.dest, expectedLength: g.length,
         retries: opts.download.retries, backoffMs: opts.download.backoffMs, timeoutMs: opts.download.timeoutMs,
         random: opts.random, fetch: opts.fetch,
-        headers: opts.deviceSecret ? { authorization: `Bearer ${opts.deviceSecret}` } : undefined,
+        authorization: opts.authorization,
       });
     } catch (err) {
       if (err instanceof UpdateRefused && err.reason === 'SIZE_MISMATCH') throw new UpdateRefused('GOLDEN_MISMATCH', `golden set: ${err.message}`);

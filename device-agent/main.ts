@@ -1,12 +1,36 @@
 // fleet-agent: run the device agent. Configuration from --config FILE and FLEET_AGENT_* variables.
 //   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]   (docs/agent.md)
+//   fleet-agent enroll --config /etc/fleet-agent/agent.json [--server URL] --token fleet_et_...
+//     makes the device's key pair (<dataDir>/device-key.pem, 0600) and registers its public key
 import { parseArgs } from 'node:util';
 import { FleetAgent } from './agent.ts';
 import { loadAgentConfig } from './config.ts';
+import { enrollDevice } from './identity.ts';
 import { startLocalHttp } from './local-http.ts';
 
-const { values } = parseArgs({ options: { config: { type: 'string' }, 'http-port': { type: 'string' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { config: { type: 'string' }, 'http-port': { type: 'string' }, server: { type: 'string' }, token: { type: 'string' } },
+});
 const config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
+if (positionals[0] === 'enroll') {
+  const enrollmentToken = values.token ?? config.enrollmentToken;
+  if (!enrollmentToken) {
+    console.error('fleet-agent enroll: give the enrollment token with --token (or enrollmentToken in the config)');
+    process.exit(2);
+  }
+  try {
+    const { publicKey } = await enrollDevice({ serverUrl: values.server ?? config.serverUrl, deviceId: config.deviceId, dataDir: config.dataDir, enrollmentToken });
+    console.log(JSON.stringify({ event: 'enrolled', deviceId: config.deviceId, publicKey }));
+    process.exit(0);
+  } catch (err) {
+    console.error(`fleet-agent enroll: ${(err as Error).message}`);
+    process.exit(1);
+  }
+} else if (positionals.length) {
+  console.error(`fleet-agent: unknown command ${positionals[0]} (commands: enroll; without one the agent runs)`);
+  process.exit(2);
+}
 const agent = new FleetAgent(config, {
   log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
 });

@@ -16,7 +16,8 @@ import type { AgentState, SlotName } from './state-store.ts';
 export interface SlotRepairDeps {
   slots: SlotFiles;
   staging: Staging;
-  config: Pick<AgentConfig, 'serverUrl' | 'download' | 'deviceSecret'>;
+  config: Pick<AgentConfig, 'serverUrl' | 'download'>;
+  authorization?: () => string | undefined;
   fetch?: typeof fetch;
   random?: () => number;
   log: (event: string, fields: Record<string, unknown>) => void;
@@ -38,7 +39,7 @@ export async function checkAndRepairSlots(state: AgentState, d: SlotRepairDeps):
       continue;
     }
     try {
-      const staged = await stageArtifact({ staging: d.staging, config: d.config, artifact: manifest.artifact, fetch: d.fetch, random: d.random });
+      const staged = await stageArtifact({ staging: d.staging, config: d.config, authorization: d.authorization, artifact: manifest.artifact, fetch: d.fetch, random: d.random });
       renameSync(staged.path, d.slots.path(slot, 'onnx'));
       fsyncDir(d.slots.dir);
       out.checks[slot] = 'ok';
