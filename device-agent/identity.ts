@@ -3,7 +3,7 @@
 // half (POST /v1/enroll); from then on the agent proves who it is with short-lived tokens it signs
 // (shared/device-token.ts): one per MQTT CONNECT, one per artifact download.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDeviceToken, newDeviceKeyPair, rawPublicKey, type TokenAudience } from '../shared/device-token.ts';
 import { writeFileDurable } from './durable-file.ts';
@@ -21,12 +21,16 @@ export function readDeviceKey(dataDir: string): DeviceKey | null {
   return { privateKey, publicKey: rawPublicKey(createPublicKey(privateKey)) };
 }
 
-/** The device's key pair, made (and written 0600) if the data folder has none yet. */
-export function loadOrCreateDeviceKey(dataDir: string): DeviceKey {
+/**
+ * The device's key pair, made (and written 0600) if the data folder has none yet. `fsync = false` only
+ * for simulated fleets (ten thousand fsyncs would be the whole cost of making their keys).
+ */
+export function loadOrCreateDeviceKey(dataDir: string, fsync = true): DeviceKey {
   const found = readDeviceKey(dataDir);
   if (found) return found;
+  mkdirSync(dataDir, { recursive: true });
   const kp = newDeviceKeyPair();
-  writeFileDurable(join(dataDir, DEVICE_KEY_FILE), kp.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string);
+  writeFileDurable(join(dataDir, DEVICE_KEY_FILE), kp.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, fsync);
   return kp;
 }
 

@@ -11,6 +11,7 @@ import { buildDigitsModel, DIGITS_INPUT } from '../server/training/digits.ts';
 import { b64 } from '../shared/crypto.ts';
 import { newSecret } from '../server/auth/secrets.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
+import { enrollFleet } from './enroll-fleet.ts';
 import { SimulatedFleet } from './fleet.ts';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, devices: { type: 'string', default: '24' }, keep: { type: 'boolean', default: false } } });
@@ -53,13 +54,10 @@ try {
   say(`bundle digits v${bundle.version}: ${bundle.report.floatBytes} -> ${bundle.report.artifactBytes} bytes (${((bundle.report.artifactBytes / bundle.report.floatBytes) * 100).toFixed(1)}%), gate ${gate.passed ? 'passed' : 'FAILED'}: agreement ${(gate.agreement * 100).toFixed(2)}%, accuracy ${(gate.floatAccuracy * 100).toFixed(2)}% -> ${(gate.quantAccuracy * 100).toFixed(2)}%`);
 
   const deviceIds = Array.from({ length: deviceCount }, (_, i) => `cam-${String(i).padStart(5, '0')}`);
-  const enrollment = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', headers: { authorization }, payload: { uses: deviceCount, idPrefix: 'cam-' } });
-  if (enrollment.statusCode !== 201) throw new Error(`enrollment token refused: ${enrollment.body}`);
-  const enrolled = await app.inject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: enrollment.json().token, deviceIds } });
-  if (enrolled.statusCode !== 201) throw new Error(`enrollment refused: ${enrolled.body}`);
-  const secrets = new Map((enrolled.json().devices as { deviceId: string; secret: string }[]).map((d) => [d.deviceId, d.secret]));
+  // each device makes its Ed25519 key pair in its data folder; only the public keys are registered
+  const enrolled = await enrollFleet((o) => app.inject({ ...o, payload: o.payload as object, headers: { authorization } }), join(dir, 'devices'), deviceIds);
+  say(`enrolled ${enrolled.devices} devices with key pairs (keys ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms)`);
   fleet = new SimulatedFleet({
-    credentials: (deviceId) => secrets.get(deviceId),
     count: deviceCount, baseDir: join(dir, 'devices'), idPrefix: 'cam',
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl: baseUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     hardware: (i) => (i % 3 === 0 ? 'jetson-nano' : 'rpi4'),

@@ -8,6 +8,7 @@ import { buildServer } from '../server/app.ts';
 import { newSecret } from '../server/auth/secrets.ts';
 import { b64 } from '../shared/crypto.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
+import { enrollFleet } from './enroll-fleet.ts';
 import { FleetProcesses } from './fleet-processes.ts';
 import { tinyClassifier, tinyReference } from './sample-models.ts';
 import { parseScenario, type ScenarioInput } from './scenario.ts';
@@ -29,20 +30,6 @@ type Api = (opts: { method: 'GET' | 'POST'; url: string; payload?: unknown; head
 /** The admin API as an operator holding a token calls it. */
 function api(app: FastifyInstance, token: string): Api {
   return (o) => app.inject({ ...o, payload: o.payload as never, headers: { authorization: `Bearer ${token}`, ...o.headers } });
-}
-
-/** Enroll the fleet as an operator would: one enrollment token for all of them, batches of 10,000. */
-async function enroll(call: Api, deviceIds: string[]): Promise<Record<string, string>> {
-  const secrets: Record<string, string> = {};
-  for (let i = 0; i < deviceIds.length; i += 10_000) {
-    const batch = deviceIds.slice(i, i + 10_000);
-    const tok = await call({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: batch.length, ttlSeconds: 3600 } });
-    if (tok.statusCode !== 201) throw new Error(`enrollment token refused: ${tok.body}`);
-    const res = await call({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, deviceIds: batch } });
-    if (res.statusCode !== 201) throw new Error(`enrollment refused: ${res.body}`);
-    for (const d of res.json().devices as { deviceId: string; secret: string }[]) secrets[d.deviceId] = d.secret;
-  }
-  return secrets;
 }
 
 async function push(call: Api, model: Uint8Array, body: Record<string, unknown>): Promise<Pushed> {
@@ -81,9 +68,11 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 200);
   const cpu0 = process.cpuUsage();
   const ids = Array.from({ length: sc.fleet.devices }, (_, i) => `dev-${String(i).padStart(5, '0')}`);
-  const credentials = await enroll(call, ids);
+  // key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts)
+  const enrolled = await enrollFleet(call, join(dir, 'devices'), ids);
+  log(`enrolled ${enrolled.devices} devices: key pairs ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms`);
   const fleet = new FleetProcesses({
-    total: sc.fleet.devices, idPrefix: 'dev', credentials, baseDir: join(dir, 'devices'),
+    total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
   }, sc.fleet.processes);

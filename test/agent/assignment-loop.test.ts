@@ -49,7 +49,7 @@ describe('a device that restarts during a plain assignment', () => {
     mkdirSync(dataDir, { recursive: true });
     return AgentProcess.writeSpec(dataDir, {
       config: {
-        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, enrollmentToken: server.enrollmentToken,
         reconnectMinMs: 100, probationInferences: 0, probationSeconds: 0, download: { retries: 1, backoffMs: 20, timeoutMs: 10_000 },
       },
     });

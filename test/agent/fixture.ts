@@ -5,11 +5,17 @@ import { FleetAgent, type AgentDeps } from '../../device-agent/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../../device-agent/config.ts';
 import { envelopeDigest, signDocument, type SigningKey } from '../../shared/envelope.ts';
 import type { Manifest, Status } from '../../shared/messages.ts';
-import type { TestServer } from '../helpers/harness.ts';
+import { enrollKeys, type TestServer } from '../helpers/harness.ts';
 
+/**
+ * A started, connected agent. It is enrolled with a key pair first (its key in its data folder, the
+ * public key registered: enrollKeys), as the server runs with allowUnenrolledDevices off; `over` with a
+ * deviceSecret (legacy) or an enrollmentToken (enrolls itself on start) skips that.
+ */
 export async function startAgent(server: TestServer, deviceId: string, over: Partial<AgentConfigInput> = {}, deps: AgentDeps = {}): Promise<FleetAgent> {
-  const dataDir = join(server.dir, 'agents', deviceId);
+  const dataDir = over.dataDir ?? join(server.dir, 'agents', deviceId);
   mkdirSync(dataDir, { recursive: true });
+  if (!over.deviceSecret && !over.enrollmentToken) await enrollKeys(server, [{ deviceId, dataDir }]);
   const agent = new FleetAgent(parseAgentConfig({
     deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
     reconnectMinMs: 100, probationInferences: 0, probationSeconds: 0, download: { retries: 2, backoffMs: 20, timeoutMs: 10_000 },

@@ -72,7 +72,7 @@ describe('SIGKILL at any point of an update', () => {
     mkdirSync(dataDir, { recursive: true });
     const spec = AgentProcess.writeSpec(dataDir, {
       config: {
-        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, enrollmentToken: server.enrollmentToken,
         reconnectMinMs: 100, probationInferences: 40, probationSeconds: 0, download: { retries: 2, backoffMs: 20, timeoutMs: 10_000 },
       },
       feeds: { x: [1, 8] },

@@ -99,7 +99,7 @@ describe('killed on probation with the revert target damaged', () => {
     mkdirSync(dataDir, { recursive: true });
     const spec = AgentProcess.writeSpec(dataDir, {
       config: {
-        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, enrollmentToken: server.enrollmentToken,
         reconnectMinMs: 100, probationInferences: 0, probationSeconds: 1, download: { retries: 1, backoffMs: 20, timeoutMs: 10_000 },
       },
     });

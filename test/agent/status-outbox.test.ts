@@ -74,7 +74,7 @@ describe('outcomes across crashes', () => {
     const v3 = await pushBundle(server, 'tiny', tinyClassifier(2));
     const spec = AgentProcess.writeSpec(dataDir, {
       config: {
-        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+        deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, enrollmentToken: server.enrollmentToken,
         reconnectMinMs: 100, probationInferences: 20, probationSeconds: 0, download: { retries: 2, backoffMs: 20, timeoutMs: 10_000 },
       },
       feeds: { x: [1, 8] },

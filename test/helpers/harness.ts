@@ -5,7 +5,13 @@
 // and its API client (app.inject) sends that token on every request that does not carry its own
 // authorization header. A request with `x-fleet-actor: <name>` is sent with an operator token of that
 // name, made through POST /v1/tokens (the server never trusts the header itself). `anonInject` sends
-// requests exactly as given. Simulated fleets enroll through POST /v1/enroll (startFleet).
+// requests exactly as given.
+//
+// Devices are enrolled as in production (allowUnenrolledDevices off, the product default): each gets an
+// Ed25519 key pair in its data folder and its public key is registered through POST /v1/enroll
+// (enrollKeys; startFleet and test/agent/fixture.ts startAgent do it for their devices). Agents in child
+// processes enroll themselves on first start with `enrollmentToken: server.enrollmentToken` in their
+// config. A test opts in to allowUnenrolledDevices only where it tests that development switch.
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +21,7 @@ import type { BundleRequest } from '../../server/bundles/bundle-builder.ts';
 import { b64 } from '../../shared/crypto.ts';
 import { newSecret } from '../../server/auth/secrets.ts';
 import { SimulatedFleet, type FleetOptions } from '../../firmware-sim/fleet.ts';
+import { loadOrCreateDeviceKey, type DeviceKey } from '../../device-agent/identity.ts';
 
 export interface TestServer {
   app: FastifyInstance;
@@ -24,6 +31,8 @@ export interface TestServer {
   rootPublicKey: string;
   /** the bootstrap admin token the harness's app.inject sends by default */
   adminToken: string;
+  /** an enrollment token good for many devices, for agents that enroll themselves on first start (config enrollmentToken) */
+  enrollmentToken: string;
   /** app.inject as it was: no token added */
   anonInject: (opts: InjectOptions) => ReturnType<FastifyInstance['inject']>;
   close(): Promise<void>;
@@ -67,13 +76,13 @@ export function tempDir(prefix = 'fleet-test-'): string {
 export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown> } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
   const adminToken = newSecret('apiToken');
-  // allowUnenrolledDevices: the agent tests (test/agent) start FleetAgents with no credential; fleets
-  // from startFleet enroll anyway, and test/security runs with it off (the product default).
   const app = await buildServer({
     dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200,
-    bootstrapAdminToken: adminToken, allowUnenrolledDevices: true, ...opts.config,
+    bootstrapAdminToken: adminToken, allowUnenrolledDevices: false, ...opts.config,
   });
   const anonInject = withBearer(app, adminToken);
+  const made = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: 100_000, ttlSeconds: 86_400 } });
+  if (made.statusCode !== 201) throw new Error(`enrollment token: ${made.statusCode} ${made.body}`);
   await app.listen({ host: '127.0.0.1', port: opts.httpPort ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
@@ -81,7 +90,7 @@ export async function startTestServer(opts: { dir?: string; keep?: boolean; http
     baseUrl: `http://127.0.0.1:${port}`,
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`,
     rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
-    adminToken, anonInject,
+    adminToken, anonInject, enrollmentToken: made.json().token as string,
     async close() {
       await app.close();
       if (!opts.keep && !opts.dir) rmSync(dir, { recursive: true, force: true });
@@ -108,12 +117,36 @@ export async function assign(server: TestServer, manifestSha256: string, deviceI
   return res.json();
 }
 
+/** Devices enrolled with a key, by server folder: a restarted server on the same folder keeps them. */
+const enrolledKeys = new Map<string, Map<string, DeviceKey>>();
+
+/**
+ * Enroll devices with key pairs, as a factory line would: each device's key pair is made in its data
+ * folder (device-agent/identity.ts, where the agent finds it), an admin makes an enrollment token good
+ * for this many devices, and the public keys are registered in one batch (POST /v1/enroll, up to 10,000
+ * a request). Devices already enrolled here are left as they are.
+ */
+export async function enrollKeys(server: TestServer, devices: { deviceId: string; dataDir: string }[]): Promise<Map<string, DeviceKey>> {
+  const keys = enrolledKeys.get(server.dir) ?? new Map<string, DeviceKey>();
+  enrolledKeys.set(server.dir, keys);
+  const missing = devices.filter((d) => !keys.has(d.deviceId));
+  for (let i = 0; i < missing.length; i += 10_000) {
+    const batch = missing.slice(i, i + 10_000).map((d) => ({ deviceId: d.deviceId, key: loadOrCreateDeviceKey(d.dataDir, false) }));
+    const tok = await server.app.inject({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: batch.length, ttlSeconds: 600 } });
+    if (tok.statusCode !== 201) throw new Error(`enrollment token: ${tok.statusCode} ${tok.body}`);
+    const res = await server.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, devices: batch.map((d) => ({ deviceId: d.deviceId, publicKey: d.key.publicKey })) } });
+    if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
+    for (const d of batch) keys.set(d.deviceId, d.key);
+  }
+  return new Map(devices.map((d) => [d.deviceId, keys.get(d.deviceId)!]));
+}
+
 /** Device secrets by server folder: a restarted server on the same folder keeps its enrolled devices. */
 const enrolled = new Map<string, Map<string, string>>();
 
 /**
- * Enroll devices as an operator would: an admin makes an enrollment token good for this many devices,
- * then the devices enroll with it (one batch request). Devices already enrolled here keep their secret.
+ * Legacy bearer secrets (POST /v1/enroll with deviceIds: the path for brokers that cannot check
+ * signatures): for tests of that path and of raw MQTT clients. Devices already enrolled here keep theirs.
  */
 export async function enrollDevices(server: TestServer, deviceIds: string[]): Promise<Map<string, string>> {
   const secrets = enrolled.get(server.dir) ?? new Map<string, string>();
@@ -131,11 +164,12 @@ export async function enrollDevices(server: TestServer, deviceIds: string[]): Pr
 }
 
 export async function startFleet(server: TestServer, opts: Partial<FleetOptions> & { count: number }): Promise<SimulatedFleet> {
-  const ids = Array.from({ length: opts.count }, (_, i) => `${opts.idPrefix ?? 'sim'}-${String(i).padStart(5, '0')}`);
-  const secrets = await enrollDevices(server, ids);
+  const baseDir = opts.baseDir ?? join(server.dir, 'devices');
+  const ids = Array.from({ length: opts.count }, (_, i) => `${opts.idPrefix ?? 'sim'}-${String((opts.firstIndex ?? 0) + i).padStart(5, '0')}`);
+  // each device's key pair in its own data folder, where its agent finds it
+  await enrollKeys(server, ids.map((deviceId) => ({ deviceId, dataDir: join(baseDir, deviceId) })));
   const fleet = new SimulatedFleet({
-    baseDir: join(server.dir, 'devices'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
-    credentials: (deviceId) => secrets.get(deviceId), ...opts,
+    baseDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, ...opts,
   });
   await fleet.start();
   return fleet;
