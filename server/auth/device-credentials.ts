@@ -146,8 +146,9 @@ export class DeviceCredentials extends EventEmitter {
   /** MQTT CONNECT on the legacy path: does this bearer secret belong to this device? */
   verify(deviceId: string, secret: string | undefined): boolean {
     if (!secret || !looksLikeSecret(secret, 'deviceSecret')) return false;
-    const row = this.db.prepare('SELECT secret_sha256 FROM device_credentials WHERE device_id = ? AND revoked_at IS NULL').get(deviceId) as { secret_sha256: string } | undefined;
-    return !!row && digestsEqual(row.secret_sha256, secretDigest(secret));
+    // a key-pair device has no secret (secret_sha256 NULL): no secret opens it
+    const row = this.db.prepare('SELECT secret_sha256 FROM device_credentials WHERE device_id = ? AND revoked_at IS NULL').get(deviceId) as { secret_sha256: string | null } | undefined;
+    return !!row?.secret_sha256 && digestsEqual(row.secret_sha256, secretDigest(secret));
   }
 
   /** HTTP bearer: which device holds this secret (null when none, or revoked). */
