@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { buildServer } from '../server/app.ts';
 import { newSecret } from '../server/auth/secrets.ts';
+import { makeDeviceToken, newDeviceKeyPair } from '../shared/device-token.ts';
 import { Telemetry } from '../shared/messages.ts';
 import { topics } from '../shared/topics.ts';
 import { TelemetryWriter } from '../server/devices/telemetry-writer.ts';
@@ -181,14 +182,18 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
   });
 }
 
-/** Enroll devices the operator's way: an enrollment token made with the admin token, then one batch. */
+/**
+ * Enroll devices the operator's way: an enrollment token made with the admin token, then one batch of
+ * public keys (key pairs made here). Returns each device's MQTT token (good for one CONNECT).
+ */
 async function enroll(app: Awaited<ReturnType<typeof buildServer>>, adminToken: string, ids: string[]): Promise<Map<string, string>> {
+  const keys = ids.map((deviceId) => ({ deviceId, ...newDeviceKeyPair() }));
   const authorization = `Bearer ${adminToken}`;
   const tok = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', headers: { authorization }, payload: { uses: ids.length, ttlSeconds: 600 } });
   if (tok.statusCode !== 201) throw new Error(`enrollment token: ${tok.statusCode} ${tok.body}`);
-  const res = await app.inject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, deviceIds: ids } });
+  const res = await app.inject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, devices: keys.map((k) => ({ deviceId: k.deviceId, publicKey: k.publicKey })) } });
   if (res.statusCode !== 201) throw new Error(`enroll: ${res.statusCode} ${res.body}`);
-  return new Map((res.json().devices as { deviceId: string; secret: string }[]).map((d) => [d.deviceId, d.secret]));
+  return new Map(keys.map((k) => [k.deviceId, makeDeviceToken(k.privateKey, { deviceId: k.deviceId, aud: 'mqtt', nowMs: Date.now(), lifetimeSeconds: 300 })]));
 }
 
 /** A bare aedes broker on TCP (no auth, no ACL) with an in-process subscriber that only counts. */

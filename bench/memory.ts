@@ -49,9 +49,9 @@ async function agentVsBare(runs: number, inferences: number) {
   return withTempDir('fleet-bench-memory-', async (dir) => {
     const adminToken = newSecret('apiToken');
     const authorization = `Bearer ${adminToken}`;
-    // The agent connects as an unenrolled device (as test/agent does): credentials are checked by the
-    // server and do not change what the agent holds in memory.
-    const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'silent', bootstrapAdminToken: adminToken, allowUnenrolledDevices: true });
+    // Security on (the product default): each agent enrolls itself on first start with its key pair
+    // (config enrollmentToken) and connects with the tokens it signs.
+    const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'silent', bootstrapAdminToken: adminToken });
     try {
       await app.listen({ host: '127.0.0.1', port: 0 });
       const serverUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -66,6 +66,9 @@ async function agentVsBare(runs: number, inferences: number) {
       if (push.statusCode !== 201) throw new Error(`bundle: ${push.statusCode} ${push.body}`);
       const bundle = push.json() as { manifestSha256: string; manifest: { artifact: { sha256: string; length: number }; quantization: { sessionConfig: Record<string, string> } } };
 
+      const made = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', headers: { authorization }, payload: { uses: runs } });
+      if (made.statusCode !== 201) throw new Error(`enrollment token: ${made.statusCode} ${made.body}`);
+      const enrollmentToken = made.json().token as string;
       const agentRuns: ProcMemory[] = [], bareRuns: ProcMemory[] = [];
       const runAgent = async (r: number) => {
         const deviceId = `mem-agent-${r}`;
@@ -74,7 +77,7 @@ async function agentVsBare(runs: number, inferences: number) {
           const done = nextMessage<Msg & ProcMemory>(child, 'done', 120_000);
           await ask(child, {
             type: 'start', manifestSha256: bundle.manifestSha256, inferences,
-            config: { deviceId, dataDir: join(dir, deviceId), mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey), telemetryWindowMs: 60_000 },
+            config: { deviceId, dataDir: join(dir, deviceId), mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey), telemetryWindowMs: 60_000, enrollmentToken },
           }, 'connected', 30_000);
           const assigned = await app.inject({ method: 'POST', url: '/v1/assignments', headers: { authorization }, payload: { manifestSha256: bundle.manifestSha256, deviceIds: [deviceId] } });
           if (assigned.statusCode !== 202) throw new Error(`assign: ${assigned.statusCode} ${assigned.body}`);
@@ -166,10 +169,10 @@ async function serverPerDevices(runs: number, devices: number) {
       let fleet: ReturnType<typeof forkRole> | null = null;
       try {
         const ready = await ask<Msg & { httpPort: number; mqttPort: number }>(server, { type: 'start', dataDir: join(dir, 'server'), adminToken }, 'ready', 60_000);
-        const secrets = await enrollOverHttp(`http://127.0.0.1:${ready.httpPort}`, adminToken, ids);
+        const passwords = await enrollOverHttp(`http://127.0.0.1:${ready.httpPort}`, adminToken, ids);
         const before = await ask<Msg & { rss: number; heapUsed: number }>(server, { type: 'rss' }, 'rss', 30_000);
         fleet = forkRole(THIS_FILE, 'devices');
-        const up = await ask<Msg & { connected: number; ms: number }>(fleet, { type: 'start', mqttPort: ready.mqttPort, devices: ids.map((id) => ({ id, password: secrets.get(id) })) }, 'connected', 120_000);
+        const up = await ask<Msg & { connected: number; ms: number }>(fleet, { type: 'start', mqttPort: ready.mqttPort, devices: ids.map((id) => ({ id, password: passwords.get(id) })) }, 'connected', 120_000);
         await sleep(500); // let the presence rows land
         const after = await ask<Msg & { rss: number; heapUsed: number; connectedClients: number }>(server, { type: 'rss' }, 'rss', 30_000);
         if (after.connectedClients !== devices) throw new Error(`server sees ${after.connectedClients} of ${devices} devices connected`);
@@ -191,15 +194,18 @@ async function serverPerDevices(runs: number, devices: number) {
   };
 }
 
+/** Key pairs made here, public keys registered in one batch; returns each device's MQTT token (good for one CONNECT). */
 async function enrollOverHttp(baseUrl: string, adminToken: string, ids: string[]): Promise<Map<string, string>> {
+  const { makeDeviceToken, newDeviceKeyPair } = await import('../shared/device-token.ts');
+  const keys = ids.map((deviceId) => ({ deviceId, ...newDeviceKeyPair() }));
   const post = async (path: string, body: unknown, auth: boolean) => {
     const res = await fetch(baseUrl + path, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${adminToken}` } : {}) }, body: JSON.stringify(body) });
     if (res.status !== 201) throw new Error(`${path}: ${res.status} ${await res.text()}`);
     return res.json();
   };
   const tok = await post('/v1/enrollment-tokens', { uses: ids.length, ttlSeconds: 600 }, true);
-  const out = await post('/v1/enroll', { enrollmentToken: tok.token, deviceIds: ids }, false);
-  return new Map((out.devices as { deviceId: string; secret: string }[]).map((d) => [d.deviceId, d.secret]));
+  await post('/v1/enroll', { enrollmentToken: tok.token, devices: keys.map((k) => ({ deviceId: k.deviceId, publicKey: k.publicKey })) }, false);
+  return new Map(keys.map((k) => [k.deviceId, makeDeviceToken(k.privateKey, { deviceId: k.deviceId, aud: 'mqtt', nowMs: Date.now(), lifetimeSeconds: 300 })]));
 }
 
 function serverChild(): void {

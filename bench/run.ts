@@ -32,6 +32,7 @@ export const SECTIONS: BenchSection[] = [
   optionalSection('agentInference', 'agent.ts', 'benchAgentInference'),
   { name: 'ingest', run: async () => (await import('./ingest.ts')).benchIngest() },
   { name: 'verify', run: async () => (await import('./verify.ts')).benchVerify() },
+  { name: 'deviceIdentity', run: async () => (await import('./device-identity.ts')).benchDeviceIdentity() },
   { name: 'memory', run: async () => (await import('./memory.ts')).benchMemory() },
   { name: 'rollout', run: async () => (await import('./rollout.ts')).benchRollout() },
   { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },

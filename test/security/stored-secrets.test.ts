@@ -40,6 +40,7 @@ describe('secrets at rest (allowUnenrolledDevices off)', () => {
     const revoked = await make({ uses: 1 });
     await server.app.inject({ method: 'POST', url: `/v1/enrollment-tokens/${revoked.tokenId}/revoke` });
     for (const t of [used, partly, unused, revoked]) secrets.push({ kind: 'enrollment token', value: t.token });
+    secrets.push({ kind: 'enrollment token', value: server.enrollmentToken }); // the harness's own (many uses, for agents that enroll themselves)
     const enroll = async (token: string, deviceIds: string[]) => {
       const r = await server.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: token, deviceIds } });
       expect(r.statusCode, r.body).toBe(201);
@@ -65,7 +66,7 @@ describe('secrets at rest (allowUnenrolledDevices off)', () => {
     server.app.fleet.db.pragma('wal_checkpoint(TRUNCATE)');
     const file = join(server.dir, 'server', 'fleet.db');
     const bytes = Buffer.concat([readFileSync(file), existsSync(`${file}-wal`) ? readFileSync(`${file}-wal`) : Buffer.alloc(0)]);
-    expect(secrets).toHaveLength(4 + 3 + 3);
+    expect(secrets).toHaveLength(5 + 3 + 3);
     for (const s of secrets) {
       for (const f of forms(s.value)) expect(bytes.indexOf(f.bytes), `${s.kind} ${f.name}`).toBe(-1);
       expect(bytes.indexOf(Buffer.from(sha256Hex(s.value))), `${s.kind} digest`).toBeGreaterThan(-1);
@@ -86,10 +87,10 @@ describe('secrets at rest (allowUnenrolledDevices off)', () => {
       const sql = s.kind === 'device secret' ? 'SELECT COUNT(*) AS n FROM device_credentials WHERE secret_sha256 = ?' : 'SELECT COUNT(*) AS n FROM enrollment_tokens WHERE token_sha256 = ?';
       expect(count(sql, s.value), s.kind).toBe(1);
     }
-    // 3 enrolled + 3 issued rows (2 of them replaced: revoked, kept for history); 4 enrollment tokens
+    // 3 enrolled + 3 issued rows (2 of them replaced: revoked, kept for history); 4 enrollment tokens and the harness's
     expect(db.prepare('SELECT COUNT(*) AS n FROM device_credentials').pluck().get()).toBe(6);
     expect(db.prepare('SELECT COUNT(*) AS n FROM device_credentials WHERE revoked_at IS NULL').pluck().get()).toBe(4);
-    expect(db.prepare('SELECT COUNT(*) AS n FROM enrollment_tokens').pluck().get()).toBe(4);
+    expect(db.prepare('SELECT COUNT(*) AS n FROM enrollment_tokens').pluck().get()).toBe(5);
   });
 });
 
