@@ -11,7 +11,10 @@ import { FleetAgent } from '../../device-agent/agent.ts';
 import { parseAgentConfig } from '../../device-agent/config.ts';
 import { DEVICE_KEY_FILE, readDeviceKey, type DeviceKey } from '../../device-agent/identity.ts';
 import { makeDeviceToken, newDeviceKeyPair, type TokenAudience } from '../../shared/device-token.ts';
-import type { TokenRefused } from '../../server/auth/device-credentials.ts';
+import Database from 'better-sqlite3';
+import { DeviceCredentials, type TokenRefused } from '../../server/auth/device-credentials.ts';
+import { migrate } from '../../server/db/database.ts';
+import { MIGRATIONS } from '../../server/db/migrations.ts';
 import { sha256Hex } from '../../shared/crypto.ts';
 import { assign, enrollKeys, pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
@@ -306,5 +309,40 @@ describe('allowUnenrolledDevices on: an enrolled device must still present its o
     const expired = await get(token(key('dv-1'), 'dv-1', 'artifacts', { at: Date.now() - 1_200_000 }));
     expect([expired.statusCode, expired.json().message.includes('(EXPIRED)')]).toEqual([401, true]);
     expect((await get(token(key('dv-1'), 'dv-1', 'artifacts'))).statusCode).toBe(200);
+  });
+});
+
+describe('upgrading a store made before key pairs', () => {
+  it('migration 6 keeps every secret credential (active and revoked) as kind secret; they still verify, and keys can be added', () => {
+    const dir = tempDir('fleet-mig6-');
+    const db = new Database(join(dir, 'fleet.db'));
+    try {
+      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+      for (const m of MIGRATIONS.filter((x) => x.version <= 5)) {
+        db.exec(m.sql);
+        db.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(m.version, m.name, new Date().toISOString());
+      }
+      const ins = db.prepare('INSERT INTO device_credentials (credential_id, device_id, secret_sha256, enrolled_via, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)');
+      ins.run('c1', 'old-1', sha256Hex('fleet_ds_' + 'a'.repeat(43)), 'enrollment:t', '2026-01-01T00:00:00Z', null);
+      ins.run('c2', 'old-2', sha256Hex('fleet_ds_' + 'b'.repeat(43)), 'enrollment:t', '2026-01-01T00:00:00Z', '2026-02-01T00:00:00Z');
+      expect(migrate(db)).toBe(MIGRATIONS.length - 5);
+      const rows = db.prepare('SELECT credential_id, device_id, kind, secret_sha256 IS NOT NULL AS s, public_key, revoked_at FROM device_credentials ORDER BY credential_id').all();
+      expect(rows).toEqual([
+        { credential_id: 'c1', device_id: 'old-1', kind: 'secret', s: 1, public_key: null, revoked_at: null },
+        { credential_id: 'c2', device_id: 'old-2', kind: 'secret', s: 1, public_key: null, revoked_at: '2026-02-01T00:00:00Z' },
+      ]);
+      const creds = new DeviceCredentials(db);
+      expect(creds.verify('old-1', 'fleet_ds_' + 'a'.repeat(43))).toBe(true);
+      expect(creds.verify('old-2', 'fleet_ds_' + 'b'.repeat(43))).toBe(false);
+      // one active credential per device still holds, and a key replaces a secret
+      const kp = newDeviceKeyPair();
+      creds.registerKey('old-1', kp.publicKey, 'admin:test');
+      expect(creds.status('old-1')).toMatchObject({ kind: 'ed25519', publicKey: kp.publicKey });
+      expect(creds.verify('old-1', 'fleet_ds_' + 'a'.repeat(43))).toBe(false);
+      expect(creds.verifyToken(makeDeviceToken(kp.privateKey, { deviceId: 'old-1', aud: 'mqtt', nowMs: Date.now(), lifetimeSeconds: 300 }), 'mqtt', 'old-1').ok).toBe(true);
+      expect(() => db.prepare("INSERT INTO device_credentials (credential_id, device_id, kind, enrolled_via, created_at) VALUES ('c9', 'x', 'ed25519', 'v', 't')").run()).toThrow(/CHECK/);
+    } finally {
+      db.close();
+    }
   });
 });
