@@ -5,7 +5,9 @@
 // claimed, and real agents enroll themselves and connect with tokens.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { readFileSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { FleetAgent } from '../../device-agent/agent.ts';
 import { parseAgentConfig } from '../../device-agent/config.ts';
@@ -242,6 +244,25 @@ describe('key-pair identity, security on', () => {
       await again.stop();
     }
   }, 60_000);
+
+  it('fleet-agent enroll --config FILE --token T (the documented command) makes the key 0600 and registers it; a second run is refused (409)', async () => {
+    const dataDir = join(server.dir, 'agents', 'kp-cli');
+    const configFile = join(server.dir, 'kp-cli.json');
+    writeFileSync(configFile, JSON.stringify({ deviceId: 'kp-cli', dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey }));
+    const run = () => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', 'device-agent/main.ts', 'enroll', '--config', configFile, '--token', server.enrollmentToken],
+        { cwd: fileURLToPath(new URL('../..', import.meta.url)), timeout: 60_000 }, (_e, out, err) => resolve({ code: child.exitCode, out, err }));
+    });
+    const first = await run();
+    expect(first.code, first.err).toBe(0);
+    const key = readDeviceKey(dataDir)!;
+    expect(JSON.parse(first.out.trim())).toEqual({ event: 'enrolled', deviceId: 'kp-cli', publicKey: key.publicKey });
+    expect(statSync(join(dataDir, DEVICE_KEY_FILE)).mode & 0o777).toBe(0o600);
+    expect(server.app.fleet.credentials.status('kp-cli')).toMatchObject({ kind: 'ed25519', publicKey: key.publicKey });
+    const second = await run();
+    expect(second.code).toBe(1);
+    expect(second.err).toContain('FLEET_ERR_ALREADY_ENROLLED');
+  }, 90_000);
 
   it('an agent whose clock is an hour fast is refused once (NOT_YET_VALID), learns the server\'s time and connects', async () => {
     const dataDir = join(server.dir, 'agents', 'kp-skew');
