@@ -15,6 +15,7 @@ import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
+import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact } from './artifact-fetch.ts';
 import { FreshnessWatch } from './freshness.ts';
@@ -50,7 +51,7 @@ export interface AgentDeps {
   runtime?: ModelRuntime;
   /** shared between simulated devices so a fleet-wide manifest is verified once per process */
   signatureCache?: SignatureCache;
-  /** transport for artifact downloads (fault injection: slow, truncated, tampered) */
+  /** transport for artifact downloads (fault injection: slow, truncated, tampered); it replaces the caFile-pinned one */
   fetch?: typeof fetch;
   now?: () => number;
   random?: () => number;
@@ -64,6 +65,11 @@ interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; mani
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
 const TELEMETRY_SEQ_BLOCK = 1000;
+/** Node's TLS verification failures: the server is not who the pinned CA vouches for */
+const TLS_REFUSALS: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+]);
 /** how long stop() waits for an update or a probation decision in progress, then for the broker */
 const STOP_WORK_MS = 2000;
 const STOP_LINK_MS = 1500;
@@ -89,6 +95,9 @@ export class FleetAgent extends EventEmitter {
   private readonly random: () => number;
   private readonly log: (event: string, fields: Record<string, unknown>) => void;
   private readonly onPhase: (phase: UpdatePhase, info: PhaseInfo) => void;
+  /** the pinned CA (config.caFile), for the broker's and the artifact server's certificates */
+  private readonly ca: string | undefined;
+  private readonly fetch: typeof fetch | undefined;
   private state!: AgentState;
   private current: Current | null = null;
   private probation: OnProbation | null = null;
@@ -123,6 +132,8 @@ export class FleetAgent extends EventEmitter {
     this.random = deps.random ?? Math.random;
     this.log = deps.log ?? (() => {});
     this.onPhase = deps.onPhase ?? (() => {});
+    this.ca = config.caFile ? readCaFile(config.caFile) : undefined;
+    this.fetch = deps.fetch ?? (this.ca ? pinnedFetch(this.ca) : undefined);
     this.status = new StatusReporter({
       deviceId: config.deviceId, now: this.now, state: () => this.state, save: (fsync) => this.store.save(this.state, fsync),
       client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
@@ -153,7 +164,7 @@ export class FleetAgent extends EventEmitter {
     const found = this.store.load(this.config.rootPublicKey);
     // check every recorded slot before deciding anything; fetch again what its signed manifest allows
     const disk = await checkAndRepairSlots(found, {
-      slots: this.slots, staging: this.staging, config: this.config, fetch: this.deps.fetch, random: this.random,
+      slots: this.slots, staging: this.staging, config: this.config, fetch: this.fetch, random: this.random,
       log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
     });
     const recovery = planRecovery(found, this.now(), disk.checks);
@@ -288,6 +299,8 @@ export class FleetAgent extends EventEmitter {
       connectTimeout: 10_000,
       protocolVersion: 4,
       ...(this.config.deviceSecret ? { username: this.deviceId, password: this.config.deviceSecret } : {}),
+      // mqtts:// with a pinned CA trusts that CA only; without one, Node's default store (rejectUnauthorized is Node's default too)
+      ...(this.ca ? { ca: this.ca, rejectUnauthorized: true } : {}),
       will: { topic: topics.presence(this.deviceId), payload: Buffer.from(JSON.stringify(this.presence(false))), qos: 1, retain: true },
     });
     this.client = client;
@@ -309,7 +322,15 @@ export class FleetAgent extends EventEmitter {
       this.emit('connected');
     });
     client.on('message', (topic, payload) => (topic === topics.freshness() ? this.freshness?.onMessage(payload) : this.onDesired(payload)));
-    client.on('error', (err) => this.log('mqtt_error', { deviceId: this.deviceId, err: err.message }));
+    client.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code && TLS_REFUSALS.has(code)) {
+        // the broker's certificate does not chain to the pinned CA (or names another host): refuse, retry later
+        this.log('mqtt_tls_refused', { deviceId: this.deviceId, code, err: err.message, caFile: this.config.caFile ?? null });
+      } else {
+        this.log('mqtt_error', { deviceId: this.deviceId, err: err.message });
+      }
+    });
   }
 
   private presence(online: boolean) {
@@ -490,7 +511,7 @@ export class FleetAgent extends EventEmitter {
     this.phase('download:start', info);
     let chunks = 0;
     const { path: part, bytes } = await stageArtifact({
-      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
+      staging: this.staging, config: this.config, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });
@@ -500,7 +521,7 @@ export class FleetAgent extends EventEmitter {
     });
     // verified: the staged bytes have the manifest's length and SHA-256; a golden set the manifest names
     // as a blob is fetched and checked against its own digest the same way
-    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
+    const goldenVectors = await healthVectors(m, { ...this.config, dest: `${part}.golden.tmp`, random: this.random, fetch: this.fetch });
     this.phase('verify:done', info);
 
     // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves

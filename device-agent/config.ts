@@ -10,6 +10,12 @@ export const AgentConfig = z.object({
   dataDir: z.string().min(1),
   mqttUrl: z.string().regex(/^mqtts?:\/\/|^tcp:\/\//, 'mqttUrl must start with mqtt://, mqtts:// or tcp://'),
   serverUrl: z.string().url(),
+  /**
+   * PEM CA certificate(s) the device pins for TLS: with mqtts:// the broker's certificate, with https://
+   * the artifact server's, must chain to it (and name the host); nothing else is trusted. Without it,
+   * mqtts:// and https:// use Node's default trust store (docs/agent.md).
+   */
+  caFile: z.string().min(1).optional(),
   /** the fleet's root public key (base64, 32 bytes): the only key the device trusts on its own */
   /** this device's own credential (from enrollment): MQTT password (username = deviceId) and artifact download bearer */
   deviceSecret: z.string().min(16).max(256).optional(),
@@ -49,13 +55,16 @@ export function parseAgentConfig(input: unknown): AgentConfig {
     const i = r.error.issues[0];
     throw new Error(`invalid agent config: ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
+  // a device that pins a CA asked for TLS: a plain URL would send its credential in clear text
+  if (r.data.caFile && !/^mqtts:\/\//.test(r.data.mqttUrl)) throw new Error(`invalid agent config: mqttUrl: caFile is set, so the broker must be mqtts:// (got ${r.data.mqttUrl})`);
+  if (r.data.caFile && !r.data.serverUrl.startsWith('https://')) throw new Error(`invalid agent config: serverUrl: caFile is set, so the server must be https:// (got ${r.data.serverUrl})`);
   return Object.freeze(r.data);
 }
 
 const ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_DEVICE_ID: 'deviceId', FLEET_AGENT_HARDWARE: 'hardware', FLEET_AGENT_DATA_DIR: 'dataDir',
   FLEET_AGENT_MQTT_URL: 'mqttUrl', FLEET_AGENT_SERVER_URL: 'serverUrl', FLEET_AGENT_ROOT_PUBLIC_KEY: 'rootPublicKey',
-  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret',
+  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret', FLEET_AGENT_CA_FILE: 'caFile',
 };
 const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',

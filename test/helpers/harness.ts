@@ -15,6 +15,7 @@ import type { BundleRequest } from '../../server/bundles/bundle-builder.ts';
 import { b64 } from '../../shared/crypto.ts';
 import { newSecret } from '../../server/auth/secrets.ts';
 import { SimulatedFleet, type FleetOptions } from '../../firmware-sim/fleet.ts';
+import { writeDevCa, writeIssued } from '../../cli/dev-ca.ts';
 
 export interface TestServer {
   app: FastifyInstance;
@@ -22,6 +23,8 @@ export interface TestServer {
   baseUrl: string;
   mqttUrl: string;
   rootPublicKey: string;
+  /** with tls: the dev CA's certificate (baseUrl is https://, mqttUrl mqtts://); agents pin it as caFile */
+  caFile?: string;
   /** the bootstrap admin token the harness's app.inject sends by default */
   adminToken: string;
   /** app.inject as it was: no token added */
@@ -64,22 +67,43 @@ export function tempDir(prefix = 'fleet-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown> } = {}): Promise<TestServer> {
+export interface DevTls { caDir: string; caFile: string; certFile: string; keyFile: string }
+let devTlsMade: DevTls | null = null;
+
+/**
+ * A dev CA and a server certificate for 127.0.0.1, ::1 and localhost, made once per test file (vitest
+ * runs each file in its own module graph) with the code fleetctl dev-ca runs; removed when the process exits.
+ */
+export function devTls(): DevTls {
+  if (devTlsMade) return devTlsMade;
+  const caDir = tempDir('fleet-dev-ca-');
+  process.once('exit', () => rmSync(caDir, { recursive: true, force: true }));
+  const { certFile: caFile } = writeDevCa(caDir);
+  const { certFile, keyFile } = writeIssued(caDir, join(caDir, 'server'), { name: 'localhost', dns: ['localhost'], ips: ['127.0.0.1', '::1'] });
+  devTlsMade = { caDir, caFile, certFile, keyFile };
+  return devTlsMade;
+}
+
+/** tls: serve HTTPS and MQTTS with devTls()'s certificate (TLS only, as in production) */
+export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown>; tls?: boolean } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
+  const tls = opts.tls ? devTls() : null;
   const adminToken = newSecret('apiToken');
   // allowUnenrolledDevices: the agent tests (test/agent) start FleetAgents with no credential; fleets
   // from startFleet enroll anyway, and test/security runs with it off (the product default).
   const app = await buildServer({
     dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200,
-    bootstrapAdminToken: adminToken, allowUnenrolledDevices: true, ...opts.config,
+    bootstrapAdminToken: adminToken, allowUnenrolledDevices: true,
+    ...(tls ? { tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile } : {}), ...opts.config,
   });
   const anonInject = withBearer(app, adminToken);
   await app.listen({ host: '127.0.0.1', port: opts.httpPort ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
     app, dir,
-    baseUrl: `http://127.0.0.1:${port}`,
-    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`,
+    baseUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    mqttUrl: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${app.fleet.broker.port}`,
+    ...(tls ? { caFile: tls.caFile } : {}),
     rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     adminToken, anonInject,
     async close() {
@@ -135,7 +159,7 @@ export async function startFleet(server: TestServer, opts: Partial<FleetOptions>
   const secrets = await enrollDevices(server, ids);
   const fleet = new SimulatedFleet({
     baseDir: join(server.dir, 'devices'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
-    credentials: (deviceId) => secrets.get(deviceId), ...opts,
+    credentials: (deviceId) => secrets.get(deviceId), caFile: server.caFile, ...opts,
   });
   await fleet.start();
   return fleet;
