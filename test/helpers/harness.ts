@@ -84,10 +84,10 @@ export function devTls(): DevTls {
   return devTlsMade;
 }
 
-/** tls: serve HTTPS and MQTTS with devTls()'s certificate (TLS only, as in production) */
-export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown>; tls?: boolean } = {}): Promise<TestServer> {
+/** tls: serve HTTPS and MQTTS (TLS only, as in production) with devTls()'s certificate, or with the given files */
+export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown>; tls?: boolean | DevTls } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
-  const tls = opts.tls ? devTls() : null;
+  const tls = opts.tls === true ? devTls() : opts.tls || null;
   const adminToken = newSecret('apiToken');
   // allowUnenrolledDevices: the agent tests (test/agent) start FleetAgents with no credential; fleets
   // from startFleet enroll anyway, and test/security runs with it off (the product default).
