@@ -63,7 +63,7 @@ function looseAgent(deviceId: string, over: Record<string, unknown>): { agent: F
 describe('the server speaks TLS only when given a certificate', () => {
   it('a device with the fleet CA connects over mqtts://; the same credential over plain mqtt:// to that port never reaches CONNACK', async () => {
     const ca = readCaFile(server.caFile!);
-    const good = await tryConnect(server.mqttUrl, { clientId: 'tls-1', username: 'tls-1', password: secrets.get('tls-1'), ca, rejectUnauthorized: true });
+    const good = await tryConnect(server, { clientId: 'tls-1', username: 'tls-1', password: secrets.get('tls-1'), ca, rejectUnauthorized: true });
     expect(good.ok).toBe(true);
     if (good.ok) await endClient(good.client);
 
