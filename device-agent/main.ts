@@ -2,14 +2,22 @@
 //   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]   (docs/agent.md)
 import { parseArgs } from 'node:util';
 import { FleetAgent } from './agent.ts';
-import { loadAgentConfig } from './config.ts';
+import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { startLocalHttp } from './local-http.ts';
 
 const { values } = parseArgs({ options: { config: { type: 'string' }, 'http-port': { type: 'string' } } });
-const config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
-const agent = new FleetAgent(config, {
-  log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
-});
+let config: AgentConfig;
+let agent: FleetAgent;
+try {
+  // a bad config or an unreadable caFile is one line naming the field or file, not a stack trace
+  config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
+  agent = new FleetAgent(config, {
+    log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
+  });
+} catch (err) {
+  console.error(`fleet-agent: cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
 await agent.start();
 const httpPort = values['http-port'] !== undefined ? Number(values['http-port']) : config.httpPort;
 const http = httpPort !== undefined ? await startLocalHttp(agent, httpPort) : null;
