@@ -4,6 +4,7 @@
 // Response (status, headers, a streamed body) and honours the request's AbortSignal (the download
 // timeout and the agent's stop), so Range/resume, size limits and abort work as with global fetch.
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { Agent, request } from 'node:https';
 import { Readable } from 'node:stream';
 
@@ -33,7 +34,13 @@ export function pinnedFetch(ca: string): typeof fetch {
     const method = init?.method ?? 'GET';
     const headers = Object.fromEntries(new Headers(init?.headers).entries());
     return new Promise<Response>((resolve, reject) => {
-      const req = request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (res) => {
+      // abort as fetch does: the request, or the body being read, fails with the signal's reason
+      // (TimeoutError for the download timeout), and the socket is closed
+      let response: IncomingMessage | null = null;
+      const onAbort = () => (response ? response.destroy(signal!.reason) : req.destroy(signal!.reason));
+      const req = request(url, { method, headers, agent }, (res) => {
+        response = res;
+        res.once('close', () => signal?.removeEventListener('abort', onAbort));
         const out = new Headers();
         for (const [k, v] of Object.entries(res.headers)) {
           if (Array.isArray(v)) for (const x of v) out.append(k, x);
@@ -44,7 +51,11 @@ export function pinnedFetch(ca: string): typeof fetch {
         if (empty) res.resume();
         resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage, headers: out }));
       });
-      req.on('error', reject);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('error', (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      });
       req.end(typeof init?.body === 'string' || init?.body instanceof Uint8Array ? init.body : undefined);
     });
   }) as typeof fetch;

@@ -2,8 +2,10 @@
 // plain; the agent trusts only the CA it pins (caFile); fleetctl dev-ca makes a CA and certificates a
 // server and an agent can use as they are. Real server, real broker, real TLS handshakes over loopback.
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -167,6 +169,55 @@ describe('the agent trusts only the CA it pins', () => {
     expect(() => new FleetAgent(parseAgentConfig({ ...base, caFile: join(work, 'missing.pem'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl }))).toThrow(`caFile ${join(work, 'missing.pem')}: cannot read it (ENOENT)`);
   });
 });
+
+describe('downloads over the pinned CA keep resume, timeout and abort', () => {
+  let art: { sha256: string; length: number };
+  let bytes: Buffer;
+  const opts = (dest: string) => ({
+    url: `${server.baseUrl}/v1/artifacts/${art.sha256}`, dest, expectedLength: art.length, retries: 0, backoffMs: 10, timeoutMs: 10_000,
+    headers: { authorization: `Bearer ${secrets.get('tls-2')}` }, fetch: pinnedFetch(readCaFile(server.caFile!)),
+  });
+  beforeAll(async () => {
+    const v = await pushBundle(server, 'tiny', tinyClassifier(5));
+    await assign(server, v.manifestSha256, ['tls-2']);
+    art = v.manifest.artifact;
+    bytes = readFileSync(server.app.fleet.blobs.pathOf(art.sha256));
+  });
+
+  it('a partial file is resumed with Range (206): only the rest is fetched, and the file is the artifact', async () => {
+    const dest = join(work, 'resume.part');
+    const half = Math.floor(art.length / 2);
+    writeFileSync(dest, bytes.subarray(0, half));
+    let first = -1;
+    const r = await downloadArtifact({ ...opts(dest), onProgress: (n) => { if (first < 0) first = n; } });
+    expect(r).toEqual({ bytes: art.length, attempts: 1, resumed: true });
+    expect(first).toBeGreaterThan(half); // the first chunk written lands after the half already there
+    expect(createHash('sha256').update(readFileSync(dest)).digest('hex')).toBe(art.sha256);
+  });
+
+  it('an aborted download stops at once (DOWNLOAD_FAILED "the agent is stopping"), a silent TLS server times out', async () => {
+    const stop = new AbortController();
+    stop.abort();
+    await expect(downloadArtifact({ ...opts(join(work, 'abort.part')), signal: stop.signal })).rejects.toThrow('the agent is stopping');
+
+    // a server that completes the TLS handshake and then never answers
+    const tls = devTls();
+    const silent = createTlsServer({ key: readFileSync(tls.keyFile), cert: readFileSync(tls.certFile) }, () => { /* say nothing */ });
+    silent.on('connection', (c: Socket) => silentSockets.push(c));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const t0 = Date.now();
+      const err = await downloadArtifact({ ...opts(join(work, 'silent.part')), url: `https://127.0.0.1:${port}/v1/artifacts/${art.sha256}`, timeoutMs: 500 }).catch((e: Error) => e);
+      expect((err as UpdateRefused).reason).toBe('DOWNLOAD_FAILED');
+      expect((err as Error).message).toMatch(/aborted due to timeout/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      await new Promise<void>((r) => { silent.close(() => r()); for (const c of silentSockets) c.destroy(); });
+    }
+  });
+});
+const silentSockets: Socket[] = [];
 
 describe('fleetctl dev-ca output is usable as it is', () => {
   it('init + issue: keys 0600; a server started with the files serves a model to an agent pinned to the CA; fleetctl reaches it with NODE_EXTRA_CA_CERTS', async () => {
