@@ -6,6 +6,7 @@ import { pushCommand } from './commands/push.ts';
 import { fleetCommands } from './commands/fleet.ts';
 import { campaignCommands } from './commands/campaigns.ts';
 import { offlineCommands } from './commands/bundle-offline.ts';
+import { devCaCommands } from './commands/dev-ca.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
 
@@ -23,5 +24,6 @@ export function buildProgram(defaults: Defaults, sink: Pick<Io, 'out' | 'err'>):
   fleetCommands(program, run);
   campaignCommands(program, run);
   offlineCommands(program, run);
+  devCaCommands(program, run);
   return program;
 }

@@ -15,6 +15,7 @@ import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
+import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact } from './artifact-fetch.ts';
 import { FreshnessWatch } from './freshness.ts';
@@ -51,7 +52,7 @@ export interface AgentDeps {
   runtime?: ModelRuntime;
   /** shared between simulated devices so a fleet-wide manifest is verified once per process */
   signatureCache?: SignatureCache;
-  /** transport for artifact downloads (fault injection: slow, truncated, tampered) */
+  /** transport for artifact downloads (fault injection: slow, truncated, tampered); it replaces the caFile-pinned one */
   fetch?: typeof fetch;
   now?: () => number;
   random?: () => number;
@@ -65,6 +66,11 @@ interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; mani
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
 const TELEMETRY_SEQ_BLOCK = 1000;
+/** Node's TLS verification failures: the server is not who the pinned CA vouches for */
+const TLS_REFUSALS: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+]);
 /** how long stop() waits for an update or a probation decision in progress, then for the broker */
 const STOP_WORK_MS = 2000;
 const STOP_LINK_MS = 1500;
@@ -90,6 +96,9 @@ export class FleetAgent extends EventEmitter {
   private readonly random: () => number;
   private readonly log: (event: string, fields: Record<string, unknown>) => void;
   private readonly onPhase: (phase: UpdatePhase, info: PhaseInfo) => void;
+  /** the pinned CA (config.caFile), for the broker's and the artifact server's certificates */
+  private readonly ca: string | undefined;
+  private readonly fetch: typeof fetch | undefined;
   private state!: AgentState;
   private current: Current | null = null;
   private probation: OnProbation | null = null;
@@ -128,6 +137,8 @@ export class FleetAgent extends EventEmitter {
     this.random = deps.random ?? Math.random;
     this.log = deps.log ?? (() => {});
     this.onPhase = deps.onPhase ?? (() => {});
+    this.ca = config.caFile ? readCaFile(config.caFile) : undefined;
+    this.fetch = deps.fetch ?? (this.ca ? pinnedFetch(this.ca) : undefined);
     this.status = new StatusReporter({
       deviceId: config.deviceId, now: this.now, state: () => this.state, save: (fsync) => this.store.save(this.state, fsync),
       client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
@@ -159,7 +170,7 @@ export class FleetAgent extends EventEmitter {
     const found = this.store.load(this.config.rootPublicKey);
     // check every recorded slot before deciding anything; fetch again what its signed manifest allows
     const disk = await checkAndRepairSlots(found, {
-      slots: this.slots, staging: this.staging, config: this.config, authorization: this.authorization, fetch: this.deps.fetch, random: this.random,
+      slots: this.slots, staging: this.staging, config: this.config, authorization: this.authorization, fetch: this.fetch, random: this.random,
       log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
     });
     const recovery = planRecovery(found, this.now(), disk.checks);
@@ -287,7 +298,7 @@ export class FleetAgent extends EventEmitter {
   private async setUpIdentity(): Promise<void> {
     const { dataDir, deviceId, deviceSecret, enrollmentToken, serverUrl } = this.config;
     if (!deviceSecret && enrollmentToken && !isEnrolled(dataDir)) {
-      const { publicKey } = await enrollDevice({ serverUrl, deviceId, dataDir, enrollmentToken, fetch: this.deps.fetch });
+      const { publicKey } = await enrollDevice({ serverUrl, deviceId, dataDir, enrollmentToken, fetch: this.fetch });
       this.log('enrolled', { deviceId, publicKey });
     }
     this.identity = new DeviceIdentity(deviceId, deviceSecret ? null : readDeviceKey(dataDir), deviceSecret, () => this.now(), this.config.deviceTokenLifetimeSeconds);
@@ -299,7 +310,7 @@ export class FleetAgent extends EventEmitter {
   /** after a refused CONNECT: align token times with the server's clock (at most every 30 s) */
   private async checkClock(): Promise<void> {
     if (this.clockCheck || performance.now() - this.lastClockCheck < 30_000 || !this.identity) return;
-    this.clockCheck = this.identity.learnServerClock(this.config.serverUrl, this.deps.fetch);
+    this.clockCheck = this.identity.learnServerClock(this.config.serverUrl, this.fetch);
     const offset = await this.clockCheck;
     this.clockCheck = null;
     this.lastClockCheck = performance.now();
@@ -326,6 +337,8 @@ export class FleetAgent extends EventEmitter {
       // time with a fresh token: the clock may have been corrected, or an admin registered a new key
       reconnectOnConnackError: true,
       ...(this.identity?.kind !== 'none' ? { username: this.deviceId, password: this.identity?.credential('mqtt') } : {}),
+      // mqtts:// with a pinned CA trusts that CA only; without one, Node's default store (rejectUnauthorized is Node's default too)
+      ...(this.ca ? { ca: this.ca, rejectUnauthorized: true } : {}),
       will: { topic: topics.presence(this.deviceId), payload: Buffer.from(JSON.stringify(this.presence(false))), qos: 1, retain: true },
     });
     this.client = client;
@@ -353,9 +366,14 @@ export class FleetAgent extends EventEmitter {
     });
     client.on('message', (topic, payload) => (topic === topics.freshness() ? this.freshness?.onMessage(payload) : this.onDesired(payload)));
     client.on('error', (err) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && TLS_REFUSALS.has(code)) {
+        // the broker's certificate does not chain to the pinned CA (or names another host): refuse, retry later
+        this.log('mqtt_tls_refused', { deviceId: this.deviceId, code, err: err.message, caFile: this.config.caFile ?? null });
+        return;
+      }
       this.log('mqtt_error', { deviceId: this.deviceId, err: err.message });
       // CONNACK 4/5: the broker refused the credential; a clock far off is the one cause the device can fix
-      const code = (err as { code?: unknown }).code;
       if ((code === 4 || code === 5) && this.identity?.kind === 'key') void this.checkClock();
     });
   }
@@ -538,7 +556,7 @@ export class FleetAgent extends EventEmitter {
     this.phase('download:start', info);
     let chunks = 0;
     const { path: part, bytes } = await stageArtifact({
-      staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.deps.fetch, random: this.random, signal: this.stopping.signal,
+      staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });
@@ -548,7 +566,7 @@ export class FleetAgent extends EventEmitter {
     });
     // verified: the staged bytes have the manifest's length and SHA-256; a golden set the manifest names
     // as a blob is fetched and checked against its own digest the same way
-    const goldenVectors = await healthVectors(m, { ...this.config, authorization: this.authorization, dest: `${part}.golden.tmp`, random: this.random, fetch: this.deps.fetch });
+    const goldenVectors = await healthVectors(m, { ...this.config, authorization: this.authorization, dest: `${part}.golden.tmp`, random: this.random, fetch: this.fetch });
     this.phase('verify:done', info);
 
     // Load and health-check the staged bytes before any slot is touched: a model that fails here leaves

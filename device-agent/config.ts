@@ -11,6 +11,12 @@ export const AgentConfig = z.object({
   mqttUrl: z.string().regex(/^mqtts?:\/\/|^tcp:\/\//, 'mqttUrl must start with mqtt://, mqtts:// or tcp://'),
   serverUrl: z.string().url(),
   /**
+   * PEM CA certificate(s) the device pins for TLS: with mqtts:// the broker's certificate, with https://
+   * the artifact server's, must chain to it (and name the host); nothing else is trusted. Without it,
+   * mqtts:// and https:// use Node's default trust store (docs/agent.md).
+   */
+  caFile: z.string().min(1).optional(),
+  /**
    * Enrollment on first start: with this (an enrollment token from an admin) and no enrollment on record
    * (<dataDir>/enrolled.json), the agent makes its Ed25519 key pair (<dataDir>/device-key.pem, 0600) and
    * registers the public key (POST /v1/enroll) before it connects. Remove it from the config afterwards.
@@ -57,13 +63,16 @@ export function parseAgentConfig(input: unknown): AgentConfig {
     const i = r.error.issues[0];
     throw new Error(`invalid agent config: ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
+  // a device that pins a CA asked for TLS: a plain URL would send its credential in clear text
+  if (r.data.caFile && !/^mqtts:\/\//.test(r.data.mqttUrl)) throw new Error(`invalid agent config: mqttUrl: caFile is set, so the broker must be mqtts:// (got ${r.data.mqttUrl})`);
+  if (r.data.caFile && !r.data.serverUrl.startsWith('https://')) throw new Error(`invalid agent config: serverUrl: caFile is set, so the server must be https:// (got ${r.data.serverUrl})`);
   return Object.freeze(r.data);
 }
 
 const ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_DEVICE_ID: 'deviceId', FLEET_AGENT_HARDWARE: 'hardware', FLEET_AGENT_DATA_DIR: 'dataDir',
   FLEET_AGENT_MQTT_URL: 'mqttUrl', FLEET_AGENT_SERVER_URL: 'serverUrl', FLEET_AGENT_ROOT_PUBLIC_KEY: 'rootPublicKey',
-  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret', FLEET_AGENT_ENROLLMENT_TOKEN: 'enrollmentToken',
+  FLEET_AGENT_DEVICE_SECRET: 'deviceSecret', FLEET_AGENT_ENROLLMENT_TOKEN: 'enrollmentToken', FLEET_AGENT_CA_FILE: 'caFile',
 };
 const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',

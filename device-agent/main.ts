@@ -4,15 +4,23 @@
 //     makes the device's key pair (<dataDir>/device-key.pem, 0600) and registers its public key
 import { parseArgs } from 'node:util';
 import { FleetAgent } from './agent.ts';
-import { loadAgentConfig } from './config.ts';
+import { loadAgentConfig, type AgentConfig } from './config.ts';
 import { enrollDevice } from './identity.ts';
 import { startLocalHttp } from './local-http.ts';
+import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: { config: { type: 'string' }, 'http-port': { type: 'string' }, server: { type: 'string' }, token: { type: 'string' } },
 });
-const config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
+let config: AgentConfig;
+try {
+  // a bad config is one line naming the field, not a stack trace
+  config = loadAgentConfig({ file: values.config ?? process.env.FLEET_AGENT_CONFIG, env: process.env });
+} catch (err) {
+  console.error(`fleet-agent: cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
 if (positionals[0] === 'enroll') {
   const enrollmentToken = values.token ?? config.enrollmentToken;
   if (!enrollmentToken) {
@@ -20,7 +28,9 @@ if (positionals[0] === 'enroll') {
     process.exit(2);
   }
   try {
-    const { publicKey } = await enrollDevice({ serverUrl: values.server ?? config.serverUrl, deviceId: config.deviceId, dataDir: config.dataDir, enrollmentToken });
+    // with a pinned CA, enrollment trusts only it, as downloads do
+    const fetchFn = config.caFile ? pinnedFetch(readCaFile(config.caFile)) : undefined;
+    const { publicKey } = await enrollDevice({ serverUrl: values.server ?? config.serverUrl, deviceId: config.deviceId, dataDir: config.dataDir, enrollmentToken, fetch: fetchFn });
     console.log(JSON.stringify({ event: 'enrolled', deviceId: config.deviceId, publicKey }));
     process.exit(0);
   } catch (err) {
@@ -31,9 +41,16 @@ if (positionals[0] === 'enroll') {
   console.error(`fleet-agent: unknown command ${positionals[0]} (commands: enroll; without one the agent runs)`);
   process.exit(2);
 }
-const agent = new FleetAgent(config, {
-  log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
-});
+let agent: FleetAgent;
+try {
+  // an unreadable caFile is one line naming the file
+  agent = new FleetAgent(config, {
+    log: (event, fields) => console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields })),
+  });
+} catch (err) {
+  console.error(`fleet-agent: cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
 await agent.start();
 const httpPort = values['http-port'] !== undefined ? Number(values['http-port']) : config.httpPort;
 const http = httpPort !== undefined ? await startLocalHttp(agent, httpPort) : null;

@@ -17,6 +17,8 @@ export interface FleetOptions {
   mqttUrl: string;
   serverUrl: string;
   rootPublicKey: string;
+  /** the CA every device pins for mqtts:// and https:// (agent caFile) */
+  caFile?: string;
   idPrefix?: string;
   /** hardware class of device i (default 'generic') */
   hardware?: (i: number) => string;
@@ -90,6 +92,7 @@ export class SimulatedFleet {
       reconnectMinMs: 200,
       download: { retries: 3, backoffMs: 100, timeoutMs: 30_000 },
       ...(o.credentials?.(deviceId) ? { deviceSecret: o.credentials(deviceId) } : {}),
+      ...(o.caFile ? { caFile: o.caFile } : {}),
       ...o.agentOverrides,
     });
     const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i)) : this.runtime;

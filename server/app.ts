@@ -18,6 +18,7 @@ import { writeAudit } from './audit/audit-log.ts';
 import { accessRoutes } from './routes/access.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { KeyStore } from './keys/key-store.ts';
+import { loadTlsMaterial } from './tls.ts';
 import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.ts';
 import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -48,7 +49,12 @@ declare module 'fastify' {
 
 export async function buildServer(input: ServerConfigInput | ServerConfig = {}): Promise<FastifyInstance> {
   const config = Object.isFrozen(input) ? (input as ServerConfig) : parseServerConfig(input);
-  const app = Fastify({ logger: { level: config.logLevel }, bodyLimit: config.maxBodyBytes });
+  // read and checked before anything opens: a bad certificate is a start-up error naming its file
+  const tls = loadTlsMaterial(config);
+  const app = Fastify({
+    logger: { level: config.logLevel }, bodyLimit: config.maxBodyBytes,
+    ...(tls ? { https: { key: tls.key, cert: tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
+  }) as unknown as FastifyInstance;
   installErrorHandler(app);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxModelBytes }, (_req, body, done) => done(null, body));
 
@@ -66,6 +72,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const broker = await startEmbeddedBroker({
     host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
     credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
+    ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
   });
   const director = new Director(db, keys, broker, config.desiredTtlSeconds);
   const ingest = new DeviceIngest(db, app.log);

@@ -12,6 +12,15 @@ export const ServerConfig = z.object({
   httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
   mqttHost: z.string().default('127.0.0.1'),
   mqttPort: z.coerce.number().int().min(0).max(65535).default(1883),
+  /**
+   * TLS (docs/security.md): a PEM certificate and its PEM private key. With both, the API serves HTTPS
+   * and the embedded broker MQTTS on httpPort and mqttPort, and nothing listens in plain text. Without
+   * them, both are plain (development). tlsCaFile: PEM intermediate certificates sent after the server's
+   * own (the chain up to, not including, the root devices pin).
+   */
+  tlsCertFile: z.string().min(1).optional(),
+  tlsKeyFile: z.string().min(1).optional(),
+  tlsCaFile: z.string().min(1).optional(),
   /** the URL devices use to reach this server's HTTP API (defaults to the listening address) */
   publicUrl: z.string().url().optional(),
   maxModelBytes: z.coerce.number().int().positive().default(64 * 1024 * 1024),
@@ -63,6 +72,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel', FLEET_ROOT_PUBLIC_KEY: 'rootPublicKey',
   FLEET_BOOTSTRAP_TOKEN: 'bootstrapAdminToken', FLEET_ALLOW_UNENROLLED_DEVICES: 'allowUnenrolledDevices',
   FLEET_DEVICE_TOKEN_MAX_LIFETIME_SECONDS: 'deviceTokenMaxLifetimeSeconds', FLEET_DEVICE_TOKEN_CLOCK_SKEW_SECONDS: 'deviceTokenClockSkewSeconds',
+  FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
 };
 
 export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {
@@ -81,5 +91,8 @@ export function parseServerConfig(input: ServerConfigInput): ServerConfig {
     const issue = parsed.error.issues[0];
     throw new Error(`invalid server config: ${issue.path.join('.')}: ${issue.message}`);
   }
+  const { tlsCertFile, tlsKeyFile, tlsCaFile } = parsed.data;
+  if (!tlsCertFile !== !tlsKeyFile) throw new Error('invalid server config: TLS needs both tlsCertFile and tlsKeyFile (FLEET_TLS_CERT_FILE, FLEET_TLS_KEY_FILE), or neither');
+  if (tlsCaFile && !tlsCertFile) throw new Error('invalid server config: tlsCaFile (FLEET_TLS_CA_FILE) is the chain of a certificate: give tlsCertFile and tlsKeyFile too');
   return Object.freeze(parsed.data);
 }

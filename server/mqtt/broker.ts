@@ -1,7 +1,8 @@
-// The embedded aedes broker on TCP, with the fleet ACL and payload limits, and a small bus interface
+// The embedded aedes broker on TCP, or TLS when given a certificate (MQTTS, nothing plain then), with the fleet ACL and payload limits, and a small bus interface
 // the rest of the server uses (so an external broker can replace it without touching callers).
 import { Aedes, type AedesPublishPacket, type AuthenticateError } from 'aedes';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import type { FastifyBaseLogger } from 'fastify';
 import { DeviceId } from '../../shared/ids.ts';
 import type { DeviceCredentials } from '../auth/device-credentials.ts';
@@ -39,6 +40,8 @@ export interface BrokerOptions {
   rateLimit?: RateLimit;
   /** whole inbound MQTT packets (default: maxPayloadBytes + 8 KiB for headers and topic) */
   maxPacketBytes?: number;
+  /** serve MQTT over TLS (MQTTS) with this PEM key and certificate chain; the port then speaks TLS only */
+  tls?: { key: string; cert: string };
 }
 
 const refuseConnect = (returnCode: 2 | 4 | 5, message: string): AuthenticateError => Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -101,15 +104,24 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   });
   aedes.on('clientError', (client, err) => opts.log.debug({ clientId: client?.id, err: err.message }, 'mqtt client error'));
 
-  // every socket, not only the clients aedes knows: one still in CONNECT (authenticating) is in no list
+  // every socket, not only the clients aedes knows: one still in CONNECT (authenticating), or still in
+  // its TLS handshake, is in no list. 'connection' gives the TCP socket for both kinds of server.
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+  const handle = (socket: Socket) => {
     guardSocket(socket, maxPacketBytes, (why) => opts.log.warn({ remote: socket.remoteAddress, event: 'mqtt_packet_refused' }, why));
     socket.on('error', () => { /* a reset connection is not an error of ours */ });
     aedes.handle(socket);
+  };
+  const server: Server = opts.tls
+    ? createTlsServer({ key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: 30_000 }, handle)
+    : createServer({ noDelay: true }, handle);
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.once('close', () => sockets.delete(socket));
   });
+  // a plain MQTT client, a scanner or a client that distrusts our certificate: its connection ends here
+  server.on('tlsClientError', (err: Error, socket: Socket) => opts.log.debug({ remote: socket.remoteAddress, err: err.message, event: 'mqtt_tls_refused' }, 'TLS handshake failed'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());

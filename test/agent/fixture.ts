@@ -19,6 +19,7 @@ export async function startAgent(server: TestServer, deviceId: string, over: Par
   const agent = new FleetAgent(parseAgentConfig({
     deviceId, dataDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
     reconnectMinMs: 100, probationInferences: 0, probationSeconds: 0, download: { retries: 2, backoffMs: 20, timeoutMs: 10_000 },
+    ...(server.caFile ? { caFile: server.caFile } : {}),
     ...over,
   }), deps);
   const connected = new Promise<void>((r) => agent.once('connected', () => r()));

@@ -16,7 +16,7 @@ describe('end to end: one signed model from the server to simulated devices', ()
   const ids = () => fleet.agents.map((a) => a.deviceId);
 
   beforeAll(async () => {
-    server = await startTestServer();
+    server = await startTestServer({ tls: true }); // HTTPS and MQTTS, devices pin the dev CA
     fleet = await startFleet(server, { count: 20, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b') });
     v1 = await pushBundle(server, 'tiny', tinyClassifier(1));
   }, 60_000);

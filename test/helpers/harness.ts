@@ -22,6 +22,7 @@ import { b64 } from '../../shared/crypto.ts';
 import { newSecret } from '../../server/auth/secrets.ts';
 import { SimulatedFleet, type FleetOptions } from '../../firmware-sim/fleet.ts';
 import { loadOrCreateDeviceKey, type DeviceKey } from '../../device-agent/identity.ts';
+import { writeDevCa, writeIssued } from '../../cli/dev-ca.ts';
 
 export interface TestServer {
   app: FastifyInstance;
@@ -29,6 +30,8 @@ export interface TestServer {
   baseUrl: string;
   mqttUrl: string;
   rootPublicKey: string;
+  /** with tls: the dev CA's certificate (baseUrl is https://, mqttUrl mqtts://); agents pin it as caFile */
+  caFile?: string;
   /** the bootstrap admin token the harness's app.inject sends by default */
   adminToken: string;
   /** an enrollment token good for many devices, for agents that enroll themselves on first start (config enrollmentToken) */
@@ -73,12 +76,32 @@ export function tempDir(prefix = 'fleet-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown> } = {}): Promise<TestServer> {
+export interface DevTls { caDir: string; caFile: string; certFile: string; keyFile: string }
+let devTlsMade: DevTls | null = null;
+
+/**
+ * A dev CA and a server certificate for 127.0.0.1, ::1 and localhost, made once per test file (vitest
+ * runs each file in its own module graph) with the code fleetctl dev-ca runs; removed when the process exits.
+ */
+export function devTls(): DevTls {
+  if (devTlsMade) return devTlsMade;
+  const caDir = tempDir('fleet-dev-ca-');
+  process.once('exit', () => rmSync(caDir, { recursive: true, force: true }));
+  const { certFile: caFile } = writeDevCa(caDir);
+  const { certFile, keyFile } = writeIssued(caDir, join(caDir, 'server'), { name: 'localhost', dns: ['localhost'], ips: ['127.0.0.1', '::1'] });
+  devTlsMade = { caDir, caFile, certFile, keyFile };
+  return devTlsMade;
+}
+
+/** tls: serve HTTPS and MQTTS (TLS only, as in production) with devTls()'s certificate, or with the given files */
+export async function startTestServer(opts: { dir?: string; keep?: boolean; httpPort?: number; mqttPort?: number; config?: Record<string, unknown>; tls?: boolean | DevTls } = {}): Promise<TestServer> {
   const dir = opts.dir ?? tempDir();
+  const tls = opts.tls === true ? devTls() : opts.tls || null;
   const adminToken = newSecret('apiToken');
   const app = await buildServer({
     dataDir: join(dir, 'server'), httpPort: 0, mqttPort: opts.mqttPort ?? 0, logLevel: 'silent', rolloutTickMs: 200,
-    bootstrapAdminToken: adminToken, allowUnenrolledDevices: false, ...opts.config,
+    bootstrapAdminToken: adminToken, allowUnenrolledDevices: false,
+    ...(tls ? { tlsCertFile: tls.certFile, tlsKeyFile: tls.keyFile } : {}), ...opts.config,
   });
   const anonInject = withBearer(app, adminToken);
   const made = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: 100_000, ttlSeconds: 86_400 } });
@@ -87,8 +110,9 @@ export async function startTestServer(opts: { dir?: string; keep?: boolean; http
   const port = (app.server.address() as { port: number }).port;
   return {
     app, dir,
-    baseUrl: `http://127.0.0.1:${port}`,
-    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`,
+    baseUrl: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    mqttUrl: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${app.fleet.broker.port}`,
+    ...(tls ? { caFile: tls.caFile } : {}),
     rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     adminToken, anonInject, enrollmentToken: made.json().token as string,
     async close() {
@@ -169,7 +193,7 @@ export async function startFleet(server: TestServer, opts: Partial<FleetOptions>
   // each device's key pair in its own data folder, where its agent finds it
   await enrollKeys(server, ids.map((deviceId) => ({ deviceId, dataDir: join(baseDir, deviceId) })));
   const fleet = new SimulatedFleet({
-    baseDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, ...opts,
+    baseDir, mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey, caFile: server.caFile, ...opts,
   });
   await fleet.start();
   return fleet;

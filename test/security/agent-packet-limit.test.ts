@@ -3,15 +3,16 @@
 // 980 MB. The agent now reads every incoming fixed header at the stream (shared/mqtt-packet-size.ts via
 // device-agent/bounded-mqtt.ts) and cuts the connection when one announces more than
 // maxIncomingPacketBytes (default 1 MiB), before the body is buffered; it reconnects with its backoff
-// and stays up. Real agent in its own process (so its RSS is its own), raw TCP "broker" on 127.0.0.1.
+// and stays up. Real agent in its own process (so its RSS is its own), a raw "broker" on 127.0.0.1 that
+// speaks MQTTS with a certificate from the CA the agent pins: the guard sits on the TLS socket's reads.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../shared/topics.ts';
-import { tempDir } from '../helpers/harness.ts';
+import { devTls, tempDir } from '../helpers/harness.ts';
 import { HostileBroker } from './hostile/hostile-broker.ts';
 import { waitFor } from './helpers.ts';
 
@@ -46,10 +47,11 @@ async function rss(): Promise<number> {
 
 beforeAll(async () => {
   dir = tempDir('fleet-hostile-');
-  broker = new HostileBroker({ announce: ANNOUNCED, streamCap: STREAM_CAP, topic: topics.desired(DEVICE) });
+  const tls = devTls();
+  broker = new HostileBroker({ announce: ANNOUNCED, streamCap: STREAM_CAP, topic: topics.desired(DEVICE), tls: { key: readFileSync(tls.keyFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8') } });
   await broker.start();
   const config = {
-    deviceId: DEVICE, dataDir: join(dir, 'agent'), mqttUrl: `mqtt://127.0.0.1:${broker.port}`, serverUrl: 'http://127.0.0.1:9',
+    deviceId: DEVICE, dataDir: join(dir, 'agent'), mqttUrl: `mqtts://127.0.0.1:${broker.port}`, serverUrl: 'https://127.0.0.1:9', caFile: tls.caFile,
     rootPublicKey: Buffer.alloc(32, 7).toString('base64'), reconnectMinMs: 100, reconnectMaxMs: 400, maxIncomingPacketBytes: LIMIT,
   };
   child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', RUNNER, JSON.stringify(config)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });

@@ -12,7 +12,7 @@ import type { Envelope, Manifest } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
 import { assign, enrollDevices, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
-import { connectDevice, endClient, publishAsync, waitFor } from './helpers.ts';
+import { connectDevice, deviceGet, endClient, publishAsync, waitFor } from './helpers.ts';
 
 let server: TestServer;
 let secrets: Map<string, string>;
@@ -21,8 +21,8 @@ let v2: Awaited<ReturnType<typeof pushBundle>>;
 const open: MqttClient[] = [];
 const ids = ['intruder', 'honest', 'golden-dev'];
 
-const get = (sha: string, deviceId: string) =>
-  server.anonInject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: { authorization: `Bearer ${secrets.get(deviceId)}` } });
+/** over HTTPS, pinned to the server's CA, as a device asks */
+const get = (sha: string, deviceId: string) => deviceGet(server, `/v1/artifacts/${sha}`, { authorization: `Bearer ${secrets.get(deviceId)}` });
 const statusCount = (deviceId: string) => (server.app.fleet.db.prepare('SELECT COUNT(*) AS n FROM status_events WHERE device_id = ?').get(deviceId) as { n: number }).n;
 
 /** The device says, on its own status topic (which the ACL lets it use), that it runs `bundle`. */
@@ -38,7 +38,7 @@ async function claimActive(deviceId: string, bundle: { manifestSha256: string; v
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ config: { allowUnenrolledDevices: false } });
+  server = await startTestServer({ tls: true, config: { allowUnenrolledDevices: false } });
   secrets = await enrollDevices(server, ids);
   v1 = await pushBundle(server, 'tiny', tinyClassifier(1));
   v2 = await pushBundle(server, 'tiny', tinyClassifier(2));

@@ -1,13 +1,24 @@
 // Shared by the attack suite: raw MQTT clients (mqtt.js, no reconnect), store counts, leak checks.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { pinnedFetch, readCaFile } from '../../device-agent/pinned-fetch.ts';
 import type { TestServer } from '../helpers/harness.ts';
 
 export type ConnectResult = { ok: true; client: MqttClient } | { ok: false; code: number | undefined; message: string };
 
-/** One CONNECT attempt: resolves with the client, or with the refusal (CONNACK return code). */
-export function tryConnect(url: string, opts: IClientOptions): Promise<ConnectResult> {
+/** the server's CA as a client pins it (a TLS test server), or nothing (plain) */
+const tlsOf = (server: TestServer) => (server.caFile ? { ca: readCaFile(server.caFile), rejectUnauthorized: true } : {});
+
+/**
+ * One CONNECT attempt to a URL, or to a test server's broker (over MQTTS with its CA when it has TLS):
+ * resolves with the client, or with the refusal (CONNACK return code).
+ */
+export function tryConnect(target: string | TestServer, opts: IClientOptions): Promise<ConnectResult> {
+  const url = typeof target === 'string' ? target : target.mqttUrl;
+  const tls = typeof target === 'string' ? {} : tlsOf(target);
   return new Promise((resolve) => {
-    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, clean: true, ...opts });
+    const client = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000, clean: true, ...tls, ...opts });
     const done = (r: ConnectResult) => {
       client.removeAllListeners('connect');
       client.removeAllListeners('error');
@@ -21,9 +32,27 @@ export function tryConnect(url: string, opts: IClientOptions): Promise<ConnectRe
 }
 
 export async function connectDevice(server: TestServer, deviceId: string, secret: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const r = await tryConnect(server.mqttUrl, { clientId: deviceId, username: deviceId, password: secret, ...extra });
+  const r = await tryConnect(server, { clientId: deviceId, username: deviceId, password: secret, ...extra });
   if (!r.ok) throw new Error(`${deviceId} could not connect: ${r.message}`);
   return r.client;
+}
+
+/** A raw socket to the test server's broker port (TLS with its CA when it has TLS); onReady once bytes may be written. */
+export function rawBrokerSocket(server: TestServer, onReady: () => void): Socket {
+  const port = Number(new URL(server.mqttUrl).port);
+  return server.caFile ? tlsConnect({ host: '127.0.0.1', port, ...tlsOf(server) }, onReady) : netConnect(port, '127.0.0.1', onReady);
+}
+
+/** fetch as a device reaches the test server's HTTP API (pinned to its CA when it has TLS) */
+export function deviceFetch(server: TestServer): typeof fetch {
+  return server.caFile ? pinnedFetch(readCaFile(server.caFile)) : fetch;
+}
+
+/** GET over the network as a device sends it (TLS pinned to the server's CA when it has TLS), answered like app.inject */
+export async function deviceGet(server: TestServer, path: string, headers: Record<string, string> = {}): Promise<{ statusCode: number; body: string; json: () => any }> {
+  const res = await deviceFetch(server)(`${server.baseUrl}${path}`, { headers, signal: AbortSignal.timeout(10_000) });
+  const body = await res.text();
+  return { statusCode: res.status, body, json: () => JSON.parse(body) };
 }
 
 /** Resolves true if the client's connection closes within ms. */

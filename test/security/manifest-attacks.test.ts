@@ -47,7 +47,7 @@ function forge(changes: Partial<Manifest>, key: SigningKey = targets()): { envel
 const deliver = (f: { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'> }) => server.app.fleet.director.assignEnvelope(f.envelope, f.manifest, ids());
 
 beforeAll(async () => {
-  server = await startTestServer({ config: { allowUnenrolledDevices: false } });
+  server = await startTestServer({ tls: true, config: { allowUnenrolledDevices: false } });
   fleet = await startFleet(server, { count: 3, hardware: () => 'cam-a', agentOverrides: { probationInferences: 0, probationSeconds: 0 } });
   v1 = await pushBundle(server, 'tiny', tinyClassifier(1));
   await assign(server, v1.manifestSha256, ids());

@@ -3,12 +3,11 @@
 // flood from one device, revocation; plus artifact downloads that need the device's own credential.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
-import { connect as netConnect } from 'node:net';
 import { topics } from '../../shared/topics.ts';
 import { enrollDevices, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import {
-  closesWithin, connectDevice, endClient, expectNothingLost, publishAsync, stillServing, storeCounts, subscribeAsync, tryConnect, waitFor,
+  closesWithin, connectDevice, deviceGet, endClient, expectNothingLost, publishAsync, rawBrokerSocket, stillServing, storeCounts, subscribeAsync, tryConnect, waitFor,
 } from './helpers.ts';
 
 const MAX_PAYLOAD = 16 * 1024;
@@ -26,7 +25,8 @@ async function device(id: string): Promise<MqttClient> {
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ config: { allowUnenrolledDevices: false, maxMqttPayloadBytes: MAX_PAYLOAD, mqttRateLimit: { perSecond: 50, burst: 300 } } });
+  // over TLS, as a deployment runs: every attack goes through the MQTTS port and the HTTPS API
+  server = await startTestServer({ tls: true, config: { allowUnenrolledDevices: false, maxMqttPayloadBytes: MAX_PAYLOAD, mqttRateLimit: { perSecond: 50, burst: 300 } } });
   secrets = await enrollDevices(server, ids);
 }, 30_000);
 
@@ -47,7 +47,7 @@ describe('connecting', () => {
     ['a client id that is not a device id', { clientId: '../x', username: '../x', password: '@a' }],
   ])('refused with %s', async (_name, opts: { clientId: string; username?: string; password?: string }) => {
     const password = opts.password === '@a' ? secret('dev-a') : opts.password === '@b' ? secret('dev-b') : opts.password;
-    const r = await tryConnect(server.mqttUrl, { ...opts, password });
+    const r = await tryConnect(server, { ...opts, password });
     expect(r.ok).toBe(false);
     if (!r.ok) expect([2, 4, 5]).toContain(r.code);
     expect(await stillServing(server)).toBe(true);
@@ -61,7 +61,7 @@ describe('connecting', () => {
   it('a second connection with the client id but without the credential does not take the first over', async () => {
     const first = await device('dev-b');
     for (const password of [undefined, 'fleet_ds_' + 'B'.repeat(43), secret('dev-a')]) {
-      const r = await tryConnect(server.mqttUrl, { clientId: 'dev-b', username: password ? 'dev-b' : undefined, password });
+      const r = await tryConnect(server, { clientId: 'dev-b', username: password ? 'dev-b' : undefined, password });
       expect(r.ok).toBe(false);
     }
     expect(await closesWithin(first, 300)).toBe(false);
@@ -153,9 +153,8 @@ describe('payloads and packets', () => {
     ['a CONNECT with a bogus protocol', Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x58, 0x58, 0x58, 0x58, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00])],
     ['a PUBLISH before CONNECT', Buffer.from([0x30, 0x05, 0x00, 0x01, 0x61, 0x62, 0x63])],
   ])('%s: the socket is closed and the broker keeps serving', async (_name, bytes) => {
-    const port = Number(new URL(server.mqttUrl).port);
     const closed = await new Promise<boolean>((resolve) => {
-      const s = netConnect(port, '127.0.0.1', () => s.write(bytes));
+      const s = rawBrokerSocket(server, () => s.write(bytes));
       const t = setTimeout(() => { s.destroy(); resolve(false); }, 3000);
       s.on('error', () => {});
       s.on('close', () => { clearTimeout(t); resolve(true); });
@@ -187,7 +186,7 @@ describe('revocation and artifacts', () => {
   beforeAll(async () => {
     bundle = await pushBundle(server, 'tiny', tinyClassifier(1));
   });
-  const get = (sha: string, auth?: string) => server.anonInject({ method: 'GET', url: `/v1/artifacts/${sha}`, headers: auth ? { authorization: `Bearer ${auth}` } : {} });
+  const get = (sha: string, auth?: string) => deviceGet(server, `/v1/artifacts/${sha}`, auth ? { authorization: `Bearer ${auth}` } : {});
 
   it('an artifact needs a credential, and a device gets only what is assigned to it', async () => {
     const sha = bundle.manifest.artifact.sha256;
@@ -202,7 +201,7 @@ describe('revocation and artifacts', () => {
     expect((await get(sha, secret('dev-b'))).statusCode).toBe(403);
     // a device credential opens nothing else
     for (const url of ['/v1/devices', '/v1/keys', `/v1/bundles/${bundle.manifestSha256}`]) {
-      expect((await server.anonInject({ method: 'GET', url, headers: { authorization: `Bearer ${secret('dev-a')}` } })).statusCode, url).toBe(403);
+      expect((await deviceGet(server, url, { authorization: `Bearer ${secret('dev-a')}` })).statusCode, url).toBe(403);
     }
     // an operator token may fetch any artifact
     expect((await get(sha, server.adminToken)).statusCode).toBe(200);
@@ -215,16 +214,16 @@ describe('revocation and artifacts', () => {
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ revoked: true, disconnected: true });
     expect(await closed).toBe(true);
-    const again = await tryConnect(server.mqttUrl, { clientId: 'dev-a', username: 'dev-a', password: secret('dev-a') });
+    const again = await tryConnect(server, { clientId: 'dev-a', username: 'dev-a', password: secret('dev-a') });
     expect(again.ok).toBe(false);
     expect((await get(bundle.manifest.artifact.sha256, secret('dev-a'))).statusCode).toBe(401);
     // an admin issues a new credential (the operator-approved path); the new one works, the old one still not
     const issued = await server.app.inject({ method: 'POST', url: '/v1/devices/dev-a/credentials' });
     expect(issued.statusCode).toBe(201);
-    const fresh = await tryConnect(server.mqttUrl, { clientId: 'dev-a', username: 'dev-a', password: issued.json().secret });
+    const fresh = await tryConnect(server, { clientId: 'dev-a', username: 'dev-a', password: issued.json().secret });
     expect(fresh.ok).toBe(true);
     if (fresh.ok) open.push(fresh.client);
-    expect((await tryConnect(server.mqttUrl, { clientId: 'dev-a', username: 'dev-a', password: secret('dev-a') })).ok).toBe(false);
+    expect((await tryConnect(server, { clientId: 'dev-a', username: 'dev-a', password: secret('dev-a') })).ok).toBe(false);
   });
 });
 
@@ -249,7 +248,7 @@ describe('enrollment', () => {
     const r = await enroll(token, ['dev-b']);
     expect(r.statusCode).toBe(409);
     expect(r.json().error).toBe('FLEET_ERR_ALREADY_ENROLLED');
-    expect((await tryConnect(server.mqttUrl, { clientId: 'dev-b', username: 'dev-b', password: 'fleet_ds_' + 'Z'.repeat(43) })).ok).toBe(false);
+    expect((await tryConnect(server, { clientId: 'dev-b', username: 'dev-b', password: 'fleet_ds_' + 'Z'.repeat(43) })).ok).toBe(false);
   });
 
   it('a token limited to an id prefix refuses other ids; unknown or revoked tokens are refused', async () => {

@@ -55,7 +55,7 @@ describe('secrets at rest (allowUnenrolledDevices off)', () => {
       secrets.push({ kind: 'device secret', value: r.json().secret });
     }
     // the secrets work (so the store really holds what verifies them)
-    const ok = await tryConnect(server.mqttUrl, { clientId: 'hs-4', username: 'hs-4', password: secrets[secrets.length - 2].value });
+    const ok = await tryConnect(server, { clientId: 'hs-4', username: 'hs-4', password: secrets[secrets.length - 2].value });
     expect(ok.ok).toBe(true);
     if (ok.ok) open.push(ok.client);
   }, 30_000);
@@ -119,16 +119,16 @@ describe('allowUnenrolledDevices on: an enrolled device must still present its o
     ['a username that is not its id', { username: 'en-2', password: '@en-1' }, 4],
   ])('MQTT CONNECT as enrolled en-1 with %s: refused with its CONNACK code', async (_n, opts: { username?: string; password?: string }, code) => {
     const password = opts.password?.startsWith('@') ? secrets.get(opts.password.slice(1)) : opts.password;
-    const r = await tryConnect(server.mqttUrl, { clientId: 'en-1', ...opts, password });
+    const r = await tryConnect(server, { clientId: 'en-1', ...opts, password });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.code).toBe(code);
   });
 
   it('with its own secret it connects; a device with no credential on record connects without one (the development switch is on)', async () => {
-    const own = await tryConnect(server.mqttUrl, { clientId: 'en-1', username: 'en-1', password: secrets.get('en-1') });
+    const own = await tryConnect(server, { clientId: 'en-1', username: 'en-1', password: secrets.get('en-1') });
     expect(own.ok).toBe(true);
     if (own.ok) open.push(own.client);
-    const free = await tryConnect(server.mqttUrl, { clientId: 'free-1' });
+    const free = await tryConnect(server, { clientId: 'free-1' });
     expect(free.ok).toBe(true);
     if (free.ok) open.push(free.client);
   });
@@ -149,10 +149,10 @@ describe('allowUnenrolledDevices on: an enrolled device must still present its o
     await assign(server, bundle.manifestSha256, ['en-3']);
     const res = await server.app.inject({ method: 'POST', url: '/v1/devices/en-3/revoke' });
     expect(res.statusCode).toBe(200);
-    const r = await tryConnect(server.mqttUrl, { clientId: 'en-3' });
+    const r = await tryConnect(server, { clientId: 'en-3' });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.code).toBe(5);
-    expect((await tryConnect(server.mqttUrl, { clientId: 'en-3', username: 'en-3', password: secrets.get('en-3') })).ok).toBe(false);
+    expect((await tryConnect(server, { clientId: 'en-3', username: 'en-3', password: secrets.get('en-3') })).ok).toBe(false);
     expect((await get(bundle.manifest.artifact.sha256)).statusCode).toBe(403);
     expect((await get(bundle.manifest.artifact.sha256, secrets.get('en-3'))).statusCode).toBe(401);
   });

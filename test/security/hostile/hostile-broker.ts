@@ -1,8 +1,10 @@
 // A hostile "broker" on 127.0.0.1: a raw TCP server that speaks just enough MQTT 3.1.1 to get a client
 // subscribed (CONNACK to CONNECT, SUBACK to SUBSCRIBE, PUBACK to QoS 1 PUBLISH), then, when attacking, sends a PUBLISH whose fixed
 // header announces `announce` bytes and streams filler after it (honouring backpressure) until the
-// client hangs up or `streamCap` bytes are out. It never completes the packet.
+// client hangs up or `streamCap` bytes are out. It never completes the packet. With `tls` it speaks
+// MQTTS with a certificate the agent trusts (a broker that holds a valid certificate and still attacks).
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 
 export interface Attack { startedAt: number; endedAt: number | null; bytesWritten: number; closedByClient: boolean }
 
@@ -26,12 +28,14 @@ export class HostileBroker {
   private server: Server | null = null;
   private readonly kicked = new WeakSet<Socket>();
 
-  constructor(private readonly opts: { announce: number; streamCap: number; topic: string }) {}
+  constructor(private readonly opts: { announce: number; streamCap: number; topic: string; tls?: { key: string; cert: string } }) {}
 
   get port(): number { return (this.server!.address() as AddressInfo).port; }
 
   async start(): Promise<void> {
-    this.server = createServer((socket) => this.onConnection(socket));
+    this.server = this.opts.tls
+      ? createTlsServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, (socket) => this.onConnection(socket))
+      : createServer((socket) => this.onConnection(socket));
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
   }
 
