@@ -11,12 +11,14 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageAgent, type AgentPackages } from '../../scripts/package-agent.ts';
 import { AGENT_VERSION } from '../../shared/version.ts';
 import { assign, pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const INSTALLED_FILES = [
   'README.md', 'THIRD_PARTY_LICENSES.txt', 'agent.json.example', 'bin/fleet-agent.mjs', 'fleet-agent.service',
   'lib/agent.mjs', 'lib/ort-wasm-simd-threaded.mjs', 'lib/ort-wasm-simd-threaded.wasm', 'package.json',
@@ -198,6 +200,8 @@ describe('Debian package', () => {
       'ConditionPathExists=/etc/fleet-agent/agent.json', 'Restart=always', 'StateDirectory=fleet-agent', 'ProtectSystem=strict', 'NoNewPrivileges=true']) {
       expect(unit.split('\n')).toContain(line);
     }
+    // docs/agent.md shows the unit the package installs, verbatim
+    expect(readFileSync(join(ROOT, 'docs', 'agent.md'), 'utf8')).toContain(unit);
   });
 
   it('its maintainer scripts parse, make the fleet user and folders with owners and modes, and keep data on upgrade', () => {
