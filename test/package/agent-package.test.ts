@@ -3,7 +3,9 @@
 // registry or the repository's node_modules), started with a PATH that holds only node and the installed
 // command (no tsx, esbuild or compiler), against a real server; it installs an INT8 bundle, answers
 // inference on its local endpoint, stops on SIGTERM and is uninstalled without leftovers. The .deb is
-// read with dpkg-deb (-I, -c, -e, -x); it is not installed (that needs root and systemd).
+// read with dpkg-deb (-I, -c, -e, -x) and installed, upgraded, removed and purged with `dpkg --root` in a
+// throwaway root (its maintainer scripts honour DPKG_ROOT), never on this machine's own system; systemd
+// is not exercised (the scripts skip systemctl under DPKG_ROOT).
 //
 // Enrollment: the server runs with allowUnenrolledDevices (startTestServer's default) because device
 // enrollment is being reworked; `fleet-agent enroll` is a placeholder until then.
@@ -204,22 +206,74 @@ describe('Debian package', () => {
     expect(readFileSync(join(ROOT, 'docs', 'agent.md'), 'utf8')).toContain(unit);
   });
 
-  it('its maintainer scripts parse, make the fleet user and folders with owners and modes, and keep data on upgrade', () => {
+  it('its maintainer scripts parse and are executable', () => {
     const control = join(work, 'deb-control');
     execFileSync('dpkg-deb', ['-e', pkgs.deb, control]);
     for (const s of ['postinst', 'prerm', 'postrm']) {
       expect(statSync(join(control, s)).mode & 0o777).toBe(0o755);
       execFileSync('sh', ['-n', join(control, s)]);
     }
-    const postinst = readFileSync(join(control, 'postinst'), 'utf8');
-    expect(postinst).toContain('useradd --system --user-group --home-dir /var/lib/fleet-agent --no-create-home');
-    expect(postinst).toContain('install -d -o fleet -g fleet -m 0750 /var/lib/fleet-agent');
-    expect(postinst).toContain('install -d -o root -g fleet -m 0750 /etc/fleet-agent');
-    // only purge deletes config and state; remove and upgrade leave them
-    const postrm = readFileSync(join(control, 'postrm'), 'utf8');
-    const rmLines = postrm.split('\n').filter((l) => l.includes('rm -rf'));
-    expect(rmLines).toEqual(['    rm -rf /etc/fleet-agent /var/lib/fleet-agent']);
-    expect(postrm.slice(postrm.indexOf('purge)'))).toContain('rm -rf /etc/fleet-agent /var/lib/fleet-agent');
     expect(existsSync(join(control, 'conffiles'))).toBe(false);
   });
+
+  // dpkg --root needs root (it sets owners); skipped, and says so, when the suite does not run as root
+  it.skipIf(process.getuid?.() !== 0)('dpkg --root into a throwaway root: fleet user, folders with owners and modes; upgrade keeps config, state and slots; purge deletes them', () => {
+    // A root of its own with its own dpkg database and user files; the maintainer scripts run outside a
+    // chroot with DPKG_ROOT set (--force-script-chrootless) and change only files under it. Dependencies
+    // (nodejs, passwd) are not in this root, hence --force-depends. The host's users are not touched.
+    const root = join(work, 'root');
+    for (const d of ['etc', 'var/lib/dpkg/info', 'var/lib/dpkg/updates', 'var/lib/dpkg/triggers']) mkdirSync(join(root, d), { recursive: true });
+    for (const f of ['status', 'available']) writeFileSync(join(root, 'var/lib/dpkg', f), '');
+    writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+    writeFileSync(join(root, 'etc/group'), 'root:x:0:\n');
+    writeFileSync(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o640 });
+    writeFileSync(join(root, 'etc/gshadow'), 'root:*::\n', { mode: 0o640 });
+    const hostPasswd = readFileSync('/etc/passwd', 'utf8');
+    const dpkg = (...args: string[]) => execFileSync('dpkg', [`--root=${root}`, '--force-script-chrootless', '--force-depends', '--log=/dev/null', ...args],
+      { encoding: 'utf8', stdio: 'pipe', timeout: 60_000 });
+    const fleetLines = () => readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').filter((l) => l.startsWith('fleet:'));
+    const stat = (p: string) => { const s = statSync(join(root, p)); return { uid: s.uid, gid: s.gid, mode: s.mode & 0o7777 }; };
+
+    dpkg('-i', pkgs.deb);
+    expect(fleetLines()).toHaveLength(1);
+    const [, , uid, gid, , home, shell] = fleetLines()[0].split(':').map((x, i) => (i === 2 || i === 3 ? Number(x) : x)) as [string, string, number, number, string, string, string];
+    expect(uid).toBeGreaterThan(0);
+    expect(uid).toBeLessThan(1000); // a system user
+    expect([home, shell]).toEqual(['/var/lib/fleet-agent', '/usr/sbin/nologin']);
+    expect(readFileSync(join(root, 'etc/group'), 'utf8')).toContain(`fleet:x:${gid}:`);
+    expect(stat('var/lib/fleet-agent')).toEqual({ uid, gid, mode: 0o750 });
+    expect(stat('etc/fleet-agent')).toEqual({ uid: 0, gid, mode: 0o750 });
+    expect(stat('usr/lib/fleet-agent/bin/fleet-agent.mjs')).toEqual({ uid: 0, gid: 0, mode: 0o755 });
+    expect(stat('usr/lib/systemd/system/fleet-agent.service')).toEqual({ uid: 0, gid: 0, mode: 0o644 });
+    expect(readlinkSync(join(root, 'usr/bin/fleet-agent'))).toBe('../lib/fleet-agent/bin/fleet-agent.mjs');
+    expect(dpkg('-s', 'fleet-agent')).toContain('Status: install ok installed');
+
+    // the device's own files, as the operator and the agent would have written them
+    const mine = { 'etc/fleet-agent/agent.json': '{"deviceId":"cam-1"}', 'var/lib/fleet-agent/state.json': '{"v":1}', 'var/lib/fleet-agent/slots/a.onnx': 'model-bytes' };
+    for (const [p, text] of Object.entries(mine)) { mkdirSync(join(root, p, '..'), { recursive: true }); writeFileSync(join(root, p), text); }
+
+    // upgrade to a newer version: the same package with Version 0.1.0+1
+    const repack = join(work, 'repack');
+    execFileSync('dpkg-deb', ['-R', pkgs.deb, repack]);
+    const controlFile = join(repack, 'DEBIAN', 'control');
+    writeFileSync(controlFile, readFileSync(controlFile, 'utf8').replace(`Version: ${AGENT_VERSION}`, `Version: ${AGENT_VERSION}+1`));
+    const newer = join(work, 'fleet-agent_newer_all.deb');
+    execFileSync('dpkg-deb', ['--root-owner-group', '--build', repack, newer], { stdio: 'pipe' });
+    dpkg('-i', newer);
+    expect(dpkg('-s', 'fleet-agent')).toContain(`Version: ${AGENT_VERSION}+1`);
+    for (const [p, text] of Object.entries(mine)) expect(readFileSync(join(root, p), 'utf8')).toBe(text);
+    expect(fleetLines()).toHaveLength(1);
+    expect(stat('var/lib/fleet-agent')).toEqual({ uid, gid, mode: 0o750 });
+    expect(stat('etc/fleet-agent')).toEqual({ uid: 0, gid, mode: 0o750 });
+
+    // remove keeps config and state; purge deletes them; the package's own files go either way
+    dpkg('-r', 'fleet-agent');
+    expect(existsSync(join(root, 'usr/lib/fleet-agent'))).toBe(false);
+    expect(existsSync(join(root, 'usr/bin/fleet-agent'))).toBe(false);
+    for (const [p, text] of Object.entries(mine)) expect(readFileSync(join(root, p), 'utf8')).toBe(text);
+    dpkg('-P', 'fleet-agent');
+    expect(existsSync(join(root, 'etc/fleet-agent'))).toBe(false);
+    expect(existsSync(join(root, 'var/lib/fleet-agent'))).toBe(false);
+    expect(readFileSync('/etc/passwd', 'utf8')).toBe(hostPasswd);
+  }, 180_000);
 });
