@@ -9,7 +9,7 @@
 // scripts, no compiler: installing needs no network. Run with --out DIR to build elsewhere.
 import { build, type Metafile } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -64,10 +64,10 @@ export async function packageAgent(outDir: string): Promise<AgentPackages> {
 
 /** The license text of every package the bundle took code from, and of onnxruntime-web (its WASM). */
 function thirdPartyLicenses(meta: Metafile): string {
-  const roots = new Set<string>([join(ROOT, 'node_modules', 'onnxruntime-web')]);
+  const roots = new Set<string>([realpathSync(join(ROOT, 'node_modules', 'onnxruntime-web'))]);
   for (const input of Object.keys(meta.inputs)) {
     const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(resolve(ROOT, input));
-    if (m) roots.add(m[1]);
+    if (m) roots.add(realpathSync(m[1]));
   }
   const parts: string[] = [];
   for (const dir of [...roots].sort()) {

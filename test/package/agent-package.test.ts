@@ -9,7 +9,8 @@
 //
 // Enrollment: the server runs with allowUnenrolledDevices (startTestServer's default) because device
 // enrollment is being reworked; `fleet-agent enroll` is a placeholder until then.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { isBuiltin } from 'node:module';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -75,6 +76,12 @@ describe('npm tarball', () => {
     expect(listFiles(installed)).toEqual(INSTALLED_FILES);
     expect(treeBytes(installed)).toBeLessThan(30 * 1024 * 1024);
     expect(readlinkSync(join(prefix, 'bin', 'fleet-agent'))).toContain('fleet-agent/bin/fleet-agent.mjs');
+    // the bundle reaches outside itself only for Node built-ins and three optional packages that ws and
+    // debug require inside try/catch (native speed-ups and terminal colours)
+    const bundleText = readFileSync(join(installed, 'lib', 'agent.mjs'), 'utf8');
+    const specifiers = new Set([...bundleText.matchAll(/(?:\bfrom ?|require\(|\bimport\()"([^"./][^"]*)"/g)].map((m) => m[1]));
+    expect([...specifiers].filter((x) => !isBuiltin(x)).sort()).toEqual(['bufferutil', 'supports-color', 'utf-8-validate']);
+    expect(readFileSync(join(installed, 'THIRD_PARTY_LICENSES.txt'), 'utf8')).toMatch(/mqtt@[\s\S]*onnxruntime-web@[\s\S]*tweetnacl@[\s\S]*zod@/);
 
     // a PATH with node and the installed command only
     const nodeBin = join(work, 'node-bin');
@@ -84,6 +91,10 @@ describe('npm tarball', () => {
     const runDir = join(work, 'run');
     mkdirSync(runDir);
     expect(execFileSync('fleet-agent', ['--version'], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 30_000 }).trim()).toBe(AGENT_VERSION);
+    // enrollment is a placeholder until the device-key enrollment lands: it says so and fails
+    const enroll = spawnSync('fleet-agent', ['enroll', '--server', 'http://127.0.0.1:1', '--token', 'x'], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 30_000 });
+    expect(enroll.status).toBe(2);
+    expect(enroll.stderr).toContain('not available in this version');
 
     server = await startTestServer({ config: { allowUnenrolledDevices: true } });
     const bundle = await pushBundle(server, 'tiny', tinyClassifier(1, { inputs: 32, classes: 16 }), {
@@ -258,7 +269,7 @@ describe('Debian package', () => {
     const controlFile = join(repack, 'DEBIAN', 'control');
     writeFileSync(controlFile, readFileSync(controlFile, 'utf8').replace(`Version: ${AGENT_VERSION}`, `Version: ${AGENT_VERSION}+1`));
     const newer = join(work, 'fleet-agent_newer_all.deb');
-    execFileSync('dpkg-deb', ['--root-owner-group', '--build', repack, newer], { stdio: 'pipe' });
+    execFileSync('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', repack, newer], { stdio: 'pipe' });
     dpkg('-i', newer);
     expect(dpkg('-s', 'fleet-agent')).toContain(`Version: ${AGENT_VERSION}+1`);
     for (const [p, text] of Object.entries(mine)) expect(readFileSync(join(root, p), 'utf8')).toBe(text);
