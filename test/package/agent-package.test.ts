@@ -204,7 +204,7 @@ describe('Debian package', () => {
     expect(entries.some((e) => e.path.startsWith('./etc') || e.path.startsWith('./var'))).toBe(false);
   });
 
-  it('unpacked, its command runs and its unit starts the agent as the fleet user', () => {
+  it('unpacked, its command runs; its unit names the fleet user, the config and the hardening', () => {
     const root = join(work, 'deb-x');
     execFileSync('dpkg-deb', ['-x', pkgs.deb, root]);
     expect(execFileSync(process.execPath, [join(root, 'usr', 'bin', 'fleet-agent'), '--version'], { encoding: 'utf8', timeout: 30_000 }).trim()).toBe(AGENT_VERSION);
