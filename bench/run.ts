@@ -30,6 +30,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'bundle', run: async () => (await import('./bundle.ts')).benchBundle() },
   { name: 'corpus', run: async () => (await import('./corpus.ts')).benchCorpus() },
   optionalSection('agentInference', 'agent.ts', 'benchAgentInference'),
+  { name: 'agentPackage', run: async () => (await import('./agent-package.ts')).benchAgentPackage() },
   { name: 'ingest', run: async () => (await import('./ingest.ts')).benchIngest() },
   { name: 'verify', run: async () => (await import('./verify.ts')).benchVerify() },
   { name: 'deviceIdentity', run: async () => (await import('./device-identity.ts')).benchDeviceIdentity() },
