@@ -80,8 +80,6 @@ export async function benchAgentPackage(opts: { restarts?: number } = {}) {
   const adminToken = newSecret('apiToken');
   const app = await buildServer({
     dataDir: join(work, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'silent', bootstrapAdminToken: adminToken,
-    // device enrollment is being reworked; the agents here run without a credential
-    allowUnenrolledDevices: true,
   });
   try {
     const pkgs = await packageAgent(join(work, 'out'));
@@ -102,6 +100,9 @@ export async function benchAgentPackage(opts: { restarts?: number } = {}) {
     const assigned = await app.inject({ method: 'POST', url: '/v1/assignments', headers: { authorization: token }, payload: { manifestSha256: bundle.json().manifestSha256, deviceIds: ['bench-pkg', 'bench-tsx'] } });
     if (assigned.statusCode !== 202) throw new Error(`assign: ${assigned.statusCode} ${assigned.body}`);
 
+    // each agent enrolls itself on its first start (enrollmentToken in its config): a key pair, as on a device
+    const enrollment = await app.inject({ method: 'POST', url: '/v1/enrollment-tokens', headers: { authorization: token }, payload: { uses: 2, ttlSeconds: 3600 } });
+    if (enrollment.statusCode !== 201) throw new Error(`enrollment token: ${enrollment.statusCode} ${enrollment.body}`);
     const body = JSON.stringify({ inputs: { x: { dims: [1, 32], data: Array.from({ length: 32 }, (_, i) => Math.cos(i)), type: 'float32' } } });
     const variants = {
       packaged: { cmd: join(prefix, 'bin', 'fleet-agent'), args: [] as string[], cwd: work },
@@ -115,6 +116,7 @@ export async function benchAgentPackage(opts: { restarts?: number } = {}) {
       writeFileSync(config, JSON.stringify({
         deviceId, dataDir: join(work, name, 'data'), mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl: baseUrl,
         rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey), probationInferences: 1, probationSeconds: 0,
+        enrollmentToken: enrollment.json().token,
       }));
       const args = [...v.args, '--config', config, '--http-port', '0'];
       const env = { PATH: process.env.PATH ?? '', HOME: work };

@@ -7,8 +7,8 @@
 // throwaway root (its maintainer scripts honour DPKG_ROOT), never on this machine's own system; systemd
 // is not exercised (the scripts skip systemctl under DPKG_ROOT).
 //
-// Enrollment: the server runs with allowUnenrolledDevices (startTestServer's default) because device
-// enrollment is being reworked; `fleet-agent enroll` is a placeholder until then.
+// Enrollment as on a device: the server refuses unenrolled devices (the product default); the installed
+// `fleet-agent enroll` makes the device's key pair and registers it with an enrollment token.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { isBuiltin } from 'node:module';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -91,12 +91,7 @@ describe('npm tarball', () => {
     const runDir = join(work, 'run');
     mkdirSync(runDir);
     expect(execFileSync('fleet-agent', ['--version'], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 30_000 }).trim()).toBe(AGENT_VERSION);
-    // enrollment is a placeholder until the device-key enrollment lands: it says so and fails
-    const enroll = spawnSync('fleet-agent', ['enroll', '--server', 'http://127.0.0.1:1', '--token', 'x'], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 30_000 });
-    expect(enroll.status).toBe(2);
-    expect(enroll.stderr).toContain('not available in this version');
-
-    server = await startTestServer({ config: { allowUnenrolledDevices: true } });
+    server = await startTestServer();
     const bundle = await pushBundle(server, 'tiny', tinyClassifier(1, { inputs: 32, classes: 16 }), {
       quantize: 'int8', samples: calibrationSamples(32),
       // random weights on random inputs: a near tie can flip one top-1 of 32; the test is about the package, not the gate
@@ -108,6 +103,15 @@ describe('npm tarball', () => {
       deviceId: 'pkg-0001', dataDir: join(runDir, 'data'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl,
       rootPublicKey: server.rootPublicKey, reconnectMinMs: 200, probationInferences: 1, probationSeconds: 0,
     }));
+    // a bad token is refused with the server's reason; the harness's enrollment token enrolls the device
+    const refused = spawnSync('fleet-agent', ['enroll', '--config', configPath, '--token', `fleet_et_${'A'.repeat(43)}`], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 60_000 });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('enrollment of pkg-0001 refused (HTTP 401)');
+    const enroll = spawnSync('fleet-agent', ['enroll', '--config', configPath, '--token', server.enrollmentToken], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 60_000 });
+    expect(enroll.status, enroll.stderr).toBe(0);
+    const enrolled = JSON.parse(enroll.stdout.trim()) as { event: string; deviceId: string; publicKey: string };
+    expect(enrolled).toMatchObject({ event: 'enrolled', deviceId: 'pkg-0001' });
+    expect(statSync(join(runDir, 'data', 'device-key.pem')).mode & 0o777).toBe(0o600);
 
     child = spawn('fleet-agent', ['--config', configPath, '--http-port', '0'], { cwd: runDir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
