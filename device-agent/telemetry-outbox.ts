@@ -4,9 +4,10 @@
 // sent again. Resending is safe: the server stores (deviceId, seq) once. Bounded: past `max` windows
 // the oldest go first, so a device offline for months does not fill its disk.
 // Files are written with rename, so a crash never leaves a half window under a real name.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Telemetry } from '../shared/messages.ts';
+import { disk } from './disk.ts';
 import { removeIfExists } from './downloader.ts';
 import { writeFileDurable } from './durable-file.ts';
 
@@ -20,7 +21,7 @@ export class TelemetryOutbox {
 
   /** Load what a previous run left; half-written files (a crash mid-write) are removed. */
   open(): void {
-    mkdirSync(this.dir, { recursive: true });
+    disk.mkdirSync(this.dir, { recursive: true });
     const seqs: number[] = [];
     for (const name of readdirSync(this.dir)) {
       const m = NAME.exec(name);
