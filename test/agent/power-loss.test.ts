@@ -71,6 +71,8 @@ interface Run {
   base: { status: Set<number>; telemetry: Set<number> };
   /** every text of state.json the run wrote, and the snapshot's */
   stateTexts: Set<string>;
+  /** the run starts with a slot damaged on purpose */
+  damaged: boolean;
 }
 
 interface Checked { run: string; n: number; prefix: number; how: string; phase: string; ok: boolean; why?: string }
@@ -135,7 +137,7 @@ describe('power loss at every write of real updates', () => {
     return base;
   }
 
-  async function end(id: string, base: Run['base'], over: Partial<AgentConfigInput> = {}) {
+  async function end(id: string, base: Run['base'], over: Partial<AgentConfigInput> = {}, damaged = false) {
     const rec = recorder.end();
     recording = null;
     const stateTexts = new Set<string>();
@@ -147,7 +149,7 @@ describe('power loss at every write of real updates', () => {
       if (op.kind === 'open') { if (op.path === 'state.json.tmp') tmpFds.add(op.fd); else tmpFds.delete(op.fd); }
       if (op.kind === 'write' && tmpFds.has(op.fd)) stateTexts.add(op.data.toString());
     }
-    runs.push({ id, rec, over, base, stateTexts });
+    runs.push({ id, rec, over, base, stateTexts, damaged });
   }
 
   /** The agent that made the recording is gone; its assignment must not reach the crash-state agents. */
@@ -232,7 +234,7 @@ describe('power loss at every write of real updates', () => {
       const again = await startAt(id, dataDir);
       expect(again.active?.manifestSha256).toBe(v2.manifestSha256);
       await quiet(dataDir);
-      await end(id, base);
+      await end(id, base, {}, true);
       await forget(again, id);
     }
     {
@@ -259,7 +261,8 @@ describe('power loss at every write of real updates', () => {
   function phaseOf(j: AgentState): string {
     const name = (m: string | undefined) => (m ? bundles.get(m)?.name ?? 'unsigned' : 'none');
     if (j.probation && !j.probation.cleanStop && j.active === j.probation.slot) return `probation ${name(j.probation.manifestSha256)}`;
-    const on = `on ${name(j.active ? j.slots[j.active]?.manifestSha256 : undefined)}`;
+    const r = j.active ? j.slots[j.active] : null;
+    const on = `on ${name(r?.manifestSha256)}${r && (j.trust.versionFloors[r.modelId] ?? 0) > r.version ? ` (floor ${j.trust.versionFloors[r.modelId]})` : ''}`;
     if (j.update) return `${on}, update to ${name(j.update.manifestSha256)} ${j.update.slot ? 'claimed a slot' : 'accepted'}`;
     return on;
   }
@@ -285,8 +288,12 @@ describe('power loss at every write of real updates', () => {
     const slotIntact = (slot: 'a' | 'b' | null) => {
       const r = slot ? j.slots[slot] : null;
       const f = r ? s.files.get(`slots/${slot}.onnx`) : undefined;
-      return !!r && !!f && sha(f) === r.artifactSha256;
+      const m = r ? s.files.get(`slots/${slot}.manifest.json`) : undefined;
+      return !!r && !!f && !!m && sha(f) === r.artifactSha256 && sha(m) === r.manifestSha256;
     };
+    // A power cut must never take the bytes of a slot the surviving record names (only the repair run
+    // damages one on purpose). Slot repair would hide it while the server is reachable: judged on disk.
+    if (!run.damaged) for (const slot of ['a', 'b'] as const) if (j.slots[slot] && !slotIntact(slot)) return fail(`the record names slot ${slot}, whose files a power cut lost or tore`);
     const crashedOnProbation = j.probation && !j.probation.cleanStop && j.active === j.probation.slot;
     const expectActive = crashedOnProbation && j.probation!.previous
       ? j.slots[j.probation!.previous]!.manifestSha256 // its slot was never touched in these runs: it verifies
@@ -369,6 +376,8 @@ describe('power loss at every write of real updates', () => {
     // each run reached the phases it is about
     const phases = (id: string) => Object.keys(summary.find((x) => x.run === id)!.phases);
     expect(phases('pl-install')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v2 accepted', 'on v1, update to v2 claimed a slot', 'probation v2', 'on v2']));
-    expect(phases('pl-revert')).toEqual(expect.arrayContaining(['on v1', 'probation v3']));
+    expect(phases('pl-revert')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v3 accepted', 'on v1, update to v3 claimed a slot', 'probation v3', 'on v1 (floor 3)']));
+    // (the exact number varies a little from run to run: chunks per download, the order of acknowledgements)
+    expect(results.length).toBeGreaterThanOrEqual(120);
   }, 600_000);
 });
