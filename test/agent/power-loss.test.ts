@@ -1,7 +1,7 @@
 // Power loss at every write (issue 11). SIGKILL keeps the page cache; a power cut does not. The real
 // agent's file-system operations are recorded (device-agent/disk.ts is the seam) during real runs
 // against a real server: an install (v1 -> v2, probation passed), a probation failure and its revert,
-// a refused assignment (the status outbox: queued, sent, acknowledged), a restore at start that fetches
+// a newer assignment while on probation (it overwrites the revert target), a refused assignment (the status outbox: queued, sent, acknowledged), a restore at start that fetches
 // a damaged slot again, and telemetry windows through their outbox. For every prefix of each run's
 // operation log the disk model (power-loss/disk-model.ts) lists the distinct states a power cut may
 // leave; each is written to a fresh data folder, the real agent is started on it and must come back
@@ -180,7 +180,7 @@ describe('power loss at every write of real updates', () => {
     await server?.close();
   });
 
-  it('records five real runs', async () => {
+  it('records six real runs', async () => {
     {
       // install: v1 -> v2, probation passed
       const id = 'pl-install';
@@ -203,6 +203,20 @@ describe('power loss at every write of real updates', () => {
       await install(agent, id, v3);
       await agent.infer(feeds).catch(() => {});
       await reverted;
+      await quiet(dataDir);
+      await end(id, base);
+      await forget(agent, id);
+    }
+    {
+      // a newer assignment while on probation: v1 -> v2 (on probation) -> v3 overwrites v1's slot, the
+      // revert target, so from then on a crash keeps v2; then v3 switches and passes its probation
+      const id = 'pl-supersede';
+      const { agent, dataDir } = await deviceOnV1(id);
+      await install(agent, id, v2);
+      await quiet(dataDir);
+      const base = begin(id, dataDir);
+      await install(agent, id, v3);
+      await passProbation(agent, v3.manifestSha256);
       await quiet(dataDir);
       await end(id, base);
       await forget(agent, id);
@@ -262,9 +276,10 @@ describe('power loss at every write of real updates', () => {
   /** The phase a crash state is in, read from the state record that survived. */
   function phaseOf(j: AgentState): string {
     const name = (m: string | undefined) => (m ? bundles.get(m)?.name ?? 'unsigned' : 'none');
-    if (j.probation && !j.probation.cleanStop && j.active === j.probation.slot) return `probation ${name(j.probation.manifestSha256)}`;
     const r = j.active ? j.slots[j.active] : null;
-    const on = `on ${name(r?.manifestSha256)}${r && (j.trust.versionFloors[r.modelId] ?? 0) > r.version ? ` (floor ${j.trust.versionFloors[r.modelId]})` : ''}`;
+    const on = j.probation && !j.probation.cleanStop && j.active === j.probation.slot
+      ? `probation ${name(j.probation.manifestSha256)}${j.probation.previous ? '' : ' (nothing to revert to)'}`
+      : `on ${name(r?.manifestSha256)}${r && (j.trust.versionFloors[r.modelId] ?? 0) > r.version ? ` (floor ${j.trust.versionFloors[r.modelId]})` : ''}`;
     if (j.update) return `${on}, update to ${name(j.update.manifestSha256)} ${j.update.slot ? 'claimed a slot' : 'accepted'}`;
     return on;
   }
@@ -353,7 +368,7 @@ describe('power loss at every write of real updates', () => {
 
   it('starts the agent on every crash state and finds the exact outcome of its phase', async () => {
     const t0 = Date.now();
-    expect(runs).toHaveLength(5);
+    expect(runs).toHaveLength(6);
     const plans = runs.filter((r) => !process.env.PL_ONLY || r.id === process.env.PL_ONLY).map((run) => {
       const { states, considered } = crashStates(run.rec);
       const step = Math.max(1, states.length / MAX_STATES_PER_RUN);
@@ -377,10 +392,12 @@ describe('power loss at every write of real updates', () => {
     if (failures.length) console.log('failures', JSON.stringify(kinds, null, 1));
     expect(failures.slice(0, 10)).toEqual([]);
     // each run reached the phases it is about
+    if (process.env.PL_ONLY) return;
     const phases = (id: string) => Object.keys(summary.find((x) => x.run === id)!.phases);
     expect(phases('pl-install')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v2 accepted', 'on v1, update to v2 claimed a slot', 'probation v2', 'on v2']));
     expect(phases('pl-revert')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v3 accepted', 'on v1, update to v3 claimed a slot', 'probation v3', 'on v1 (floor 3)']));
+    expect(phases('pl-supersede')).toEqual(expect.arrayContaining(['probation v2', 'probation v2, update to v3 accepted', 'probation v2 (nothing to revert to), update to v3 claimed a slot', 'probation v3', 'on v3']));
     // (the exact number varies a little from run to run: chunks per download, the order of acknowledgements)
-    expect(results.length).toBeGreaterThanOrEqual(120);
+    expect(results.length).toBeGreaterThanOrEqual(160);
   }, 600_000);
 });
