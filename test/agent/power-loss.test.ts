@@ -22,7 +22,8 @@ import { mkdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { FleetAgent, type AgentDeps } from '../../device-agent/agent.ts';
 import { parseAgentConfig, type AgentConfigInput } from '../../device-agent/config.ts';
-import { writeFileDurable } from '../../device-agent/durable-file.ts';
+import { disk } from '../../device-agent/disk.ts';
+import { fsyncDir, writeFileDurable } from '../../device-agent/durable-file.ts';
 import { AgentState } from '../../device-agent/state-store.ts';
 import { Telemetry, type Status } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
@@ -62,6 +63,23 @@ describe('the disk model', () => {
 
   it("fsynced data whose folder was not fsynced: the rename may be lost, the data never torn", () => {
     expect(contents(() => writeFileDurable(join(dir, 'f.json'), 'new content', 'data'))).toEqual(['new content', 'old']);
+  });
+
+  it('a new folder is a name in its parent: until the parent is fsynced, a durable file in it may vanish with it', () => {
+    const sub = join(dir, 'sub');
+    /** what a power cut right after the last operation may leave of sub/w.json */
+    const afterwards = (syncParent: boolean) => {
+      rmSync(sub, { recursive: true, force: true });
+      recorder.begin(dir);
+      disk.mkdirSync(sub, { recursive: true });
+      if (syncParent) fsyncDir(dir);
+      writeFileDurable(join(sub, 'w.json'), 'window');
+      const rec = recorder.end();
+      const last = rec.ops.map((o) => o.kind !== 'close' && o.kind !== 'mark').lastIndexOf(true) + 1;
+      return [...new Set(crashStates(rec, last).states.map((s) => s.files.get('sub/w.json')?.toString() ?? '(missing)'))].sort();
+    };
+    expect(afterwards(false)).toEqual(['(missing)', 'window']);
+    expect(afterwards(true)).toEqual(['window']);
   });
 });
 
@@ -180,7 +198,20 @@ describe('power loss at every write of real updates', () => {
     await server?.close();
   });
 
-  it('records six real runs', async () => {
+  it('records seven real runs', async () => {
+    {
+      // first start on an empty data folder (its folders created), then v1 installed, probation passed
+      const id = 'pl-first';
+      const dataDir = join(server.dir, 'pl', id);
+      mkdirSync(dataDir, { recursive: true });
+      const base = begin(id, dataDir);
+      const agent = await startAt(id, dataDir);
+      await install(agent, id, v1);
+      await passProbation(agent, v1.manifestSha256);
+      await quiet(dataDir);
+      await end(id, base);
+      await forget(agent, id);
+    }
     {
       // install: v1 -> v2, probation passed
       const id = 'pl-install';
@@ -286,12 +317,17 @@ describe('power loss at every write of real updates', () => {
 
   async function check(run: Run, s: CrashState, n: number): Promise<Checked> {
     const dataDir = join(server.dir, 'crash', run.id, String(n));
-    materialize(dataDir, run.rec, s);
-    const stateText = s.files.get('state.json')?.toString() ?? '';
+    materialize(dataDir, s);
+    const stateText = s.files.get('state.json')?.toString();
     const out: Checked = { run: run.id, n, prefix: s.prefix, how: s.how, phase: '?', ok: false };
     const fail = (why: string) => ({ ...out, why });
-    if (!run.stateTexts.has(stateText)) return fail(`state.json is none of the texts the agent wrote: ${JSON.stringify(stateText.slice(0, 80))}`);
-    const j = AgentState.parse(JSON.parse(stateText));
+    // no state.json at all: only before the first one was written, i.e. a device that never started
+    if (stateText === undefined && run.rec.snapshot.has('state.json')) return fail('state.json is gone');
+    if (stateText !== undefined && !run.stateTexts.has(stateText)) return fail(`state.json is none of the texts the agent wrote: ${JSON.stringify(stateText.slice(0, 80))}`);
+    const j = AgentState.parse(stateText !== undefined ? JSON.parse(stateText) : {
+      format: 1, trust: { rootPublicKey: server.rootPublicKey, keysetVersion: 0, lastSeq: 0, lastDirectorSig: null, versionFloors: {}, timeFloor: 0 },
+      slots: { a: null, b: null }, active: null, previous: null, telemetrySeq: 0,
+    });
     out.phase = phaseOf(j);
 
     // the world as the server knew it at the cut
@@ -368,7 +404,7 @@ describe('power loss at every write of real updates', () => {
 
   it('starts the agent on every crash state and finds the exact outcome of its phase', async () => {
     const t0 = Date.now();
-    expect(runs).toHaveLength(6);
+    expect(runs).toHaveLength(7);
     const plans = runs.filter((r) => !process.env.PL_ONLY || r.id === process.env.PL_ONLY).map((run) => {
       const { states, considered } = crashStates(run.rec);
       const step = Math.max(1, states.length / MAX_STATES_PER_RUN);
@@ -394,6 +430,7 @@ describe('power loss at every write of real updates', () => {
     // each run reached the phases it is about
     if (process.env.PL_ONLY) return;
     const phases = (id: string) => Object.keys(summary.find((x) => x.run === id)!.phases);
+    expect(phases('pl-first')).toEqual(expect.arrayContaining(['on none', 'on none, update to v1 accepted', 'on none, update to v1 claimed a slot', 'probation v1 (nothing to revert to)', 'on v1']));
     expect(phases('pl-install')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v2 accepted', 'on v1, update to v2 claimed a slot', 'probation v2', 'on v2']));
     expect(phases('pl-revert')).toEqual(expect.arrayContaining(['on v1', 'on v1, update to v3 accepted', 'on v1, update to v3 claimed a slot', 'probation v3', 'on v1 (floor 3)']));
     expect(phases('pl-supersede')).toEqual(expect.arrayContaining(['probation v2', 'probation v2, update to v3 accepted', 'probation v2 (nothing to revert to), update to v3 claimed a slot', 'probation v3', 'on v3']));

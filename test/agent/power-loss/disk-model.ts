@@ -9,8 +9,9 @@
 // - a create, rename or unlink is on disk only once its folder has been fsynced, but may reach the disk
 //   before that (so a rename may be lost while the renamed file's data is on disk, and a rename may be
 //   on disk while the data it names is not);
-// - fsynced data and names of a fsynced folder survive.
-// Folders are not created or removed during a run (asserted): every folder exists in the snapshot.
+// - fsynced data and names of a fsynced folder survive; a folder created during the run is itself a
+//   name in its parent folder (lost until the parent is fsynced, and everything in it with it).
+// Folders are not removed during a run.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
@@ -51,8 +52,9 @@ export function writeTree(root: string, dirs: string[], files: Tree): void {
   for (const [p, data] of files) writeFileSync(join(root, p), data);
 }
 
-export function treeDigest(files: Tree): string {
+export function treeDigest(files: Tree, dirs: string[] = []): string {
   const h = createHash('sha256');
+  for (const d of [...dirs].sort()) h.update(`dir ${d}\0`);
   for (const p of [...files.keys()].sort()) h.update(p).update('\0').update(createHash('sha256').update(files.get(p)!).digest()).update('\0');
   return h.digest('hex');
 }
@@ -136,7 +138,10 @@ export class DiskRecorder {
 
 type Change = { kind: 'write'; offset: number; data: Buffer } | { kind: 'trunc'; len: number };
 interface Inode { id: number; durable: Buffer; log: Change[] }
-interface Dir { durable: Map<string, Inode>; cur: Map<string, Inode> }
+/** a folder's entry in its parent */
+interface DirRef { dir: string }
+interface Dir { durable: Map<string, Inode | DirRef>; cur: Map<string, Inode | DirRef> }
+const isDir = (x: Inode | DirRef): x is DirRef => 'dir' in x;
 
 function apply(base: Buffer, changes: Change[], tornAt = -1): Buffer {
   let b = Buffer.from(base);
@@ -153,14 +158,23 @@ function apply(base: Buffer, changes: Change[], tornAt = -1): Buffer {
 }
 
 /** One crash state: the files a power cut after `prefix` operations may leave, and how it was chosen. */
-export interface CrashState { prefix: number; files: Tree; digest: string; how: string }
+export interface CrashState { prefix: number; files: Tree; dirs: string[]; digest: string; how: string }
 
-/** Replays `rec` and yields the distinct crash states of every prefix (0 = the snapshot itself). */
-export function crashStates(rec: Recording): { states: CrashState[]; considered: number } {
+/** Replays `rec` and yields the distinct crash states of every prefix (0 = the snapshot itself), or of prefix `at` only. */
+export function crashStates(rec: Recording, at?: number): { states: CrashState[]; considered: number } {
   let nextId = 0;
   const dirs = new Map<string, Dir>();
-  for (const d of rec.dirs) dirs.set(d, { durable: new Map(), cur: new Map() });
   const split = (p: string) => { const i = p.lastIndexOf('/'); return i < 0 ? ['', p] : [p.slice(0, i), p.slice(i + 1)]; };
+  const addDir = (d: string, synced: boolean) => {
+    dirs.set(d, { durable: new Map(), cur: new Map() });
+    if (d === '') return;
+    const parent = dirs.get(split(d)[0]);
+    if (!parent) throw new Error(`model: parent of folder ${d} unknown`);
+    const ref: DirRef = { dir: d };
+    parent.cur.set(split(d)[1], ref);
+    if (synced) parent.durable.set(split(d)[1], ref);
+  };
+  for (const d of [...rec.dirs].sort((a, b) => a.length - b.length)) addDir(d, true);
   const dirOf = (p: string) => {
     const d = dirs.get(split(p)[0]);
     if (!d) throw new Error(`model: folder of ${p} is not in the snapshot`);
@@ -177,8 +191,9 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
   let considered = 0;
 
   const emit = (prefix: number) => {
+    if (at !== undefined && prefix !== at) return;
     const inodes = new Set<Inode>();
-    for (const d of dirs.values()) for (const m of [d.durable, d.cur]) for (const i of m.values()) inodes.add(i);
+    for (const d of dirs.values()) for (const m of [d.durable, d.cur]) for (const i of m.values()) if (!isDir(i)) inodes.add(i);
     const dirty = [...dirs.entries()].filter(([, d]) => !sameEntries(d.durable, d.cur)).map(([n]) => n);
     type EntryPick = { how: string; cur: (dir: string) => boolean };
     const entryPicks: EntryPick[] = [{ how: 'names as synced', cur: () => false }];
@@ -204,16 +219,21 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
     for (const e of entryPicks) for (const c of contentPicks) {
       considered++;
       const files: Tree = new Map();
+      const present: string[] = [];
       const cache = new Map<Inode, Buffer>();
-      for (const [dn, d] of dirs) {
-        for (const [name, ino] of e.cur(dn) ? d.cur : d.durable) {
-          let b = cache.get(ino);
-          if (!b) { b = c.content(ino); cache.set(ino, b); }
+      const walk = (dn: string) => {
+        present.push(dn);
+        const d = dirs.get(dn)!;
+        for (const [name, x] of e.cur(dn) ? d.cur : d.durable) {
+          if (isDir(x)) { walk(x.dir); continue; }
+          let b = cache.get(x);
+          if (!b) { b = c.content(x); cache.set(x, b); }
           files.set(dn ? `${dn}/${name}` : name, b);
         }
-      }
-      const digest = treeDigest(files);
-      if (!seen.has(digest)) seen.set(digest, { prefix, files, digest, how: `${e.how}; ${c.how}` });
+      };
+      walk('');
+      const digest = treeDigest(files, present);
+      if (!seen.has(digest)) seen.set(digest, { prefix, files, dirs: present, digest, how: `${e.how}; ${c.how}` });
     }
   };
 
@@ -225,6 +245,7 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
         const d = dirOf(op.path);
         const name = split(op.path)[1];
         let ino = d.cur.get(name);
+        if (ino && isDir(ino)) throw new Error(`model: ${op.path} is a folder`);
         if (!ino) {
           if (op.flags === 'r') throw new Error(`model: open for reading of missing ${op.path}`);
           ino = { id: nextId++, durable: Buffer.alloc(0), log: [] };
@@ -254,7 +275,7 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
       case 'rename': {
         const from = dirOf(op.from), to = dirOf(op.to);
         const ino = from.cur.get(split(op.from)[1]);
-        if (!ino) throw new Error(`model: rename of missing ${op.from}`);
+        if (!ino || isDir(ino)) throw new Error(`model: rename of missing file ${op.from}`);
         from.cur.delete(split(op.from)[1]);
         to.cur.set(split(op.to)[1], ino);
         break;
@@ -262,11 +283,11 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
       case 'unlink': dirOf(op.path).cur.delete(split(op.path)[1]); break;
       case 'truncate': {
         const ino = dirOf(op.path).cur.get(split(op.path)[1]);
-        if (!ino) throw new Error(`model: truncate of missing ${op.path}`);
+        if (!ino || isDir(ino)) throw new Error(`model: truncate of missing file ${op.path}`);
         ino.log.push({ kind: 'trunc', len: op.len });
         break;
       }
-      case 'mkdir': if (!dirs.has(op.path)) throw new Error(`model: a run created folder ${op.path}; folders must exist in the snapshot`); break;
+      case 'mkdir': if (!dirs.has(op.path)) addDir(op.path, false); break;
       case 'mark': break;
     }
     if (op.kind !== 'mark' && op.kind !== 'close') emit(n + 1);
@@ -274,7 +295,7 @@ export function crashStates(rec: Recording): { states: CrashState[]; considered:
   return { states: [...seen.values()], considered };
 }
 
-function sameEntries(a: Map<string, Inode>, b: Map<string, Inode>): boolean {
+function sameEntries(a: Map<string, Inode | DirRef>, b: Map<string, Inode | DirRef>): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (b.get(k) !== v) return false;
   return true;
@@ -285,4 +306,4 @@ export function marksBefore(rec: Recording, prefix: number): { what: string; seq
   return rec.ops.slice(0, prefix).flatMap((op) => (op.kind === 'mark' ? [{ what: op.what, seq: op.seq }] : []));
 }
 
-export const materialize = (root: string, rec: Recording, s: CrashState) => writeTree(root, rec.dirs, s.files);
+export const materialize = (root: string, s: CrashState) => writeTree(root, s.dirs, s.files);
