@@ -1,15 +1,17 @@
 // Power loss at every write (issue 11). SIGKILL keeps the page cache; a power cut does not. The real
-// agent's file-system operations are recorded (device-agent/disk.ts is the seam) during real runs
-// against a real server: a first start and install on an empty data folder, an install (v1 -> v2,
-// probation passed), a probation failure and its revert,
-// a newer assignment while on probation (it overwrites the revert target), a refused assignment (the status outbox: queued, sent, acknowledged), a restore at start that fetches
-// a damaged slot again, and telemetry windows through their outbox. For every prefix of each run's
-// operation log the disk model (power-loss/disk-model.ts) lists the distinct states a power cut may
+// agent's file-system operations are recorded (device-agent/disk.ts is the seam) during seven real
+// runs against a real server: a first start and install on an empty data folder, an install (v1 -> v2,
+// probation passed), a probation failure and its revert, a newer assignment while on probation (it
+// overwrites the revert target), a refused assignment (the status outbox: queued, sent,
+// acknowledged), a restore at start that fetches a damaged slot again, and telemetry windows through
+// their outbox. For every prefix of each run's operation log the disk model
+// (power-loss/disk-model.ts) lists the distinct states a power cut may
 // leave; each is written to a fresh data folder, the real agent is started on it and must come back
 // with the exact outcome for its phase, read from the state record that survived on that disk:
 // - before the switch write is on disk: the previous model, its bytes matching its signed manifest;
 // - the switch on disk with probation open: reverted to the previous model (CRASH_RECOVERY);
 // - after probation ended (or reverted): the model the record names;
+// - the record never names a slot whose files the cut lost or tore (judged on disk, before a repair);
 // - version floors and the director sequence never lower; an accepted update left in the record is
 //   reported (failed/CRASH_RECOVERY); every outcome in the surviving outbox, and every report of the
 //   start itself, is stored by the server under its (deviceId, seq) with the same content.
