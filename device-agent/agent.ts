@@ -4,7 +4,7 @@
 // The constructor does nothing; start() repairs what a crash left, restores the last good model and
 // connects; stop() undoes it.
 import { EventEmitter } from 'node:events';
-import { readFileSync, renameSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { b64, sha256Hex } from '../shared/crypto.ts';
@@ -18,6 +18,7 @@ import { connectBounded } from './bounded-mqtt.ts';
 import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact } from './artifact-fetch.ts';
+import { disk } from './disk.ts';
 import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
@@ -586,7 +587,7 @@ export class FleetAgent extends EventEmitter {
       this.claimSlot(slot);
       writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
       this.phase('write:manifest', info);
-      renameSync(part, this.slots.path(slot, 'onnx'));
+      disk.renameSync(part, this.slots.path(slot, 'onnx'));
       fsyncDir(this.slots.dir);
       this.phase('write:artifact', info);
     } catch (err) {

@@ -1,9 +1,10 @@
 // Artifact download over HTTP: resumes with Range after a broken connection, never accepts more bytes
 // than the manifest says (a server that sends more is cut off), checks free space first, and retries
 // with exponential backoff and jitter. The caller verifies length and SHA-256 of the finished file.
-import { closeSync, existsSync, fstatSync, openSync, statSync, statfsSync, truncateSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { existsSync, fstatSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UpdateRefused } from '../shared/reason-codes.ts';
+import { disk } from './disk.ts';
 
 export interface DownloadOptions {
   url: string;
@@ -42,7 +43,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     attempts++;
     try {
       const have = existsSync(opts.dest) ? statSync(opts.dest).size : 0;
-      if (have > opts.expectedLength) truncateSync(opts.dest, 0);
+      if (have > opts.expectedLength) disk.truncateSync(opts.dest, 0);
       const start = have > opts.expectedLength ? 0 : have;
       if (start === opts.expectedLength) return { bytes: start, attempts, resumed };
       if (start > 0) resumed = true;
@@ -74,7 +75,7 @@ async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
     await res.body?.cancel();
     throw new UpdateRefused('SIZE_MISMATCH', `server offers ${offset + declared} bytes, the manifest says ${opts.expectedLength}`);
   }
-  const fd = openSync(opts.dest, offset === 0 ? 'w' : 'a');
+  const fd = disk.openSync(opts.dest, offset === 0 ? 'w' : 'a');
   try {
     if (offset > 0 && fstatSync(fd).size !== offset) throw new Error('partial file changed under the download');
     let written = offset;
@@ -86,13 +87,13 @@ async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
         await reader.cancel();
         throw new UpdateRefused('SIZE_MISMATCH', `server sent more than the ${opts.expectedLength} bytes the manifest allows`);
       }
-      writeSync(fd, value);
+      disk.writeSync(fd, value);
       written += value.byteLength;
       opts.onProgress?.(written);
     }
-    fsyncSync(fd);
+    disk.fsyncSync(fd);
   } finally {
-    closeSync(fd);
+    disk.closeSync(fd);
   }
 }
 
@@ -108,5 +109,5 @@ function checkFreeSpace(dir: string, need: number): void {
 }
 
 export function removeIfExists(path: string): void {
-  try { unlinkSync(path); } catch { /* already gone */ }
+  try { disk.unlinkSync(path); } catch { /* already gone */ }
 }

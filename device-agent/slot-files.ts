@@ -1,10 +1,11 @@
 // The two model slots on disk: <dataDir>/slots/{a,b}.onnx with the signed manifest text beside it
 // ({a,b}.manifest.json) and the download in progress ({a,b}.part). Reading a slot re-checks its bytes
 // against the state record every time, so a damaged or half-written file is never loaded.
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../shared/crypto.ts';
 import { Manifest } from '../shared/messages.ts';
+import { disk } from './disk.ts';
 import { removeIfExists } from './downloader.ts';
 import type { SlotName, SlotRecord } from './state-store.ts';
 
@@ -17,7 +18,7 @@ export class SlotFiles {
   }
 
   ensure(): void {
-    mkdirSync(this.dir, { recursive: true });
+    disk.mkdirSync(this.dir, { recursive: true });
   }
 
   path(slot: SlotName, file: SlotFile): string {

@@ -3,10 +3,10 @@
 // signed manifest text still matches the record is fetched again through the install's own path
 // (staging, length and SHA-256 against that manifest) and put back; what cannot be repaired is
 // 'damaged', and planRecovery decides what that means. Nothing here deletes anything.
-import { renameSync } from 'node:fs';
 import type { Manifest } from '../shared/messages.ts';
 import { stageArtifact } from './artifact-fetch.ts';
 import type { AgentConfig } from './config.ts';
+import { disk } from './disk.ts';
 import { fsyncDir } from './durable-file.ts';
 import type { SlotCheck } from './recovery.ts';
 import type { SlotFiles } from './slot-files.ts';
@@ -40,7 +40,7 @@ export async function checkAndRepairSlots(state: AgentState, d: SlotRepairDeps):
     }
     try {
       const staged = await stageArtifact({ staging: d.staging, config: d.config, authorization: d.authorization, artifact: manifest.artifact, fetch: d.fetch, random: d.random });
-      renameSync(staged.path, d.slots.path(slot, 'onnx'));
+      disk.renameSync(staged.path, d.slots.path(slot, 'onnx'));
       fsyncDir(d.slots.dir);
       out.checks[slot] = 'ok';
       out.repaired.push({ slot, why: read.error, manifest });

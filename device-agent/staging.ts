@@ -3,8 +3,9 @@
 // oversized or tampered download leaves both slots (and the revert target) as they were. Named by the
 // artifact's digest, a partial file is resumed only by a download of that same artifact; at most one is
 // kept (a new download removes the others).
-import { mkdirSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { disk } from './disk.ts';
 import { removeIfExists } from './downloader.ts';
 
 export class Staging {
@@ -14,7 +15,7 @@ export class Staging {
   }
 
   ensure(): void {
-    mkdirSync(this.dir, { recursive: true });
+    disk.mkdirSync(this.dir, { recursive: true });
   }
 
   path(artifactSha256: string): string {

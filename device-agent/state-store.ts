@@ -101,8 +101,13 @@ export class StateStore {
     };
   }
 
-  /** `fsync = false` only where losing the write to a power cut is harmless (an acknowledged status resent). */
+  /**
+   * `fsync = false` only where losing the write to a power cut is harmless (an acknowledged status
+   * resent): the folder is not fsynced, so the rename may be lost. The data always is: a rename that
+   * reaches the disk before unsynced data would leave an empty or torn state.json, and an agent that
+   * cannot start (found by test/agent/power-loss.test.ts).
+   */
   save(state: AgentState, fsync = true): void {
-    writeFileDurable(this.path, JSON.stringify(state), fsync);
+    writeFileDurable(this.path, JSON.stringify(state), fsync ? true : 'data');
   }
 }

@@ -82,7 +82,7 @@ export class StatusReporter {
       this.inflight.set(seq, generation);
       client.publish(topics.status(this.host.deviceId), JSON.stringify(s), { qos: 1 }, (err) => {
         if (this.inflight.get(seq) === generation) this.inflight.delete(seq);
-        // no fsync: losing this write to a power cut only means one more resend, which the server ignores
+        // no folder fsync: losing this write to a power cut only means one more resend, which the server ignores
         if (!err && ackStatus(this.host.state(), seq)) this.host.save(false);
       });
     }

@@ -3,12 +3,14 @@
 // leaves the outbox when its QoS 1 publish is acknowledged; after a reconnect or a restart the rest is
 // sent again. Resending is safe: the server stores (deviceId, seq) once. Bounded: past `max` windows
 // the oldest go first, so a device offline for months does not fill its disk.
-// Files are written with rename, so a crash never leaves a half window under a real name.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Files are written with rename, so a process crash never leaves a half window under a real name; a
+// power cut may, for a window written online without fsync (add()), and read() then drops it.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Telemetry } from '../shared/messages.ts';
+import { disk } from './disk.ts';
 import { removeIfExists } from './downloader.ts';
-import { writeFileDurable } from './durable-file.ts';
+import { fsyncDir, writeFileDurable } from './durable-file.ts';
 
 const NAME = /^(\d{12})\.json$/;
 
@@ -20,7 +22,11 @@ export class TelemetryOutbox {
 
   /** Load what a previous run left; half-written files (a crash mid-write) are removed. */
   open(): void {
-    mkdirSync(this.dir, { recursive: true });
+    if (!existsSync(this.dir)) {
+      disk.mkdirSync(this.dir, { recursive: true });
+      // the folder's own name must be on disk before a window fsynced into it counts as durable
+      fsyncDir(dirname(this.dir));
+    }
     const seqs: number[] = [];
     for (const name of readdirSync(this.dir)) {
       const m = NAME.exec(name);
