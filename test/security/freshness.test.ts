@@ -32,7 +32,7 @@ function statement(issuedAt: number, ttlMs: number, key = server.app.fleet.keys.
 
 beforeAll(async () => {
   // one statement at start, then none unless the test asks (publishOnce): the test controls what is withheld
-  server = await startTestServer({ config: { allowUnenrolledDevices: false, freshnessIntervalSeconds: 3600, freshnessTtlSeconds: 600 } });
+  server = await startTestServer({ tls: true, config: { allowUnenrolledDevices: false, freshnessIntervalSeconds: 3600, freshnessTtlSeconds: 600 } });
   fleet = await startFleet(server, {
     count: 1, idPrefix: 'fz', agentOverrides: { freshnessMaxAgeSeconds: 60 },
     agentDeps: () => ({ now: () => Date.now() + offset, log: (event, f) => { if (event.startsWith('freshness')) events.push({ event, reason: f.reason as string | undefined }); } }),

@@ -22,7 +22,7 @@ const snapshot = () => ({
 });
 
 beforeAll(async () => {
-  server = await startTestServer({ config: { allowUnenrolledDevices: false } });
+  server = await startTestServer({ tls: true, config: { allowUnenrolledDevices: false } });
   fleet = await startFleet(server, { count: 2, idPrefix: 'rk', agentOverrides: { probationInferences: 0, probationSeconds: 0 } });
   k1 = server.app.fleet.keys.keyset.keys[0].keyId;
   old = await pushBundle(server, 'alpha', tinyClassifier(1));
