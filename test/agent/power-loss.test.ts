@@ -30,7 +30,7 @@ import { fsyncDir, writeFileDurable } from '../../device-agent/durable-file.ts';
 import { AgentState } from '../../device-agent/state-store.ts';
 import { Telemetry, type Status } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
-import { pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
+import { enrollKeys, pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { FaultRuntime } from './fault-runtime.ts';
@@ -116,6 +116,8 @@ describe('power loss at every write of real updates', () => {
   });
 
   async function startAt(deviceId: string, dataDir: string, over: Partial<AgentConfigInput> = {}, deps: AgentDeps = {}): Promise<FleetAgent> {
+    // the device's key pair in its folder (enrolled once, before any recording: the key is part of the snapshot)
+    await enrollKeys(server, [{ deviceId, dataDir }]);
     const agent = new FleetAgent(cfg(deviceId, dataDir, over), deps);
     const connected = new Promise<void>((r) => agent.once('connected', () => r()));
     await agent.start();
@@ -207,6 +209,7 @@ describe('power loss at every write of real updates', () => {
       const id = 'pl-first';
       const dataDir = join(server.dir, 'pl', id);
       mkdirSync(dataDir, { recursive: true });
+      await enrollKeys(server, [{ deviceId: id, dataDir }]);
       const base = begin(id, dataDir);
       const agent = await startAt(id, dataDir);
       await install(agent, id, v1);

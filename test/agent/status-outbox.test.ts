@@ -9,7 +9,7 @@ import { AgentState } from '../../device-agent/state-store.ts';
 import { ackStatus, enqueueStatus, STATUS_OUTBOX_MAX } from '../../device-agent/status-outbox.ts';
 import type { Status } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
-import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { assign, enrollDevices, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { AgentProcess } from './agent-process-handle.ts';
@@ -47,7 +47,9 @@ describe('outcomes across crashes', () => {
   it('the server stores a resent status once and tells its listeners once', async () => {
     const heard: unknown[] = [];
     const off = server.app.fleet.ingest.onMessage((kind, deviceId) => { if (kind === 'status' && deviceId === 'dup-1') heard.push(deviceId); });
-    const client = mqtt.connect(server.mqttUrl, { clientId: 'dup-1', protocolVersion: 4, reconnectPeriod: 0 });
+    // an enrolled device's own client (its legacy secret: the test speaks MQTT itself)
+    const secret = (await enrollDevices(server, ['dup-1'])).get('dup-1')!;
+    const client = mqtt.connect(server.mqttUrl, { clientId: 'dup-1', username: 'dup-1', password: secret, protocolVersion: 4, reconnectPeriod: 0 });
     try {
       await new Promise<void>((r, j) => { client.once('connect', () => r()); client.once('error', j); });
       const s: Status = { ...status('reverted'), deviceId: 'dup-1', reason: 'PROBATION_FAILED', seq: 7 };

@@ -9,7 +9,7 @@
 //
 // Enrollment as on a device: the server refuses unenrolled devices (the product default); the installed
 // `fleet-agent enroll` makes the device's key pair and registers it with an enrollment token.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { isBuiltin } from 'node:module';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -104,10 +104,18 @@ describe('npm tarball', () => {
       rootPublicKey: server.rootPublicKey, reconnectMinMs: 200, probationInferences: 1, probationSeconds: 0,
     }));
     // a bad token is refused with the server's reason; the harness's enrollment token enrolls the device
-    const refused = spawnSync('fleet-agent', ['enroll', '--config', configPath, '--token', `fleet_et_${'A'.repeat(43)}`], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 60_000 });
+    // (run without blocking: the server answering the enrollment is in this process)
+    const runAsync = (args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn('fleet-agent', args, { cwd: runDir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+      let stdout = '', stderr = '';
+      c.stdout!.on('data', (d) => { stdout += d; });
+      c.stderr!.on('data', (d) => { stderr += d; });
+      c.once('close', (status) => resolve({ status, stdout, stderr }));
+    });
+    const refused = await runAsync(['enroll', '--config', configPath, '--token', `fleet_et_${'A'.repeat(43)}`]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain('enrollment of pkg-0001 refused (HTTP 401)');
-    const enroll = spawnSync('fleet-agent', ['enroll', '--config', configPath, '--token', server.enrollmentToken], { cwd: runDir, env: runEnv, encoding: 'utf8', timeout: 60_000 });
+    const enroll = await runAsync(['enroll', '--config', configPath, '--token', server.enrollmentToken]);
     expect(enroll.status, enroll.stderr).toBe(0);
     const enrolled = JSON.parse(enroll.stdout.trim()) as { event: string; deviceId: string; publicKey: string };
     expect(enrolled).toMatchObject({ event: 'enrolled', deviceId: 'pkg-0001' });
