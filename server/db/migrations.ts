@@ -239,6 +239,9 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       ALTER TABLE device_credentials_v6 RENAME TO device_credentials;
       CREATE UNIQUE INDEX device_credentials_active ON device_credentials(device_id) WHERE revoked_at IS NULL;
       CREATE INDEX device_credentials_public_key ON device_credentials(public_key) WHERE public_key IS NOT NULL;
+      -- the key lookup at CONNECT asks for a device's rows whatever their state (revoked or not): the
+      -- partial index above cannot serve it, and a scan of 10,000 rows per CONNECT would
+      CREATE INDEX device_credentials_device ON device_credentials(device_id, created_at);
     `,
   },
 ];
