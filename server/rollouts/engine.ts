@@ -13,7 +13,8 @@ import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import type { KeyStore } from '../keys/key-store.ts';
 import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from './campaign-config.ts';
-import { ACTIVE_STATUSES, CampaignStore, type CampaignRow } from './campaign-store.ts';
+import { ACTIVE_STATUSES, CampaignStore, type CampaignRow, type DeviceState } from './campaign-store.ts';
+import { campaignDeviceStep } from './device-report.ts';
 import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
 import { gateFigures } from './gate-figures.ts';
 
@@ -245,21 +246,18 @@ export class RolloutEngine {
         revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
     const now = this.now();
     for (const r of rows) {
-      const aboutCampaign = s.manifestSha256 === r.campaign_manifest && (s.directorSeq ?? 0) >= (r.assigned_seq ?? Infinity);
-      const runsCampaign = s.active?.manifestSha256 === r.campaign_manifest;
-      if (r.revert_state === 'assigned' && r.revert_manifest_sha256) {
-        if (s.active?.manifestSha256 === r.revert_manifest_sha256) q.done.run(r.campaign_id, deviceId);
-        else if (s.manifestSha256 === r.revert_manifest_sha256 && (s.state === 'failed' || s.state === 'rejected')) q.revertFailed.run(s.reason ?? null, r.campaign_id, deviceId);
-        continue;
-      }
-      if (s.state === 'reverted' && (aboutCampaign || s.manifestSha256 === r.campaign_manifest) && (r.state === 'updated' || r.state === 'assigned')) {
-        q.reverted.run(s.reason ?? 'PROBATION_FAILED', now, r.campaign_id, deviceId);
-      } else if (r.state === 'assigned' && ((aboutCampaign && s.state === 'active') || (runsCampaign && s.state === 'active'))) {
-        q.updated.run(now, r.campaign_id, deviceId);
-      } else if (r.state === 'assigned' && aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
-        const maxRetries = (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0;
-        const next = r.attempts <= maxRetries ? 'retry' : 'failed';
-        q.failed.run(next, s.reason ?? null, next === 'failed' ? now : null, r.campaign_id, deviceId);
+      const step = campaignDeviceStep({
+        state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
+        maxRetries: (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0, revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+      }, s);
+      switch (step.kind) {
+        case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
+        case 'revert_failed': q.revertFailed.run(step.reason, r.campaign_id, deviceId); break;
+        case 'reverted': q.reverted.run(step.reason, now, r.campaign_id, deviceId); break;
+        case 'updated': q.updated.run(now, r.campaign_id, deviceId); break;
+        case 'retry': q.failed.run('retry', step.reason, null, r.campaign_id, deviceId); break;
+        case 'failed': q.failed.run('failed', step.reason, now, r.campaign_id, deviceId); break;
+        case 'ignore': break;
       }
     }
   }
