@@ -2,7 +2,7 @@
 // [first, first + count) of `total`, their groups' hardware and faults, and the state a scenario changes
 // while it runs (which artifact is the candidate).
 import { FleetAgent } from '../device-agent/agent.ts';
-import type { FaultProfile } from './faults.ts';
+import { type FaultCounts, type FaultProfile } from './faults.ts';
 import { concurrencyLimited, faultyFetch, FlakyProxy } from './flaky-proxy.ts';
 
 const DOWNLOADS_PER_PROCESS = 64;
@@ -55,8 +55,8 @@ export class DeviceFleet {
       agentDeps: (local) => {
         const f = s.groups[groupIndex(local)].faults;
         return {
-          ...(f.clockSkewMs ? { now: () => Date.now() + f.clockSkewMs! } : {}),
-          fetch: f.download ? concurrencyLimited(DOWNLOADS_PER_PROCESS, faultyFetch(f.download)) : limitedFetch,
+          ...(f.clockSkewMs ? { now: () => { this.fleet.faultCounts.skewedClockReads++; return Date.now() + f.clockSkewMs!; } } : {}),
+          fetch: f.download ? concurrencyLimited(DOWNLOADS_PER_PROCESS, faultyFetch(f.download, this.fleet.faultCounts)) : limitedFetch,
         };
       },
     });
@@ -107,10 +107,16 @@ export class DeviceFleet {
   private scheduleOffline(agent: FleetAgent, local: number, o: { afterMs: number; forMs: number }, campaignStart: number): void {
     const wait = Math.max(0, campaignStart + o.afterMs - Date.now());
     this.offlineTimers.push(setTimeout(() => {
+      this.fleet.faultCounts.offlineStops++;
       void agent.stop().then(() => {
-        this.offlineTimers.push(setTimeout(() => void this.fleet.restartAgent(local), o.forMs));
+        this.offlineTimers.push(setTimeout(() => { this.fleet.faultCounts.offlineRestarts++; void this.fleet.restartAgent(local); }, o.forMs));
       });
     }, wait));
+  }
+
+  /** Faults injected so far in this slice (the proxies' cuts included). */
+  faults(): FaultCounts {
+    return { ...this.fleet.faultCounts, connectionsCut: this.fleet.faultCounts.connectionsCut + this.proxies.reduce((n, p) => n + p.connectionsCut, 0) };
   }
 
   summary(): DeviceSummary[] {
