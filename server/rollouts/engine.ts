@@ -203,14 +203,14 @@ export class RolloutEngine {
       .all(c.campaign_id, c.current_wave, Number.isFinite(budget) ? budget : -1) as { device_id: string }[];
     if (due.length === 0) return;
     const ids = due.map((d) => d.device_id);
-    // remember what each device ran before, so a revert knows where to send it back
-    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, finished_at = NULL,
+    // remember what each device ran before, so a revert knows where to send it back; in the director's
+    // transaction: a server stopped here leaves both the desired states and these rows, or neither
+    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL,
       previous_manifest_sha256 = COALESCE(previous_manifest_sha256, (SELECT active_manifest_sha256 FROM devices WHERE device_id = ? AND active_manifest_sha256 != ?))
       WHERE campaign_id = ? AND device_id = ?`);
-    db.transaction(() => { for (const d of ids) mark.run(now, d, c.manifest_sha256, c.campaign_id, d); })();
-    const assigned = await this.deps.director.assign(c.manifest_sha256, ids);
-    const seq = db.prepare('UPDATE campaign_devices SET assigned_seq = ? WHERE campaign_id = ? AND device_id = ?');
-    db.transaction(() => { for (const a of assigned) seq.run(a.seq, c.campaign_id, a.deviceId); })();
+    await this.deps.director.assign(c.manifest_sha256, ids, (assigned) => {
+      for (const a of assigned) mark.run(now, a.seq, a.deviceId, c.manifest_sha256, c.campaign_id, a.deviceId);
+    });
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
@@ -290,9 +290,8 @@ export class RolloutEngine {
     for (const [previous, deviceIds] of byPrevious) {
       const existing = db.prepare(`SELECT revert_manifest_sha256 AS m FROM campaign_devices WHERE campaign_id = ? AND previous_manifest_sha256 = ? AND revert_manifest_sha256 IS NOT NULL LIMIT 1`).get(id, previous) as { m: string } | undefined;
       const revertManifest = existing?.m ?? reissueBundle({ db, keys: this.deps.keys, manifestTtlDays: this.deps.manifestTtlDays }, previous, { revertOf: true }).manifestSha256;
-      const assigned = await this.deps.director.assign(revertManifest, deviceIds);
       const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'assigned', revert_manifest_sha256 = ?, revert_seq = ? WHERE campaign_id = ? AND device_id = ?`);
-      db.transaction(() => assigned.forEach((a) => mark.run(revertManifest, a.seq, id, a.deviceId)))();
+      await this.deps.director.assign(revertManifest, deviceIds, (assigned) => assigned.forEach((a) => mark.run(revertManifest, a.seq, id, a.deviceId)));
     }
     const open = (db.prepare(`SELECT COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND revert_state = 'assigned'`).get(id) as { n: number }).n;
     if (open === 0) {
