@@ -71,6 +71,28 @@ describe('campaign limits', () => {
     await server.app.inject({ method: 'POST', url: `/v1/campaigns/${id}/abort` });
   });
 
+  it('a wave whose desired states could not be signed stays pending and is assigned on the next pass, not left waiting for its deadline', async () => {
+    const keys = server.app.fleet.keys;
+    const signerFor = keys.signerFor.bind(keys);
+    let failures = 0;
+    keys.signerFor = ((role: Parameters<typeof signerFor>[0]) => {
+      if (failures++ === 0) throw new Error('simulated: the server failed between deciding and signing');
+      return signerFor(role);
+    }) as typeof keys.signerFor;
+    try {
+      const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-7', 'fake-8'] }, waves: [{ percent: 100, soakSeconds: 3600 }] });
+      expect(c.status).toBe(201);
+      // the first pass failed before any desired state was signed; nothing was recorded as assigned
+      expect(failures).toBeGreaterThanOrEqual(1);
+      const v = await until(() => getCampaign(server, c.body.campaignId), (x) => x.deviceList.every((d) => d.state === 'assigned'));
+      expect(v.deviceList.map((d) => [d.deviceId, d.attempts]).sort()).toEqual([['fake-7', 1], ['fake-8', 1]]);
+      for (const id of ['fake-7', 'fake-8']) expect(assignedSeq(c.body.campaignId, id).s).toBe((server.app.fleet.db.prepare('SELECT desired_seq AS s FROM devices WHERE device_id = ?').get(id) as { s: number }).s);
+      await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` });
+    } finally {
+      keys.signerFor = signerFor;
+    }
+  });
+
   it('counts a device that stays silent past its deadline as failed, and the gate halts', async () => {
     const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-5', 'fake-6'] }, waves: [{ percent: 100, soakSeconds: 0 }], deviceDeadlineSeconds: 1, onGateFailure: 'pause' });
     expect(c.status).toBe(201);

@@ -26,7 +26,7 @@ function scenario(groups: NonNullable<ScenarioInput['fleet']['groups']>, extra: 
   };
 }
 
-describe('fault profiles on small simulated fleets', { timeout: 120_000 }, () => {
+describe('fault profiles on small simulated fleets', { timeout: 300_000 }, () => {
   it('flaky network: connections cut every 700 ms, the rollout still completes', async () => {
     const o = await runScenario(scenario([{ share: 1, hardware: 'rpi4' }, { share: 1, hardware: 'rpi4', faults: { flakyNetwork: { dropEveryMs: 700 } } }]));
     expect(o.campaign.status, o.campaign.failures.join()).toBe('completed');
