@@ -24,7 +24,9 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   // The server is down for a few seconds: with the product's 30 s reconnect ceiling (up to 60 s with
   // jitter) a device that backed off a few times could still be offline when the wait below ends, which
   // says nothing about what this test is about (campaign state surviving a restart); 2 s keeps it short.
-  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250, agentOverrides: { reconnectMaxMs: 2000 } });
+  // 1 s telemetry windows, not 250 ms: a quarter of the offline fsyncs (see below), and the gates still
+  // get their figures within a second or two.
+  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 1000, agentOverrides: { reconnectMaxMs: 2000 } });
   const v1 = await pushBundle(server, 'tiny', tinyClassifier(1), { quantize: 'none', reference: tinyReference() });
   await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
