@@ -16,11 +16,44 @@ export interface FaultProfile {
   inputDrift?: { offset: number; scale?: number };
 }
 
+/**
+ * What the simulator actually injected, so a test can tell a fault that happened from one configured and
+ * never triggered (a profile that names the wrong artifact, a proxy nobody connects through).
+ */
+export interface FaultCounts {
+  /** flaky network: device connections destroyed by the relay */
+  connectionsCut: number;
+  /** download responses cut short after cutAfterBytes */
+  downloadsCut: number;
+  /** download chunks held back by delayMsPerChunk */
+  chunksDelayed: number;
+  /** inferences of an artifact broken on this device (outputs zeroed or the call thrown) */
+  brokenInferences: number;
+  /** inferences whose modelled latency carried an artifact's regression factor (factor != 1) */
+  slowedInferences: number;
+  /** workload calls whose inputs were drifted */
+  driftedInputs: number;
+  /** reads of a skewed device clock (the agent checks signatures and expiry against it) */
+  skewedClockReads: number;
+  /** devices switched off by the offline fault, and started again */
+  offlineStops: number;
+  offlineRestarts: number;
+}
+
+export const noFaults = (): FaultCounts => ({
+  connectionsCut: 0, downloadsCut: 0, chunksDelayed: 0, brokenInferences: 0, slowedInferences: 0, driftedInputs: 0, skewedClockReads: 0, offlineStops: 0, offlineRestarts: 0,
+});
+
+export function addFaultCounts(into: FaultCounts, more: FaultCounts): FaultCounts {
+  for (const k of Object.keys(into) as (keyof FaultCounts)[]) into[k] += more[k];
+  return into;
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Wraps a (shared) runtime with one device's faults; the profile is read on every call so tests can change it. */
 export class FaultyRuntime implements ModelRuntime {
-  constructor(private readonly inner: ModelRuntime, private readonly profile: () => FaultProfile) {}
+  constructor(private readonly inner: ModelRuntime, private readonly profile: () => FaultProfile, private readonly counts: FaultCounts = noFaults()) {}
 
   async load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel> {
     const model = await this.inner.load(artifact, key);
@@ -28,9 +61,12 @@ export class FaultyRuntime implements ModelRuntime {
       release: () => model.release(),
       run: async (feeds: Feeds): Promise<Outputs> => {
         const p = this.profile();
-        const deviceMs = p.latency ? p.latency.baseMs * (p.latency.factorByArtifact?.[key.sha256] ?? 1) : undefined;
+        const factor = p.latency?.factorByArtifact?.[key.sha256] ?? 1;
+        const deviceMs = p.latency ? p.latency.baseMs * factor : undefined;
+        if (p.latency && factor !== 1) this.counts.slowedInferences++;
         if (deviceMs !== undefined) await sleep(deviceMs);
         const broken = p.brokenArtifacts?.[key.sha256];
+        if (broken) this.counts.brokenInferences++;
         if (broken === 'throw') throw new Error('simulated hardware fault: kernel crashed');
         let out = await model.run(feeds);
         if (broken === 'wrong-output') {

@@ -1,5 +1,6 @@
 // The "flaky network" fault: a relay between simulated devices and the broker that drops every connection
 // through it on a schedule. Devices reconnect on their own (with jitter).
+import type { FaultCounts } from './faults.ts';
 import { TcpRelay } from './tcp-relay.ts';
 
 export class FlakyProxy {
@@ -11,6 +12,8 @@ export class FlakyProxy {
   }
 
   get drops(): number { return this.relay.cuts; }
+  /** device connections the drops destroyed */
+  get connectionsCut(): number { return this.relay.connectionsCut; }
 
   async start(): Promise<number> {
     const port = await this.relay.start();
@@ -25,7 +28,7 @@ export class FlakyProxy {
 }
 
 /** A fetch that cuts each response body after `cutAfterBytes` and/or delays every chunk (slow or broken downloads). */
-export function faultyFetch(spec: { cutAfterBytes?: number; delayMsPerChunk?: number }): typeof fetch {
+export function faultyFetch(spec: { cutAfterBytes?: number; delayMsPerChunk?: number }, counts?: Pick<FaultCounts, 'downloadsCut' | 'chunksDelayed'>): typeof fetch {
   return async (input, init) => {
     const res = await fetch(input, init);
     if (!res.body) return res;
@@ -33,13 +36,17 @@ export function faultyFetch(spec: { cutAfterBytes?: number; delayMsPerChunk?: nu
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (spec.delayMsPerChunk) await new Promise((r) => setTimeout(r, spec.delayMsPerChunk));
+        if (spec.delayMsPerChunk) {
+          await new Promise((r) => setTimeout(r, spec.delayMsPerChunk));
+          if (counts) counts.chunksDelayed++;
+        }
         const { done, value } = await reader.read();
         if (done) return controller.close();
         if (spec.cutAfterBytes !== undefined && sent + value.byteLength > spec.cutAfterBytes) {
           const keep = spec.cutAfterBytes - sent;
           if (keep > 0) controller.enqueue(value.subarray(0, keep));
           await reader.cancel();
+          if (counts) counts.downloadsCut++;
           return controller.error(new Error('simulated connection reset'));
         }
         sent += value.byteLength;

@@ -2,11 +2,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DeviceFleet, type DeviceFleetSpec, type DeviceSummary } from './device-fleet.ts';
+import { addFaultCounts, noFaults, type FaultCounts } from './faults.ts';
 import { workloadInputs, type ModelKind } from './workload.ts';
 
 const WORKER = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
-interface Worker { child: ChildProcess; pending: Map<number, (m: { devices: DeviceSummary[]; rss: number }) => void> }
+interface Worker { child: ChildProcess; pending: Map<number, (m: { devices: DeviceSummary[]; faults: FaultCounts; rss: number }) => void> }
 
 export class FleetProcesses {
   private workers: Worker[] = [];
@@ -32,10 +33,10 @@ export class FleetProcesses {
         const w: Worker = { child, pending: new Map() };
         this.workers.push(w);
         starts.push(new Promise((resolve, reject) => {
-          child.on('message', (m: { type: string; id?: number; message?: string; devices?: DeviceSummary[]; rss?: number }) => {
+          child.on('message', (m: { type: string; id?: number; message?: string; devices?: DeviceSummary[]; faults?: FaultCounts; rss?: number }) => {
             if (m.type === 'ready') resolve();
             else if (m.type === 'error') reject(new Error(`fleet worker ${p}: ${m.message}`));
-            else if (m.type === 'summary') w.pending.get(m.id!)?.({ devices: m.devices!, rss: m.rss! });
+            else if (m.type === 'summary') w.pending.get(m.id!)?.({ devices: m.devices!, faults: m.faults ?? noFaults(), rss: m.rss! });
           });
           child.once('exit', (code) => reject(new Error(`fleet worker ${p} exited with ${code}`)));
         }));
@@ -64,14 +65,14 @@ export class FleetProcesses {
     else this.broadcast({ type: 'workload', ratePerSecond, model });
   }
 
-  async summary(): Promise<{ devices: DeviceSummary[]; rss: number[] }> {
-    if (this.local) return { devices: this.local.summary(), rss: [] };
-    const parts = await Promise.all(this.workers.map((w) => new Promise<{ devices: DeviceSummary[]; rss: number }>((resolve) => {
+  async summary(): Promise<{ devices: DeviceSummary[]; faults: FaultCounts; rss: number[] }> {
+    if (this.local) return { devices: this.local.summary(), faults: this.local.faults(), rss: [] };
+    const parts = await Promise.all(this.workers.map((w) => new Promise<{ devices: DeviceSummary[]; faults: FaultCounts; rss: number }>((resolve) => {
       const id = this.nextId++;
       w.pending.set(id, (m) => { w.pending.delete(id); resolve(m); });
       w.child.send({ type: 'summary', id });
     })));
-    return { devices: parts.flatMap((p) => p.devices), rss: parts.map((p) => p.rss) };
+    return { devices: parts.flatMap((p) => p.devices), faults: parts.reduce((a, p) => addFaultCounts(a, p.faults), noFaults()), rss: parts.map((p) => p.rss) };
   }
 
   /** Poll until every device satisfies pred, or throw with the stragglers after timeoutMs. */

@@ -28,7 +28,7 @@ process.on('message', (m: Msg) => {
         case 'baseline': fleet?.applyBaselineFaults(); break;
         case 'candidate': fleet?.setCandidate(m.artifactSha256, m.at); break;
         case 'workload': fleet?.fleet.startWorkload({ ratePerSecond: m.ratePerSecond, inputs: await workloadInputs(m.model) }); break;
-        case 'summary': send({ type: 'summary', id: m.id, devices: fleet?.summary() ?? [], rss: process.memoryUsage.rss() }); break;
+        case 'summary': send({ type: 'summary', id: m.id, devices: fleet?.summary() ?? [], faults: fleet?.faults(), rss: process.memoryUsage.rss() }); break;
         case 'stop':
           await fleet?.stop();
           send({ type: 'stopped' });

@@ -8,7 +8,7 @@ import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.
 import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
 import type { Feeds } from '../runtime/onnx-session.ts';
 import type { Status } from '../shared/messages.ts';
-import { applyInputDrift, FaultyRuntime, type FaultProfile } from './faults.ts';
+import { applyInputDrift, FaultyRuntime, noFaults, type FaultProfile } from './faults.ts';
 import { SignatureCache } from '../shared/verify-desired.ts';
 
 export interface FleetOptions {
@@ -51,6 +51,8 @@ export class SimulatedFleet {
   readonly agents: FleetAgent[] = [];
   readonly runtime: ModelRuntime;
   readonly signatureCache = new SignatureCache(4096);
+  /** faults injected so far by the runtime wrapper and the workload (the owner of other faults adds its own) */
+  readonly faultCounts = noFaults();
 
   constructor(private readonly opts: FleetOptions) {
     this.runtime = opts.runtime ?? new SharedOrtRuntime();
@@ -95,7 +97,7 @@ export class SimulatedFleet {
       ...(o.caFile ? { caFile: o.caFile } : {}),
       ...o.agentOverrides,
     });
-    const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i)) : this.runtime;
+    const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i), this.faultCounts) : this.runtime;
     return new FleetAgent(config, { runtime, signatureCache: this.signatureCache, ...o.agentDeps?.(i) });
   }
 
@@ -123,7 +125,9 @@ export class SimulatedFleet {
         while (credit[i] >= 1) {
           credit[i] -= 1;
           if (!agent.active) { this.workloadStats.skipped++; continue; }
-          const feeds = applyInputDrift(w.inputs(i, calls[i]++), this.opts.faults?.(i).inputDrift);
+          const drift = this.opts.faults?.(i).inputDrift;
+          if (drift) this.faultCounts.driftedInputs++;
+          const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
           this.workloadStats.calls++;
           agent.infer(feeds).catch(() => { this.workloadStats.errors++; });
         }

@@ -9,6 +9,7 @@ import { newSecret } from '../server/auth/secrets.ts';
 import { b64 } from '../shared/crypto.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
 import { enrollFleet } from './enroll-fleet.ts';
+import type { FaultCounts } from './faults.ts';
 import { FleetProcesses } from './fleet-processes.ts';
 import { tinyClassifier, tinyReference } from './sample-models.ts';
 import { parseScenario, type ScenarioInput } from './scenario.ts';
@@ -18,6 +19,8 @@ export interface ScenarioOutcome {
   devices: number;
   campaign: { campaignId: string; status: string; wave: number; failures: string[]; events: { type: string; at: number; detail: unknown }[] };
   devicesOn: { candidate: number; baseline: number; other: number; none: number };
+  /** what the simulator actually injected (firmware-sim/faults.ts FaultCounts) */
+  faults: FaultCounts;
   byReason: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   server: { peakRssMB: number; cpuSeconds: number };
@@ -114,7 +117,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
     const gateFailed = events.find((e) => e.type === 'gate_failed');
     const reverted = events.find((e) => e.type === 'reverted');
-    const { devices } = await fleet.summary();
+    const { devices, faults } = await fleet.summary();
     const byReason: Record<string, number> = {};
     const on = { candidate: 0, baseline: 0, other: 0, none: 0 };
     for (const d of devices) {
@@ -128,7 +131,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     return {
       name: sc.name, devices: devices.length,
       campaign: { campaignId: id, status, wave: app.fleet.rollouts.store.get(id).current_wave + 1, failures: (gateFailed?.detail as { failures?: string[] })?.failures ?? [], events },
-      devicesOn: on, byReason,
+      devicesOn: on, byReason, faults,
       timings: {
         fleetStartMs: fleet.startMs, baselineMs, campaignMs,
         rolloutMs: status === 'completed' ? campaignMs : null,

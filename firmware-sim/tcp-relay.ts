@@ -5,9 +5,12 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 export class TcpRelay {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
+  private readonly clients = new Set<Socket>();
   private up = true;
   port = 0;
   cuts = 0;
+  /** live connections destroyed by cut() (a cut with nobody connected drops none) */
+  connectionsCut = 0;
 
   constructor(private readonly targetHost: string, private readonly targetPort: number) {}
 
@@ -20,6 +23,8 @@ export class TcpRelay {
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => {});
       }
+      this.clients.add(client);
+      client.on('close', () => this.clients.delete(client));
       client.pipe(upstream).pipe(client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
@@ -35,6 +40,8 @@ export class TcpRelay {
   cut(refuse = true): void {
     if (refuse) this.up = false;
     if (this.sockets.size) this.cuts++;
+    this.connectionsCut += this.clients.size;
+    this.clients.clear();
     for (const s of this.sockets) s.destroy();
   }
 

@@ -36,10 +36,9 @@ export class AssignmentLoop {
 
   /** Assign as an operator does; the loop follows these devices from here. */
   async assign(manifestSha256: string, deviceIds: string[], attempts = 1): Promise<{ deviceId: string; seq: number }[]> {
-    const assigned = await this.director.assign(manifestSha256, deviceIds);
     const now = new Date().toISOString();
-    this.db.transaction(() => { for (const a of assigned) this.sql.put.run(a.deviceId, manifestSha256, a.seq, attempts, now); })();
-    return assigned;
+    // recorded in the director's transaction: followed from the moment it is signed
+    return this.director.assign(manifestSha256, deviceIds, (assigned) => { for (const a of assigned) this.sql.put.run(a.deviceId, manifestSha256, a.seq, attempts, now); });
   }
 
   /** The device's plain assignment, for GET /v1/devices/:id (null if it never had one). */

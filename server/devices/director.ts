@@ -20,14 +20,20 @@ export class Director {
     return { envelope, manifest: JSON.parse(envelope.signed) as Manifest };
   }
 
-  /** Sign and store a desired state for each device (one transaction), then publish them. */
-  async assign(manifestSha256: string, deviceIds: string[]): Promise<AssignResult[]> {
+  /**
+   * Sign and store a desired state for each device (one transaction), then publish them. `inTransaction`
+   * runs inside that transaction with the sequence numbers, so a caller's own record of the assignment
+   * (a campaign's device rows, a plain assignment's) is committed with it or not at all: a server that
+   * stops in between cannot leave rows that wait for a desired state never signed, nor a desired state
+   * nobody follows. What was committed and not yet published goes out at the next start (republishAll).
+   */
+  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
     const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
-    return this.assignEnvelope(envelope, manifest, deviceIds);
+    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction);
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[]): Promise<AssignResult[]> {
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
@@ -54,6 +60,7 @@ export class Director {
         for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
+      inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
     })();
     // in parallel, a few hundred at a time: one by one, ten thousand round trips through the broker add up
     for (let i = 0; i < out.length; i += 500) {

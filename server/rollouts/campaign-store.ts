@@ -99,4 +99,14 @@ export class CampaignStore {
   devices(id: string): { deviceId: string; wave: number; state: DeviceState; attempts: number; reason: string | null; revertState: string | null }[] {
     return this.db.prepare('SELECT device_id AS deviceId, wave, state, attempts, reason, revert_state AS revertState FROM campaign_devices WHERE campaign_id = ? ORDER BY ordinal').all(id) as never;
   }
+
+  /** The device's place in its latest campaign, for GET /v1/devices/:id (null if it was never in one). */
+  forDevice(deviceId: string): { campaignId: string; campaignStatus: CampaignStatus; wave: number; state: DeviceState; attempts: number; maxRetries: number; assignedSeq: number | null; reason: string | null; revertState: string | null } | null {
+    const r = this.db.prepare(`SELECT cd.campaign_id, c.status, c.config_json, cd.wave, cd.state, cd.attempts, cd.assigned_seq, cd.reason, cd.revert_state
+      FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id WHERE cd.device_id = ? ORDER BY c.created_at DESC, c.rowid DESC LIMIT 1`).get(deviceId) as
+      { campaign_id: string; status: CampaignStatus; config_json: string; wave: number; state: DeviceState; attempts: number; assigned_seq: number | null; reason: string | null; revert_state: string | null } | undefined;
+    if (!r) return null;
+    const maxRetries = (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0;
+    return { campaignId: r.campaign_id, campaignStatus: r.status, wave: r.wave + 1, state: r.state, attempts: r.attempts, maxRetries, assignedSeq: r.assigned_seq, reason: r.reason, revertState: r.revert_state };
+  }
 }

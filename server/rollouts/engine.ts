@@ -13,7 +13,8 @@ import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import type { KeyStore } from '../keys/key-store.ts';
 import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from './campaign-config.ts';
-import { ACTIVE_STATUSES, CampaignStore, type CampaignRow } from './campaign-store.ts';
+import { ACTIVE_STATUSES, CampaignStore, type CampaignRow, type DeviceState } from './campaign-store.ts';
+import { campaignDeviceStep } from './device-report.ts';
 import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
 import { gateFigures } from './gate-figures.ts';
 
@@ -202,14 +203,14 @@ export class RolloutEngine {
       .all(c.campaign_id, c.current_wave, Number.isFinite(budget) ? budget : -1) as { device_id: string }[];
     if (due.length === 0) return;
     const ids = due.map((d) => d.device_id);
-    // remember what each device ran before, so a revert knows where to send it back
-    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, finished_at = NULL,
+    // remember what each device ran before, so a revert knows where to send it back; in the director's
+    // transaction: a server stopped here leaves both the desired states and these rows, or neither
+    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL,
       previous_manifest_sha256 = COALESCE(previous_manifest_sha256, (SELECT active_manifest_sha256 FROM devices WHERE device_id = ? AND active_manifest_sha256 != ?))
       WHERE campaign_id = ? AND device_id = ?`);
-    db.transaction(() => { for (const d of ids) mark.run(now, d, c.manifest_sha256, c.campaign_id, d); })();
-    const assigned = await this.deps.director.assign(c.manifest_sha256, ids);
-    const seq = db.prepare('UPDATE campaign_devices SET assigned_seq = ? WHERE campaign_id = ? AND device_id = ?');
-    db.transaction(() => { for (const a of assigned) seq.run(a.seq, c.campaign_id, a.deviceId); })();
+    await this.deps.director.assign(c.manifest_sha256, ids, (assigned) => {
+      for (const a of assigned) mark.run(now, a.seq, a.deviceId, c.manifest_sha256, c.campaign_id, a.deviceId);
+    });
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
@@ -245,21 +246,18 @@ export class RolloutEngine {
         revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
     const now = this.now();
     for (const r of rows) {
-      const aboutCampaign = s.manifestSha256 === r.campaign_manifest && (s.directorSeq ?? 0) >= (r.assigned_seq ?? Infinity);
-      const runsCampaign = s.active?.manifestSha256 === r.campaign_manifest;
-      if (r.revert_state === 'assigned' && r.revert_manifest_sha256) {
-        if (s.active?.manifestSha256 === r.revert_manifest_sha256) q.done.run(r.campaign_id, deviceId);
-        else if (s.manifestSha256 === r.revert_manifest_sha256 && (s.state === 'failed' || s.state === 'rejected')) q.revertFailed.run(s.reason ?? null, r.campaign_id, deviceId);
-        continue;
-      }
-      if (s.state === 'reverted' && (aboutCampaign || s.manifestSha256 === r.campaign_manifest) && (r.state === 'updated' || r.state === 'assigned')) {
-        q.reverted.run(s.reason ?? 'PROBATION_FAILED', now, r.campaign_id, deviceId);
-      } else if (r.state === 'assigned' && ((aboutCampaign && s.state === 'active') || (runsCampaign && s.state === 'active'))) {
-        q.updated.run(now, r.campaign_id, deviceId);
-      } else if (r.state === 'assigned' && aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
-        const maxRetries = (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0;
-        const next = r.attempts <= maxRetries ? 'retry' : 'failed';
-        q.failed.run(next, s.reason ?? null, next === 'failed' ? now : null, r.campaign_id, deviceId);
+      const step = campaignDeviceStep({
+        state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
+        maxRetries: (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0, revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+      }, s);
+      switch (step.kind) {
+        case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
+        case 'revert_failed': q.revertFailed.run(step.reason, r.campaign_id, deviceId); break;
+        case 'reverted': q.reverted.run(step.reason, now, r.campaign_id, deviceId); break;
+        case 'updated': q.updated.run(now, r.campaign_id, deviceId); break;
+        case 'retry': q.failed.run('retry', step.reason, null, r.campaign_id, deviceId); break;
+        case 'failed': q.failed.run('failed', step.reason, now, r.campaign_id, deviceId); break;
+        case 'ignore': break;
       }
     }
   }
@@ -292,9 +290,8 @@ export class RolloutEngine {
     for (const [previous, deviceIds] of byPrevious) {
       const existing = db.prepare(`SELECT revert_manifest_sha256 AS m FROM campaign_devices WHERE campaign_id = ? AND previous_manifest_sha256 = ? AND revert_manifest_sha256 IS NOT NULL LIMIT 1`).get(id, previous) as { m: string } | undefined;
       const revertManifest = existing?.m ?? reissueBundle({ db, keys: this.deps.keys, manifestTtlDays: this.deps.manifestTtlDays }, previous, { revertOf: true }).manifestSha256;
-      const assigned = await this.deps.director.assign(revertManifest, deviceIds);
       const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'assigned', revert_manifest_sha256 = ?, revert_seq = ? WHERE campaign_id = ? AND device_id = ?`);
-      db.transaction(() => assigned.forEach((a) => mark.run(revertManifest, a.seq, id, a.deviceId)))();
+      await this.deps.director.assign(revertManifest, deviceIds, (assigned) => assigned.forEach((a) => mark.run(revertManifest, a.seq, id, a.deviceId)));
     }
     const open = (db.prepare(`SELECT COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND revert_state = 'assigned'`).get(id) as { n: number }).n;
     if (open === 0) {

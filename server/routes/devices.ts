@@ -38,7 +38,7 @@ export const AssignRequest = z.object({
 }).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
 
 export async function deviceRoutes(app: FastifyInstance): Promise<void> {
-  const { db, director, keys, assignments } = app.fleet;
+  const { db, director, keys, assignments, rollouts } = app.fleet;
 
   app.get('/v1/devices', async (req) => {
     const q = z.object({ hardware: z.string().max(64).optional(), limit: z.coerce.number().int().min(1).max(100_000).default(1000) }).parse(req.query ?? {});
@@ -53,7 +53,7 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
     const row = db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
     if (!row) throw new AppError('FLEET_ERR_DEVICE_NOT_FOUND', `no device ${deviceId}`, 404);
     const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256, seq FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
-    return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), events };
+    return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events };
   });
 
   app.post('/v1/assignments', async (req, reply) => {

@@ -2,13 +2,21 @@
 // artifact only once its health check has passed (so the model gets through install and misbehaves in
 // probation), and a record of which loaded instance has passed its health check.
 import type { AgentDeps, PhaseInfo, UpdatePhase } from '../../device-agent/agent.ts';
-import { OrtRuntime, type LoadedModel, type ModelRuntime } from '../../device-agent/model-runtime.ts';
+import { DEVICE_MS, OrtRuntime, type LoadedModel, type ModelRuntime } from '../../device-agent/model-runtime.ts';
 import type { Feeds } from '../../runtime/onnx-session.ts';
 
 export type Fault = { kind: 'error' } | { kind: 'slow'; ms: number };
 
 export class FaultRuntime implements ModelRuntime {
   private readonly inner = new OrtRuntime();
+
+  /**
+   * With `deviceMs`, every inference reports that device time (a 'slow' fault reports its `ms` instead,
+   * without sleeping), as simulated hardware does (DEVICE_MS): a latency limit then judges the modelled
+   * device, not how busy the test machine is. Without it, latency is the host's wall time.
+   */
+  constructor(private readonly opts: { deviceMs?: number } = {}) {}
+
   readonly faults = new Map<string, Fault>();
   /** the instance most recently loaded per artifact, and whether its health check has passed */
   private readonly latest = new Map<string, { healthy: boolean }>();
@@ -25,8 +33,10 @@ export class FaultRuntime implements ModelRuntime {
         if (this.watched && feeds === this.watched && !tag.healthy) this.unhealthyAnswers++;
         const fault = tag.healthy ? this.faults.get(key.sha256) : undefined;
         if (fault?.kind === 'error') throw new Error('injected fault: inference failed');
-        if (fault?.kind === 'slow') await new Promise((r) => setTimeout(r, fault.ms));
-        return model.run(feeds);
+        const deviceMs = this.opts.deviceMs === undefined ? undefined : fault?.kind === 'slow' ? fault.ms : this.opts.deviceMs;
+        if (fault?.kind === 'slow' && deviceMs === undefined) await new Promise((r) => setTimeout(r, fault.ms));
+        const out = await model.run(feeds);
+        return deviceMs === undefined ? out : Object.assign({ [DEVICE_MS]: deviceMs }, out);
       },
       release: () => model.release(),
     };

@@ -1,4 +1,6 @@
-// The whole path over loopback: real broker, real SQLite, real onnxruntime-web, real signatures.
+// The whole path over loopback: real broker, real SQLite, real onnxruntime-web, real signatures. The
+// model the devices install and serve is an INT8 bundle pushed as a user pushes one: the trained digits
+// model with its labelled reference set, quantize: 'int8', behind the accuracy gate.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { generateKeyPair, keyIdOf } from '../../shared/crypto.ts';
@@ -7,32 +9,60 @@ import type { Manifest } from '../../shared/messages.ts';
 import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
 import { assign, pushBundle, startFleet, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { buildDigitsModel, DIGITS_INPUT, DIGITS_OUTPUT, type DigitsModel } from '../../server/training/digits.ts';
+import { createSession, runSession } from '../../runtime/onnx-session.ts';
+import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 describe('end to end: one signed model from the server to simulated devices', () => {
   let server: TestServer;
   let fleet: SimulatedFleet;
-  let v1: Awaited<ReturnType<typeof pushBundle>>;
+  let v1: Awaited<ReturnType<typeof pushBundle>> & { manifest: { quantization: { scheme: string } }; report: { outcome: string; floatBytes: number; artifactBytes: number; gate: { passed: boolean } | null } };
+  let digits: DigitsModel;
   const ids = () => fleet.agents.map((a) => a.deviceId);
 
   beforeAll(async () => {
     server = await startTestServer({ tls: true }); // HTTPS and MQTTS, devices pin the dev CA
     fleet = await startFleet(server, { count: 20, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b') });
-    v1 = await pushBundle(server, 'tiny', tinyClassifier(1));
-  }, 60_000);
+    // first run on a fresh clone trains the model (~20 s on 2 cores) into build/digits/; later runs read it
+    digits = await buildDigitsModel();
+    const reference = { inputs: { [DIGITS_INPUT]: encodeTensor('float32', digits.reference.shape, digits.reference.inputs) }, labels: digits.reference.labels };
+    v1 = await pushBundle(server, 'digits', digits.onnx, { quantize: 'int8', reference }) as typeof v1;
+  }, 180_000);
 
   afterAll(async () => {
     await fleet?.stop();
     await server?.close();
   });
 
-  it('a good bundle reaches every device, which then answers inference with it', async () => {
+  it('an INT8 bundle passes the accuracy gate, reaches every device, which then answers inference with it', async () => {
+    // the push quantized the weights and the gate passed: the signed manifest says INT8, the artifact shrank
+    expect(v1.report.outcome).toBe('int8');
+    expect(v1.report.gate?.passed).toBe(true);
+    expect(v1.manifest.quantization.scheme).toMatch(/int8/);
+    expect(v1.manifest.artifact.length).toBe(v1.report.artifactBytes);
+    expect(v1.report.artifactBytes).toBeLessThan(v1.report.floatBytes / 2);
+
     await assign(server, v1.manifestSha256, ids());
-    await fleet.waitAll((s) => s.state === 'active' && s.active?.manifestSha256 === v1.manifestSha256, 30_000);
-    const out = await fleet.agents[3].infer({ x: { data: new Float32Array(8).fill(0.5), dims: [1, 8] } });
-    const probs = Array.from(out.probs.data as Float32Array);
-    expect(probs).toHaveLength(4);
-    expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    await fleet.waitAll((s) => s.state === 'active' && s.active?.manifestSha256 === v1.manifestSha256, 60_000);
+    expect(fleet.agents.filter((a) => a.active?.manifestSha256 === v1.manifestSha256)).toHaveLength(20);
+
+    // the devices serve the INT8 bytes: their answers on 20 reference digits are exactly a bare
+    // onnxruntime-web session's on the signed artifact, and they name the digits' classes
+    const n = 20;
+    const feeds = { [DIGITS_INPUT]: { data: digits.reference.inputs.slice(0, n * 784), dims: [n, 784] } };
+    const int8Bytes = readFileSync(server.app.fleet.blobs.pathOf(v1.manifest.artifact.sha256));
+    const bare = await createSession(new Uint8Array(int8Bytes));
+    const expected = (await runSession(bare, feeds))[DIGITS_OUTPUT].data as Float32Array;
+    await bare.release();
+    const classes = (p: Float32Array) => Array.from({ length: n }, (_, i) => { const row = Array.from(p.subarray(i * 10, i * 10 + 10)); return row.indexOf(Math.max(...row)); });
+    for (const i of [0, 3, 19]) {
+      const out = (await fleet.agents[i].infer(feeds))[DIGITS_OUTPUT].data as Float32Array;
+      expect(Array.from(out)).toEqual(Array.from(expected));
+      expect(classes(out)).toEqual(classes(expected));
+    }
+    const right = classes(expected).filter((c, i) => c === digits.reference.labels[i]).length;
+    expect(right, `classes ${classes(expected)} labels ${digits.reference.labels.slice(0, n)}`).toBeGreaterThanOrEqual(18);
 
     // the server's view agrees: every device reports v1 active
     const res = await server.app.inject({ method: 'GET', url: '/v1/devices' });

@@ -44,19 +44,53 @@ describe('campaign limits', () => {
     await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` });
   });
 
-  it('assigns a failed device again up to maxRetries, then counts it as failed', async () => {
+  it('assigns a failed device again (CRASH_RECOVERY) with a new sequence number up to maxRetries, shown in the device and campaign views, then counts it as failed', async () => {
     const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-0', 'fake-1'] }, waves: [{ percent: 100, soakSeconds: 3600 }], maxRetries: 1, gates: { failureCount: 5 } });
     expect(c.status).toBe(201);
     const id = c.body.campaignId;
     const first = assignedSeq(id, 'fake-0');
     expect(first.a).toBe(1);
-    await say('fake-0', 'status', { state: 'failed', reason: 'DOWNLOAD_FAILED', manifestSha256, directorSeq: first.s, active: null, agentVersion: AGENT_VERSION });
-    const second = await until(async () => assignedSeq(id, 'fake-0'), (r) => r.a === 2);
+    const deviceView = async () => (await server.app.inject({ method: 'GET', url: '/v1/devices/fake-0' })).json().campaign;
+    expect(await deviceView()).toEqual({ campaignId: id, campaignStatus: 'running', wave: 1, state: 'assigned', attempts: 1, maxRetries: 1, assignedSeq: first.s, reason: null, revertState: null });
+    // an update a restart cut short: assigned again
+    await say('fake-0', 'status', { state: 'failed', reason: 'CRASH_RECOVERY', manifestSha256, directorSeq: first.s, active: null, agentVersion: AGENT_VERSION });
+    const second = await until(async () => assignedSeq(id, 'fake-0'), (r) => r.a === 2 && r.s !== first.s);
     expect(second.s).toBeGreaterThan(first.s); // a new signed desired state, not the old one again
+    const desired = (await server.app.inject({ method: 'GET', url: '/v1/devices/fake-0' })).json().desired;
+    expect(desired).toEqual({ manifestSha256, seq: second.s });
+    // visible in the device view and the campaign view: the second attempt, with the reason of the first
+    expect(await deviceView()).toEqual({ campaignId: id, campaignStatus: 'running', wave: 1, state: 'assigned', attempts: 2, maxRetries: 1, assignedSeq: second.s, reason: 'CRASH_RECOVERY', revertState: null });
+    expect((await getCampaign(server, id)).deviceList.find((d) => d.deviceId === 'fake-0')).toMatchObject({ state: 'assigned', attempts: 2, reason: 'CRASH_RECOVERY' });
+    // a report about the first assignment, arriving late, changes nothing
+    await say('fake-0', 'status', { state: 'failed', reason: 'CRASH_RECOVERY', manifestSha256, directorSeq: first.s, active: null, agentVersion: AGENT_VERSION });
     await say('fake-0', 'status', { state: 'failed', reason: 'DOWNLOAD_FAILED', manifestSha256, directorSeq: second.s, active: null, agentVersion: AGENT_VERSION });
     const row = await until(async () => (await getCampaign(server, id)).deviceList.find((d) => d.deviceId === 'fake-0')!, (d) => d.state === 'failed');
     expect(row).toMatchObject({ attempts: 2, reason: 'DOWNLOAD_FAILED' });
+    expect(await deviceView()).toMatchObject({ state: 'failed', attempts: 2, assignedSeq: second.s, reason: 'DOWNLOAD_FAILED' });
+    expect(assignedSeq(id, 'fake-0')).toEqual(second); // bounded: no third assignment
     await server.app.inject({ method: 'POST', url: `/v1/campaigns/${id}/abort` });
+  });
+
+  it('a wave whose desired states could not be signed stays pending and is assigned on the next pass, not left waiting for its deadline', async () => {
+    const keys = server.app.fleet.keys;
+    const signerFor = keys.signerFor.bind(keys);
+    let failures = 0;
+    keys.signerFor = ((role: Parameters<typeof signerFor>[0]) => {
+      if (failures++ === 0) throw new Error('simulated: the server failed between deciding and signing');
+      return signerFor(role);
+    }) as typeof keys.signerFor;
+    try {
+      const c = await createCampaign(server, { manifestSha256, target: { deviceIds: ['fake-7', 'fake-8'] }, waves: [{ percent: 100, soakSeconds: 3600 }] });
+      expect(c.status).toBe(201);
+      // the first pass failed before any desired state was signed; nothing was recorded as assigned
+      expect(failures).toBeGreaterThanOrEqual(1);
+      const v = await until(() => getCampaign(server, c.body.campaignId), (x) => x.deviceList.every((d) => d.state === 'assigned'));
+      expect(v.deviceList.map((d) => [d.deviceId, d.attempts]).sort()).toEqual([['fake-7', 1], ['fake-8', 1]]);
+      for (const id of ['fake-7', 'fake-8']) expect(assignedSeq(c.body.campaignId, id).s).toBe((server.app.fleet.db.prepare('SELECT desired_seq AS s FROM devices WHERE device_id = ?').get(id) as { s: number }).s);
+      await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` });
+    } finally {
+      keys.signerFor = signerFor;
+    }
   });
 
   it('counts a device that stays silent past its deadline as failed, and the gate halts', async () => {

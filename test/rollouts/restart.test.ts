@@ -24,7 +24,9 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   // The server is down for a few seconds: with the product's 30 s reconnect ceiling (up to 60 s with
   // jitter) a device that backed off a few times could still be offline when the wait below ends, which
   // says nothing about what this test is about (campaign state surviving a restart); 2 s keeps it short.
-  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 250, agentOverrides: { reconnectMaxMs: 2000 } });
+  // 1 s telemetry windows, not 250 ms: a quarter of the offline fsyncs (see below), and the gates still
+  // get their figures within a second or two.
+  fleet = await startFleet(server, { count: N, hardware: (i) => (i % 2 ? 'cam-a' : 'cam-b'), telemetryWindowMs: 1000, agentOverrides: { reconnectMaxMs: 2000 } });
   const v1 = await pushBundle(server, 'tiny', tinyClassifier(1), { quantize: 'none', reference: tinyReference() });
   await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
   await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
@@ -55,8 +57,14 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   expect(fleet.agents.filter((a) => a.active?.manifestSha256 === v2.manifestSha256)).toHaveLength(N / 2);
 
   server = await startTestServer({ dir, ...ports });
-  // Some devices take up to ~70 s to finish after the restart on this machine (not yet explained: see the
-  // session note); the claim here is that the campaign completes with each device updated once.
+  // Some devices take tens of seconds to come back after the restart. Measured (MQTT events per device):
+  // their CONNECT reaches the restarted broker at once, the CONNACK comes 3-10 s later or not within the
+  // agent's 10 s connect timeout (then again). The cause is the simulation's density, not the broker: each
+  // offline agent writes every telemetry window to its durable outbox with two synchronous fsyncs, and 200
+  // agents with 250 ms windows in the server's own process make hundreds of fsyncs a second on one event
+  // loop (60 agents: all reconnected in 12.5 s with them, 5.2 s without, 2.9 s with 60 s windows). A real
+  // device does two fsyncs per (60 s) window. The claim here is that the campaign completes with each
+  // device updated once; restart-points.test.ts restarts mid-download and mid-wave-advance.
   const done = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 150_000);
   expect(done.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
   expect(done.devices).toEqual({ updated: N });
@@ -65,4 +73,8 @@ it('carries a campaign on across a server restart mid-wave, updating each device
   expect([...installs.values()].every((n) => n === 1)).toBe(true);
   const ev = (await server.app.inject({ method: 'GET', url: `/v1/campaigns/${c.body.campaignId}/events` })).json().events as { type: string }[];
   expect(ev.filter((e) => e.type === 'wave_started')).toHaveLength(4);
+  // assigned once each: one attempt, and the desired state the device holds is the one the campaign recorded
+  const rows = server.app.fleet.db.prepare('SELECT cd.attempts AS a, cd.assigned_seq AS seq, d.desired_seq AS desired FROM campaign_devices cd JOIN devices d ON d.device_id = cd.device_id WHERE cd.campaign_id = ?').all(c.body.campaignId) as { a: number; seq: number; desired: number }[];
+  expect(rows).toHaveLength(N);
+  expect(rows.filter((r) => r.a !== 1 || r.seq !== r.desired)).toEqual([]);
 }, 300_000);

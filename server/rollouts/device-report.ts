@@ -1,0 +1,48 @@
+// What a device's status report means for its row in a campaign, decided purely (the engine applies the
+// answer to SQLite). A report is about the campaign when it names the campaign's manifest with the
+// director sequence number of the device's latest campaign assignment or a later one; a report of the
+// device running the campaign's manifest also counts as updated (it may have settled before a restart).
+import type { Status } from '../../shared/messages.ts';
+import type { DeviceState } from './campaign-store.ts';
+
+export interface CampaignDeviceRow {
+  state: DeviceState;
+  /** assignments made so far (the first one included) */
+  attempts: number;
+  assignedSeq: number | null;
+  campaignManifest: string;
+  /** retries allowed after the first assignment (campaign config maxRetries) */
+  maxRetries: number;
+  revertState: string | null;
+  revertManifest: string | null;
+}
+
+export type CampaignDeviceStep =
+  | { kind: 'ignore' }
+  | { kind: 'updated' }
+  | { kind: 'reverted'; reason: string }
+  /** failed or refused: assigned again (new sequence number) while attempts last, else failed for good */
+  | { kind: 'retry'; reason: string | null }
+  | { kind: 'failed'; reason: string | null }
+  | { kind: 'revert_done' }
+  | { kind: 'revert_failed'; reason: string | null };
+
+export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDeviceStep {
+  // a campaign being reverted follows only the revert's own manifest
+  if (r.revertState === 'assigned' && r.revertManifest) {
+    if (s.active?.manifestSha256 === r.revertManifest) return { kind: 'revert_done' };
+    if (s.manifestSha256 === r.revertManifest && (s.state === 'failed' || s.state === 'rejected')) return { kind: 'revert_failed', reason: s.reason ?? null };
+    return { kind: 'ignore' };
+  }
+  const aboutCampaign = s.manifestSha256 === r.campaignManifest && (s.directorSeq ?? 0) >= (r.assignedSeq ?? Infinity);
+  const runsCampaign = s.active?.manifestSha256 === r.campaignManifest;
+  if (s.state === 'reverted' && s.manifestSha256 === r.campaignManifest && (r.state === 'updated' || r.state === 'assigned')) {
+    return { kind: 'reverted', reason: s.reason ?? 'PROBATION_FAILED' };
+  }
+  if (r.state !== 'assigned') return { kind: 'ignore' };
+  if (s.state === 'active' && (aboutCampaign || runsCampaign)) return { kind: 'updated' };
+  if (aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
+    return r.attempts <= r.maxRetries ? { kind: 'retry', reason: s.reason ?? null } : { kind: 'failed', reason: s.reason ?? null };
+  }
+  return { kind: 'ignore' };
+}
