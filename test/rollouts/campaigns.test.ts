@@ -25,10 +25,11 @@ describe('staged rollout campaigns on 200 simulated devices', { timeout: 150_000
     // every device starts on v1, with telemetry on it (the latency gate compares against it)
     const v1 = await push();
     await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
-    await fleet.waitAll((s, a) => a.active?.manifestSha256 === v1.manifestSha256, 60_000);
+    // generous: on a loaded 2-core machine 17 of 200 devices were still in their health check after 60 s
+    await fleet.waitAll((s, a) => a.active?.manifestSha256 === v1.manifestSha256, 150_000);
     fleet.startWorkload({ ratePerSecond: 5, inputs: tinyInputs });
     await new Promise((r) => setTimeout(r, 1500));
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     await fleet?.stop();
