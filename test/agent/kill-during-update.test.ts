@@ -50,10 +50,10 @@ const DOUBLE_AFTER = ['download:chunk:1', 'switch:before', 'switch:after', 'prob
 const RECOVERY_KILLS = ['disk:recovery:tmp', 'disk:recovery:renamed'];
 
 interface Trial { plan: Plan; second: string | null }
-const P_DEVICES = Number(process.env.KT_PD ?? 4);
-const N_DEVICES = Number(process.env.KT_ND ?? 2);
-const P_REPEATS = Number(process.env.KT_P ?? 5);
-const N_REPEATS = Number(process.env.KT_N ?? 4);
+const P_DEVICES = 4;
+const N_DEVICES = 2;
+const P_REPEATS = 6;
+const N_REPEATS = 4;
 
 function trialsFor(kind: 'P' | 'N'): Trial[] {
   const out: Trial[] = [];
