@@ -28,13 +28,14 @@ import { deviceMsOf, OrtRuntime, type LoadedModel, type ModelRuntime } from './m
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
-import { checkAndRepairSlots } from './slot-repair.ts';
+import { realSleep } from './backoff.ts';
+import { checkSlots, refetchSlot } from './slot-repair.ts';
 import { StatusReporter } from './status-reporter.ts';
-import { abandonUpdate, claimSlot, failProbation, switchTo } from './update-steps.ts';
+import { abandonUpdate, claimSlot, failProbation, finishRepair, switchTo } from './update-steps.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { Staging } from './staging.ts';
-import { StateStore, type AgentState, type ProbationRecord, type SlotName, type SlotRecord } from './state-store.ts';
+import { StateStore, type AgentState, type ProbationRecord, type RepairRecord, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
 
@@ -57,6 +58,8 @@ export interface AgentDeps {
   fetch?: typeof fetch;
   now?: () => number;
   random?: () => number;
+  /** the clock retries wait on (slot repair backoff); tests pass one they move themselves */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   log?: (event: string, fields: Record<string, unknown>) => void;
   /** called synchronously at each UpdatePhase */
   onPhase?: (phase: UpdatePhase, info: PhaseInfo) => void;
@@ -110,6 +113,8 @@ export class FleetAgent extends EventEmitter {
   // Installs and probation decisions (a revert) touch the same slots and state: never both at once.
   private updating: Promise<void> | null = null;
   private deciding: Promise<void> | null = null;
+  /** damaged slots fetched again after the start; installs wait for it */
+  private repairing: Promise<void> | null = null;
   private window!: TelemetryWindow;
   private outbox!: TelemetryOutbox;
   /** outbox seq -> connection generation it was published on (resent after a reconnect) */
@@ -169,23 +174,16 @@ export class FleetAgent extends EventEmitter {
     this.slots.removeTemps();
     await this.setUpIdentity();
     const found = this.store.load(this.config.rootPublicKey);
-    // check every recorded slot before deciding anything; fetch again what its signed manifest allows
-    const disk = await checkAndRepairSlots(found, {
-      slots: this.slots, staging: this.staging, config: this.config, authorization: this.authorization, fetch: this.fetch, random: this.random,
-      log: (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }),
-    });
-    const recovery = planRecovery(found, this.now(), disk.checks);
+    // check every recorded slot before deciding anything (reads only: a damaged slot whose signed
+    // manifest is intact is fetched again after the start, while the device serves what it fell back to)
+    const disk = checkSlots(found, this.slots, (event, fields) => this.log(event, { deviceId: this.deviceId, ...fields }));
+    const recovery = planRecovery(found, this.now(), disk.checks, disk.repairable.map((r) => r.slot));
     this.state = recovery.state;
     // Telemetry sequence numbers are reserved in blocks so a crash never reuses one.
     this.telemetrySeq = this.state.telemetrySeq;
     this.state.telemetrySeq += TELEMETRY_SEQ_BLOCK;
     // what recovery found and decided is reported from the same write that records it
-    const boot = [
-      ...disk.repaired.map((r) => this.status.queue('active', {
-        reason: 'SLOT_DAMAGED', detail: `slot ${r.slot} (${r.manifest.modelId} v${r.manifest.version}) did not verify (${r.why}); fetched again and verified`,
-      })),
-      ...recovery.reports.map((r) => this.status.queue(r.state, r.extra)),
-    ];
+    const boot = recovery.reports.map((r) => this.status.queue(r.state, r.extra));
     this.store.save(this.state);
     for (const slot of recovery.clearSlots) this.slots.clear(slot);
     for (const r of recovery.reports) this.log('crash_recovery', { deviceId: this.deviceId, state: r.state, ...r.extra });
@@ -208,7 +206,14 @@ export class FleetAgent extends EventEmitter {
     this.freshness.start();
     this.connect();
     this.telemetryTimer = setInterval(() => this.sendTelemetry(), this.config.telemetryWindowMs * (0.9 + 0.2 * this.random()));
+    if (this.state.repairs.length) this.repairing = this.runRepairs().finally(() => { this.repairing = null; });
   }
+
+  /** true while damaged slots are being fetched again */
+  get repairsPending(): boolean { return this.repairing !== null; }
+
+  /** Wait until the background slot repairs (if any) are over. */
+  async repaired(): Promise<void> { await this.repairing; }
 
   /**
    * Bounded whatever the broker does (unreachable, half-open): a download in progress is aborted (its
@@ -223,7 +228,7 @@ export class FleetAgent extends EventEmitter {
     this.freshness?.stop();
     this.clearProbationTimer();
     this.pending = null;
-    await within(STOP_WORK_MS, Promise.allSettled([this.working, this.deciding]));
+    await within(STOP_WORK_MS, Promise.allSettled([this.working, this.deciding, this.repairing]));
     if (!this.state) return; // never started
     if (this.state.probation) {
       // a deliberate stop is not a crash: the next start watches the model again instead of reverting
@@ -444,6 +449,7 @@ export class FleetAgent extends EventEmitter {
   private async drain(): Promise<void> {
     while (this.pending && !this.stopped) {
       if (this.deciding) { await this.deciding; continue; }
+      if (this.repairing) { await this.repairing; continue; }
       const payload = this.pending;
       this.pending = null;
       this.updating = this.applyDesired(payload).catch((err) => {
@@ -731,6 +737,64 @@ export class FleetAgent extends EventEmitter {
     this.probation = null;
     this.swapTo(back);
     if (step.clear) this.slots.clear(step.clear);
+    this.status.announce(outcome);
+  }
+
+  // ---- slot repair (after the start, in the background) -----------------------------------
+
+  /** Each repair job: fetch again (bounded retries with backoff), load, then one write that puts the slot back in its role. */
+  private async runRepairs(): Promise<void> {
+    for (const job of [...this.state.repairs]) {
+      if (this.stopped) return;
+      let loaded: Current | null = null;
+      let why = '';
+      try {
+        const manifest = await refetchSlot(job, {
+          slots: this.slots, staging: this.staging, config: this.config, authorization: this.authorization, fetch: this.fetch,
+          policy: { attempts: this.config.repair.attempts, baseMs: this.config.repair.backoffMs, maxMs: this.config.repair.backoffMaxMs },
+          retry: {
+            random: this.random, sleep: this.deps.sleep ?? realSleep, signal: this.stopping.signal,
+            onRetry: (retry, delayMs, err) => this.log('slot_repair_retry', { deviceId: this.deviceId, slot: job.slot, retry, delayMs, err: (err as Error).message }),
+          },
+        });
+        const read = this.slots.readVerified(job.slot, job.record);
+        if ('error' in read) throw new Error(read.error);
+        const model = await this.runtime.load(read.bytes, { sha256: job.record.artifactSha256, sessionConfig: manifest.quantization.sessionConfig });
+        loaded = { slot: job.slot, record: job.record, model, manifest, inflight: 0, retired: false };
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      if (this.stopped) { await loaded?.model.release(); return; } // the job stays on disk for the next start
+      while (this.deciding) await this.deciding;
+      this.finishRepair(job, loaded, why);
+    }
+  }
+
+  private finishRepair(job: RepairRecord, loaded: Current | null, why: string): void {
+    const step = finishRepair(this.state, job, loaded !== null);
+    this.state = step.state;
+    const r = job.record;
+    const about = { manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version };
+    const p = this.probation?.record;
+    const outcome = {
+      activated: () => this.status.queue('recovered', { ...about, reason: 'SLOT_DAMAGED', detail: `slot ${job.slot} (${r.modelId} v${r.version}) fetched again and verified; active again` }),
+      previous: () => this.status.queue('recovered', { ...about, reason: 'SLOT_DAMAGED', detail: `slot ${job.slot} (${r.modelId} v${r.version}) fetched again and verified; kept as the previous model` }),
+      reverted: () => this.status.queue('reverted', {
+        ...(p ? { directorSeq: p.directorSeq, manifestSha256: p.manifestSha256, modelId: p.modelId, version: p.version } : about), reason: 'CRASH_RECOVERY',
+        detail: `agent restarted while ${p?.modelId} v${p?.version} was on probation; the previous model (${r.modelId} v${r.version}) was fetched again and verified; reverted to it`,
+      }),
+      failed: () => this.status.queue('failed', { ...about, reason: 'SLOT_DAMAGED', detail: `slot ${job.slot} (${r.modelId} v${r.version}) could not be fetched again: ${why || 'the slot was taken by an update'}` }),
+    }[step.outcome]();
+    this.store.save(this.state);
+    for (const slot of step.clear) this.slots.clear(slot);
+    this.log('slot_repair', { deviceId: this.deviceId, slot: job.slot, role: job.role, outcome: step.outcome, err: why || undefined });
+    if (step.outcome === 'activated' || step.outcome === 'reverted') {
+      if (step.outcome === 'reverted') { this.clearProbationTimer(); this.probation = null; }
+      this.swapTo(loaded!);
+    } else {
+      void loaded?.model.release(); // a revert target is loaded when it is needed
+      if (this.probation && this.state.probation?.previous === job.slot) this.probation.record = { ...this.probation.record, previous: job.slot };
+    }
     this.status.announce(outcome);
   }
 

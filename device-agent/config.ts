@@ -51,8 +51,16 @@ export const AgentConfig = z.object({
   download: z.object({
     retries: z.number().int().min(0).max(100).default(5),
     backoffMs: z.number().int().min(1).default(500),
+    /** the longest wait between two attempts (exponential backoff from backoffMs, with jitter) */
+    backoffMaxMs: z.number().int().min(1).default(30_000),
     timeoutMs: z.number().int().min(100).default(30_000),
-  }).strict().default({ retries: 5, backoffMs: 500, timeoutMs: 30_000 }),
+  }).strict().default({ retries: 5, backoffMs: 500, backoffMaxMs: 30_000, timeoutMs: 30_000 }),
+  /** fetching a damaged slot again after the start (each attempt is a whole download with its own retries) */
+  repair: z.object({
+    attempts: z.number().int().min(1).max(100).default(5),
+    backoffMs: z.number().int().min(1).default(5_000),
+    backoffMaxMs: z.number().int().min(1).default(300_000),
+  }).strict().default({ attempts: 5, backoffMs: 5_000, backoffMaxMs: 300_000 }),
 }).strict();
 export type AgentConfig = Readonly<z.infer<typeof AgentConfig>>;
 export type AgentConfigInput = z.input<typeof AgentConfig>;

@@ -5,6 +5,7 @@ import { existsSync, fstatSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import { disk } from './disk.ts';
+import { backoffDelay } from './backoff.ts';
 
 export interface DownloadOptions {
   url: string;
@@ -12,6 +13,8 @@ export interface DownloadOptions {
   expectedLength: number;
   retries: number;
   backoffMs: number;
+  /** cap on the wait between attempts (default 30 s) */
+  backoffMaxMs?: number;
   timeoutMs: number;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -55,7 +58,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       if (err instanceof UpdateRefused) throw err; // oversize and the like: retrying will not help
       lastError = err;
     }
-    if (attempts <= opts.retries && !opts.signal?.aborted) await sleep(opts.backoffMs * 2 ** (attempts - 1) * (0.5 + random()));
+    if (attempts <= opts.retries && !opts.signal?.aborted) await sleep(backoffDelay(attempts, { baseMs: opts.backoffMs, maxMs: opts.backoffMaxMs ?? 30_000 }, random));
   }
   if (opts.signal?.aborted) throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} stopped: the agent is stopping`);
   throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} failed after ${attempts} attempts: ${(lastError as Error)?.message ?? lastError}`);

@@ -48,6 +48,20 @@ export const ProbationRecord = z.object({
 }).strict();
 export type ProbationRecord = z.infer<typeof ProbationRecord>;
 
+/**
+ * A slot that did not verify at start but whose signed manifest is intact: no longer named by `slots`,
+ * its artifact is fetched again in the background (slot-repair.ts), then it takes its `role` back: the
+ * active model, the previous one (a revert target again), or the revert target of a probation a crash
+ * cut short (reverted to once it is back). Kept here so a crash during the repair does not forget it.
+ */
+export const RepairRecord = z.object({
+  slot: SlotName,
+  record: SlotRecord,
+  role: z.enum(['active', 'previous', 'revert']),
+  why: z.string().max(500),
+}).strict();
+export type RepairRecord = z.infer<typeof RepairRecord>;
+
 export const AgentState = z.object({
   format: z.literal(1),
   trust: z.object({
@@ -69,6 +83,8 @@ export const AgentState = z.object({
   statusSeq: z.number().int().nonnegative().default(0),
   /** outcomes not yet acknowledged by the broker: queued in the same write as the change they report */
   outbox: z.array(Status).max(1000).default([]),
+  /** slots being fetched again (at most one job per slot) */
+  repairs: z.array(RepairRecord).max(2).default([]),
 }).strict();
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -98,6 +114,7 @@ export class StateStore {
       // mistaken for resends.
       statusSeq: Date.now(),
       outbox: [],
+      repairs: [],
     };
   }
 

@@ -1,7 +1,7 @@
 // The update's changes to the state record, as pure functions from state to state (recovery.ts style):
 // the agent computes the next record here, queues the outcome into it, writes it in one atomic write,
 // then carries out the effects returned (clear a slot's files, swap the model in memory).
-import type { AgentState, ProbationRecord, SlotName, SlotRecord } from './state-store.ts';
+import type { AgentState, ProbationRecord, RepairRecord, SlotName, SlotRecord } from './state-store.ts';
 
 /** The inactive slot is about to be overwritten: the record stops naming it, and stops offering it as a revert target. */
 export function claimSlot(current: AgentState, slot: SlotName): AgentState {
@@ -53,4 +53,35 @@ export function failProbation(current: AgentState, p: ProbationRecord, previousL
     if (s.previous === dropped) s.previous = null;
   }
   return { state: s, outcome: 'kept', clear: dropped };
+}
+
+export type RepairOutcome = 'activated' | 'previous' | 'reverted' | 'failed';
+
+/**
+ * A repair job is over (slot-repair.ts). Fetched again and verified: the slot takes its role back (the
+ * active model again, with what served meanwhile as the previous one; a revert target again; or, for the
+ * revert target of a probation a crash cut short that is still under way, the model reverted to, the
+ * one on probation cleared). Not fetched: the job goes and the slot's files are cleared.
+ */
+export function finishRepair(current: AgentState, job: RepairRecord, repaired: boolean): { state: AgentState; outcome: RepairOutcome; clear: SlotName[] } {
+  const s = structuredClone(current);
+  s.repairs = s.repairs.filter((r) => r.slot !== job.slot);
+  if (!repaired || s.slots[job.slot] || s.update?.slot === job.slot) return { state: s, outcome: 'failed', clear: s.slots[job.slot] ? [] : [job.slot] };
+  s.slots[job.slot] = job.record;
+  const p = s.probation;
+  if (job.role === 'revert' && p && s.active === p.slot) {
+    s.slots[p.slot] = null;
+    s.active = job.slot;
+    s.previous = null;
+    s.probation = null;
+    return { state: s, outcome: 'reverted', clear: [p.slot] };
+  }
+  if (job.role === 'active' && s.active !== job.slot && !p) {
+    s.previous = s.active;
+    s.active = job.slot;
+    return { state: s, outcome: 'activated', clear: [] };
+  }
+  if (!s.previous && s.active !== job.slot) s.previous = job.slot;
+  if (p && !p.previous && p.slot !== job.slot) s.probation = { ...p, previous: job.slot };
+  return { state: s, outcome: 'previous', clear: [] };
 }

@@ -153,6 +153,8 @@ export type ActiveModel = z.infer<typeof ActiveModel>;
 export const UpdateState = z.enum([
   'received', 'downloading', 'verifying', 'health_check', 'active', 'probation_passed',
   'rejected', 'failed', 'reverted', 'idle',
+  // a damaged slot fetched again and verified, back in its role (device-agent/slot-repair.ts)
+  'recovered',
 ]);
 export type UpdateState = z.infer<typeof UpdateState>;
 

@@ -26,7 +26,8 @@ export class AgentProcess {
       this.waiters = this.waiters.filter((w) => (w.pred(line) ? (w.resolve(line), false) : true));
     });
     this.child.stderr!.on('data', (d) => { this.stderr = (this.stderr + d).slice(-4000); });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    // 'close', not 'exit': every line the process wrote (say, the crash point it announced) is read first
+    this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => resolve({ code, signal })));
   }
 
   static writeSpec(dir: string, spec: { config: Record<string, unknown>; feeds?: Record<string, number[]>; faultyArtifacts?: string[] }): string {

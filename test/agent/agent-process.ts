@@ -5,7 +5,8 @@
 //   check and then fail every inference (to reach the probation revert).
 // Crash injection is this script's business only, never the agent's: FLEET_AGENT_CRASH_AT=<phase>[:<n>]
 // at start, or a line {"crashAt": "<phase>[:<n>]"} on stdin, kills the process with SIGKILL the moment
-// the agent reaches that UpdatePhase (the n-th time, for download:chunk and probation:inference).
+// the agent reaches that UpdatePhase (the n-th time, for download:chunk and probation:inference), or
+// a point inside a durable write (disk:<kind>:tmp|renamed, see disk-crash-points.ts).
 // Writes JSON lines on stdout: ready, status, crashing, infer_failed, stopped.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { FleetAgent, type UpdatePhase } from '../../device-agent/agent.ts';
 import { parseAgentConfig } from '../../device-agent/config.ts';
 import type { Feeds } from '../../runtime/onnx-session.ts';
+import { installDiskCrashPoints } from './disk-crash-points.ts';
 import { FaultRuntime } from './fault-runtime.ts';
 
 const spec = JSON.parse(readFileSync(process.argv[2], 'utf8')) as { config: unknown; feeds?: Record<string, number[]>; faultyArtifacts?: string[] };
@@ -26,6 +28,11 @@ const setCrash = (s: string | undefined) => {
   crashAt = { phase, n: n ? Number(n) : 1 };
 };
 setCrash(process.env.FLEET_AGENT_CRASH_AT);
+let starting = true;
+installDiskCrashPoints(() => crashAt?.phase ?? null, () => starting, (point) => {
+  emit({ event: 'crashing', phase: point, n: 1 });
+  process.kill(process.pid, 'SIGKILL');
+});
 
 const runtime = new FaultRuntime();
 for (const sha of spec.faultyArtifacts ?? []) runtime.faults.set(sha, { kind: 'error' });
@@ -43,6 +50,7 @@ const agent = new FleetAgent(parseAgentConfig(spec.config), {
 agent.on('status', (s) => emit({ event: 'status', status: s }));
 
 await agent.start();
+starting = false;
 runtime.markAllHealthy(); // restored from disk: they passed their health check when installed
 // What start() left on disk, read before any message can arrive (the test checks it).
 const dataDir = agent.config.dataDir;

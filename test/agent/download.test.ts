@@ -101,7 +101,15 @@ describe('downloadArtifact', () => {
     const err = await downloadArtifact(opts(srv.url, 'fail.part', { retries: 3, backoffMs: 100, random: () => 0.5, sleep: async (ms) => { waits.push(ms); } })).catch((e) => e);
     expect(err.reason).toBe('DOWNLOAD_FAILED');
     expect(srv.requests).toHaveLength(4);
-    expect(waits).toEqual([100, 200, 400]);
+    // exponential from backoffMs with equal jitter (random 0.5: three quarters of 100, 200, 400)
+    expect(waits).toEqual([75, 150, 300]);
+  });
+
+  it('caps the wait between attempts at backoffMaxMs', async () => {
+    srv = await serve((_req, res) => { res.writeHead(503); res.end(); });
+    const waits: number[] = [];
+    await downloadArtifact(opts(srv.url, 'capped.part', { retries: 5, backoffMs: 100, backoffMaxMs: 250, random: () => 1, sleep: async (ms) => { waits.push(ms); } })).catch(() => {});
+    expect(waits).toEqual([100, 200, 250, 250, 250]);
   });
 
   it('refuses with DISK_FULL when the artifact cannot fit', async () => {

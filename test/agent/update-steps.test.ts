@@ -1,12 +1,12 @@
 // The update's changes to the state record, pure and table-tested (device-agent/update-steps.ts).
 import { describe, expect, it } from 'vitest';
-import type { AgentState, ProbationRecord, SlotRecord } from '../../device-agent/state-store.ts';
-import { abandonUpdate, claimSlot, failProbation, switchTo } from '../../device-agent/update-steps.ts';
+import type { AgentState, ProbationRecord, RepairRecord, SlotRecord } from '../../device-agent/state-store.ts';
+import { abandonUpdate, claimSlot, failProbation, finishRepair, switchTo } from '../../device-agent/update-steps.ts';
 
 const rec = (version: number): SlotRecord => ({ manifestSha256: String(version).padStart(64, '0'), modelId: 'm', version, artifactSha256: 'b'.repeat(64), length: 10 });
 const base = (over: Partial<AgentState> = {}): AgentState => ({
   format: 1, trust: { rootPublicKey: 'x', keysetVersion: 1, lastSeq: 3, lastDirectorSig: null, versionFloors: { m: 2 }, timeFloor: 0 },
-  slots: { a: rec(1), b: rec(2) }, active: 'b', previous: 'a', telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], ...over,
+  slots: { a: rec(1), b: rec(2) }, active: 'b', previous: 'a', telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], repairs: [], ...over,
 });
 const onProbation = (previous: 'a' | 'b' | null): ProbationRecord => ({ slot: 'b', previous, manifestSha256: rec(2).manifestSha256, modelId: 'm', version: 2, directorSeq: 3, startedAt: 1, cleanStop: false });
 const update = { slot: null, manifestSha256: rec(3).manifestSha256, modelId: 'm', version: 3, artifactSha256: 'c'.repeat(64), directorSeq: 4 };
@@ -62,5 +62,32 @@ describe('failProbation', () => {
     failProbation(s, onProbation('a'), true);
     claimSlot(s, 'a');
     expect(s).toEqual(copy);
+  });
+});
+
+describe('finishRepair', () => {
+  const job = (slot: 'a' | 'b', role: RepairRecord['role'], version: number): RepairRecord => ({ slot, record: rec(version), role, why: 'truncated' });
+  it.each([
+    // was active (b), a served meanwhile: b active again, a the previous one
+    ['active, fetched: active again over the fallback', base({ slots: { a: rec(1), b: null }, active: 'a', previous: null }), job('b', 'active', 2), true,
+      { outcome: 'activated', active: 'b', previous: 'a', b: 2, probation: null, clear: [] }],
+    ['active, nothing served meanwhile: active again', base({ slots: { a: null, b: null }, active: null, previous: null }), job('b', 'active', 2), true,
+      { outcome: 'activated', active: 'b', previous: null, b: 2, probation: null, clear: [] }],
+    ['previous, fetched: a revert target again', base({ slots: { a: null, b: rec(2) }, previous: null }), job('a', 'previous', 1), true,
+      { outcome: 'previous', active: 'b', previous: 'a', b: 2, probation: null, clear: [] }],
+    ['revert target of a crashed probation still under way: reverted to, the model on probation cleared',
+      base({ slots: { a: null, b: rec(2) }, previous: null, probation: onProbation(null) }), job('a', 'revert', 1), true,
+      { outcome: 'reverted', active: 'a', previous: null, b: null, probation: null, clear: ['b'] }],
+    ['revert target, probation passed meanwhile: kept as the previous model only',
+      base({ slots: { a: null, b: rec(2) }, previous: null }), job('a', 'revert', 1), true,
+      { outcome: 'previous', active: 'b', previous: 'a', b: 2, probation: null, clear: [] }],
+    ['not fetched: the job goes, its files are cleared, nothing else changes', base({ slots: { a: rec(1), b: null }, active: 'a', previous: null }), job('b', 'active', 2), false,
+      { outcome: 'failed', active: 'a', previous: null, b: null, probation: null, clear: ['b'] }],
+  ] as const)('%s', (_n, s0, j, repaired, want) => {
+    const s = { ...s0, repairs: [j] };
+    const r = finishRepair(s, j, repaired);
+    expect({ outcome: r.outcome, active: r.state.active, previous: r.state.previous, b: r.state.slots.b?.version ?? null, probation: r.state.probation, clear: r.clear }).toEqual(want);
+    expect(r.state.repairs).toEqual([]);
+    expect(s.repairs).toEqual([j]); // pure
   });
 });
