@@ -285,7 +285,8 @@ describe('power loss at every write of real updates', () => {
       truncateSync(join(dataDir, 'slots', `${s.active}.onnx`), 100);
       const base = begin(id, dataDir);
       const again = await startAt(id, dataDir);
-      expect(again.active?.manifestSha256).toBe(v2.manifestSha256);
+      // it falls back to v1 at once and fetches v2 again in the background: then v2 is active again
+      await waitFor(() => again.active?.manifestSha256 === v2.manifestSha256, 15_000, 'v2 repaired and active');
       await quiet(dataDir);
       await end(id, base, {}, true);
       await forget(again, id);
@@ -354,14 +355,22 @@ describe('power loss at every write of real updates', () => {
     // damages one on purpose). Slot repair would hide it while the server is reachable: judged on disk.
     if (!run.damaged) for (const slot of ['a', 'b'] as const) if (j.slots[slot] && !slotIntact(slot)) return fail(`the record names slot ${slot}, whose files a power cut lost or tore`);
     const crashedOnProbation = j.probation && !j.probation.cleanStop && j.active === j.probation.slot;
+    // a damaged active slot (the repair run) falls back at once to a previous slot that verifies, or to
+    // nothing, and is fetched again in the background: then it is active again
+    const damagedActive = !crashedOnProbation && !!j.active && !slotIntact(j.active);
+    const other = j.active === 'a' ? 'b' : 'a';
+    const fallback = damagedActive && slotIntact(other) ? j.slots[other]!.manifestSha256 : null;
     const expectActive = crashedOnProbation && j.probation!.previous
       ? j.slots[j.probation!.previous]!.manifestSha256 // it verifies: checked above for every slot the record names
-      : j.active ? j.slots[j.active]!.manifestSha256 : null;
+      : damagedActive ? fallback : j.active ? j.slots[j.active]!.manifestSha256 : null;
+    const activeRepair = j.repairs.find((r) => r.role === 'active');
+    const expectFinal = damagedActive ? j.slots[j.active!]!.manifestSha256 : activeRepair ? activeRepair.record.manifestSha256 : expectActive;
     const reports: { state: string; reason: string | null; manifest: string | null; seq?: number }[] = j.outbox.map((o) => ({ state: o.state, reason: o.reason ?? null, manifest: o.manifestSha256 ?? null, seq: o.seq }));
     if (j.update) reports.push({ state: 'failed', reason: 'CRASH_RECOVERY', manifest: j.update.manifestSha256 });
     // (with no previous model the one on probation is simply watched again: nothing to report)
     if (crashedOnProbation && j.probation!.previous) reports.push({ state: 'reverted', reason: 'CRASH_RECOVERY', manifest: j.probation!.manifestSha256 });
-    else if (!crashedOnProbation && j.active && !slotIntact(j.active)) reports.push({ state: 'active', reason: 'SLOT_DAMAGED', manifest: null });
+    else if (damagedActive) reports.push({ state: fallback ? 'reverted' : 'failed', reason: 'SLOT_DAMAGED', manifest: null });
+    if (damagedActive || activeRepair) reports.push({ state: 'recovered', reason: 'SLOT_DAMAGED', manifest: null });
     const windows = [...s.files].filter(([p]) => /^outbox\/\d{12}\.json$/.test(p)).flatMap(([, b]) => {
       try { const t = Telemetry.safeParse(JSON.parse(b.toString())); return t.success ? [t.data.seq] : []; } catch { return []; }
     });
@@ -390,6 +399,11 @@ describe('power loss at every write of real updates', () => {
       };
       try { await waitFor(has, 15_000, 'reports stored'); } catch {
         return fail(`server lacks reports: expected ${JSON.stringify(reports)}, has ${JSON.stringify(statusRows(run.id).filter((r) => !keepStatus.has(r.seq)))}`);
+      }
+      if (expectFinal !== expectActive) {
+        try { await waitFor(() => (agent.active?.manifestSha256 ?? null) === expectFinal, 15_000, 'repaired slot active again'); } catch {
+          return fail(`after the repair serves ${bundles.get(agent.active?.manifestSha256 ?? '')?.name ?? 'nothing'}, expected ${bundles.get(expectFinal ?? '')?.name ?? 'nothing'}`);
+        }
       }
       if (windows.length) {
         try { await waitFor(() => { const got = new Set(telemetrySeqs(run.id)); return windows.every((w) => got.has(w)); }, 15_000, 'windows stored'); } catch {
