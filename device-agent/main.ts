@@ -1,18 +1,24 @@
 // fleet-agent: run the device agent. Configuration from --config FILE and FLEET_AGENT_* variables.
 //   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]   (docs/agent.md)
-//   fleet-agent enroll --config /etc/fleet-agent/agent.json [--server URL] --token fleet_et_...
-//     makes the device's key pair (<dataDir>/device-key.pem, 0600) and registers its public key
+//   fleet-agent enroll --config /etc/fleet-agent/agent.json --token fleet_et_... [--server URL]
+//       [--device-id ID --mqtt-url URL --root-public-key KEY [--data-dir DIR] [--ca-file FILE]]
+//     makes the device's key pair (<dataDir>/device-key.pem, 0600) and registers its public key; with no
+//     config file yet, writes it from those options once the server accepted the key (enroll-command.ts)
 import { parseArgs } from 'node:util';
 import { FleetAgent } from './agent.ts';
 import { loadAgentConfig, type AgentConfig } from './config.ts';
-import { enrollDevice } from './identity.ts';
+import { ENROLL_OPTIONS, enrollCommand } from './enroll-command.ts';
 import { startLocalHttp } from './local-http.ts';
-import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { config: { type: 'string' }, 'http-port': { type: 'string' }, server: { type: 'string' }, token: { type: 'string' } },
+  options: { config: { type: 'string' }, 'http-port': { type: 'string' }, ...ENROLL_OPTIONS },
 });
+if (positionals[0] === 'enroll') process.exit(await enrollCommand(values, process.env));
+if (positionals.length) {
+  console.error(`fleet-agent: unknown command ${positionals[0]} (commands: enroll; without one the agent runs)`);
+  process.exit(2);
+}
 let config: AgentConfig;
 try {
   // a bad config is one line naming the field, not a stack trace
@@ -20,26 +26,6 @@ try {
 } catch (err) {
   console.error(`fleet-agent: cannot start: ${(err as Error).message}`);
   process.exit(1);
-}
-if (positionals[0] === 'enroll') {
-  const enrollmentToken = values.token ?? config.enrollmentToken;
-  if (!enrollmentToken) {
-    console.error('fleet-agent enroll: give the enrollment token with --token (or enrollmentToken in the config)');
-    process.exit(2);
-  }
-  try {
-    // with a pinned CA, enrollment trusts only it, as downloads do
-    const fetchFn = config.caFile ? pinnedFetch(readCaFile(config.caFile)) : undefined;
-    const { publicKey } = await enrollDevice({ serverUrl: values.server ?? config.serverUrl, deviceId: config.deviceId, dataDir: config.dataDir, enrollmentToken, fetch: fetchFn });
-    console.log(JSON.stringify({ event: 'enrolled', deviceId: config.deviceId, publicKey }));
-    process.exit(0);
-  } catch (err) {
-    console.error(`fleet-agent enroll: ${(err as Error).message}`);
-    process.exit(1);
-  }
-} else if (positionals.length) {
-  console.error(`fleet-agent: unknown command ${positionals[0]} (commands: enroll; without one the agent runs)`);
-  process.exit(2);
 }
 let agent: FleetAgent;
 try {

@@ -12,6 +12,10 @@ if (cmd === '--version' || cmd === 'version') {
 usage:
   fleet-agent --config /etc/fleet-agent/agent.json [--http-port 8089]
   fleet-agent enroll --config /etc/fleet-agent/agent.json --token fleet_et_... [--server URL]
+      (a config that exists: enroll the device it names)
+  fleet-agent enroll --config /etc/fleet-agent/agent.json --token fleet_et_... --server URL \
+      --device-id ID --mqtt-url URL --root-public-key KEY [--data-dir DIR] [--ca-file FILE]
+      (no config yet: enroll, then write it)
   fleet-agent --version
 
 Configuration: a JSON file (--config or FLEET_AGENT_CONFIG) and FLEET_AGENT_* variables.

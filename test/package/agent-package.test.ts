@@ -99,11 +99,6 @@ describe('npm tarball', () => {
     });
     expect(bundle.manifest).toMatchObject({ quantization: expect.objectContaining({ scheme: 'int8-weight-symmetric' }) });
     const configPath = join(runDir, 'agent.json');
-    writeFileSync(configPath, JSON.stringify({
-      deviceId: 'pkg-0001', dataDir: join(runDir, 'data'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl,
-      rootPublicKey: server.rootPublicKey, reconnectMinMs: 200, probationInferences: 1, probationSeconds: 0,
-    }));
-    // a bad token is refused with the server's reason; the harness's enrollment token enrolls the device
     // (run without blocking: the server answering the enrollment is in this process)
     const runAsync = (args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
       const c = spawn('fleet-agent', args, { cwd: runDir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
@@ -112,13 +107,25 @@ describe('npm tarball', () => {
       c.stderr!.on('data', (d) => { stderr += d; });
       c.once('close', (status) => resolve({ status, stdout, stderr }));
     });
-    const refused = await runAsync(['enroll', '--config', configPath, '--token', `fleet_et_${'A'.repeat(43)}`]);
+    // installing a device: install the package, enroll (which writes the config), start the service
+    const device = ['--config', configPath, '--server', server.baseUrl, '--device-id', 'pkg-0001', '--mqtt-url', server.mqttUrl,
+      '--root-public-key', server.rootPublicKey, '--data-dir', join(runDir, 'data')];
+    // missing what a new config needs: a usage error, nothing written
+    const incomplete = await runAsync(['enroll', '--config', configPath, '--token', server.enrollmentToken, '--server', server.baseUrl]);
+    expect(incomplete.status).toBe(2);
+    expect(incomplete.stderr).toContain('give --device-id, --mqtt-url, --root-public-key');
+    // a bad token is refused with the server's reason, and no config is written
+    const refused = await runAsync(['enroll', ...device, '--token', `fleet_et_${'A'.repeat(43)}`]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain('enrollment of pkg-0001 refused (HTTP 401)');
-    const enroll = await runAsync(['enroll', '--config', configPath, '--token', server.enrollmentToken]);
+    expect(existsSync(configPath)).toBe(false);
+    const enroll = await runAsync(['enroll', ...device, '--token', server.enrollmentToken]);
     expect(enroll.status, enroll.stderr).toBe(0);
     const enrolled = JSON.parse(enroll.stdout.trim()) as { event: string; deviceId: string; publicKey: string };
-    expect(enrolled).toMatchObject({ event: 'enrolled', deviceId: 'pkg-0001' });
+    expect(enrolled).toMatchObject({ event: 'enrolled', deviceId: 'pkg-0001', configWritten: configPath });
+    expect(JSON.parse(readFileSync(configPath, 'utf8'))).toEqual({
+      deviceId: 'pkg-0001', dataDir: join(runDir, 'data'), mqttUrl: server.mqttUrl, serverUrl: server.baseUrl, rootPublicKey: server.rootPublicKey,
+    });
     expect(statSync(join(runDir, 'data', 'device-key.pem')).mode & 0o777).toBe(0o600);
 
     child = spawn('fleet-agent', ['--config', configPath, '--http-port', '0'], { cwd: runDir, env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] });
