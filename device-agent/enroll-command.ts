@@ -4,10 +4,11 @@
 //   fleet-agent enroll --config /etc/fleet-agent/agent.json --token fleet_et_... --server URL
 //       --device-id ID --mqtt-url URL --root-public-key KEY [--data-dir DIR] [--ca-file FILE]
 //     no config yet: enroll, then write the config from these (only after the server accepted the key)
-import { existsSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadAgentConfig, parseAgentConfig, type AgentConfig } from './config.ts';
 import { writeFileDurable } from './durable-file.ts';
-import { enrollDevice } from './identity.ts';
+import { DEVICE_KEY_FILE, ENROLLED_FILE, enrollDevice } from './identity.ts';
 import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 
 export interface EnrollArgs {
@@ -52,6 +53,14 @@ export async function enrollCommand(a: EnrollArgs, env: NodeJS.ProcessEnv): Prom
     if (writeConfig) {
       const { deviceId, dataDir, mqttUrl, serverUrl, rootPublicKey, caFile } = config;
       writeFileDurable(file!, `${JSON.stringify({ deviceId, dataDir, mqttUrl, serverUrl, rootPublicKey, ...(caFile ? { caFile } : {}) }, null, 2)}\n`);
+    }
+    if (process.getuid?.() === 0) {
+      // run as root (the package's folders: /etc/fleet-agent root:fleet, /var/lib/fleet-agent fleet:fleet):
+      // the key files take the data folder's owner, so the agent's user reads them; the config stays
+      // root's, readable by that group (the agent must not be able to change its own root key)
+      const owner = statSync(config.dataDir);
+      for (const f of [DEVICE_KEY_FILE, ENROLLED_FILE]) chownSync(join(config.dataDir, f), owner.uid, owner.gid);
+      if (writeConfig) { chownSync(file!, 0, owner.gid); chmodSync(file!, 0o640); }
     }
     console.log(JSON.stringify({ event: 'enrolled', deviceId: config.deviceId, publicKey, ...(writeConfig ? { configWritten: file } : {}) }));
     return 0;
