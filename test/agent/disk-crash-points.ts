@@ -1,6 +1,6 @@
 // Kill points inside the agent's durable writes, for agent-process.ts (test code only: the agent never
-// knows). fs.renameSync is wrapped (and syncBuiltinESMExports() carries the wrapper to every module's
-// `import { renameSync } from 'node:fs'`), and each rename is named by what it does:
+// knows). The agent's renameSync (device-agent/disk.ts, the seam every mutating fs call goes through) is
+// wrapped, and each rename is named by what it does:
 //   disk:<kind>:tmp      the temporary file is written and fsynced, the rename has not happened
 //   disk:<kind>:renamed  the rename has happened; the folder fsync and everything after it (clearing a
 //                        slot, swapping the model, sending the status queued in that write) have not
@@ -13,8 +13,8 @@
 //   revert         probation closes on another slot (reverted)
 // and one kind of slot write: slot-manifest (a slot's signed manifest, written before its artifact).
 import fs from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
 import { basename } from 'node:path';
+import { realDisk, useDisk } from '../../device-agent/disk.ts';
 
 export type DiskKind = 'recovery' | 'accept' | 'claim' | 'switch' | 'probation-end' | 'revert' | 'slot-manifest';
 
@@ -38,13 +38,12 @@ function kindOf(from: string, to: string, starting: boolean): DiskKind | null {
  * still running; `kill(point)` must not return.
  */
 export function installDiskCrashPoints(target: () => string | null, isStarting: () => boolean, kill: (point: string) => void): void {
-  const rename = fs.renameSync;
-  fs.renameSync = ((from: fs.PathLike, to: fs.PathLike) => {
+  const rename = realDisk.renameSync;
+  useDisk({ renameSync: ((from: fs.PathLike, to: fs.PathLike) => {
     const t = target();
     const kind = t?.startsWith('disk:') ? kindOf(String(from), String(to), isStarting()) : null;
     if (kind && t === `disk:${kind}:tmp`) kill(t);
     rename(from, to);
     if (kind && t === `disk:${kind}:renamed`) kill(t);
-  }) as typeof fs.renameSync;
-  syncBuiltinESMExports();
+  }) as typeof fs.renameSync });
 }
