@@ -26,6 +26,10 @@ import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { webRoutes } from './routes/web.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { telemetryRoutes } from './routes/telemetry.ts';
+import { FleetMetrics } from './metrics/metrics.ts';
+import { TelemetryRetention } from './telemetry/retention.ts';
 import { RolloutEngine } from './rollouts/engine.ts';
 
 export interface Fleet {
@@ -41,6 +45,8 @@ export interface Fleet {
   apiTokens: ApiTokens;
   credentials: DeviceCredentials;
   freshness: FreshnessPublisher;
+  metrics: FleetMetrics;
+  retention: TelemetryRetention;
 }
 
 declare module 'fastify' {
@@ -85,8 +91,18 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const freshness = new FreshnessPublisher(keys, broker, { intervalMs: config.freshnessIntervalSeconds * 1000, ttlSeconds: config.freshnessTtlSeconds });
   if (config.freshnessIntervalSeconds > 0) await freshness.start();
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness });
+  const metrics = new FleetMetrics({ db, broker, ingest });
+  metrics.instrument(app);
+  const retention = new TelemetryRetention(db, {
+    rawHours: config.telemetryRawRetentionHours, minuteDays: config.telemetryMinuteRetentionDays,
+    hourDays: config.telemetryHourRetentionDays, maxRowsPerTick: config.telemetryPruneMaxRows,
+  });
+  retention.start(config.telemetryPruneIntervalSeconds * 1000);
+
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
   app.addHook('onClose', async () => {
+    retention.stop();
+    metrics.stop();
     freshness.stop();
     assignments.stop();
     await rollouts.stop();
@@ -105,5 +121,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(webRoutes);
   await app.register(accessRoutes);
   await app.register(auditRoutes);
+  await app.register(telemetryRoutes);
+  await app.register(metricsRoutes);
   return app;
 }

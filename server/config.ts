@@ -61,6 +61,19 @@ export const ServerConfig = z.object({
   mqttRateLimit: Limit.default({ perSecond: 100, burst: 2000 }),
   /** JSON bodies (uploads and bundle requests have their own maxModelBytes) */
   maxBodyBytes: z.coerce.number().int().positive().default(1024 * 1024),
+  /**
+   * Telemetry retention (docs/observability.md): raw windows by when they arrived, minute and hour
+   * rollups by their bucket. Raw windows of the models an unfinished campaign judges are kept whatever
+   * their age. The pruner runs every telemetryPruneIntervalSeconds (0 = never) and deletes at most
+   * telemetryPruneMaxRows rows per table per run.
+   */
+  telemetryRawRetentionHours: z.coerce.number().positive().default(48),
+  telemetryMinuteRetentionDays: z.coerce.number().positive().default(14),
+  telemetryHourRetentionDays: z.coerce.number().positive().default(400),
+  telemetryPruneIntervalSeconds: z.coerce.number().min(0).default(60),
+  telemetryPruneMaxRows: z.coerce.number().int().positive().default(50_000),
+  /** GET /metrics (Prometheus): 'viewer' needs a viewer token (the default), 'public' needs none */
+  metricsAccess: z.enum(['viewer', 'public']).default('viewer'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 }).strict();
 export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
@@ -72,6 +85,8 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_MAX_MODEL_BYTES: 'maxModelBytes', FLEET_LOG_LEVEL: 'logLevel', FLEET_ROOT_PUBLIC_KEY: 'rootPublicKey',
   FLEET_BOOTSTRAP_TOKEN: 'bootstrapAdminToken', FLEET_ALLOW_UNENROLLED_DEVICES: 'allowUnenrolledDevices',
   FLEET_DEVICE_TOKEN_MAX_LIFETIME_SECONDS: 'deviceTokenMaxLifetimeSeconds', FLEET_DEVICE_TOKEN_CLOCK_SKEW_SECONDS: 'deviceTokenClockSkewSeconds',
+  FLEET_TELEMETRY_RAW_RETENTION_HOURS: 'telemetryRawRetentionHours', FLEET_TELEMETRY_MINUTE_RETENTION_DAYS: 'telemetryMinuteRetentionDays',
+  FLEET_TELEMETRY_HOUR_RETENTION_DAYS: 'telemetryHourRetentionDays', FLEET_METRICS_ACCESS: 'metricsAccess',
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
 };
 

@@ -244,4 +244,39 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX device_credentials_device ON device_credentials(device_id, created_at);
     `,
   },
+  {
+    version: 7,
+    name: 'telemetry-rollups',
+    sql: `
+      -- Telemetry rollups (server/telemetry/rollups.ts): raw windows are added up per minute per model
+      -- version (manifest) and hardware class, per hour the same, and per hour per device. Each row keeps
+      -- a fixed-bucket latency histogram (latency_json, server/telemetry/latency-histogram.ts) and the
+      -- summed drift histograms (drift_json), so percentiles and PSI are computed from merged counts.
+      -- bucket_start is epoch seconds of the window's start; '' stands for an unknown hardware class.
+      CREATE TABLE telemetry_minute (
+        bucket_start INTEGER NOT NULL, manifest_sha256 TEXT NOT NULL, hardware TEXT NOT NULL,
+        model_id TEXT NOT NULL, version INTEGER NOT NULL,
+        windows INTEGER NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL, max_ms REAL,
+        latency_json TEXT NOT NULL, drift_json TEXT,
+        PRIMARY KEY (bucket_start, manifest_sha256, hardware)
+      ) WITHOUT ROWID;
+      CREATE TABLE telemetry_hour (
+        bucket_start INTEGER NOT NULL, manifest_sha256 TEXT NOT NULL, hardware TEXT NOT NULL,
+        model_id TEXT NOT NULL, version INTEGER NOT NULL,
+        windows INTEGER NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL, max_ms REAL,
+        latency_json TEXT NOT NULL, drift_json TEXT,
+        PRIMARY KEY (bucket_start, manifest_sha256, hardware)
+      ) WITHOUT ROWID;
+      CREATE TABLE telemetry_device_hour (
+        device_id TEXT NOT NULL, bucket_start INTEGER NOT NULL, manifest_sha256 TEXT NOT NULL, hardware TEXT NOT NULL,
+        model_id TEXT NOT NULL, version INTEGER NOT NULL,
+        windows INTEGER NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL, max_ms REAL,
+        latency_json TEXT NOT NULL, drift_json TEXT,
+        PRIMARY KEY (device_id, bucket_start, manifest_sha256)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_device_hour_start ON telemetry_device_hour(bucket_start);
+      -- retention prunes raw windows by when the server received them (device clocks may be off)
+      CREATE INDEX telemetry_received ON telemetry(received_at);
+    `,
+  },
 ];

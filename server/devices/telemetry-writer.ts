@@ -1,16 +1,20 @@
 // Telemetry windows are written in batches (one transaction per few hundred rows is ~10x faster than a
 // commit per row) and idempotently: (device_id, seq) is the key, so a window resent after a reconnect
-// is stored once.
+// is stored once. Each newly stored window is added to the per-minute and per-hour rollups in the same
+// transaction (server/telemetry/rollups.ts).
 import type { Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
+import { RollupBatch } from '../telemetry/rollups.ts';
 
 export class TelemetryWriter {
   private pending: Telemetry[] = [];
   private timer: NodeJS.Timeout | null = null;
   stored = 0;
   duplicates = 0;
+  /** told of each window stored for the first time, with when it was stored (metrics listen here) */
+  onStored: ((t: Telemetry, storedAt: number) => void) | null = null;
 
-  constructor(private readonly db: Db, private readonly maxBatch = 500, private readonly maxDelayMs = 50) {}
+  constructor(private readonly db: Db, private readonly maxBatch = 500, private readonly maxDelayMs = 50, private readonly now: () => number = Date.now) {}
 
   add(t: Telemetry): void {
     this.pending.push(t);
@@ -26,14 +30,24 @@ export class TelemetryWriter {
     const insert = this.db.prepare(`INSERT OR IGNORE INTO telemetry (device_id, seq, window_start, window_end, model_id, version,
       manifest_sha256, count, errors, p50, p95, p99, max_ms, rss_bytes, histograms_json, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    const now = new Date().toISOString();
+    const hardwareOf = this.db.prepare('SELECT hardware FROM devices WHERE device_id = ?').pluck();
+    const rollups = new RollupBatch();
+    const nowMs = this.now();
+    const now = new Date(nowMs).toISOString();
+    const stored: Telemetry[] = [];
     this.db.transaction(() => {
       for (const t of batch) {
         const hist = t.inputHistograms || t.outputHistograms ? JSON.stringify({ inputs: t.inputHistograms, outputs: t.outputHistograms }) : null;
         const r = insert.run(t.deviceId, t.seq, t.windowStart, t.windowEnd, t.active?.modelId ?? null, t.active?.version ?? null,
           t.active?.manifestSha256 ?? null, t.count, t.errors, t.latencyMs.p50, t.latencyMs.p95, t.latencyMs.p99, t.latencyMs.max, t.rssBytes, hist, now);
-        if (r.changes) this.stored++; else this.duplicates++;
+        if (r.changes) {
+          this.stored++;
+          stored.push(t);
+          rollups.add(t, (hardwareOf.get(t.deviceId) as string | null | undefined) ?? null);
+        } else this.duplicates++;
       }
+      rollups.write(this.db);
     })();
+    if (this.onStored) for (const t of stored) this.onStored(t, nowMs);
   }
 }

@@ -1,0 +1,107 @@
+// Telemetry queries, answered from the rollups only: minute or hour rows per model version and
+// hardware class, or hour rows per device when a device is asked for. Rows are merged per series and
+// bucket (counts add, latency histograms add, drift histograms add) and the figures are computed from
+// the merged counts: percentiles from the histogram, PSI against the bundle's baseline (psi.ts).
+import type { Histogram, Manifest } from '../../shared/messages.ts';
+import {
+  BUCKET_SECONDS, MAX_BUCKETS, type TelemetryFigures, type TelemetryQuery, type TelemetryResponse, type TelemetrySeries,
+} from '../../shared/api/telemetry.ts';
+import type { Db } from '../db/database.ts';
+import { AppError } from '../errors.ts';
+import { psi } from '../rollouts/psi.ts';
+import { quantile } from './latency-histogram.ts';
+import { cellFromRow, mergeCell, type RollupCell } from './rollups.ts';
+
+type Baseline = NonNullable<Manifest['driftBaseline']>;
+
+export function figuresOf(c: RollupCell, baseline: Baseline | null): TelemetryFigures {
+  const max = c.maxMs ?? undefined;
+  const drift: TelemetryFigures['drift'] = [];
+  if (baseline && c.drift) {
+    for (const [side, set] of [['input', baseline.inputs], ['output', baseline.outputs]] as const) {
+      for (const [name, base] of Object.entries(set) as [string, Histogram][]) {
+        const observed = c.drift[`${side}:${name}`];
+        if (!observed || observed.length !== base.counts.length) continue;
+        const samples = observed.reduce((a, b) => a + b, 0);
+        if (samples === 0) continue;
+        drift.push({ name: `${side}:${name}`, psi: Math.round(psi(base.counts, observed) * 10_000) / 10_000, samples });
+      }
+    }
+  }
+  return {
+    windows: c.windows, count: c.count, errors: c.errors,
+    errorRate: c.count > 0 ? c.errors / c.count : null,
+    p50: quantile(c.latency, 0.5, max), p95: quantile(c.latency, 0.95, max), p99: quantile(c.latency, 0.99, max),
+    maxMs: c.maxMs, drift,
+  };
+}
+
+interface Row {
+  bucket_start: number; manifest_sha256: string; hardware: string; device_id?: string;
+  model_id: string; version: number; windows: number; count: number; errors: number; max_ms: number | null;
+  latency_json: string; drift_json: string | null;
+}
+
+export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
+  const step = BUCKET_SECONDS[q.bucket];
+  const toMs = q.to ? Date.parse(q.to) : now;
+  const fromMs = q.from ? Date.parse(q.from) : toMs - (q.bucket === 'minute' ? 3600_000 : 86400_000);
+  if (!(fromMs < toMs)) throw new AppError('FLEET_ERR_VALIDATION', 'query.from: must be before to', 400);
+  const buckets = Math.ceil((toMs - fromMs) / 1000 / step);
+  if (buckets > MAX_BUCKETS) {
+    throw new AppError('FLEET_ERR_VALIDATION', `query: ${buckets} ${q.bucket} buckets between from and to; at most ${MAX_BUCKETS} (use bucket=hour or a shorter range)`, 400);
+  }
+  // buckets are aligned: a range starting mid-bucket includes that bucket
+  const from = Math.floor(fromMs / 1000 / step) * step, to = Math.ceil(toMs / 1000);
+  const perDevice = q.deviceId !== undefined || q.groupBy.includes('device');
+  const table = perDevice ? 'telemetry_device_hour' : q.bucket === 'minute' ? 'telemetry_minute' : 'telemetry_hour';
+  const where = ['bucket_start >= ?', 'bucket_start < ?'];
+  const args: (string | number)[] = [from, to];
+  for (const [col, v] of [['model_id', q.modelId], ['version', q.version], ['hardware', q.hardware], ['device_id', q.deviceId]] as const) {
+    if (v !== undefined) { where.push(`${col} = ?`); args.push(v); }
+  }
+  const rows = db.prepare(`SELECT * FROM ${table} WHERE ${where.join(' AND ')} ORDER BY bucket_start`).all(...args) as Row[];
+
+  const byHw = q.groupBy.includes('hardware'), byDevice = q.groupBy.includes('device');
+  const series = new Map<string, { head: Omit<TelemetrySeries, 'total' | 'points'>; total: RollupCell | null; points: Map<number, RollupCell> }>();
+  for (const r of rows) {
+    const key = [r.manifest_sha256, byHw ? r.hardware : '', byDevice ? r.device_id : ''].join('|');
+    let s = series.get(key);
+    if (!s) {
+      s = {
+        head: {
+          modelId: r.model_id, version: r.version, manifestSha256: r.manifest_sha256,
+          ...(byHw ? { hardware: r.hardware === '' ? null : r.hardware } : {}), ...(byDevice ? { deviceId: r.device_id } : {}),
+        },
+        total: null, points: new Map(),
+      };
+      series.set(key, s);
+    }
+    const cell = cellFromRow(r);
+    const t = r.bucket_start - (r.bucket_start % step);
+    const had = s.points.get(t);
+    s.points.set(t, had ? mergeCell(had, cell) : cell);
+    s.total = s.total ? mergeCell(s.total, cellFromRow(r)) : cellFromRow(r);
+  }
+
+  const baselines = new Map<string, Baseline | null>();
+  const baselineOf = (sha: string): Baseline | null => {
+    if (!baselines.has(sha)) {
+      const row = db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').pluck().get(sha) as string | undefined;
+      const manifest = row ? JSON.parse(JSON.parse(row).signed) as Manifest : null;
+      baselines.set(sha, manifest?.driftBaseline ?? null);
+    }
+    return baselines.get(sha)!;
+  };
+
+  const out: TelemetrySeries[] = [...series.values()].map((s) => {
+    const b = baselineOf(s.head.manifestSha256);
+    return {
+      ...s.head,
+      total: figuresOf(s.total!, b),
+      points: [...s.points.entries()].sort((a, c) => a[0] - c[0]).map(([t, c]) => ({ t: new Date(t * 1000).toISOString(), ...figuresOf(c, b) })),
+    };
+  });
+  out.sort((a, b) => a.modelId.localeCompare(b.modelId) || a.version - b.version || String(a.hardware ?? '').localeCompare(String(b.hardware ?? '')) || String(a.deviceId ?? '').localeCompare(String(b.deviceId ?? '')));
+  return { from: new Date(from * 1000).toISOString(), to: new Date(toMs).toISOString(), bucket: q.bucket, groupBy: q.groupBy, series: out };
+}

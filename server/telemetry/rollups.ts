@@ -1,0 +1,140 @@
+// Rollups of telemetry windows (migration 7): per minute and per hour for each model version
+// (manifest) and hardware class, and per hour for each device. They are kept up to date as windows
+// are stored (TelemetryWriter calls add() for each newly stored window and write() in the same
+// transaction), so a resent window, ignored by the raw table's (device_id, seq) key, is never counted
+// twice, and a query never reads raw rows.
+import type { Telemetry } from '../../shared/messages.ts';
+import type { Db } from '../db/database.ts';
+import { addWindow, merge, type LatencyHistogram } from './latency-histogram.ts';
+
+export type DriftSums = Record<string, number[]>;
+
+export interface RollupCell {
+  modelId: string; version: number;
+  windows: number; count: number; errors: number; maxMs: number | null;
+  latency: LatencyHistogram; drift: DriftSums | null;
+}
+
+export const MINUTE_S = 60;
+export const HOUR_S = 3600;
+
+/** Add `from`'s histograms to `into`'s, key by key; histograms whose bin counts differ are not mixed. */
+export function mergeDrift(into: DriftSums | null, from: DriftSums | null): DriftSums | null {
+  if (!from) return into;
+  const out = into ?? {};
+  for (const [k, counts] of Object.entries(from)) {
+    const acc = out[k];
+    if (!acc) out[k] = [...counts];
+    else if (acc.length === counts.length) counts.forEach((c, i) => { acc[i] += c; });
+  }
+  return out;
+}
+
+export function mergeCell(into: RollupCell, from: RollupCell): RollupCell {
+  into.windows += from.windows;
+  into.count += from.count;
+  into.errors += from.errors;
+  into.maxMs = into.maxMs === null ? from.maxMs : from.maxMs === null ? into.maxMs : Math.max(into.maxMs, from.maxMs);
+  merge(into.latency, from.latency);
+  into.drift = mergeDrift(into.drift, from.drift);
+  return into;
+}
+
+/** One window as a rollup cell. Latency counts only windows with successful inferences (as the gates do). */
+export function cellOf(t: Telemetry & { active: NonNullable<Telemetry['active']> }): RollupCell {
+  const latency: LatencyHistogram = {};
+  const ok = t.count - t.errors;
+  if (ok > 0) addWindow(latency, ok, t.latencyMs);
+  let drift: DriftSums | null = null;
+  for (const [side, set] of [['input', t.inputHistograms], ['output', t.outputHistograms]] as const) {
+    for (const [name, h] of Object.entries(set ?? {})) (drift ??= {})[`${side}:${name}`] = [...h.counts];
+  }
+  return {
+    modelId: t.active.modelId, version: t.active.version, windows: 1, count: t.count, errors: t.errors,
+    maxMs: ok > 0 ? t.latencyMs.max : null, latency, drift,
+  };
+}
+
+const TABLES = ['telemetry_minute', 'telemetry_hour', 'telemetry_device_hour'] as const;
+type Table = typeof TABLES[number];
+
+interface RollupRow {
+  model_id: string; version: number; windows: number; count: number; errors: number; max_ms: number | null;
+  latency_json: string; drift_json: string | null;
+}
+
+export function cellFromRow(r: RollupRow): RollupCell {
+  return {
+    modelId: r.model_id, version: r.version, windows: r.windows, count: r.count, errors: r.errors, maxMs: r.max_ms,
+    latency: JSON.parse(r.latency_json), drift: r.drift_json ? JSON.parse(r.drift_json) : null,
+  };
+}
+
+function roundedLatency(h: LatencyHistogram): string {
+  // the 50/45/4/1 split makes fractions: three decimals are plenty and keep rows small
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(h)) out[k] = Math.round(v * 1000) / 1000;
+  return JSON.stringify(out);
+}
+
+/** Accumulates one batch of windows, then upserts each touched rollup row once. */
+export class RollupBatch {
+  private readonly cells = new Map<string, { table: Table; key: (string | number)[]; cell: RollupCell }>();
+
+  add(t: Telemetry, hardware: string | null): void {
+    if (!t.active) return; // a device with no model has no inferences to roll up
+    const start = Math.floor(Date.parse(t.windowStart) / 1000);
+    if (!Number.isFinite(start)) return;
+    const hw = hardware ?? '';
+    const sha = t.active.manifestSha256;
+    const put = (table: Table, key: (string | number)[]) => {
+      const id = `${table}|${key.join('|')}`;
+      const c = cellOf(t as Telemetry & { active: NonNullable<Telemetry['active']> });
+      const had = this.cells.get(id);
+      if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: c });
+    };
+    const minute = start - (start % MINUTE_S), hour = start - (start % HOUR_S);
+    put('telemetry_minute', [minute, sha, hw]);
+    put('telemetry_hour', [hour, sha, hw]);
+    put('telemetry_device_hour', [t.deviceId, hour, sha, hw]);
+  }
+
+  get size(): number { return this.cells.size; }
+
+  /** Upsert every touched row; call inside the transaction that stored the raw windows. */
+  write(db: Db): void {
+    const sql = statements(db);
+    for (const { table, key, cell } of this.cells.values()) {
+      const s = sql[table];
+      const pk = table === 'telemetry_device_hour' ? key.slice(0, 3) : key;
+      const old = s.get.get(...pk) as RollupRow | undefined;
+      const merged = old ? mergeCell(cellFromRow(old), cell) : cell;
+      s.put.run(...key, merged.modelId, merged.version, merged.windows, merged.count, merged.errors, merged.maxMs,
+        roundedLatency(merged.latency), merged.drift ? JSON.stringify(merged.drift) : null);
+    }
+    this.cells.clear();
+  }
+}
+
+const prepared = new WeakMap<Db, ReturnType<typeof prepare>>();
+function statements(db: Db) {
+  let s = prepared.get(db);
+  if (!s) { s = prepare(db); prepared.set(db, s); }
+  return s;
+}
+
+function prepare(db: Db) {
+  const cols = 'model_id, version, windows, count, errors, max_ms, latency_json, drift_json';
+  const fleet = (table: string) => ({
+    get: db.prepare(`SELECT ${cols} FROM ${table} WHERE bucket_start = ? AND manifest_sha256 = ? AND hardware = ?`),
+    put: db.prepare(`INSERT OR REPLACE INTO ${table} (bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+  });
+  return {
+    telemetry_minute: fleet('telemetry_minute'),
+    telemetry_hour: fleet('telemetry_hour'),
+    telemetry_device_hour: {
+      get: db.prepare(`SELECT ${cols} FROM telemetry_device_hour WHERE device_id = ? AND bucket_start = ? AND manifest_sha256 = ?`),
+      put: db.prepare(`INSERT OR REPLACE INTO telemetry_device_hour (device_id, bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    },
+  };
+}
