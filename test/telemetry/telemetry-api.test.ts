@@ -1,0 +1,106 @@
+// GET /v1/telemetry and GET /metrics on a real server: auth, clear 400s, exact figures with PSI against
+// the bundle's own baseline, and every metric the Grafana dashboard queries present in /metrics.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { tinyReference } from '../helpers/campaigns.ts';
+import { psi } from '../../server/rollouts/psi.ts';
+import { TelemetryResponse } from '../../shared/api/telemetry.ts';
+import { win } from './windows.ts';
+
+describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
+  let server: TestServer;
+  let manifest: string;
+  let baseline: number[];
+  const now = Date.now();
+  const start = now - (now % 3600_000) - 3600_000; // the previous whole hour
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    const b = await pushBundle(server, 'tiny', tinyClassifier(3), { quantize: 'none', reference: tinyReference(), healthCheck: { latencyBudgetMs: 5000 } });
+    manifest = b.manifestSha256;
+    const m = server.app.fleet.director.bundleEnvelope(manifest).manifest;
+    baseline = m.driftBaseline!.inputs.x.counts;
+    const { db, ingest } = server.app.fleet;
+    const ins = db.prepare("INSERT INTO devices (device_id, hardware, first_seen, last_seen, online) VALUES (?, ?, 'x', 'x', ?)");
+    ins.run('d1', 'cam-a', 1); ins.run('d2', 'cam-b', 0);
+    // d1: 2 windows of 100 inferences, 1 error each; d2: 1 window of 50, 5 errors; every window's x histogram is the baseline shifted
+    const shifted = baseline.map((_, i) => baseline[(i + 1) % baseline.length]);
+    ingest.telemetry.add(win({ start, deviceId: 'd1', seq: 1, minute: 0, manifest, count: 100, errors: 1, x: shifted }));
+    ingest.telemetry.add(win({ start, deviceId: 'd1', seq: 2, minute: 1, manifest, count: 100, errors: 1, x: shifted }));
+    ingest.telemetry.add(win({ start, deviceId: 'd2', seq: 1, minute: 1, manifest, count: 50, errors: 5, x: shifted }));
+    ingest.telemetry.flush();
+  });
+  afterAll(async () => { await server?.close(); });
+
+  const get = (url: string, headers: Record<string, string> = {}) => server.app.inject({ method: 'GET', url, headers });
+  const range = () => `from=${new Date(start).toISOString()}&to=${new Date(start + 3600_000).toISOString()}`;
+
+  it('needs a token', async () => {
+    const res = await server.anonInject({ method: 'GET', url: '/v1/telemetry' });
+    expect(res.statusCode).toBe(401);
+    expect((await server.anonInject({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
+  });
+
+  it.each([
+    ['bucket=day', 'query.bucket'],
+    ['groupBy=region', 'groupBy: "region" is not one of hardware, device'],
+    ['groupBy=device&bucket=minute', 'per-device figures are kept per hour'],
+    ['deviceId=d1', 'per-device figures are kept per hour'],
+    ['version=2', 'version needs modelId'],
+    ['from=yesterday', 'query.from'],
+    ['from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z', 'query.from: must be before to'],
+    ['from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&bucket=minute', 'buckets between from and to; at most 10080'],
+    ['limit=5', 'query'],
+  ])('refuses %s with a 400 naming the field', async (qs, message) => {
+    const res = await get(`/v1/telemetry?${qs}`);
+    expect(res.statusCode).toBe(400);
+    expect(res.json().error).toBe('FLEET_ERR_VALIDATION');
+    expect(res.json().message).toContain(message);
+  });
+
+  it('answers per model version and hardware with counts, error rate, percentiles and PSI against the baseline', async () => {
+    const res = await get(`/v1/telemetry?${range()}&bucket=minute&groupBy=hardware&modelId=tiny`);
+    expect(res.statusCode).toBe(200);
+    const body = TelemetryResponse.parse(res.json());
+    expect(body.series.map((s) => [s.hardware, s.total.count, s.total.errors, s.points.length])).toEqual([['cam-a', 200, 2, 2], ['cam-b', 50, 5, 1]]);
+    expect(body.series[0].total.errorRate).toBeCloseTo(0.01, 12);
+    expect(body.series[1].total.errorRate).toBeCloseTo(0.1, 12);
+    const summed = baseline.map((_, i) => 2 * baseline[(i + 1) % baseline.length]);
+    expect(body.series[0].total.drift).toEqual([{ name: 'input:x', psi: Math.round(psi(baseline, summed) * 10_000) / 10_000, samples: summed.reduce((a, b) => a + b, 0) }]);
+    expect(body.series[0].total.drift[0].psi).toBeGreaterThan(0.1);
+    expect(body.series[0].total.p95).toBeGreaterThanOrEqual(20);
+    expect(body.series[0].total.p95).toBeLessThanOrEqual(22);
+  });
+
+  it('answers per device per hour', async () => {
+    const res = await get(`/v1/telemetry?${range()}&bucket=hour&deviceId=d1`);
+    expect(res.statusCode).toBe(200);
+    const body = TelemetryResponse.parse(res.json());
+    expect(body.series).toHaveLength(1);
+    expect(body.series[0]).toMatchObject({ modelId: 'tiny', version: 1, manifestSha256: manifest });
+    expect(body.series[0].points.map((p) => [p.t, p.count, p.errors])).toEqual([[new Date(start).toISOString(), 200, 2]]);
+  });
+
+  it('serves every metric the Grafana dashboard queries, with the fleet figures', async () => {
+    await get('/v1/telemetry'); // one timed request at least
+    const res = await get('/metrics');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    const text = res.body;
+    const dashboard = readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8');
+    const queried = [...new Set([...dashboard.matchAll(/\b(fleet_[a-z_]+)/g)].map((m) => m[1]))].sort();
+    expect(queried.length).toBe(13);
+    const typed = new Set([...text.matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap((m) => m[2] === 'histogram' ? [m[1], `${m[1]}_bucket`] : [m[1]]));
+    expect(queried.filter((n) => !typed.has(n))).toEqual([]);
+    expect(text).toContain('fleet_devices_online{hardware="cam-a"} 1');
+    expect(text).toContain('fleet_devices_online{hardware="cam-b"} 0');
+    expect(text).toContain('fleet_telemetry_windows_total 3');
+    expect(text).toContain('fleet_inferences_total{model_id="tiny",version="1"} 250');
+    expect(text).toContain('fleet_inference_errors_total{model_id="tiny",version="1"} 7');
+    expect(text).toContain('fleet_campaigns{state="running"} 0');
+    expect(text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/v1\/telemetry",status_code="200"\} [1-9]/);
+    expect(text).toMatch(/fleet_mqtt_connections 0/);
+  });
+});
