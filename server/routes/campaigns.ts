@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CampaignRequest } from '../rollouts/campaign-config.ts';
 import type { CampaignRow } from '../rollouts/campaign-store.ts';
+import { campaignActions } from '../rollouts/campaign-actions.ts';
 import { actorName, auditRequest } from '../audit/audit-log.ts';
 import { parseBody, parseParams } from './params.ts';
 
@@ -20,6 +21,7 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
     status: c.status, wave: c.current_wave + 1, waves: JSON.parse(c.config_json).waves.length,
     createdBy: c.created_by, createdAt: c.created_at, updatedAt: c.updated_at,
     devices: rollouts.store.counts(c.campaign_id), waiting: rollouts.holdReasons.get(c.campaign_id) ?? null,
+    actions: campaignActions(c.status),
   });
 
   app.post('/v1/campaigns', async (req, reply) => {
