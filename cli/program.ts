@@ -7,6 +7,7 @@ import { fleetCommands } from './commands/fleet.ts';
 import { campaignCommands } from './commands/campaigns.ts';
 import { offlineCommands } from './commands/bundle-offline.ts';
 import { devCaCommands } from './commands/dev-ca.ts';
+import { telemetryCommand } from './commands/telemetry.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
 
@@ -25,5 +26,6 @@ export function buildProgram(defaults: Defaults, sink: Pick<Io, 'out' | 'err'>):
   campaignCommands(program, run);
   offlineCommands(program, run);
   devCaCommands(program, run);
+  telemetryCommand(program, run);
   return program;
 }

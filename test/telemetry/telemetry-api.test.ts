@@ -8,6 +8,7 @@ import { tinyReference } from '../helpers/campaigns.ts';
 import { psi } from '../../server/rollouts/psi.ts';
 import { TelemetryResponse } from '../../shared/api/telemetry.ts';
 import { win } from './windows.ts';
+import { runFleetctl } from '../helpers/fleetctl.ts';
 
 describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
   let server: TestServer;
@@ -102,5 +103,31 @@ describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
     expect(text).toContain('fleet_campaigns{state="running"} 0');
     expect(text).toMatch(/fleet_http_request_duration_seconds_count\{method="GET",route="\/v1\/telemetry",status_code="200"\} [1-9]/);
     expect(text).toMatch(/fleet_mqtt_connections 0/);
+  });
+
+  it('fleetctl telemetry prints one row per series, --points one per bucket, --json the API document, and a bad option names the field', async () => {
+    const from = new Date(start).toISOString(), to = new Date(start + 3600_000).toISOString();
+    const t = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--model', 'tiny', '--group-by', 'hardware', '--from', from, '--to', to);
+    expect(t.stderr).toBe('');
+    expect(t.code).toBe(0);
+    const lines = t.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe(`minute buckets from ${from} to ${to}; latency in ms`);
+    expect(lines[1].split(/\s{2,}/)).toEqual(['MODEL', 'HARDWARE', 'INFERENCES', 'ERRORS', 'ERROR RATE', 'P50', 'P95', 'P99', 'WORST DRIFT (PSI)']);
+    expect(lines.slice(2).map((l) => l.split(/\s{2,}/).slice(0, 5))).toEqual([['tiny v1', 'cam-a', '200', '2', '1.00%'], ['tiny v1', 'cam-b', '50', '5', '10.00%']]);
+    expect(lines).toHaveLength(4);
+    const points = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--model', 'tiny', '--from', from, '--to', to, '--points');
+    expect(points.stdout.trimEnd().split('\n').slice(2).map((l) => l.split(/\s{2,}/).slice(0, 4))).toEqual([
+      ['tiny v1', new Date(start).toISOString(), '100', '1'], ['tiny v1', new Date(start + 60_000).toISOString(), '150', '6'],
+    ]);
+    const json = await runFleetctl(server.baseUrl, server.adminToken, '--json', 'telemetry', '--device', 'd1', '--from', from, '--to', to);
+    expect(json.code).toBe(0);
+    const api = (await get(`/v1/telemetry?bucket=hour&deviceId=d1&from=${from}&to=${to}`)).json();
+    expect(JSON.parse(json.stdout)).toEqual(api);
+    const bad = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--bucket', 'day');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('query.bucket');
+    const since = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--since', '7 days');
+    expect(since.code).not.toBe(0);
+    expect(since.stderr).toContain('--since 7 days: give a number and m, h or d');
   });
 });
