@@ -53,17 +53,24 @@ export function merge(into: LatencyHistogram, from: LatencyHistogram): LatencyHi
  * largest latency actually reported): null for an empty histogram.
  */
 export function quantile(h: LatencyHistogram, q: number, max?: number): number | null {
+  return quantiles(h, [q], max)[0];
+}
+
+/** Several quantiles (ascending) in one pass over the sorted buckets. */
+export function quantiles(h: LatencyHistogram, qs: readonly number[], max?: number): (number | null)[] {
   const keys = Object.keys(h).map(Number).sort((a, b) => a - b);
   const total = keys.reduce((a, k) => a + h[k], 0);
-  if (total <= 0) return null;
-  const target = q * total;
-  let acc = 0;
-  for (const k of keys) {
-    acc += h[k];
+  if (total <= 0) return qs.map(() => null);
+  const out: (number | null)[] = [];
+  let acc = 0, i = 0;
+  for (const q of qs) {
     // a small tolerance: 0.5 + 0.45 must reach 0.95 of the total despite floating point
-    if (acc >= target - total * 1e-9) return round(max !== undefined ? Math.min(upperEdge(k), max) : upperEdge(k));
+    const target = q * total - total * 1e-9;
+    while (i < keys.length - 1 && acc + h[keys[i]] < target) acc += h[keys[i++]];
+    const edge = upperEdge(keys[i]);
+    out.push(round(max !== undefined ? Math.min(edge, max) : edge));
   }
-  return round(upperEdge(keys[keys.length - 1]));
+  return out;
 }
 
 function round(x: number): number {

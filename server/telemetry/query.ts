@@ -9,7 +9,7 @@ import {
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { psi } from '../rollouts/psi.ts';
-import { quantile } from './latency-histogram.ts';
+import { quantiles } from './latency-histogram.ts';
 import { cellFromRow, mergeCell, type RollupCell } from './rollups.ts';
 
 type Baseline = NonNullable<Manifest['driftBaseline']>;
@@ -28,10 +28,11 @@ export function figuresOf(c: RollupCell, baseline: Baseline | null): TelemetryFi
       }
     }
   }
+  const [p50, p95, p99] = quantiles(c.latency, [0.5, 0.95, 0.99], max);
   return {
     windows: c.windows, count: c.count, errors: c.errors,
     errorRate: c.count > 0 ? c.errors / c.count : null,
-    p50: quantile(c.latency, 0.5, max), p95: quantile(c.latency, 0.95, max), p99: quantile(c.latency, 0.99, max),
+    p50, p95, p99,
     maxMs: c.maxMs, drift,
   };
 }
@@ -63,7 +64,7 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
   const rows = db.prepare(`SELECT * FROM ${table} WHERE ${where.join(' AND ')} ORDER BY bucket_start`).all(...args) as Row[];
 
   const byHw = q.groupBy.includes('hardware'), byDevice = q.groupBy.includes('device');
-  const series = new Map<string, { head: Omit<TelemetrySeries, 'total' | 'points'>; total: RollupCell | null; points: Map<number, RollupCell> }>();
+  const series = new Map<string, { head: Omit<TelemetrySeries, 'total' | 'points'>; points: Map<number, RollupCell> }>();
   for (const r of rows) {
     const key = [r.manifest_sha256, byHw ? r.hardware : '', byDevice ? r.device_id : ''].join('|');
     let s = series.get(key);
@@ -73,7 +74,7 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
           modelId: r.model_id, version: r.version, manifestSha256: r.manifest_sha256,
           ...(byHw ? { hardware: r.hardware === '' ? null : r.hardware } : {}), ...(byDevice ? { deviceId: r.device_id } : {}),
         },
-        total: null, points: new Map(),
+        points: new Map(),
       };
       series.set(key, s);
     }
@@ -81,7 +82,6 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
     const t = r.bucket_start - (r.bucket_start % step);
     const had = s.points.get(t);
     s.points.set(t, had ? mergeCell(had, cell) : cell);
-    s.total = s.total ? mergeCell(s.total, cellFromRow(r)) : cellFromRow(r);
   }
 
   const baselines = new Map<string, Baseline | null>();
@@ -96,9 +96,11 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
 
   const out: TelemetrySeries[] = [...series.values()].map((s) => {
     const b = baselineOf(s.head.manifestSha256);
+    const total: RollupCell = { modelId: s.head.modelId, version: s.head.version, windows: 0, count: 0, errors: 0, maxMs: null, latency: {}, drift: null };
+    for (const c of s.points.values()) mergeCell(total, c);
     return {
       ...s.head,
-      total: figuresOf(s.total!, b),
+      total: figuresOf(total, b),
       points: [...s.points.entries()].sort((a, c) => a[0] - c[0]).map(([t, c]) => ({ t: new Date(t * 1000).toISOString(), ...figuresOf(c, b) })),
     };
   });
