@@ -40,6 +40,10 @@ export function mergeCell(into: RollupCell, from: RollupCell): RollupCell {
   return into;
 }
 
+export function emptyCell(like: Pick<RollupCell, 'modelId' | 'version'>): RollupCell {
+  return { modelId: like.modelId, version: like.version, windows: 0, count: 0, errors: 0, maxMs: null, latency: {}, drift: null };
+}
+
 /** One window as a rollup cell. Latency counts only windows with successful inferences (as the gates do). */
 export function cellOf(t: Telemetry & { active: NonNullable<Telemetry['active']> }): RollupCell {
   const latency: LatencyHistogram = {};
@@ -87,11 +91,12 @@ export class RollupBatch {
     if (!Number.isFinite(start)) return;
     const hw = hardware ?? '';
     const sha = t.active.manifestSha256;
+    const c = cellOf(t as Telemetry & { active: NonNullable<Telemetry['active']> });
     const put = (table: Table, key: (string | number)[]) => {
       const id = `${table}|${key.join('|')}`;
-      const c = cellOf(t as Telemetry & { active: NonNullable<Telemetry['active']> });
       const had = this.cells.get(id);
-      if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: c });
+      // merged into a cell of its own per row: c itself is shared by the three tables
+      if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: mergeCell(emptyCell(c), c) });
     };
     const minute = start - (start % MINUTE_S), hour = start - (start % HOUR_S);
     put('telemetry_minute', [minute, sha, hw]);
