@@ -95,7 +95,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   metrics.instrument(app);
   const retention = new TelemetryRetention(db, {
     rawHours: config.telemetryRawRetentionHours, minuteDays: config.telemetryMinuteRetentionDays,
-    hourDays: config.telemetryHourRetentionDays, maxRowsPerTick: config.telemetryPruneMaxRows,
+    hourDays: config.telemetryHourRetentionDays, deviceHourDays: config.telemetryDeviceHourRetentionDays, maxRowsPerTick: config.telemetryPruneMaxRows,
   });
   retention.start(config.telemetryPruneIntervalSeconds * 1000);
 

@@ -67,9 +67,12 @@ export const ServerConfig = z.object({
    * their age. The pruner runs every telemetryPruneIntervalSeconds (0 = never) and deletes at most
    * telemetryPruneMaxRows rows per table per run.
    */
-  telemetryRawRetentionHours: z.coerce.number().positive().default(48),
+  telemetryRawRetentionHours: z.coerce.number().positive().default(24),
   telemetryMinuteRetentionDays: z.coerce.number().positive().default(14),
+  /** fleet-wide hour rollups (per model version and hardware class: a few rows an hour) */
   telemetryHourRetentionDays: z.coerce.number().positive().default(400),
+  /** per-device hour rollups (one row per device per hour: the largest table) */
+  telemetryDeviceHourRetentionDays: z.coerce.number().positive().default(90),
   telemetryPruneIntervalSeconds: z.coerce.number().min(0).default(60),
   telemetryPruneMaxRows: z.coerce.number().int().positive().default(50_000),
   /** GET /metrics (Prometheus): 'viewer' needs a viewer token (the default), 'public' needs none */
@@ -86,7 +89,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_BOOTSTRAP_TOKEN: 'bootstrapAdminToken', FLEET_ALLOW_UNENROLLED_DEVICES: 'allowUnenrolledDevices',
   FLEET_DEVICE_TOKEN_MAX_LIFETIME_SECONDS: 'deviceTokenMaxLifetimeSeconds', FLEET_DEVICE_TOKEN_CLOCK_SKEW_SECONDS: 'deviceTokenClockSkewSeconds',
   FLEET_TELEMETRY_RAW_RETENTION_HOURS: 'telemetryRawRetentionHours', FLEET_TELEMETRY_MINUTE_RETENTION_DAYS: 'telemetryMinuteRetentionDays',
-  FLEET_TELEMETRY_HOUR_RETENTION_DAYS: 'telemetryHourRetentionDays', FLEET_METRICS_ACCESS: 'metricsAccess',
+  FLEET_TELEMETRY_HOUR_RETENTION_DAYS: 'telemetryHourRetentionDays', FLEET_TELEMETRY_DEVICE_HOUR_RETENTION_DAYS: 'telemetryDeviceHourRetentionDays', FLEET_METRICS_ACCESS: 'metricsAccess',
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
 };
 

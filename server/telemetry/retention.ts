@@ -1,5 +1,6 @@
 // Telemetry retention: raw windows, minute rollups and hour rollups each kept for their own time
-// (server config telemetryRawRetentionHours, telemetryMinuteRetentionDays, telemetryHourRetentionDays).
+// (server config telemetryRawRetentionHours, telemetryMinuteRetentionDays, telemetryHourRetentionDays,
+// telemetryDeviceHourRetentionDays).
 // A tick deletes at most `maxRowsPerTick` rows from each table, oldest first, so a server that was off
 // for a week catches up over several ticks instead of holding the database for seconds.
 //
@@ -10,7 +11,7 @@
 import type { Db } from '../db/database.ts';
 import { ACTIVE_STATUSES } from '../rollouts/campaign-store.ts';
 
-export interface RetentionSettings { rawHours: number; minuteDays: number; hourDays: number; maxRowsPerTick: number }
+export interface RetentionSettings { rawHours: number; minuteDays: number; hourDays: number; deviceHourDays: number; maxRowsPerTick: number }
 
 export interface PruneResult { raw: number; minute: number; hour: number; deviceHour: number; protectedManifests: number }
 
@@ -45,6 +46,7 @@ export class TelemetryRetention {
     const rawCutoff = new Date(now - s.rawHours * 3600_000).toISOString();
     const minuteCutoff = Math.floor((now - s.minuteDays * 86400_000) / 1000);
     const hourCutoff = Math.floor((now - s.hourDays * 86400_000) / 1000);
+    const deviceHourCutoff = Math.floor((now - s.deviceHourDays * 86400_000) / 1000);
     const keep = this.protectedManifests();
     const limit = s.maxRowsPerTick;
     const r = this.db.transaction((): PruneResult => {
@@ -57,7 +59,7 @@ export class TelemetryRetention {
       const fleetPk = 'bucket_start, manifest_sha256, hardware';
       return {
         raw, minute: rollup('telemetry_minute', fleetPk, minuteCutoff), hour: rollup('telemetry_hour', fleetPk, hourCutoff),
-        deviceHour: rollup('telemetry_device_hour', 'device_id, bucket_start, manifest_sha256', hourCutoff), protectedManifests: keep.length,
+        deviceHour: rollup('telemetry_device_hour', 'device_id, bucket_start, manifest_sha256', deviceHourCutoff), protectedManifests: keep.length,
       };
     })();
     this.totals.raw += r.raw; this.totals.minute += r.minute; this.totals.hour += r.hour; this.totals.deviceHour += r.deviceHour;

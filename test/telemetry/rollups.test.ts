@@ -132,7 +132,7 @@ describe('retention', () => {
     expect(before.drift).toHaveLength(1);
 
     let now = received + 47 * 3600_000;
-    const r = new TelemetryRetention(d, { rawHours: 48, minuteDays: 14, hourDays: 400, maxRowsPerTick: 2 }, () => now);
+    const r = new TelemetryRetention(d, { rawHours: 48, minuteDays: 14, hourDays: 400, deviceHourDays: 90, maxRowsPerTick: 2 }, () => now);
     expect(r.tick()).toEqual({ raw: 0, minute: 0, hour: 0, deviceHour: 0, protectedManifests: 2 });
     now = received + 49 * 3600_000;
     // only C's five rows may go, two per tick
@@ -152,7 +152,7 @@ describe('retention', () => {
     expect(count(d, 'telemetry')).toBe(0);
     expect(r.totals.raw).toBe(15);
 
-    // minute rollups go after 14 days, hour rollups after 400
+    // minute rollups go after 14 days, device-hour rollups after 90, fleet hour rollups after 400
     now = received + 15 * 86400_000;
     expect(count(d, 'telemetry_minute')).toBe(15); // 5 minutes x 3 models
     expect(r.tick().minute).toBe(2);
@@ -160,9 +160,12 @@ describe('retention', () => {
     expect(count(d, 'telemetry_minute')).toBe(0);
     expect(count(d, 'telemetry_hour')).toBe(3);
     expect(count(d, 'telemetry_device_hour')).toBe(3);
+    now = received + 91 * 86400_000;
+    r.tick(); r.tick();
+    expect(count(d, 'telemetry_hour')).toBe(3);
+    expect(count(d, 'telemetry_device_hour')).toBe(0);
     now = received + 401 * 86400_000;
     r.tick(); r.tick();
     expect(count(d, 'telemetry_hour')).toBe(0);
-    expect(count(d, 'telemetry_device_hour')).toBe(0);
   });
 });
