@@ -25,6 +25,8 @@ describe('the dashboard in Chromium shows a halted, reverted campaign', { timeou
   let page: Page;
   let profileDir: string;
   let campaignId: string;
+  let loads = 0, loadsWhileRunning = 0;
+  let firstStatus = '';
   const profiles: FaultProfile[] = Array.from({ length: N }, () => ({ latency: { baseMs: 20, factorByArtifact: {} }, brokenArtifacts: {} }));
   let seed = 40;
   const push = () => pushBundle(server, 'tiny', tinyClassifier(seed++), { quantize: 'none', reference: tinyReference(), healthCheck: { latencyBudgetMs: 5000 } });
@@ -39,14 +41,6 @@ describe('the dashboard in Chromium shows a halted, reverted campaign', { timeou
     fleet.startWorkload({ ratePerSecond: 5, inputs: tinyInputs });
     await new Promise((r) => setTimeout(r, 1500)); // telemetry on v1: the latency gate compares against it
 
-    const slow = await push();
-    profiles.forEach((p) => { p.latency!.factorByArtifact![slow.manifest.artifact.sha256] = 2; });
-    const c = await createCampaign(server, { name: 'slow-v2', manifestSha256: slow.manifestSha256, waves: FAST_WAVES });
-    expect(c.status).toBe(201);
-    campaignId = c.body.campaignId;
-    const end = await waitForCampaign(server, campaignId, ['reverted', 'completed'], 120_000);
-    expect(end.status).toBe('reverted');
-
     profileDir = mkdtempSync(join(tmpdir(), 'fleet-chromium-'));
     browser = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM, headless: true, timeout: 60_000,
@@ -55,8 +49,26 @@ describe('the dashboard in Chromium shows a halted, reverted campaign', { timeou
       viewport: { width: 1100, height: 1400 },
     });
     page = browser.pages()[0] ?? await browser.newPage();
+    page.on('load', () => { loads++; });
     // the token arrives in the fragment, as an operator's link would carry it; the page keeps it and drops it from the address
     await page.goto(`${server.baseUrl}/#token=${server.adminToken}`);
+
+    const slow = await push();
+    profiles.forEach((p) => { p.latency!.factorByArtifact![slow.manifest.artifact.sha256] = 2; });
+    // the first wave soaks 3 s: long enough for the page to see the campaign running before its gate halts it
+    const waves = [{ ...FAST_WAVES[0], soakSeconds: 3 }, ...FAST_WAVES.slice(1)];
+    const c = await createCampaign(server, { name: 'slow-v2', manifestSha256: slow.manifestSha256, waves });
+    expect(c.status).toBe(201);
+    campaignId = c.body.campaignId;
+    // open the campaign while it runs (a hash change, not a load), and let the page follow it by itself
+    await page.evaluate((id) => { location.hash = `#/campaigns/${id}`; }, campaignId);
+    await page.waitForSelector('#campaign-status', { timeout: 30_000 });
+    firstStatus = await page.locator('#campaign-status').innerText();
+    const end = await waitForCampaign(server, campaignId, ['reverted', 'completed'], 120_000);
+    expect(end.status).toBe('reverted');
+    await page.waitForFunction(() => document.getElementById('campaign-status')?.textContent === 'reverted' && document.getElementById('campaign-halt')?.textContent?.includes('reverted ('), undefined, { timeout: 30_000 });
+    loadsWhileRunning = loads;
+    await page.goto(`${server.baseUrl}/`);
     await page.waitForSelector('#campaigns tbody tr', { timeout: 30_000 });
   }, 300_000);
 
@@ -68,6 +80,11 @@ describe('the dashboard in Chromium shows a halted, reverted campaign', { timeou
   });
 
   const text = (sel: string) => page.locator(sel).innerText();
+
+  it('followed the campaign from running to reverted without a reload', async () => {
+    expect(['running', 'reverting']).toContain(firstStatus);
+    expect(loadsWhileRunning).toBe(1); // the first page load only: the status changed under the page's own polling
+  });
 
   it('lists the campaign on the overview, reverted, with no action left', async () => {
     expect(page.url()).toBe(`${server.baseUrl}/`);
