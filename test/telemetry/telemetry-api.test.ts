@@ -9,6 +9,7 @@ import { psi } from '../../server/rollouts/psi.ts';
 import { TelemetryResponse } from '../../shared/api/telemetry.ts';
 import { win } from './windows.ts';
 import { runFleetctl } from '../helpers/fleetctl.ts';
+import { startInjectServer } from '../api/small-server.ts';
 
 describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
   let server: TestServer;
@@ -129,5 +130,18 @@ describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
     const since = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--since', '7 days');
     expect(since.code).not.toBe(0);
     expect(since.stderr).toContain('--since 7 days: give a number and m, h or d');
+  });
+
+  it('serves /metrics without a token only when metricsAccess is public', async () => {
+    const open = await startInjectServer({ metricsAccess: 'public' });
+    try {
+      const res = await open.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: '' } });
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('# TYPE fleet_campaigns gauge');
+      // the rest of the API still needs one
+      expect((await open.app.inject({ method: 'GET', url: '/v1/telemetry', headers: { authorization: '' } })).statusCode).toBe(401);
+    } finally {
+      await open.close();
+    }
   });
 });
