@@ -1,5 +1,6 @@
 // The embedded aedes broker on TCP, or TLS when given a certificate (MQTTS, nothing plain then), with the fleet ACL and payload limits, and a small bus interface
 // the rest of the server uses (so an external broker can replace it without touching callers).
+import { indexedMemoryPersistence } from './retained-index.ts';
 import { Aedes, type AedesPublishPacket, type AuthenticateError } from 'aedes';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -51,6 +52,8 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   const maxPacketBytes = opts.maxPacketBytes ?? opts.maxPayloadBytes + 8 * 1024;
   const aedes = await Aedes.createBroker({
     id: opts.brokerId ?? 'fleet-broker', // stable id (aedes #754)
+    // retained messages by topic: a device's subscription is one lookup, not a scan of the fleet's
+    persistence: indexedMemoryPersistence() as never,
     heartbeatInterval: 60_000,
     connectTimeout: 30_000,
     maxClientsIdLength: 64,
