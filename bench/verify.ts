@@ -1,10 +1,12 @@
 // Verification throughput: what the agent does to accept one update, in MB/s of artifact, next to
-// hashing the same file with node:crypto alone. The agent's path (device-agent/agent.ts applyDesired
-// and install) is: parse the DesiredMessage (zod), verifyDesired (key set against the pinned root,
-// director's desired state, manifest: three Ed25519 checks, no signature cache since a new assignment
-// has new signatures), then read the downloaded file, check its length and SHA-256 against the
-// manifest. Both paths read the file from the page cache and hash it; the difference is the per-update
-// trust work, which does not grow with the artifact, so the ratio is lowest for small artifacts.
+// hashing the same bytes with node:crypto alone. The agent's path (device-agent/agent.ts applyDesired,
+// artifact-fetch.ts, downloader.ts) is: parse the DesiredMessage (zod), verifyDesired with the agent's
+// signature cache holding only its current key set (seen at an earlier update; the director's desired
+// state and the manifest are new bytes and are verified: two Ed25519 checks), then the artifact's bytes
+// as the downloader receives them (64 KiB chunks copied into the agent's own buffer and hashed as they
+// arrive; the file is never read back), and the length and SHA-256 check against the manifest. The
+// baseline reads the file from the page cache and hashes it: both get the bytes into memory once. The difference is the per-update trust work, which does
+// not grow with the artifact, so the ratio is lowest for small artifacts.
 // Artifacts: the digits model (float ONNX from build/digits) and a 4 MiB file. Each repetition runs a
 // path for ~150 ms; medians over repetitions, the two paths interleaved. Rates are per second of this
 // process's CPU time (headline) and of wall time (the machine is shared; CPU time is the stable one).
@@ -18,13 +20,15 @@ import { b64, generateKeyPair, keyIdOf, sha256Hex, verifyBytes, type Ed25519Impl
 import { envelopeDigest, signDocument, type SigningKey } from '../shared/envelope.ts';
 import { DesiredMessage, type KeySet, type Manifest } from '../shared/messages.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
-import { verifyDesired, type TrustState } from '../shared/verify-desired.ts';
+import { SignatureCache, verifyDesired, type TrustState } from '../shared/verify-desired.ts';
+import { ReceivedArtifact } from '../device-agent/downloader.ts';
 import { AGENT_VERSION, ONNXRUNTIME_WEB_RANGE } from '../shared/version.ts';
 import { buildDigitsModel, DIGITS_INPUT, DIGITS_OUTPUT } from '../server/training/digits.ts';
 import { cpuCount, isMain, median, round, runAlone, withTempDir } from './util.ts';
 
 export interface BenchVerifyOptions { repetitions?: number; msPerRepetition?: number; largeBytes?: number }
 
+const CHUNK = 64 * 1024;
 const DEVICE = { deviceId: 'bench-verify-1', hardware: 'rpi4', agentVersion: AGENT_VERSION };
 
 export async function benchVerify(opts: BenchVerifyOptions = {}) {
@@ -48,17 +52,25 @@ export async function benchVerify(opts: BenchVerifyOptions = {}) {
       const payload = Buffer.from(JSON.stringify(msg)); // what arrives on the desired topic
       const trust: TrustState = { rootPublicKey: keys.root.publicKey, keysetVersion: 0, lastSeq: 0, versionFloors: {}, timeFloor: 0 };
 
+      const rootKeyId = keyIdOf(keys.root.publicKey);
+      // the device's cache as it stands at an update: its current key set verified earlier, nothing else
+      const deviceCache = () => { const c = new SignatureCache(64); c.add(c.key(rootKeyId, msg.keyset)); return c; };
       const agentPath = () => {
         const parsed = DesiredMessage.safeParse(JSON.parse(payload.toString('utf8')));
         if (!parsed.success) throw new Error('bench: the desired message does not parse');
-        const v = verifyDesired(parsed.data, trust, DEVICE, Date.now());
-        const file = readFileSync(path); // as install() reads it: the Buffer itself, no copy
-        if (file.byteLength !== v.manifest.artifact.length) throw new Error('bench: length mismatch');
-        if (sha256Hex(file) !== v.manifest.artifact.sha256) throw new Error('bench: hash mismatch');
+        const v = verifyDesired(parsed.data, trust, DEVICE, Date.now(), deviceCache());
+        const received = new ReceivedArtifact(v.manifest.artifact.length);
+        received.reset(null);
+        for (let o = 0; o < bytes.length; o += CHUNK) received.append(bytes.subarray(o, o + CHUNK));
+        const got = received.finish();
+        if (got.data.byteLength !== v.manifest.artifact.length) throw new Error('bench: length mismatch');
+        if (got.sha256 !== v.manifest.artifact.sha256) throw new Error('bench: hash mismatch');
       };
       const rawHash = () => { createHash('sha256').update(readFileSync(path)).digest('hex'); };
       // the trust work alone, to show what the difference is made of
-      const trustOnly = () => { verifyDesired(DesiredMessage.parse(JSON.parse(payload.toString('utf8'))), trust, DEVICE, Date.now()); };
+      const trustOnly = () => { verifyDesired(DesiredMessage.parse(JSON.parse(payload.toString('utf8'))), trust, DEVICE, Date.now(), deviceCache()); };
+      // the same with no cache at all (the first update after a key-set rotation: three checks)
+      const trustCold = () => { verifyDesired(DesiredMessage.parse(JSON.parse(payload.toString('utf8'))), trust, DEVICE, Date.now()); };
 
       // MB per second of wall time, and per second of this process's CPU time: the machine is shared
       // and noisy, and CPU time is what a preempted run does not inflate (on an idle core they agree).
@@ -75,12 +87,14 @@ export async function benchVerify(opts: BenchVerifyOptions = {}) {
         if (r % 2 === 0) { agent.push(measure(agentPath)); raw.push(measure(rawHash)); }
         else { raw.push(measure(rawHash)); agent.push(measure(agentPath)); }
       }
-      const trustUs: number[] = [];
+      const trustUs: number[] = [], coldUs: number[] = [];
       for (let r = 0; r < reps; r++) {
-        const c0 = process.cpuUsage();
-        for (let i = 0; i < 100; i++) trustOnly();
-        const c = process.cpuUsage(c0);
-        trustUs.push((c.user + c.system) / 100);
+        for (const [fn, out] of [[trustOnly, trustUs], [trustCold, coldUs]] as const) {
+          const c0 = process.cpuUsage();
+          for (let i = 0; i < 100; i++) fn();
+          const c = process.cpuUsage(c0);
+          out.push((c.user + c.system) / 100);
+        }
       }
       const med = (xs: { wall: number; cpu: number }[], k: 'wall' | 'cpu') => median(xs.map((x) => x[k]));
       sizes[name] = {
@@ -89,17 +103,22 @@ export async function benchVerify(opts: BenchVerifyOptions = {}) {
         agentVerifyMBps: round(med(agent, 'cpu')), rawHashMBps: round(med(raw, 'cpu')), verifyVsRawHash: round(med(agent, 'cpu') / med(raw, 'cpu')),
         // by wall time, same repetitions
         wall: { agentVerifyMBps: round(med(agent, 'wall')), rawHashMBps: round(med(raw, 'wall')), verifyVsRawHash: round(med(agent, 'wall') / med(raw, 'wall')) },
-        // per update, independent of the artifact: parse + three signature checks + the documents' schemas (CPU µs)
+        // per update, independent of the artifact: parse + the desired state's and the manifest's signature
+        // checks + the documents' schemas (CPU µs); cold: also the key set's (first update after a rotation)
         trustChecksUsPerUpdate: round(median(trustUs)),
+        trustChecksUsFirstUpdateAfterRotation: round(median(coldUs)),
+        // what hashing the artifact alone costs, for scale (CPU µs)
+        rawHashUs: round(bytes.length / med(raw, 'cpu')),
         desiredMessageBytes: payload.length,
       };
     }
 
     return {
       ...sizes,
-      target: 'verifyVsRawHash >= 0.8',
+      target: 'verifyVsRawHash >= 0.9',
+      floor: 'two Ed25519 verifications of new bytes per update (desired state, manifest) are never skipped: at ~140 µs each here, a 408 KB artifact (~300 µs to hash) cannot reach 0.9',
       signatureVerifiesPerSecond: signatureRates(manifestText, keys.targets),
-      runs: { repetitions: reps, msPerRepetition: msPerRep, timing: 'MB/s by process CPU time (headline) and by wall time', fileReads: 'page cache (both paths read the file each time, as the agent does)', signatureCache: 'none (a new assignment)' },
+      runs: { repetitions: reps, msPerRepetition: msPerRep, timing: 'MB/s by process CPU time (headline) and by wall time', artifactBytes: 'the baseline reads the file (page cache) and hashes it; the agent receives the same bytes in chunks into its own buffer and hashes them as they arrive (it never reads the file back)', chunkBytes: CHUNK, signatureCache: 'the device\'s current key set only (desired state and manifest are new bytes)' },
       cpus: cpuCount(),
     };
   });

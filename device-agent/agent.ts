@@ -555,6 +555,34 @@ export class FleetAgent extends EventEmitter {
     this.status.durable('rejected', { ...extra, reason, detail });
   }
 
+  /**
+   * The artifact staged from a slot holding the same bytes, or null (then it is downloaded). The bytes
+   * are read once and must have the signed manifest's length and SHA-256; they are written to staging
+   * (durably) because the slot they came from may be the one this update claims.
+   */
+  private stageFromSlot(a: Manifest['artifact'], base: Partial<Status>): { path: string; bytes: Uint8Array } | null {
+    for (const name of ['a', 'b'] as const) {
+      const rec = this.state.slots[name];
+      if (!rec || rec.artifactSha256 !== a.sha256 || rec.length !== a.length) continue;
+      let bytes: Buffer;
+      try { bytes = readFileSync(this.slots.path(name, 'onnx')); } catch { continue; }
+      if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) continue; // damaged: download instead
+      this.staging.removeExcept(a.sha256);
+      const path = this.staging.path(a.sha256);
+      const fd = disk.openSync(path, 'w');
+      try {
+        disk.writeSync(fd, bytes);
+        disk.fsyncSync(fd);
+      } finally {
+        disk.closeSync(fd);
+      }
+      this.log('artifact_from_slot', { deviceId: this.deviceId, slot: name, artifactSha256: a.sha256, bytes: a.length });
+      this.status.progress('verifying', base);
+      return { path, bytes };
+    }
+    return null;
+  }
+
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
@@ -562,7 +590,10 @@ export class FleetAgent extends EventEmitter {
     this.status.progress('downloading', base);
     this.phase('download:start', info);
     let chunks = 0;
-    const { path: part, bytes } = await stageArtifact({
+    // A slot that already holds these bytes (a fleet revert sends a device back to the model in its
+    // other slot, signed again under a new version): staged from there, checked against this manifest
+    // like a download, and nothing is fetched.
+    const { path: part, bytes } = this.stageFromSlot(m.artifact, base) ?? await stageArtifact({
       staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {

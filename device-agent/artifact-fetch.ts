@@ -1,9 +1,8 @@
 // The one way an artifact reaches this device, for an install and for a slot repair alike: download
-// into staging (Range resume, byte limit, retries: downloader.ts), then read the file back and check
-// its length and SHA-256 against the signed manifest. Bytes that fail are removed from staging, so they
-// are never resumed into; nothing here touches a model slot.
-import { readFileSync } from 'node:fs';
-import { sha256Hex } from '../shared/crypto.ts';
+// into staging (Range resume, byte limit, retries: downloader.ts), hashed as they arrive, then check
+// their length and SHA-256 against the signed manifest. The bytes checked are the bytes returned (and
+// loaded), so the file is never read back; a slot is re-hashed from disk at every start (slot-repair.ts).
+// Bytes that fail are removed from staging, so they are never resumed into; nothing here touches a slot.
 import type { Manifest } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import type { AgentConfig } from './config.ts';
@@ -41,13 +40,13 @@ export async function stageArtifact(o: StageOptions): Promise<Staged> {
     throw err;
   });
   o.onDownloaded?.(dl);
-  // Verify the bytes that will be loaded, from disk, after the download: size, then SHA-256.
-  const bytes: Uint8Array = readFileSync(path); // a Buffer is a Uint8Array: no copy of the artifact
+  // Verify the bytes that will be loaded (hashed while downloading): size, then SHA-256.
+  const bytes: Uint8Array = dl.content.data;
   if (bytes.byteLength !== a.length) {
     staging.remove(a.sha256);
     throw new UpdateRefused('SIZE_MISMATCH', `artifact is ${bytes.byteLength} bytes, the manifest says ${a.length}`);
   }
-  const digest = sha256Hex(bytes);
+  const digest = dl.content.sha256;
   if (digest !== a.sha256) {
     staging.remove(a.sha256);
     throw new UpdateRefused('HASH_MISMATCH', `artifact SHA-256 ${digest.slice(0, 16)}… differs from the manifest's ${a.sha256.slice(0, 16)}…`);

@@ -1,7 +1,10 @@
 // Artifact download over HTTP: resumes with Range after a broken connection, never accepts more bytes
 // than the manifest says (a server that sends more is cut off), checks free space first, and retries
-// with exponential backoff and jitter. The caller verifies length and SHA-256 of the finished file.
-import { existsSync, fstatSync, statSync, statfsSync } from 'node:fs';
+// with exponential backoff and jitter. The bytes are hashed as they arrive and handed back with their
+// SHA-256 (`content`), so the caller checks length and digest of exactly the bytes it will load without
+// reading the file again; a resumed download hashes the part already on disk first.
+import { createHash, type Hash } from 'node:crypto';
+import { existsSync, fstatSync, readFileSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import { disk } from './disk.ts';
@@ -30,7 +33,45 @@ export interface DownloadOptions {
   signal?: AbortSignal;
 }
 
-export interface DownloadResult { bytes: number; attempts: number; resumed: boolean }
+export interface DownloadResult {
+  bytes: number;
+  attempts: number;
+  resumed: boolean;
+  /** the file's bytes as written, and their SHA-256 (hex), computed while downloading */
+  content: { data: Buffer; sha256: string };
+}
+
+/**
+ * The bytes of the file being downloaded, in order, copied into one buffer of the manifest's length
+ * (the agent's own memory: no stream can change them later) and hashed from that copy as they arrive.
+ */
+export class ReceivedArtifact {
+  private data = Buffer.alloc(0);
+  private length = 0;
+  private hash: Hash = createHash('sha256');
+  constructor(private readonly capacity: number) {}
+  /** start over from what is on disk now (a resume: the part already there is read and hashed once) */
+  reset(prefix: Uint8Array | null): void {
+    if (this.data.byteLength !== this.capacity) {
+      try { this.data = Buffer.allocUnsafe(this.capacity); } catch {
+        throw new UpdateRefused('DOWNLOAD_FAILED', `an artifact of ${this.capacity} bytes does not fit in this device's memory`);
+      }
+    }
+    this.length = 0;
+    this.hash = createHash('sha256');
+    if (prefix && prefix.byteLength > 0) this.append(prefix);
+  }
+  append(b: Uint8Array): void {
+    if (this.length + b.byteLength > this.capacity) throw new UpdateRefused('SIZE_MISMATCH', `more than the ${this.capacity} bytes the manifest allows`);
+    this.data.set(b, this.length);
+    this.hash.update(this.data.subarray(this.length, this.length + b.byteLength));
+    this.length += b.byteLength;
+  }
+  get size(): number { return this.length; }
+  finish(): { data: Buffer; sha256: string } {
+    return { data: this.data.subarray(0, this.length), sha256: this.hash.digest('hex') };
+  }
+}
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -41,6 +82,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   let attempts = 0;
   let resumed = false;
   let lastError: unknown;
+  const received = new ReceivedArtifact(opts.expectedLength);
   while (attempts <= opts.retries) {
     if (opts.signal?.aborted) break;
     attempts++;
@@ -48,11 +90,12 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       const have = existsSync(opts.dest) ? statSync(opts.dest).size : 0;
       if (have > opts.expectedLength) disk.truncateSync(opts.dest, 0);
       const start = have > opts.expectedLength ? 0 : have;
-      if (start === opts.expectedLength) return { bytes: start, attempts, resumed };
+      received.reset(start > 0 ? readFileSync(opts.dest).subarray(0, start) : null);
+      if (start === opts.expectedLength) return { bytes: start, attempts, resumed, content: received.finish() };
       if (start > 0) resumed = true;
-      await fetchInto(opts, start);
+      await fetchInto(opts, start, received);
       const size = statSync(opts.dest).size;
-      if (size === opts.expectedLength) return { bytes: size, attempts, resumed };
+      if (size === opts.expectedLength && received.size === size) return { bytes: size, attempts, resumed, content: received.finish() };
       lastError = new Error(`connection closed after ${size} of ${opts.expectedLength} bytes`);
     } catch (err) {
       if (err instanceof UpdateRefused) throw err; // oversize and the like: retrying will not help
@@ -64,7 +107,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   throw new UpdateRefused('DOWNLOAD_FAILED', `download of ${opts.url} failed after ${attempts} attempts: ${(lastError as Error)?.message ?? lastError}`);
 }
 
-async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
+async function fetchInto(opts: DownloadOptions, start: number, received: ReceivedArtifact): Promise<void> {
   const auth = opts.authorization?.();
   const headers: Record<string, string> = { ...opts.headers, ...(auth ? { authorization: auth } : {}), ...(start > 0 ? { range: `bytes=${start}-` } : {}) };
   const timeout = AbortSignal.timeout(opts.timeoutMs);
@@ -73,6 +116,7 @@ async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
   if (res.status !== 200 && res.status !== 206) throw new Error(`HTTP ${res.status}`);
   // A 200 to a ranged request means the server ignored the range: start over.
   const offset = res.status === 206 ? start : 0;
+  if (offset === 0 && start > 0) received.reset(null);
   const declared = Number(res.headers.get('content-length') ?? NaN);
   if (Number.isFinite(declared) && offset + declared > opts.expectedLength) {
     await res.body?.cancel();
@@ -91,6 +135,7 @@ async function fetchInto(opts: DownloadOptions, start: number): Promise<void> {
         throw new UpdateRefused('SIZE_MISMATCH', `server sent more than the ${opts.expectedLength} bytes the manifest allows`);
       }
       disk.writeSync(fd, value);
+      received.append(value);
       written += value.byteLength;
       opts.onProgress?.(written);
     }

@@ -23,7 +23,8 @@ export interface ScenarioOutcome {
   faults: FaultCounts;
   byReason: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
-  server: { peakRssMB: number; cpuSeconds: number };
+  /** cpuSeconds: this process (server and runner) from enrollment to the end; campaignCpuSeconds: from the campaign's creation to its end */
+  server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number };
 }
 
 interface Pushed { manifestSha256: string; artifactSha256: string }
@@ -103,6 +104,9 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
 
     const candidate = await push(call, ...m.candidate);
     const c0 = Date.now();
+    const campaignCpu0 = process.cpuUsage();
+    // FLEET_SIM_CPU_PROFILE=<file.cpuprofile>: a CPU profile of this process (the server) during the campaign only
+    const profiler = process.env.FLEET_SIM_CPU_PROFILE ? await startProfile() : null;
     fleet.setCandidate(candidate.artifactSha256, c0);
     const created = await call({ method: 'POST', url: '/v1/campaigns', payload: { ...sc.campaign, manifestSha256: candidate.manifestSha256 } });
     if (created.statusCode !== 201) throw new Error(`campaign refused: ${created.body}`);
@@ -114,6 +118,8 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       status = app.fleet.rollouts.store.get(id).status;
     }
     const campaignMs = Date.now() - c0;
+    const campaignCpu = process.cpuUsage(campaignCpu0);
+    if (profiler) await profiler.stop(process.env.FLEET_SIM_CPU_PROFILE!);
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
     const gateFailed = events.find((e) => e.type === 'gate_failed');
     const reverted = events.find((e) => e.type === 'reverted');
@@ -138,7 +144,10 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
         revertMs: reverted ? (reverted.detail as { durationMs?: number }).durationMs ?? null : null,
         totalMs: Date.now() - t0,
       },
-      server: { peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)) },
+      server: {
+        peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
+        campaignCpuSeconds: Number(((campaignCpu.user + campaignCpu.system) / 1e6).toFixed(2)),
+      },
     };
   } finally {
     clearInterval(rssTimer);
@@ -146,4 +155,21 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     await app.close();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A CPU profile of this process through the inspector, written as a .cpuprofile file (Chrome DevTools, speedscope). */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }

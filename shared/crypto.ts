@@ -49,8 +49,16 @@ function nodePublicKey(publicKey: Uint8Array): KeyObject {
   return key;
 }
 
+// Key objects made once per seed array (a signer keeps its seed for its life): importing the key costs
+// about as much as the signature itself, and the director signs one desired state per device.
+const privateKeyCache = new WeakMap<Uint8Array, KeyObject>();
 function nodePrivateKey(seed: Uint8Array): KeyObject {
-  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  let key = privateKeyCache.get(seed);
+  if (!key) {
+    key = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+    privateKeyCache.set(seed, key);
+  }
+  return key;
 }
 
 // The group order L = 2^252 + 27742317777372353535851937790883648493, little-endian.

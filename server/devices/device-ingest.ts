@@ -3,6 +3,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { z } from 'zod';
 import { Presence, Status, Telemetry } from '../../shared/messages.ts';
+import { isTelemetry } from '../../shared/fast-telemetry.ts';
 import { parseTopic, topics, type TopicKind } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
@@ -22,8 +23,8 @@ export class DeviceIngest {
 
   async start(bus: FleetBus): Promise<void> {
     await bus.subscribe(topics.all('presence'), (t, p) => this.handle('presence', t, p, Presence, (m) => this.onPresence(m)));
-    await bus.subscribe(topics.all('status'), (t, p) => this.handle('status', t, p, Status, (m) => this.onStatus(m)));
-    await bus.subscribe(topics.all('telemetry'), (t, p) => this.handle('telemetry', t, p, Telemetry, (m) => this.telemetry.add(m)));
+    await bus.subscribe(topics.all('status'), (t, p) => this.queueStatus(t, p));
+    await bus.subscribe(topics.all('telemetry'), (t, p) => this.handle('telemetry', t, p, Telemetry, (m) => this.telemetry.add(m), isTelemetry));
   }
 
   /** Called after a message is stored (the rollout engine and tests listen here). */
@@ -33,15 +34,85 @@ export class DeviceIngest {
   }
 
   stop(): void {
+    this.flushStatuses();
     this.telemetry.flush();
   }
 
+  // Status messages are applied in batches, one transaction for all that arrived within a couple of
+  // milliseconds (a rollout brings thousands a second; a transaction each cost more than the work in it).
+  // Each message's PUBACK waits for the commit of its batch, so the device resends anything not stored;
+  // listeners hear each stored message after the commit, in arrival order.
+  private statusQueue: { status: Status; done: () => void }[] = [];
+  private statusTimer: NodeJS.Timeout | null = null;
+  private static readonly STATUS_BATCH = 256;
+  private static readonly STATUS_DELAY_MS = 2;
+
+  private queueStatus(topic: string, payload: Buffer): Promise<void> | void {
+    const status = this.accept('status', topic, payload, Status);
+    if (!status) return;
+    return new Promise<void>((done) => {
+      this.statusQueue.push({ status, done });
+      if (this.statusQueue.length >= DeviceIngest.STATUS_BATCH) this.flushStatuses();
+      else if (!this.statusTimer) this.statusTimer = setTimeout(() => this.flushStatuses(), DeviceIngest.STATUS_DELAY_MS);
+    });
+  }
+
+  private flushStatuses(): void {
+    if (this.statusTimer) { clearTimeout(this.statusTimer); this.statusTimer = null; }
+    const batch = this.statusQueue;
+    if (batch.length === 0) return;
+    this.statusQueue = [];
+    let stored: (boolean | null)[];
+    try {
+      stored = this.db.transaction(() => batch.map((b) => this.applyStatus(b.status)))();
+    } catch (err) {
+      // one bad row must not lose the others: each on its own (a failure is logged and dropped)
+      this.log.error({ err, event: 'status_batch_failed' }, 'status batch failed; applying one by one');
+      stored = batch.map((b) => {
+        try { return this.db.transaction(() => this.applyStatus(b.status))(); } catch (e) {
+          this.log.error({ err: e, deviceId: b.status.deviceId, event: 'status_store_failed' }, 'status not stored');
+          this.counters.dropped.status = (this.counters.dropped.status ?? 0) + 1;
+          return null;
+        }
+      });
+    }
+    // listeners' own synchronous writes (the rollout engine's campaign rows) share one transaction too
+    this.db.transaction(() => batch.forEach((b, i) => {
+      if (stored[i] === true) this.heard('status', b.status.deviceId, b.status);
+      else if (stored[i] === false) this.counters.duplicates.status = (this.counters.duplicates.status ?? 0) + 1;
+    }))();
+    for (const b of batch) b.done();
+  }
+
   /** `store` returns false for a message it already had (a resend): listeners do not hear it twice. */
-  private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => boolean | void): void {
+  private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => boolean | void, fast?: (x: unknown) => boolean): void {
+    const msg = this.accept(kind, topic, payload, schema, fast);
+    if (!msg) return;
+    if (store(msg) === false) {
+      this.counters.duplicates[kind] = (this.counters.duplicates[kind] ?? 0) + 1;
+      return;
+    }
+    this.heard(kind, (msg as unknown as { deviceId: string }).deviceId, msg);
+  }
+
+  private heard(kind: TopicKind, deviceId: string, msg: unknown): void {
+    this.counters.accepted[kind] = (this.counters.accepted[kind] ?? 0) + 1;
+    for (const fn of this.listeners) {
+      try {
+        fn(kind, deviceId, msg);
+      } catch (err) {
+        this.log.error({ err, deviceId, kind, event: 'ingest_listener_failed' }, 'a listener failed on a stored message');
+      }
+    }
+  }
+
+  /** The message if it is on a fleet topic, is JSON, passes its schema and names the topic's device; otherwise dropped (counted, logged). */
+  private accept<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, fast?: (x: unknown) => boolean): z.infer<S> | null {
     const where = parseTopic(topic);
-    const drop = (why: string) => {
+    const drop = (why: string): null => {
       this.counters.dropped[kind] = (this.counters.dropped[kind] ?? 0) + 1;
       this.log.warn({ topic, event: 'mqtt_payload_dropped' }, why);
+      return null;
     };
     if (!where) return drop('not a fleet topic');
     let raw: unknown;
@@ -50,19 +121,15 @@ export class DeviceIngest {
     } catch {
       return drop('payload is not JSON');
     }
-    const parsed = schema.safeParse(raw);
+    // the hot message's hand-written check first (it only ever accepts what the schema accepts); zod decides the rest
+    const parsed = fast?.(raw) ? { success: true as const, data: raw as z.infer<S> } : schema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       return drop(`invalid ${kind}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
     }
-    const msg = parsed.data as { deviceId: string };
+    const msg = parsed.data as unknown as { deviceId: string };
     if (msg.deviceId !== where.deviceId) return drop(`${kind} names device ${msg.deviceId} on ${where.deviceId}'s topic`);
-    if (store(parsed.data) === false) {
-      this.counters.duplicates[kind] = (this.counters.duplicates[kind] ?? 0) + 1;
-      return;
-    }
-    this.counters.accepted[kind] = (this.counters.accepted[kind] ?? 0) + 1;
-    for (const fn of this.listeners) fn(kind, msg.deviceId, parsed.data);
+    return parsed.data;
   }
 
   private readonly sql: ReturnType<typeof prepareStatements>;
@@ -78,10 +145,10 @@ export class DeviceIngest {
       p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);
   }
 
-  /** Applied once per (deviceId, seq): a resent outcome changes nothing and reaches no listener. */
-  private onStatus(s: Status): boolean {
+  /** Applied once per (deviceId, seq): a resent outcome changes nothing and reaches no listener. Runs inside the batch's transaction. */
+  private applyStatus(s: Status): boolean {
     const now = new Date().toISOString();
-    return this.db.transaction(() => {
+    {
       this.ensureDevice(s.deviceId, now);
       const ins = this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now, s.seq ?? null);
       if (ins.changes === 0) return false;
@@ -92,7 +159,7 @@ export class DeviceIngest {
       this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
           assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, s.deviceId);
       return true;
-    })();
+    }
   }
 }
 

@@ -48,14 +48,17 @@ export class Director {
       const grant = this.db.prepare(`INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
         VALUES (?, ?, ?, ?, ?, ?, ?)`);
       const blobs = blobsOf(envelope);
+      // The same text as JSON.stringify({keyset, manifest, director}) (a test holds them equal): the key
+      // set and manifest, the bulk of each message, are serialized once per call, not once per device.
+      const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
+      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}}`;
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
         const desired: DesiredState = {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
           modelId: manifest.modelId, version: manifest.version, manifestSha256: digest,
         };
-        const message: DesiredMessage = { keyset, manifest: envelope, director: signDocument(desired, signer) };
-        const payload = JSON.stringify(message);
+        const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
         for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });

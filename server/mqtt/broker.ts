@@ -1,5 +1,6 @@
 // The embedded aedes broker on TCP, or TLS when given a certificate (MQTTS, nothing plain then), with the fleet ACL and payload limits, and a small bus interface
 // the rest of the server uses (so an external broker can replace it without touching callers).
+import { indexedMemoryPersistence } from './retained-index.ts';
 import { Aedes, type AedesPublishPacket, type AuthenticateError } from 'aedes';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -13,8 +14,12 @@ import { guardSocket } from './packet-guard.ts';
 
 export interface FleetBus {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
-  /** handler gets every message on topics matching the filter; it must not throw */
-  subscribe(filter: string, handler: (topic: string, payload: Buffer) => void): Promise<void>;
+  /**
+   * handler gets every message on topics matching the filter; it must not throw. A handler that returns a
+   * promise holds the message's acknowledgement (PUBACK to the device) until the promise settles: what it
+   * stores is stored before the device may forget it.
+   */
+  subscribe(filter: string, handler: (topic: string, payload: Buffer) => void | Promise<void>): Promise<void>;
 }
 
 export interface EmbeddedBroker extends FleetBus {
@@ -51,6 +56,8 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   const maxPacketBytes = opts.maxPacketBytes ?? opts.maxPayloadBytes + 8 * 1024;
   const aedes = await Aedes.createBroker({
     id: opts.brokerId ?? 'fleet-broker', // stable id (aedes #754)
+    // retained messages by topic: a device's subscription is one lookup, not a scan of the fleet's
+    persistence: indexedMemoryPersistence() as never,
     heartbeatInterval: 60_000,
     connectTimeout: 30_000,
     maxClientsIdLength: 64,
@@ -145,12 +152,14 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
     subscribe(filter, handler) {
       return new Promise((resolve) => {
         aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
+          let pending: void | Promise<void> = undefined;
           try {
-            handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+            pending = handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
           } catch (err) {
             opts.log.error({ err, topic: packet.topic }, 'bus handler threw');
           }
-          cb();
+          if (pending) pending.then(() => cb(), (err: unknown) => { opts.log.error({ err, topic: packet.topic }, 'bus handler failed'); cb(); });
+          else cb();
         }, resolve);
       });
     },

@@ -248,7 +248,7 @@ export class RolloutEngine {
     for (const r of rows) {
       const step = campaignDeviceStep({
         state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
-        maxRetries: (JSON.parse(r.config_json) as { maxRetries?: number }).maxRetries ?? 0, revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+        maxRetries: this.maxRetriesOf(r.campaign_id, r.config_json), revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
       }, s);
       switch (step.kind) {
         case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
@@ -260,6 +260,18 @@ export class RolloutEngine {
         case 'ignore': break;
       }
     }
+  }
+
+  /** A campaign's config never changes after its creation: parsed once per campaign, not once per status. */
+  private readonly maxRetries = new Map<string, number>();
+  private maxRetriesOf(campaignId: string, configJson: string): number {
+    let n = this.maxRetries.get(campaignId);
+    if (n === undefined) {
+      n = (JSON.parse(configJson) as { maxRetries?: number }).maxRetries ?? 0;
+      if (this.maxRetries.size > 1000) this.maxRetries.clear();
+      this.maxRetries.set(campaignId, n);
+    }
+    return n;
   }
 
   // ---- revert --------------------------------------------------------------------------------

@@ -4,9 +4,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { downloadArtifact } from '../../device-agent/downloader.ts';
 import { UpdateRefused } from '../../shared/reason-codes.ts';
 import { assign, pushBundle, startTestServer, tempDir, type TestServer } from '../helpers/harness.ts';
@@ -63,6 +63,23 @@ describe('downloadArtifact', () => {
     expect(srv.requests[1].range).toMatch(/^bytes=\d+-$/);
     expect(Number(/\d+/.exec(srv.requests[1].range!)![0])).toBeGreaterThan(0);
     expect(readFileSync(join(dir, 'resume.part')).equals(BLOB)).toBe(true);
+    // hashed while downloading: the part already on disk, then the rest, gives the whole file's digest
+    expect(r.content.data.equals(BLOB)).toBe(true);
+    expect(r.content.sha256).toBe(createHash('sha256').update(BLOB).digest('hex'));
+  });
+
+  it('hands back the bytes it hashed: a file already complete on disk is read and hashed once', async () => {
+    srv = await serve(rangeHandler());
+    writeFileSync(join(dir, 'done.part'), BLOB);
+    const r = await downloadArtifact(opts(srv.url, 'done.part'));
+    expect(srv.requests).toHaveLength(0);
+    expect(r.content.sha256).toBe(createHash('sha256').update(BLOB).digest('hex'));
+    // damaged bytes on disk give another digest (the caller refuses them with HASH_MISMATCH)
+    const bad = Buffer.from(BLOB); bad[1234] ^= 1;
+    writeFileSync(join(dir, 'bad.part'), bad);
+    const r2 = await downloadArtifact(opts(srv.url, 'bad.part'));
+    expect(r2.content.sha256).toBe(createHash('sha256').update(bad).digest('hex'));
+    expect(r2.content.sha256).not.toBe(r.content.sha256);
   });
 
   it('cuts off a server that streams more than the manifest allows (no content-length)', async () => {
@@ -93,6 +110,9 @@ describe('downloadArtifact', () => {
     const r = await downloadArtifact(opts(srv.url, 'restart.part'));
     expect(r.attempts).toBe(2);
     expect(readFileSync(join(dir, 'restart.part')).equals(BLOB)).toBe(true);
+    // the bytes of the first, abandoned answer are not in the digest
+    expect(r.content.data.equals(BLOB)).toBe(true);
+    expect(r.content.sha256).toBe(createHash('sha256').update(BLOB).digest('hex'));
   });
 
   it('gives up with DOWNLOAD_FAILED after its retries, backing off between them', async () => {

@@ -1,0 +1,66 @@
+// A hand-written check of the hottest message (a telemetry window, one per device per window), for the
+// server's ingest path: it accepts only what the zod schema `Telemetry` (messages.ts) accepts, and may
+// be stricter (then the caller asks zod, which decides and words the error). test/unit/fast-telemetry
+// holds it to that on valid windows and thousands of mutated ones. About 10x faster than safeParse here.
+import { ID_PATTERN, IsoTime, SHA256_HEX_PATTERN } from './ids.ts';
+import type { Telemetry } from './messages.ts';
+
+// the exact pattern zod's z.iso.datetime({offset: true}) tests; without it the fast path is off
+const ISO_PATTERN: RegExp | null = (() => {
+  const p = (IsoTime as unknown as { _zod?: { def?: { pattern?: unknown } } })._zod?.def?.pattern;
+  return p instanceof RegExp ? p : null;
+})();
+
+const TOP_KEYS = new Set(['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes', 'inputHistograms', 'outputHistograms']);
+const REQUIRED = ['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes'];
+
+const isPlain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && Object.getPrototypeOf(x) === Object.prototype;
+const count = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+const finite = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x);
+
+function onlyKeys(o: Record<string, unknown>, keys: string[]): boolean {
+  const own = Object.keys(o);
+  if (own.length !== keys.length) return false;
+  for (const k of keys) if (!Object.prototype.hasOwnProperty.call(o, k)) return false;
+  return true;
+}
+
+function histogram(h: unknown): boolean {
+  if (!isPlain(h) || !onlyKeys(h, ['kind', 'edges', 'counts'])) return false;
+  if (h.kind !== 'values' && h.kind !== 'argmax') return false;
+  const { edges, counts } = h;
+  if (!Array.isArray(edges) || edges.length > 256 || !Array.isArray(counts) || counts.length > 257) return false;
+  for (let i = 0; i < edges.length; i++) if (!finite(edges[i])) return false;
+  for (let i = 0; i < counts.length; i++) { const c = counts[i]; if (!finite(c) || (c as number) < 0) return false; }
+  return true;
+}
+
+function histograms(x: unknown): boolean {
+  if (!isPlain(x)) return false;
+  for (const k of Object.keys(x)) if (!histogram(x[k])) return false;
+  return true;
+}
+
+/** True only for a value `Telemetry.safeParse` accepts unchanged; false means "ask zod". */
+export function isTelemetry(x: unknown): x is Telemetry {
+  if (!ISO_PATTERN || !isPlain(x)) return false;
+  for (const k of Object.keys(x)) if (!TOP_KEYS.has(k)) return false;
+  for (const k of REQUIRED) if (!Object.prototype.hasOwnProperty.call(x, k)) return false;
+  if (typeof x.deviceId !== 'string' || !ID_PATTERN.test(x.deviceId)) return false;
+  if (!count(x.seq) || !count(x.count) || !count(x.errors) || !count(x.rssBytes)) return false;
+  if (typeof x.windowStart !== 'string' || !ISO_PATTERN.test(x.windowStart)) return false;
+  if (typeof x.windowEnd !== 'string' || !ISO_PATTERN.test(x.windowEnd)) return false;
+  const a = x.active;
+  if (a !== null) {
+    if (!isPlain(a) || !onlyKeys(a, ['modelId', 'version', 'manifestSha256'])) return false;
+    if (typeof a.modelId !== 'string' || !ID_PATTERN.test(a.modelId)) return false;
+    if (typeof a.version !== 'number' || !Number.isSafeInteger(a.version) || a.version <= 0) return false;
+    if (typeof a.manifestSha256 !== 'string' || !SHA256_HEX_PATTERN.test(a.manifestSha256)) return false;
+  }
+  const l = x.latencyMs;
+  if (!isPlain(l) || !onlyKeys(l, ['p50', 'p95', 'p99', 'max'])) return false;
+  if (!finite(l.p50) || !finite(l.p95) || !finite(l.p99) || !finite(l.max)) return false;
+  if ('inputHistograms' in x && !histograms(x.inputHistograms)) return false;
+  if ('outputHistograms' in x && !histograms(x.outputHistograms)) return false;
+  return true;
+}
