@@ -26,6 +26,8 @@ import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { webRoutes } from './routes/web.ts';
+import { contractRoute } from './routes/contract-route.ts';
+import { systemContract } from '../shared/api/system.ts';
 import { RolloutEngine } from './rollouts/engine.ts';
 
 export interface Fleet {
@@ -96,7 +98,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   });
 
   await apiAuth(app); // on the root instance: the hook covers every route, including 404s
-  app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
+  contractRoute(app, systemContract.health, async () => ({ ok: true as const, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
   await app.register(uploadRoutes);
   await app.register(bundleRoutes);
   await app.register(deviceRoutes);
