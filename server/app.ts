@@ -27,6 +27,7 @@ import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { webRoutes } from './routes/web.ts';
 import { contractRoute } from './routes/contract-route.ts';
+import { recordRoutes } from './routes/route-list.ts';
 import { systemContract } from '../shared/api/system.ts';
 import { RolloutEngine } from './rollouts/engine.ts';
 
@@ -57,6 +58,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     logger: { level: config.logLevel }, bodyLimit: config.maxBodyBytes,
     ...(tls ? { https: { key: tls.key, cert: tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
+  recordRoutes(app);
   installErrorHandler(app);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxModelBytes }, (_req, body, done) => done(null, body));
 

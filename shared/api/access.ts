@@ -74,7 +74,7 @@ export const accessContract = {
   }),
   enroll: defineRoute({
     method: 'POST', path: '/v1/enroll', summary: 'register devices with an enrollment token (the token in the body is the credential)', tags, access: 'public',
-    body: EnrollRequest, responses: { 201: Enrolled, ...errors(400, 403, 409, 429) },
+    body: EnrollRequest, responses: { 201: Enrolled, ...errors(400, 401, 403, 409, 429) },
   }),
   issueCredential: defineRoute({
     method: 'POST', path: '/v1/devices/:deviceId/credentials', summary: "register a device's public key (or, with no body, issue a legacy bearer secret), replacing any previous credential", tags, access: 'admin',
