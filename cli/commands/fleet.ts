@@ -1,4 +1,4 @@
-// fleetctl models | bundles [list] | bundles export | devices | assign: thin views over the admin API.
+// fleetctl models | bundles [list] | bundles export | assign: thin views over the admin API (devices: devices.ts).
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
@@ -52,16 +52,6 @@ export function fleetCommands(program: Command, run: Run): void {
       writeFileSync(o.out, JSON.stringify(file, null, 2) + '\n');
       emit(ctx.io, { out: o.out, manifestSha256: sha, modelId: b.modelId, version: b.version, artifactBytes: artifact.byteLength },
         () => [`exported ${b.modelId} v${b.version} (${artifact.byteLength} artifact bytes) to ${o.out}`]);
-    }));
-
-  program.command('devices').description('list devices with their active and desired models')
-    .option('--hardware <class>', 'only this hardware class')
-    .action((o: { hardware?: string }, cmd: Command) => run(cmd, async (ctx) => {
-      const { body } = await ctx.api.json<{ devices: { deviceId: string; hardware: string | null; online: boolean; active: { modelId: string; version: number } | null; lastStatus: { state: string; reason: string | null } | null }[] }>(
-        'GET', `/v1/devices${o.hardware ? `?hardware=${encodeURIComponent(o.hardware)}` : ''}`);
-      emit(ctx.io, body, () => (body.devices.length ? table([['DEVICE', 'HARDWARE', 'ONLINE', 'ACTIVE', 'LAST STATUS'],
-        ...body.devices.map((d) => [d.deviceId, d.hardware, d.online ? 'yes' : 'no', d.active ? `${d.active.modelId} v${d.active.version}` : null,
-          d.lastStatus ? `${d.lastStatus.state}${d.lastStatus.reason ? ` (${d.lastStatus.reason})` : ''}` : null])]) : ['no devices']));
     }));
 
   program.command('assign').description('point devices at a bundle (signed desired state per device)')

@@ -38,8 +38,8 @@ export const ErrorBody = z.object({
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
 /** `{400: ErrorBody, 404: ErrorBody}` from `errors(400, 404)`. */
-export function errors(...statuses: number[]): Record<number, ZodType> {
-  return Object.fromEntries(statuses.map((s) => [s, ErrorBody]));
+export function errors<const S extends readonly number[]>(...statuses: S): { [K in S[number]]: typeof ErrorBody } {
+  return Object.fromEntries(statuses.map((s) => [s, ErrorBody])) as { [K in S[number]]: typeof ErrorBody };
 }
 
 /** Keeps the literal types of an entry (its schemas) so handlers and clients infer from it. */
@@ -54,8 +54,18 @@ export interface Parsed<R extends RouteContract> {
   query: Out<R['query']>;
   body: R['body'] extends 'binary' ? Buffer : R['bodyOptional'] extends true ? Out<R['body']> | undefined : Out<R['body']>;
 }
-/** The success body of an entry (its lowest 2xx response), for clients. */
-export type ResponseOf<R extends RouteContract, S extends keyof R['responses'] = 200> = R['responses'][S] extends ZodType ? z.output<R['responses'][S]> : never;
+/** The body of one response of an entry, for clients: ResponseOf<typeof c.getCampaign, 200>. */
+export type ResponseOf<R extends RouteContract, S extends keyof R['responses']> = R['responses'][S] extends ZodType ? z.output<R['responses'][S]> : never;
+/** Any success body of an entry (its 2xx responses). */
+export type SuccessOf<R extends RouteContract> = { [S in Extract<keyof R['responses'], 200 | 201 | 202 | 206>]: ResponseOf<R, S> }[Extract<keyof R['responses'], 200 | 201 | 202 | 206>];
+
+/** The URL of an entry with its path parameters filled in (each URL-encoded). */
+export function pathOf(r: Pick<RouteContract, 'path'>, params: Record<string, string | number> = {}): string {
+  return r.path.replace(/:([A-Za-z0-9_]+)/g, (_, k: string) => {
+    if (params[k] === undefined) throw new Error(`${r.path}: no value for :${k}`);
+    return encodeURIComponent(String(params[k]));
+  });
+}
 
 /** '/v1/campaigns/:campaignId' -> '/v1/campaigns/{campaignId}' */
 export function openApiPath(path: string): string {
