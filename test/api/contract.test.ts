@@ -1,7 +1,7 @@
 // The REST contract (shared/api/) against the running server: every route fastify registered is in
 // the contract and in /openapi.json with its method, and nothing else is; a tour of requests over every
 // route gets responses that match both the contract's zod schema and the document's JSON Schema for
-// their status. A real server, a real fleet of two agents, real bundles.
+// their status, and every JSON body the server accepted matches the document's request schema. A real server, a real fleet of two agents, real bundles.
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,10 +28,11 @@ function entryFor(method: string, url: string): RouteContract {
 describe('REST contract, OpenAPI document and the routes the server registered', { timeout: 120_000 }, () => {
   let server: TestServer;
   let fleet: SimulatedFleet;
-  let doc: { paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: object }> }>; parameters: { name: string; in: string }[] }>>; components: { schemas: Record<string, object> } };
+  let doc: { paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: object }> }>; requestBody?: { content: Record<string, { schema: object }> }; parameters: { name: string; in: string }[] }>>; components: { schemas: Record<string, object> } };
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   const exercised = new Set<string>();
   let checked = 0;
+  let requests = 0;
 
   /** A request through app.inject, its response checked against the contract and the document. */
   async function call(opts: InjectOptions & { method: string; url: string }, expectStatus: number): Promise<LightMyRequestResponse> {
@@ -42,6 +43,14 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     const schema = entry.responses[res.statusCode];
     expect(schema, `${entry.method} ${entry.path} has no response schema for ${res.statusCode}`).toBeDefined();
     const op = doc.paths[toOpenApi(entry.path)][entry.method.toLowerCase()];
+    // a JSON body the server took is one the document describes (requests are described as input: defaults optional)
+    const requestSchema = op.requestBody?.content['application/json']?.schema;
+    if (res.statusCode < 400 && requestSchema && opts.payload !== undefined && !Buffer.isBuffer(opts.payload)) {
+      const id = `request ${entry.method}${entry.path}`;
+      const validate = ajv.getSchema(id) ?? ajv.compile({ ...requestSchema, $id: id, components: doc.components });
+      expect(validate(opts.payload), `${opts.method} ${opts.url} request vs /openapi.json: ${ajv.errorsText(validate.errors)}`).toBe(true);
+      requests++;
+    }
     const [type, media] = Object.entries(op.responses[String(res.statusCode)].content)[0];
     expect(res.headers['content-type'], `${opts.method} ${opts.url}`).toContain(type);
     if (type === 'application/json') {
@@ -163,6 +172,8 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     expect(missed).toEqual([]);
     // 50 requests, 6 of them answered with HTML, a script or artifact bytes: 44 JSON bodies checked twice
     expect(checked).toBe(44);
+    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign
+    expect(requests).toBe(6);
   });
 
   it('a finished campaign offers only revert, and the engine refuses what it does not offer', async () => {
