@@ -1,4 +1,7 @@
 // Plain fetch against the fleet server's admin API. Errors carry the server's code and message.
+// call() takes a REST contract entry (shared/api/): its path, method and response type come from there.
+import { pathOf, type RouteContract, type SuccessOf } from '../shared/api/contract.ts';
+
 export class CliError extends Error {
   constructor(message: string, readonly code = 'FLEETCTL_ERR', readonly details?: unknown) {
     super(message);
@@ -13,7 +16,13 @@ export class ApiClient {
 
   get base(): string { return this.opts.serverUrl.replace(/\/+$/, ''); }
 
-  async json<T = unknown>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  async call<R extends RouteContract>(r: R, input: { params?: Record<string, string | number>; query?: Record<string, string | number | undefined>; body?: unknown } = {}): Promise<SuccessOf<R>> {
+    const query = Object.entries(input.query ?? {}).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]);
+    const { body } = await this.json(r.method, `${pathOf(r, input.params)}${query.length ? `?${new URLSearchParams(query)}` : ''}`, input.body);
+    return body as SuccessOf<R>;
+  }
+
+  async json<T = unknown>(method: RouteContract['method'], path: string, body?: unknown): Promise<{ status: number; body: T }> {
     const headers: Record<string, string> = this.authHeaders();
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await this.fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });

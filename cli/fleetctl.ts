@@ -5,7 +5,10 @@ import { CliError } from './api-client.ts';
 import { buildProgram } from './program.ts';
 
 const json = process.argv.includes('--json');
-const sink = { out: (line: string) => process.stdout.write(line + '\n'), err: (line: string) => process.stderr.write(line + '\n') };
+const sink = {
+  out: (line: string) => process.stdout.write(line + '\n'), err: (line: string) => process.stderr.write(line + '\n'),
+  tty: process.stdout.isTTY === true, write: (chunk: string) => process.stdout.write(chunk),
+};
 const program = buildProgram({ serverUrl: process.env.FLEET_SERVER_URL || 'http://127.0.0.1:8080', token: process.env.FLEET_TOKEN || undefined }, sink);
 program.exitOverride();
 

@@ -1,5 +1,9 @@
 // Every command prints human text by default and one JSON document with --json.
-export interface Io { json: boolean; out: (line: string) => void; err: (line: string) => void }
+export interface Io {
+  json: boolean; out: (line: string) => void; err: (line: string) => void;
+  /** stdout is a terminal: a command may redraw one line (write without a newline) instead of printing many */
+  tty?: boolean; write?: (chunk: string) => void;
+}
 
 export function emit(io: Io, json: unknown, human: () => string[]): void {
   if (io.json) io.out(JSON.stringify(json, null, 2));

@@ -8,10 +8,12 @@ import { campaignCommands } from './commands/campaigns.ts';
 import { offlineCommands } from './commands/bundle-offline.ts';
 import { devCaCommands } from './commands/dev-ca.ts';
 import { telemetryCommand } from './commands/telemetry.ts';
+import { accessCommands } from './commands/access.ts';
+import { deviceCommands } from './commands/devices.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
 
-export function buildProgram(defaults: Defaults, sink: Pick<Io, 'out' | 'err'>): Command {
+export function buildProgram(defaults: Defaults, sink: Omit<Io, 'json'>): Command {
   const program = new Command('fleetctl')
     .description('operate an edge ML fleet: keys, model bundles, devices')
     .option('--server <url>', 'fleet server URL (default: FLEET_SERVER_URL or http://127.0.0.1:8080)')
@@ -23,7 +25,9 @@ export function buildProgram(defaults: Defaults, sink: Pick<Io, 'out' | 'err'>):
   keysCommand(program, run);
   pushCommand(program, run);
   fleetCommands(program, run);
+  deviceCommands(program, run);
   campaignCommands(program, run);
+  accessCommands(program, run);
   offlineCommands(program, run);
   devCaCommands(program, run);
   telemetryCommand(program, run);

@@ -88,6 +88,9 @@ const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_MAX_INCOMING_PACKET_BYTES: 'maxIncomingPacketBytes', FLEET_AGENT_FRESHNESS_MAX_AGE_SECONDS: 'freshnessMaxAgeSeconds',
 };
 
+/** Every environment variable the agent reads, and the field it sets (docs/agent.md lists them: test/unit/config-docs.test.ts). */
+export const AGENT_ENV_VARS: Readonly<Record<string, keyof AgentConfigInput | 'config file'>> = { FLEET_AGENT_CONFIG: 'config file', ...ENV, ...NUMERIC_ENV, FLEET_AGENT_TAGS: 'tags' };
+
 export function loadAgentConfig(opts: { file?: string; env?: NodeJS.ProcessEnv }): AgentConfig {
   const fromFile = opts.file ? JSON.parse(readFileSync(opts.file, 'utf8')) : {};
   const fromEnv: Record<string, unknown> = {};

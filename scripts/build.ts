@@ -14,6 +14,6 @@ const DIST = resolve(parseArgs({ options: { out: { type: 'string' } } }).values.
 
 rmSync(DIST, { recursive: true, force: true });
 execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', DIST], { stdio: 'inherit' });
-// server/routes/web.ts reads ../web/index.html and ../web/app.js relative to itself
+// server/routes/web.ts reads ../web/ (the fleet page and the API reference page) relative to itself
 cpSync(join(ROOT, 'server', 'web'), join(DIST, 'server', 'web'), { recursive: true });
 console.log(`built ${DIST}: node dist/server/main.js`);

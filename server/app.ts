@@ -30,6 +30,9 @@ import { metricsRoutes } from './routes/metrics.ts';
 import { telemetryRoutes } from './routes/telemetry.ts';
 import { FleetMetrics } from './metrics/metrics.ts';
 import { TelemetryRetention } from './telemetry/retention.ts';
+import { contractRoute } from './routes/contract-route.ts';
+import { recordRoutes } from './routes/route-list.ts';
+import { systemContract } from '../shared/api/system.ts';
 import { RolloutEngine } from './rollouts/engine.ts';
 
 export interface Fleet {
@@ -61,6 +64,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     logger: { level: config.logLevel }, bodyLimit: config.maxBodyBytes,
     ...(tls ? { https: { key: tls.key, cert: tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
+  recordRoutes(app);
   installErrorHandler(app);
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: config.maxModelBytes }, (_req, body, done) => done(null, body));
 
@@ -112,7 +116,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   });
 
   await apiAuth(app); // on the root instance: the hook covers every route, including 404s
-  app.get('/healthz', { config: { access: 'public' } }, async () => ({ ok: true, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
+  contractRoute(app, systemContract.health, async () => ({ ok: true as const, mqttPort: broker.port, devicesConnected: broker.connectedClients() }));
   await app.register(uploadRoutes);
   await app.register(bundleRoutes);
   await app.register(deviceRoutes);

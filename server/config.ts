@@ -93,6 +93,9 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
 };
 
+/** Every environment variable the server reads, and the field it sets (README lists them: test/unit/config-docs.test.ts). */
+export const SERVER_ENV_VARS: Readonly<Record<string, keyof ServerConfigInput>> = ENV_KEYS;
+
 export function loadServerConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ServerConfigInput } = {}): ServerConfig {
   const fromFile = opts.file ? JSON.parse(readFileSync(opts.file, 'utf8')) : {};
   const fromEnv: Record<string, string> = {};

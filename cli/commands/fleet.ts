@@ -1,8 +1,11 @@
-// fleetctl models | bundles [list] | bundles export | devices | assign: thin views over the admin API.
+// fleetctl models | bundles [list] | bundles export | assign: thin views over the admin API (devices: devices.ts).
 import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { b64, sha256Hex } from '../../shared/crypto.ts';
+import { bundlesContract } from '../../shared/api/bundles.ts';
+import { devicesContract } from '../../shared/api/devices.ts';
+import { keysContract } from '../../shared/api/keys.ts';
 import type { Envelope } from '../../shared/messages.ts';
 import { CliError } from '../api-client.ts';
 import { BUNDLE_FORMAT, type BundleFile } from '../bundle-file.ts';
@@ -12,12 +15,11 @@ import { emit, table } from '../output.ts';
 
 type Run = (cmd: Command, fn: (ctx: Ctx, cmd: Command) => Promise<void>) => Promise<void>;
 
-interface BundleRow { manifestSha256: string; modelId: string; version: number; artifactBytes: number; quantization: string; keyId: string; createdAt: string; expires: string }
 
 export function fleetCommands(program: Command, run: Run): void {
   program.command('models').description('list models and their latest versions')
     .action((_o: unknown, cmd: Command) => run(cmd, async (ctx) => {
-      const { body } = await ctx.api.json<{ models: { modelId: string; latestVersion: number; bundles: number; createdAt: string }[] }>('GET', '/v1/models');
+      const body = await ctx.api.call(bundlesContract.listModels);
       emit(ctx.io, body, () => (body.models.length ? table([['MODEL', 'LATEST', 'BUNDLES', 'CREATED'], ...body.models.map((m) => [m.modelId, m.latestVersion, m.bundles, m.createdAt])]) : ['no models']));
     }));
 
@@ -25,8 +27,7 @@ export function fleetCommands(program: Command, run: Run): void {
   bundles.command('list', { isDefault: true }).description('list bundles (newest first)')
     .option('--model <id>', 'only this model')
     .action((o: { model?: string }, cmd: Command) => run(cmd, async (ctx) => {
-      const path = o.model ? `/v1/models/${encodeURIComponent(o.model)}/bundles` : '/v1/bundles';
-      const { body } = await ctx.api.json<{ bundles: BundleRow[] }>('GET', path);
+      const body = await ctx.api.call(o.model ? bundlesContract.listModelBundles : bundlesContract.listBundles, o.model ? { params: { modelId: o.model } } : {});
       emit(ctx.io, body, () => (body.bundles.length ? table([['MANIFEST', 'MODEL', 'VERSION', 'QUANT', 'BYTES', 'KEY'],
         ...body.bundles.map((b) => [b.manifestSha256, b.modelId, b.version, b.quantization, b.artifactBytes, b.keyId])]) : ['no bundles']));
     }));
@@ -37,8 +38,8 @@ export function fleetCommands(program: Command, run: Run): void {
     .option('--artifact-file <file>', 'write the artifact to this file instead of inline base64')
     .action((shaArg: string, o: { out: string; artifactFile?: string }, cmd: Command) => run(cmd, async (ctx) => {
       const sha = parseArg(ShaArg, shaArg, 'manifestSha256');
-      const { body: b } = await ctx.api.json<{ envelope: Envelope; artifactSha256: string; modelId: string; version: number }>('GET', `/v1/bundles/${sha}`);
-      const { body: k } = await ctx.api.json<{ keysetEnvelope: Envelope | null }>('GET', '/v1/keys');
+      const b = await ctx.api.call(bundlesContract.getBundle, { params: { sha256: sha } });
+      const k = await ctx.api.call(keysContract.getKeys);
       if (!k.keysetEnvelope) throw new CliError('the server has no key set yet', 'FLEETCTL_ERR_NO_KEYSET');
       const artifact = await ctx.api.getBytes(`/v1/artifacts/${b.artifactSha256}`);
       if (sha256Hex(artifact) !== b.artifactSha256) throw new CliError('the artifact downloaded does not match its SHA-256: try again', 'FLEETCTL_ERR_DOWNLOAD');
@@ -54,16 +55,6 @@ export function fleetCommands(program: Command, run: Run): void {
         () => [`exported ${b.modelId} v${b.version} (${artifact.byteLength} artifact bytes) to ${o.out}`]);
     }));
 
-  program.command('devices').description('list devices with their active and desired models')
-    .option('--hardware <class>', 'only this hardware class')
-    .action((o: { hardware?: string }, cmd: Command) => run(cmd, async (ctx) => {
-      const { body } = await ctx.api.json<{ devices: { deviceId: string; hardware: string | null; online: boolean; active: { modelId: string; version: number } | null; lastStatus: { state: string; reason: string | null } | null }[] }>(
-        'GET', `/v1/devices${o.hardware ? `?hardware=${encodeURIComponent(o.hardware)}` : ''}`);
-      emit(ctx.io, body, () => (body.devices.length ? table([['DEVICE', 'HARDWARE', 'ONLINE', 'ACTIVE', 'LAST STATUS'],
-        ...body.devices.map((d) => [d.deviceId, d.hardware, d.online ? 'yes' : 'no', d.active ? `${d.active.modelId} v${d.active.version}` : null,
-          d.lastStatus ? `${d.lastStatus.state}${d.lastStatus.reason ? ` (${d.lastStatus.reason})` : ''}` : null])]) : ['no devices']));
-    }));
-
   program.command('assign').description('point devices at a bundle (signed desired state per device)')
     .argument('<manifestSha256>')
     .option('--devices <a,b>', 'device ids')
@@ -72,9 +63,9 @@ export function fleetCommands(program: Command, run: Run): void {
     .action((shaArg: string, raw: Record<string, unknown>, cmd: Command) => run(cmd, async (ctx) => {
       const sha = parseArg(ShaArg, shaArg, 'manifestSha256');
       const o = parseOptions(AssignOptions, raw);
-      const { body } = await ctx.api.json<{ assigned: number }>('POST', '/v1/assignments', {
+      const body = await ctx.api.call(devicesContract.assign, { body: {
         manifestSha256: sha, ...(o.devices ? { deviceIds: o.devices } : { all: true, ...(o.hardware ? { hardware: o.hardware } : {}) }),
-      });
+      } });
       emit(ctx.io, body, () => [`assigned ${sha.slice(0, 12)}… to ${body.assigned} device(s)`]);
     }));
 }

@@ -5,8 +5,8 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { looksLikeSecret, newId, newSecret, secretDigest } from './secrets.ts';
 
-export const Role = z.enum(['viewer', 'operator', 'admin']);
-export type Role = z.infer<typeof Role>;
+import { Role } from '../../shared/api/access.ts';
+export { Role };
 const RANK: Record<Role, number> = { viewer: 1, operator: 2, admin: 3 };
 export const roleAtLeast = (have: Role, need: Role) => RANK[have] >= RANK[need];
 

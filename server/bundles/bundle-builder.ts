@@ -9,7 +9,7 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { KeyStore } from '../keys/key-store.ts';
 import { canonicalJson } from '../../shared/canonical-json.ts';
-import { MAX_SAMPLES, Sample } from '../../shared/samples.ts';
+import { MAX_SAMPLES, type Sample } from '../../shared/samples.ts';
 import { GateRequest, labelOutput, runGate, type GateResult, type OutputKind } from '../quantize/accuracy-gate.ts';
 import { quantizeModel, type QuantizeReport } from '../quantize/quantize.ts';
 import type { IoSpec } from '../onnx/types.ts';
@@ -20,33 +20,10 @@ import { ModelRunError, ortMessage, runOnSamples, type SampleOutputs } from './r
 import { checkSamples, ReferenceSet, referenceToSamples, type RunSample } from './samples.ts';
 
 export { ReferenceSet };
+import { BundleRequest } from '../../shared/api/bundle-request.ts';
 
-export const BundleRequest = z.object({
-  uploadSha256: Sha256Hex,
-  quantize: z.enum(['int8', 'none']).default('int8'),
-  /** ship the float model when the quantized one fails its gate, instead of refusing the push */
-  allowFloatFallback: z.boolean().default(false),
-  /** thresholds, and how to read outputs ({"<output>": "classifier" | "fidelity"}) */
-  gate: GateRequest.optional(),
-  /** per-sample inputs (each tensor its own dims), optional label and expected outputs */
-  samples: z.array(Sample).min(1).max(MAX_SAMPLES).optional(),
-  /** the older batched form, sliced along the first dim into samples */
-  reference: ReferenceSet.optional(),
-  hardwareTargets: z.array(z.string().min(1).max(64)).max(64).default([]),
-  healthCheck: z.object({
-    vectors: z.number().int().min(1).max(16).default(4),
-    atol: z.number().nonnegative().default(1e-4),
-    rtol: z.number().nonnegative().default(1e-3),
-    latencyBudgetMs: z.number().positive().optional(),
-  }).strict().default({ vectors: 4, atol: 1e-4, rtol: 1e-3 }),
-  expiresInDays: z.number().int().min(1).max(3650).optional(),
-  lineage: z.object({
-    owner: z.string().max(128).optional(),
-    trainingDataSha256: Sha256Hex.optional(),
-    metrics: z.record(z.string(), z.number()).optional(),
-  }).strict().optional(),
-}).strict();
-export type BundleRequest = z.input<typeof BundleRequest>;
+// the request is part of the REST contract (shared/api/bundle-request.ts)
+export { BundleRequest };
 
 export interface BundleRecord {
   manifestSha256: string;

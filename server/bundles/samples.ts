@@ -3,18 +3,13 @@
 // input and the dimension, so an owner can fix the file without guessing.
 import { z } from 'zod';
 import type { TensorDType, TensorJson } from '../../shared/messages.ts';
-import { TensorJson as TensorJsonSchema } from '../../shared/messages.ts';
 import { MAX_SAMPLES, type Sample } from '../../shared/samples.ts';
 import { decodeTensor, elementCount, encodeTensor, type TypedData } from '../../shared/tensor-codec.ts';
 import { AppError } from '../errors.ts';
 import type { IoSpec } from '../onnx/types.ts';
 
-/** The older batched form: the first dimension of every tensor is the sample index. */
-export const ReferenceSet = z.object({
-  inputs: z.record(z.string(), TensorJsonSchema),
-  labels: z.array(z.number().int().nonnegative()).optional(),
-}).strict();
-export type ReferenceSet = z.infer<typeof ReferenceSet>;
+import { ReferenceSet } from '../../shared/api/bundle-request.ts';
+export { ReferenceSet };
 
 export interface Decoded { dtype: TensorDType; dims: number[]; data: TypedData }
 /** A checked sample with its tensors decoded once. */

@@ -21,28 +21,9 @@ import { ModelRunError, runOnSamples, type OutputTensor, type SampleOutputs } fr
 import type { RunSample } from '../bundles/samples.ts';
 import { QUANTIZED_SESSION_CONFIG } from './quantize.ts';
 
-export const OutputKind = z.enum(['classifier', 'fidelity']);
-export type OutputKind = z.infer<typeof OutputKind>;
-
-export const GateThresholds = z.object({
-  /** minimum fraction of positions where the candidate's top-1 equals the float model's (classifier outputs). */
-  minAgreement: z.number().min(0).max(1).default(0.99),
-  /** maximum overall accuracy loss, in percentage points (classifier output with labels). */
-  maxAccuracyDrop: z.number().min(0).default(1),
-  /** maximum accuracy loss on any single class, in percentage points. */
-  maxWorstClassDrop: z.number().min(0).default(3),
-  /** minimum signal-to-quantization-noise ratio in dB (fidelity outputs). */
-  minSqnrDb: z.number().default(20),
-  /** minimum cosine similarity between float and quantized output (fidelity outputs). */
-  minCosine: z.number().min(-1).max(1).default(0.99),
-});
-export type GateThresholds = z.input<typeof GateThresholds>;
-
-/** What a push may say about its gate: thresholds, and how to read an output (overriding the default). */
-export const GateRequest = GateThresholds.partial().extend({
-  outputs: z.record(z.string(), OutputKind).optional(),
-}).strict();
-export type GateRequest = z.input<typeof GateRequest>;
+// the request side of the gate lives in the REST contract (shared/api/bundle-request.ts)
+import { GateRequest, GateThresholds, OutputKind } from '../../shared/api/bundle-request.ts';
+export { GateRequest, GateThresholds, OutputKind };
 
 export interface OutputGate {
   name: string;

@@ -1,15 +1,20 @@
-// What an operator may do to a campaign now, as the engine's act() allows it (engine.ts): clients show
-// these and never guess from the status themselves.
-import { ACTIVE_STATUSES } from './campaign-store.ts';
-import type { CampaignStatus } from './decide.ts';
-import type { CampaignAction } from './engine.ts';
+// The manual actions a campaign allows in each status: the one rule the engine enforces (act() refuses
+// anything else with FLEET_ERR_CAMPAIGN_STATE) and every campaign view reports as `actions`, so a client
+// offers exactly what the server will do.
+import type { CampaignAction, CampaignStatus } from '../../shared/api/campaigns.ts';
 
-export function campaignActions(status: CampaignStatus): CampaignAction[] {
-  const out: CampaignAction[] = [];
-  if (status === 'running') out.push('pause');
-  if (status === 'paused' || status === 'halted') out.push('resume');
-  if (status === 'running' || status === 'paused' || status === 'halted') out.push('promote');
-  if (['running', 'paused', 'halted', 'completed'].includes(status)) out.push('revert');
-  if (ACTIVE_STATUSES.includes(status)) out.push('abort');
-  return out;
+const ALLOWED: Record<CampaignStatus, readonly CampaignAction[]> = {
+  running: ['pause', 'promote', 'abort', 'revert'],
+  paused: ['resume', 'promote', 'abort', 'revert'],
+  halted: ['resume', 'promote', 'abort', 'revert'],
+  // a revert in progress can only be stopped where it stands
+  reverting: ['abort'],
+  // a finished rollout can still be taken back
+  completed: ['revert'],
+  reverted: [],
+  aborted: [],
+};
+
+export function allowedActions(status: CampaignStatus): CampaignAction[] {
+  return [...(ALLOWED[status] ?? [])];
 }

@@ -15,12 +15,14 @@ import type { KeyStore } from '../keys/key-store.ts';
 import { CampaignRequest, type CampaignRequestInput, type CampaignTarget } from './campaign-config.ts';
 import { ACTIVE_STATUSES, CampaignStore, type CampaignRow, type DeviceState } from './campaign-store.ts';
 import { campaignDeviceStep } from './device-report.ts';
+import { allowedActions } from './campaign-actions.ts';
+import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
 import { gateFigures } from './gate-figures.ts';
 
 const LATE_JOINER_CHECK_MS = 5000;
 
-export type CampaignAction = 'pause' | 'resume' | 'abort' | 'revert' | 'promote';
+export type { CampaignAction };
 
 export interface EngineDeps {
   db: Db; director: Director; ingest: DeviceIngest; keys: KeyStore; log: FastifyBaseLogger;
@@ -84,27 +86,23 @@ export class RolloutEngine {
   async act(id: string, action: CampaignAction, actor: string): Promise<CampaignRow> {
     const c = this.store.get(id);
     const now = this.now();
-    const refuse = () => { throw new AppError('FLEET_ERR_CAMPAIGN_STATE', `cannot ${action} a campaign that is ${c.status}`, 409); };
+    // one rule for what is allowed, shared with every campaign view's `actions`
+    if (!allowedActions(c.status).includes(action)) throw new AppError('FLEET_ERR_CAMPAIGN_STATE', `cannot ${action} a campaign that is ${c.status}`, 409);
     switch (action) {
       case 'pause':
-        if (c.status !== 'running') refuse();
         this.store.setStatus(id, 'paused', now);
         break;
       case 'resume':
-        if (c.status !== 'paused' && c.status !== 'halted') refuse();
         this.store.setStatus(id, 'running', now);
         break;
       case 'abort':
-        if (!ACTIVE_STATUSES.includes(c.status)) refuse();
         this.store.setStatus(id, 'aborted', now);
         break;
       case 'revert':
-        if (!['running', 'paused', 'halted', 'completed'].includes(c.status)) refuse();
         this.store.event(id, 'manual_action', actor, { action });
         await this.startRevert(c, actor, 'operator asked for a revert');
         return this.store.get(id);
       case 'promote': {
-        if (c.status !== 'running' && c.status !== 'paused' && c.status !== 'halted') refuse();
         const config = this.store.config(c);
         if (c.current_wave >= config.waves.length - 1) this.store.setStatus(id, 'completed', now);
         else {

@@ -1,9 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
-import { buildBundle, BundleRequest } from '../bundles/bundle-builder.ts';
+import { buildBundle } from '../bundles/bundle-builder.ts';
 import { reissueBundle } from '../bundles/reissue-bundle.ts';
-import { ModelParams, parseBody, parseParams, ShaParams } from './params.ts';
+import { bundlesContract as c } from '../../shared/api/bundles.ts';
+import { contractRoute } from './contract-route.ts';
 
 interface BundleRow { manifest_sha256: string; model_id: string; version: number; artifact_sha256: string; envelope_json: string; report_json: string; created_at: string }
 
@@ -21,19 +22,16 @@ function bundleView(r: BundleRow, full = false) {
 export async function bundleRoutes(app: FastifyInstance): Promise<void> {
   const { db, blobs, keys, config, credentials } = app.fleet;
 
-  app.post('/v1/models/:modelId/bundles', { bodyLimit: config.maxModelBytes }, async (req, reply) => {
-    const { modelId } = parseParams(ModelParams, req.params);
-    const body = parseBody(BundleRequest, req.body);
+  contractRoute(app, c.createBundle, async ({ params: { modelId }, body }, req, reply) => {
     const bundle = await buildBundle({ db, blobs, keys, manifestTtlDays: config.manifestTtlDays }, modelId, body);
     auditRequest(req, 'bundles.create', bundle.manifestSha256, { modelId, version: bundle.version, uploadSha256: body.uploadSha256, keyId: keys.signerFor('targets').keyId });
     reply.status(201);
     return { manifestSha256: bundle.manifestSha256, modelId, version: bundle.version, manifest: bundle.manifest, report: bundle.report };
-  });
+  }, { bodyLimit: config.maxModelBytes });
 
   // A new version of a bundle (same artifact and content, next version number, signed now by the current
   // targets key): what to do with a bundle whose signing key was revoked (assigning it is refused, 409).
-  app.post('/v1/bundles/:sha256/resign', async (req, reply) => {
-    const { sha256 } = parseParams(ShaParams, req.params);
+  contractRoute(app, c.resignBundle, async ({ params: { sha256 } }, req, reply) => {
     const from = db.prepare('SELECT model_id, version, envelope_json FROM bundles WHERE manifest_sha256 = ?').get(sha256) as { model_id: string; version: number; envelope_json: string } | undefined;
     if (!from) throw new AppError('FLEET_ERR_BUNDLE_NOT_FOUND', `no bundle with manifest ${sha256}`, 404);
     const next = reissueBundle({ db, keys, manifestTtlDays: config.manifestTtlDays }, sha256, { revertOf: false });
@@ -43,39 +41,32 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
     return { manifestSha256: next.manifestSha256, modelId: from.model_id, version: next.manifest.version, fromManifestSha256: sha256, fromVersion: from.version, keyId };
   });
 
-  app.get('/v1/models', async () => {
+  contractRoute(app, c.listModels, async () => {
     const rows = db.prepare(`SELECT m.model_id, m.latest_version, m.created_at, COUNT(b.manifest_sha256) AS bundles
       FROM models m LEFT JOIN bundles b ON b.model_id = m.model_id GROUP BY m.model_id ORDER BY m.model_id`).all() as
       { model_id: string; latest_version: number; created_at: string; bundles: number }[];
     return { models: rows.map((r) => ({ modelId: r.model_id, latestVersion: r.latest_version, bundles: r.bundles, createdAt: r.created_at })) };
   });
 
-  app.get('/v1/models/:modelId/bundles', async (req) => {
-    const { modelId } = parseParams(ModelParams, req.params);
+  contractRoute(app, c.listModelBundles, async ({ params: { modelId } }) => {
     const rows = db.prepare('SELECT * FROM bundles WHERE model_id = ? ORDER BY version DESC').all(modelId) as BundleRow[];
     return { bundles: rows.map((r) => bundleView(r)) };
   });
 
-  app.get('/v1/bundles', async () => {
+  contractRoute(app, c.listBundles, async () => {
     const rows = db.prepare('SELECT * FROM bundles ORDER BY created_at DESC, version DESC LIMIT 500').all() as BundleRow[];
     return { bundles: rows.map((r) => bundleView(r)) };
   });
 
-  app.get('/v1/bundles/:sha256', async (req) => {
-    const { sha256 } = parseParams(ShaParams, req.params);
+  contractRoute(app, c.getBundle, async ({ params: { sha256 } }) => {
     const row = db.prepare('SELECT * FROM bundles WHERE manifest_sha256 = ?').get(sha256) as BundleRow | undefined;
     if (!row) throw new AppError('FLEET_ERR_BUNDLE_NOT_FOUND', `no bundle with manifest ${sha256}`, 404);
     return bundleView(row, true);
   });
 
   // Artifacts by SHA-256, with HTTP Range so devices resume broken downloads.
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/v1/artifacts/:sha256',
-    // a device's own secret, or an operator token; a device gets only blobs of manifests the server assigned to it
-    config: { access: 'artifact' },
-    handler: async (req, reply) => {
-      const { sha256 } = parseParams(ShaParams, req.params);
+  // a device's own secret, or an operator token; a device gets only blobs of manifests the server assigned to it
+  contractRoute(app, c.getArtifact, async ({ params: { sha256 } }, req, reply) => {
       const p = req.principal;
       if (p?.kind === 'device' && !credentials.mayFetch(p.deviceId, sha256)) {
         throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to device ${p.deviceId}`, 403);
@@ -103,8 +94,7 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
       if (cached) return reply.send(cached.subarray(start, end + 1));
       const { createReadStream } = await import('node:fs');
       return reply.send(createReadStream(blobs.pathOf(sha256), { start, end }));
-    },
-  });
+  }, { head: true });
 }
 
 /** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range; multiple ranges are not served. */

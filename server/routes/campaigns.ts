@@ -1,13 +1,11 @@
+// Campaign routes; schemas in shared/api/campaigns.ts. Every view carries `actions`, what an operator
+// may do now (server/rollouts/campaign-actions.ts, the rule the engine enforces).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { z } from 'zod';
-import { CampaignRequest } from '../rollouts/campaign-config.ts';
+import { campaignsContract as c, type CampaignView } from '../../shared/api/campaigns.ts';
+import { allowedActions } from '../rollouts/campaign-actions.ts';
 import type { CampaignRow } from '../rollouts/campaign-store.ts';
-import { campaignActions } from '../rollouts/campaign-actions.ts';
 import { actorName, auditRequest } from '../audit/audit-log.ts';
-import { parseBody, parseParams } from './params.ts';
-
-const CampaignParams = z.object({ campaignId: z.string().uuid('campaign ids are UUIDs') }).strict();
-const ActionParams = CampaignParams.extend({ action: z.enum(['pause', 'resume', 'abort', 'revert', 'promote']) }).strict();
+import { contractRoute } from './contract-route.ts';
 
 /** Who did it: the authenticated principal (a caller cannot name someone else). */
 export function actorOf(req: FastifyRequest): string {
@@ -16,40 +14,36 @@ export function actorOf(req: FastifyRequest): string {
 
 export async function campaignRoutes(app: FastifyInstance): Promise<void> {
   const { rollouts } = app.fleet;
-  const view = (c: CampaignRow) => ({
-    campaignId: c.campaign_id, name: c.name, manifestSha256: c.manifest_sha256, modelId: c.model_id, version: c.version,
-    status: c.status, wave: c.current_wave + 1, waves: JSON.parse(c.config_json).waves.length,
-    createdBy: c.created_by, createdAt: c.created_at, updatedAt: c.updated_at,
-    devices: rollouts.store.counts(c.campaign_id), waiting: rollouts.holdReasons.get(c.campaign_id) ?? null,
-    actions: campaignActions(c.status),
+  const view = (r: CampaignRow): CampaignView => ({
+    campaignId: r.campaign_id, name: r.name, manifestSha256: r.manifest_sha256, modelId: r.model_id, version: r.version,
+    status: r.status, wave: r.current_wave + 1, waves: JSON.parse(r.config_json).waves.length,
+    createdBy: r.created_by, createdAt: r.created_at, updatedAt: r.updated_at,
+    devices: rollouts.store.counts(r.campaign_id), waiting: rollouts.holdReasons.get(r.campaign_id) ?? null,
+    actions: allowedActions(r.status),
   });
 
-  app.post('/v1/campaigns', async (req, reply) => {
-    const body = parseBody(CampaignRequest, req.body);
-    const c = await rollouts.create(body, actorOf(req));
-    auditRequest(req, 'campaigns.create', c.campaign_id, { name: c.name, manifestSha256: c.manifest_sha256, modelId: c.model_id, version: c.version });
+  contractRoute(app, c.createCampaign, async ({ body }, req, reply) => {
+    const row = await rollouts.create(body, actorOf(req));
+    auditRequest(req, 'campaigns.create', row.campaign_id, { name: row.name, manifestSha256: row.manifest_sha256, modelId: row.model_id, version: row.version });
     reply.status(201);
-    return view(c);
+    return view(row);
   });
 
-  app.get('/v1/campaigns', async () => ({ campaigns: rollouts.store.list().map(view) }));
+  contractRoute(app, c.listCampaigns, async () => ({ campaigns: rollouts.store.list().map(view) }));
 
-  app.get('/v1/campaigns/:campaignId', async (req) => {
-    const { campaignId } = parseParams(CampaignParams, req.params);
-    const c = rollouts.store.get(campaignId);
-    return { ...view(c), config: JSON.parse(c.config_json), deviceList: rollouts.store.devices(campaignId) };
+  contractRoute(app, c.getCampaign, async ({ params: { campaignId } }) => {
+    const row = rollouts.store.get(campaignId);
+    return { ...view(row), config: JSON.parse(row.config_json), deviceList: rollouts.store.devices(campaignId) };
   });
 
-  app.get('/v1/campaigns/:campaignId/events', async (req) => {
-    const { campaignId } = parseParams(CampaignParams, req.params);
+  contractRoute(app, c.campaignEvents, async ({ params: { campaignId } }) => {
     rollouts.store.get(campaignId);
     return { events: rollouts.store.events(campaignId) };
   });
 
-  app.post('/v1/campaigns/:campaignId/:action', async (req) => {
-    const { campaignId, action } = parseParams(ActionParams, req.params);
-    const c = await rollouts.act(campaignId, action, actorOf(req));
-    auditRequest(req, `campaigns.${action}`, campaignId, { status: c.status });
-    return view(c);
+  contractRoute(app, c.actOnCampaign, async ({ params: { campaignId, action } }, req) => {
+    const row = await rollouts.act(campaignId, action, actorOf(req));
+    auditRequest(req, `campaigns.${action}`, campaignId, { status: row.status });
+    return view(row);
   });
 }

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
-import { DeviceId, Sha256Hex } from '../../shared/ids.ts';
+import { devicesContract as c } from '../../shared/api/devices.ts';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
-import { DeviceParams, parseBody, parseParams } from './params.ts';
+import { contractRoute } from './contract-route.ts';
 
 interface DeviceRow {
   device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
@@ -29,35 +28,24 @@ export function deviceView(r: DeviceRow) {
   };
 }
 
-export const AssignRequest = z.object({
-  manifestSha256: Sha256Hex,
-  deviceIds: z.array(DeviceId).min(1).max(100_000).optional(),
-  /** every known device (optionally only those of one hardware class) */
-  all: z.literal(true).optional(),
-  hardware: z.string().min(1).max(64).optional(),
-}).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
-
 export async function deviceRoutes(app: FastifyInstance): Promise<void> {
   const { db, director, keys, assignments, rollouts } = app.fleet;
 
-  app.get('/v1/devices', async (req) => {
-    const q = z.object({ hardware: z.string().max(64).optional(), limit: z.coerce.number().int().min(1).max(100_000).default(1000) }).parse(req.query ?? {});
+  contractRoute(app, c.listDevices, async ({ query: q }) => {
     const rows = (q.hardware
       ? db.prepare('SELECT * FROM devices WHERE hardware = ? ORDER BY device_id LIMIT ?').all(q.hardware, q.limit)
       : db.prepare('SELECT * FROM devices ORDER BY device_id LIMIT ?').all(q.limit)) as DeviceRow[];
     return { devices: rows.map(deviceView) };
   });
 
-  app.get('/v1/devices/:deviceId', async (req) => {
-    const { deviceId } = parseParams(DeviceParams, req.params);
+  contractRoute(app, c.getDevice, async ({ params: { deviceId } }) => {
     const row = db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
     if (!row) throw new AppError('FLEET_ERR_DEVICE_NOT_FOUND', `no device ${deviceId}`, 404);
     const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256, seq FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
     return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events };
   });
 
-  app.post('/v1/assignments', async (req, reply) => {
-    const body = parseBody(AssignRequest, req.body);
+  contractRoute(app, c.assign, async ({ body }, req, reply) => {
     assertAssignable(keys, body.manifestSha256, director.bundleEnvelope(body.manifestSha256));
     let deviceIds = body.deviceIds;
     if (body.all) {

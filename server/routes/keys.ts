@@ -1,23 +1,18 @@
 // Key API: public halves only, ever. Rotation, revocation, and import of a key set signed by an
 // offline root. Every change is followed by re-issuing outstanding desired states (key-changes.ts).
 import type { FastifyInstance } from 'fastify';
-import { z } from 'zod';
 import { b64 } from '../../shared/crypto.ts';
-import { KeyId } from '../../shared/ids.ts';
-import { Envelope } from '../../shared/messages.ts';
+import { keysContract as c } from '../../shared/api/keys.ts';
 import { auditKeyChange, propagateKeyChange } from '../keys/key-changes.ts';
 import { actorName } from '../audit/audit-log.ts';
-import { parseBody, parseParams } from './params.ts';
-
-const KeyParams = z.object({ keyId: KeyId }).strict();
+import { contractRoute } from './contract-route.ts';
 
 export async function keyRoutes(app: FastifyInstance): Promise<void> {
   const fleet = app.fleet;
   const { keys } = fleet;
-  const admin = { config: { access: 'admin' as const } };
 
   // What an operator pins into a device's agent config at enrollment, and what waits for the root.
-  app.get('/v1/keys', async () => ({
+  contractRoute(app, c.getKeys, async () => ({
     mode: keys.mode,
     root: { keyId: keys.rootKeyId, publicKey: b64.encode(keys.rootPublicKey) },
     keyset: keys.hasKeyset ? keys.keyset : null,
@@ -25,7 +20,7 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     pending: keys.pendingKeyset,
   }));
 
-  app.post('/v1/keys/rotate', admin, async (req, reply) => {
+  contractRoute(app, c.rotate, async (_in, req, reply) => {
     const change = keys.rotate();
     auditKeyChange(fleet, 'keys.rotate', change.keyId, change, req.ip, actorName(req));
     if (!change.applied) {
@@ -36,8 +31,7 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     return { ...change, ...(await propagateKeyChange(fleet, change.revoked)) };
   });
 
-  app.post('/v1/keys/:keyId/revoke', admin, async (req, reply) => {
-    const { keyId } = parseParams(KeyParams, req.params);
+  contractRoute(app, c.revokeKey, async ({ params: { keyId } }, req, reply) => {
     const change = keys.revoke(keyId);
     auditKeyChange(fleet, 'keys.revoke', keyId, change, req.ip, actorName(req));
     if (!change.applied) {
@@ -47,8 +41,7 @@ export async function keyRoutes(app: FastifyInstance): Promise<void> {
     return { keyId, ...change, ...(await propagateKeyChange(fleet, change.revoked)) };
   });
 
-  app.post('/v1/keys/keyset', admin, async (req) => {
-    const envelope = parseBody(Envelope, req.body);
+  contractRoute(app, c.importKeyset, async ({ body: envelope }, req) => {
     const imported = keys.importKeySet(envelope);
     auditKeyChange(fleet, 'keys.import', String(imported.keysetVersion), imported, req.ip, actorName(req));
     return { applied: true, ...imported, ...(await propagateKeyChange(fleet, imported.revoked)) };

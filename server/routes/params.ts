@@ -1,10 +1,5 @@
 import { z } from 'zod';
-import { DeviceId, ModelId, Sha256Hex } from '../../shared/ids.ts';
 import { zodMessage, AppError } from '../errors.ts';
-
-export const ShaParams = z.object({ sha256: Sha256Hex }).strict();
-export const ModelParams = z.object({ modelId: ModelId }).strict();
-export const DeviceParams = z.object({ deviceId: DeviceId }).strict();
 
 /** Parse route params with a message that says which one is wrong (ids never reach the file system unchecked). */
 export function parseParams<T extends z.ZodType>(schema: T, params: unknown): z.infer<T> {

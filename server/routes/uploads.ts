@@ -4,14 +4,14 @@ import { sha256Hex } from '../../shared/crypto.ts';
 import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { inspectModel, loadCheck, ModelError } from '../onnx/inspect-model.ts';
-import { parseParams, ShaParams } from './params.ts';
+import { bundlesContract as c } from '../../shared/api/bundles.ts';
+import { contractRoute } from './contract-route.ts';
 
 export async function uploadRoutes(app: FastifyInstance): Promise<void> {
   const { db, blobs, config } = app.fleet;
 
-  app.post('/v1/uploads', { bodyLimit: config.maxModelBytes }, async (req, reply) => {
-    if (!Buffer.isBuffer(req.body)) throw new AppError('FLEET_ERR_CONTENT_TYPE', 'send the model as the raw body with Content-Type: application/octet-stream', 415);
-    const bytes = new Uint8Array(req.body);
+  contractRoute(app, c.upload, async ({ body }, req, reply) => {
+    const bytes = new Uint8Array(body);
     let info;
     try {
       info = inspectModel(bytes, { maxBytes: config.maxModelBytes });
@@ -27,10 +27,9 @@ export async function uploadRoutes(app: FastifyInstance): Promise<void> {
     auditRequest(req, 'uploads.create', sha256, { length: bytes.byteLength });
     reply.status(201);
     return { sha256, length: bytes.byteLength, info };
-  });
+  }, { bodyLimit: config.maxModelBytes });
 
-  app.get('/v1/uploads/:sha256', async (req) => {
-    const { sha256 } = parseParams(ShaParams, req.params);
+  contractRoute(app, c.getUpload, async ({ params: { sha256 } }) => {
     const row = db.prepare('SELECT sha256, length, info_json, created_at FROM uploads WHERE sha256 = ?').get(sha256) as
       { sha256: string; length: number; info_json: string; created_at: string } | undefined;
     if (!row) throw new AppError('FLEET_ERR_UPLOAD_NOT_FOUND', `no upload ${sha256}`, 404);

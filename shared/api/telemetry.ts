@@ -2,7 +2,7 @@
 // class and per device, in minute or hour buckets, read from the rollups (server/telemetry/).
 import { z } from 'zod';
 import { DeviceId, IsoTime, ModelId, Sha256Hex } from '../ids.ts';
-import type { RouteContract } from './route-contract.ts';
+import { defineRoute, errors, type RouteContract } from './contract.ts';
 
 export const TelemetryBucket = z.enum(['minute', 'hour']);
 export type TelemetryBucket = z.infer<typeof TelemetryBucket>;
@@ -93,13 +93,18 @@ export const TelemetryResponse = z.object({
 });
 export type TelemetryResponse = z.infer<typeof TelemetryResponse>;
 
-export const ErrorBody = z.object({ error: z.string(), message: z.string() });
-
-export const telemetryRoutes: RouteContract[] = [
-  {
-    method: 'GET', path: '/v1/telemetry', tags: ['telemetry'],
+export const telemetryContract = {
+  query: defineRoute({
+    method: 'GET', path: '/v1/telemetry', tags: ['telemetry'], access: 'viewer',
     summary: 'Inference count, error rate, p50/p95/p99 latency and drift (PSI) per model version, hardware class, device and time bucket',
     query: TelemetryQuery,
-    responses: { 200: TelemetryResponse, 400: ErrorBody, 401: ErrorBody },
-  },
-];
+    responses: { 200: TelemetryResponse, ...errors(400, 401) },
+  }),
+  metrics: defineRoute({
+    method: 'GET', path: '/metrics', tags: ['telemetry'],
+    summary: 'Prometheus metrics (text format): devices online by hardware, installs and refusals, campaigns, ingest, broker, HTTP, fleet inference latency and errors per model version; a viewer token unless metricsAccess is "public"',
+    produces: 'text/plain', responses: { 200: z.string(), ...errors(401) },
+  }),
+} satisfies Record<string, RouteContract>;
+
+export const telemetryRoutes: RouteContract[] = Object.values(telemetryContract);

@@ -1,0 +1,63 @@
+// Devices as the server knows them, and direct assignments of a bundle to devices.
+import { z } from 'zod';
+import { DeviceId, Sha256Hex } from '../ids.ts';
+import { DeviceParams } from './access.ts';
+import { defineRoute, errors, type RouteContract } from './contract.ts';
+
+const Time = z.string().meta({ description: 'ISO 8601 time' });
+
+export const DeviceView = z.object({
+  deviceId: z.string(), hardware: z.string().nullable(), tags: z.array(z.string()), agentVersion: z.string().nullable(), online: z.boolean(),
+  firstSeen: Time, lastSeen: Time,
+  active: z.object({ modelId: z.string(), version: z.number().int().nullable(), manifestSha256: z.string().nullable() }).nullable()
+    .meta({ description: 'a model the server assigned to this device and the device reports running' }),
+  claimedActive: z.looseObject({ unverified: z.literal(true) }).nullable().meta({ description: 'what the device reports running that the server never assigned to it (its word only)' }),
+  freshness: z.object({ stale: z.boolean(), freshUntil: Time.nullable() }).nullable(),
+  lastStatus: z.object({ state: z.string(), reason: z.string().nullable(), detail: z.string().nullable(), at: Time.nullable() }).nullable(),
+  desired: z.object({ manifestSha256: z.string(), seq: z.number().int() }).nullable(),
+}).meta({ id: 'Device' });
+export type DeviceView = z.infer<typeof DeviceView>;
+
+export const DeviceDetail = DeviceView.extend({
+  assignment: z.object({
+    manifestSha256: z.string(), seq: z.number().int(), attempts: z.number().int(), maxAttempts: z.number().int(), state: z.string(), reason: z.string().nullable(), updatedAt: Time,
+  }).nullable(),
+  campaign: z.object({
+    campaignId: z.string(), campaignStatus: z.string(), wave: z.number().int(), state: z.string(), attempts: z.number().int(), maxRetries: z.number().int(),
+    assignedSeq: z.number().int().nullable(), reason: z.string().nullable(), revertState: z.string().nullable(),
+  }).nullable(),
+  events: z.array(z.object({ ts: Time, state: z.string(), reason: z.string().nullable(), detail: z.string().nullable(), directorSeq: z.number().int().nullable(), manifestSha256: z.string().nullable(), seq: z.number().int().nullable() })),
+});
+export type DeviceDetail = z.infer<typeof DeviceDetail>;
+
+export const DeviceListQuery = z.object({
+  hardware: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(100_000).default(1000),
+}).strict();
+
+export const AssignRequest = z.object({
+  manifestSha256: Sha256Hex,
+  deviceIds: z.array(DeviceId).min(1).max(100_000).optional(),
+  /** every known device (optionally only those of one hardware class) */
+  all: z.literal(true).optional(),
+  hardware: z.string().min(1).max(64).optional(),
+}).strict().refine((b) => (b.deviceIds ? !b.all : b.all), { message: 'give either deviceIds or all: true' });
+
+const tags = ['devices'];
+export const devicesContract = {
+  listDevices: defineRoute({
+    method: 'GET', path: '/v1/devices', summary: 'devices with their active and desired models', tags,
+    query: DeviceListQuery, responses: { 200: z.object({ devices: z.array(DeviceView) }), ...errors(400, 401, 403) },
+  }),
+  getDevice: defineRoute({
+    method: 'GET', path: '/v1/devices/:deviceId', summary: 'one device: its assignment, its place in a campaign, its 50 latest status events', tags,
+    params: DeviceParams, responses: { 200: DeviceDetail, ...errors(400, 401, 403, 404) },
+  }),
+  assign: defineRoute({
+    method: 'POST', path: '/v1/assignments', summary: 'point devices at a bundle (a signed desired state per device)', tags,
+    body: AssignRequest,
+    responses: { 202: z.object({ manifestSha256: z.string(), assigned: z.number().int(), devices: z.array(z.looseObject({ deviceId: z.string() })) }), ...errors(400, 401, 403, 404, 409) },
+  }),
+} satisfies Record<string, RouteContract>;
+
+export const devicesRoutes: RouteContract[] = Object.values(devicesContract);
