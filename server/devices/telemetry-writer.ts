@@ -4,7 +4,7 @@
 // transaction (server/telemetry/rollups.ts).
 import type { Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
-import { RollupBatch } from '../telemetry/rollups.ts';
+import { RollupBatch, RollupCache } from '../telemetry/rollups.ts';
 
 export class TelemetryWriter {
   private pending: Telemetry[] = [];
@@ -13,8 +13,25 @@ export class TelemetryWriter {
   duplicates = 0;
   /** told of each window stored for the first time, with when it was stored (metrics listen here) */
   onStored: ((t: Telemetry, storedAt: number) => void) | null = null;
+  /** the rollup rows written last (a device's next window in the hour merges without reading its row back) */
+  private readonly rollupCache = new RollupCache();
+  /** device id -> hardware class, as the devices table says (read once per device) */
+  private readonly hardware = new Map<string, string | null>();
 
   constructor(private readonly db: Db, private readonly maxBatch = 500, private readonly maxDelayMs = 50, private readonly now: () => number = Date.now) {}
+
+  private hardwareOf(deviceId: string, query: { get(id: string): unknown }): string | null {
+    let hw = this.hardware.get(deviceId);
+    if (hw === undefined) {
+      hw = (query.get(deviceId) as string | null | undefined) ?? null;
+      // a device seen before its first presence has no class yet: asked again next time
+      if (hw !== null) {
+        if (this.hardware.size > 100_000) this.hardware.clear();
+        this.hardware.set(deviceId, hw);
+      }
+    }
+    return hw;
+  }
 
   add(t: Telemetry): void {
     this.pending.push(t);
@@ -35,6 +52,7 @@ export class TelemetryWriter {
     const nowMs = this.now();
     const now = new Date(nowMs).toISOString();
     const stored: Telemetry[] = [];
+    let learned: { commit(): void } | null = null;
     this.db.transaction(() => {
       for (const t of batch) {
         const hist = t.inputHistograms || t.outputHistograms ? JSON.stringify({ inputs: t.inputHistograms, outputs: t.outputHistograms }) : null;
@@ -43,11 +61,12 @@ export class TelemetryWriter {
         if (r.changes) {
           this.stored++;
           stored.push(t);
-          rollups.add(t, (hardwareOf.get(t.deviceId) as string | null | undefined) ?? null);
+          rollups.add(t, this.hardwareOf(t.deviceId, hardwareOf));
         } else this.duplicates++;
       }
-      rollups.write(this.db);
+      learned = rollups.write(this.db, this.rollupCache);
     })();
+    learned!.commit();
     if (this.onStored) for (const t of stored) this.onStored(t, nowMs);
   }
 }

@@ -92,33 +92,66 @@ export class RollupBatch {
     const hw = hardware ?? '';
     const sha = t.active.manifestSha256;
     const c = cellOf(t as Telemetry & { active: NonNullable<Telemetry['active']> });
-    const put = (table: Table, key: (string | number)[]) => {
-      const id = `${table}|${key.join('|')}`;
-      const had = this.cells.get(id);
-      // merged into a cell of its own per row: c itself is shared by the three tables
-      if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: mergeCell(emptyCell(c), c) });
-    };
     const minute = start - (start % MINUTE_S), hour = start - (start % HOUR_S);
-    put('telemetry_minute', [minute, sha, hw]);
-    put('telemetry_hour', [hour, sha, hw]);
-    put('telemetry_device_hour', [t.deviceId, hour, sha, hw]);
+    this.put('telemetry_minute', `m|${minute}|${sha}|${hw}`, [minute, sha, hw], c);
+    this.put('telemetry_hour', `h|${hour}|${sha}|${hw}`, [hour, sha, hw], c);
+    this.put('telemetry_device_hour', `d|${t.deviceId}|${hour}|${sha}|${hw}`, [t.deviceId, hour, sha, hw], c);
+  }
+
+  /** merged into a cell of its own per row: c itself is shared by the three tables */
+  private put(table: Table, id: string, key: (string | number)[], c: RollupCell): void {
+    const had = this.cells.get(id);
+    if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: mergeCell(emptyCell(c), c) });
   }
 
   get size(): number { return this.cells.size; }
 
-  /** Upsert every touched row; call inside the transaction that stored the raw windows. */
-  write(db: Db): void {
+  /**
+   * Upsert every touched row; call inside the transaction that stored the raw windows. With a cache,
+   * a row written before is merged from memory instead of read back and parsed; the cache learns the
+   * new rows only through commit(), after that transaction committed (a rolled-back batch teaches it nothing).
+   */
+  write(db: Db, cache?: RollupCache): { commit(): void } {
     const sql = statements(db);
-    for (const { table, key, cell } of this.cells.values()) {
+    const learned: [string, RollupCell][] = [];
+    for (const [id, { table, key, cell }] of this.cells) {
       const s = sql[table];
       const pk = table === 'telemetry_device_hour' ? key.slice(0, 3) : key;
-      const old = s.get.get(...pk) as RollupRow | undefined;
-      const merged = old ? mergeCell(cellFromRow(old), cell) : cell;
+      let old = cache?.get(id) ?? null;
+      if (!old) {
+        const row = s.get.get(...pk) as RollupRow | undefined;
+        old = row ? cellFromRow(row) : null;
+      } else old = cloneCell(old);
+      const merged = old ? mergeCell(old, cell) : cell;
       s.put.run(...key, merged.modelId, merged.version, merged.windows, merged.count, merged.errors, merged.maxMs,
         roundedLatency(merged.latency), merged.drift ? JSON.stringify(merged.drift) : null);
+      if (cache) learned.push([id, merged]);
     }
     this.cells.clear();
+    return { commit: () => { if (cache) for (const [id, c] of learned) cache.set(id, c); } };
   }
+}
+
+function cloneCell(c: RollupCell): RollupCell {
+  return { ...c, latency: { ...c.latency }, drift: c.drift ? Object.fromEntries(Object.entries(c.drift).map(([k, v]) => [k, [...v]])) : null };
+}
+
+/**
+ * The rollup rows this writer wrote last, by row id, so the next window for the same row (a device's
+ * next window in the same hour) is merged without reading the row back. Bounded: at most `limit` rows,
+ * the oldest dropped first (a dropped row is read from SQLite again, as without a cache). Only the
+ * telemetry writer writes these tables (the pruner deletes rows of buckets far older than any it writes).
+ */
+export class RollupCache {
+  private readonly rows = new Map<string, RollupCell>();
+  constructor(private readonly limit = 50_000) {}
+  get(id: string): RollupCell | undefined { return this.rows.get(id); }
+  set(id: string, c: RollupCell): void {
+    this.rows.delete(id);
+    this.rows.set(id, c);
+    if (this.rows.size > this.limit) this.rows.delete(this.rows.keys().next().value!);
+  }
+  get size(): number { return this.rows.size; }
 }
 
 const prepared = new WeakMap<Db, ReturnType<typeof prepare>>();
@@ -130,16 +163,20 @@ function statements(db: Db) {
 
 function prepare(db: Db) {
   const cols = 'model_id, version, windows, count, errors, max_ms, latency_json, drift_json';
+  // an update in place (INSERT OR REPLACE deletes and inserts the row, and touches every index twice)
+  const update = cols.split(', ').map((c) => `${c} = excluded.${c}`).join(', ');
   const fleet = (table: string) => ({
     get: db.prepare(`SELECT ${cols} FROM ${table} WHERE bucket_start = ? AND manifest_sha256 = ? AND hardware = ?`),
-    put: db.prepare(`INSERT OR REPLACE INTO ${table} (bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    put: db.prepare(`INSERT INTO ${table} (bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (bucket_start, manifest_sha256, hardware) DO UPDATE SET ${update}`),
   });
   return {
     telemetry_minute: fleet('telemetry_minute'),
     telemetry_hour: fleet('telemetry_hour'),
     telemetry_device_hour: {
       get: db.prepare(`SELECT ${cols} FROM telemetry_device_hour WHERE device_id = ? AND bucket_start = ? AND manifest_sha256 = ?`),
-      put: db.prepare(`INSERT OR REPLACE INTO telemetry_device_hour (device_id, bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      put: db.prepare(`INSERT INTO telemetry_device_hour (device_id, bucket_start, manifest_sha256, hardware, ${cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (device_id, bucket_start, manifest_sha256) DO UPDATE SET hardware = excluded.hardware, ${update}`),
     },
   };
 }
