@@ -140,6 +140,7 @@ export class DeviceIngest {
 
   private onPresence(p: Presence): void {
     const now = new Date().toISOString();
+    if (p.hardware) this.telemetry.forgetHardware(p.deviceId);
     this.ensureDevice(p.deviceId, now);
     this.sql.presence.run(p.online ? 1 : 0, p.hardware ?? null, p.tags ? JSON.stringify(p.tags) : null, p.agentVersion ?? null,
       p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);

@@ -20,6 +20,11 @@ export class TelemetryWriter {
 
   constructor(private readonly db: Db, private readonly maxBatch = 500, private readonly maxDelayMs = 50, private readonly now: () => number = Date.now) {}
 
+  /** a presence message may name a new hardware class: read it again at the device's next window */
+  forgetHardware(deviceId: string): void {
+    this.hardware.delete(deviceId);
+  }
+
   private hardwareOf(deviceId: string, query: { get(id: string): unknown }): string | null {
     let hw = this.hardware.get(deviceId);
     if (hw === undefined) {
