@@ -1,0 +1,49 @@
+// A model's cost, measured once by the scenario runner on the artifacts that ship: median wall time of
+// real onnxruntime-web runs on the workload's inputs, baseline and candidate interleaved so that a busy
+// host slows both alike. Simulated devices then report device time scaled by the ratio (a 3x heavier
+// candidate is 3x slower on every class, whatever the host's load while the fleet runs).
+import { createSession, runSession, type Feeds } from '../runtime/onnx-session.ts';
+import type { DeviceGroup } from './scenario.ts';
+
+export interface ModelCost { baselineMs: number; candidateMs: number; ratio: number; runs: number }
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+export async function measureCostRatio(
+  baseline: { bytes: Uint8Array; sessionConfig: Record<string, string> },
+  candidate: { bytes: Uint8Array; sessionConfig: Record<string, string> },
+  inputs: Feeds[], runs = 40,
+): Promise<ModelCost> {
+  const [b, c] = await Promise.all([createSession(baseline.bytes, { config: baseline.sessionConfig }), createSession(candidate.bytes, { config: candidate.sessionConfig })]);
+  try {
+    const tb: number[] = [], tc: number[] = [];
+    // warm-up: first runs allocate
+    for (let i = 0; i < 3; i++) { await runSession(b, inputs[i % inputs.length]); await runSession(c, inputs[i % inputs.length]); }
+    for (let i = 0; i < runs; i++) {
+      const feeds = inputs[i % inputs.length];
+      for (const [s, into] of (i % 2 ? [[b, tb], [c, tc]] : [[c, tc], [b, tb]]) as [typeof b, number[]][]) {
+        const t0 = performance.now();
+        await runSession(s, feeds);
+        into.push(performance.now() - t0);
+      }
+    }
+    const baselineMs = median(tb), candidateMs = median(tc);
+    return { baselineMs, candidateMs, ratio: baselineMs > 0 ? candidateMs / baselineMs : 1, runs };
+  } finally {
+    await Promise.all([b.release(), c.release()]);
+  }
+}
+
+/**
+ * Groups with a latency model, as fault-profile latency: the baseline takes baseMs of device time, the
+ * candidate baseMs x cost ratio (times any candidateLatencyFactor the group already has). Jitter and the
+ * slow tail of the latency model are not applied here.
+ */
+export function applyLatencyModels(groups: DeviceGroup[], costRatio: number): DeviceGroup[] {
+  return groups.map((g) => (g.latencyModel
+    ? { ...g, faults: { ...g.faults, baseLatencyMs: g.latencyModel.baseMs, candidateLatencyFactor: costRatio * (g.faults.candidateLatencyFactor ?? 1) } }
+    : g));
+}
