@@ -65,7 +65,7 @@ export function fleetShape(target: ShapeTarget, devices: ShapeDevice[], telemetr
       .sort((a, b) => b.devices - a.devices || JSON.stringify(a.tags).localeCompare(JSON.stringify(b.tags)));
     const currentModels = [...countBy(list, (d) => d.activeManifestSha256 ?? '').values()]
       .map((ds) => ({ manifestSha256: ds[0].activeManifestSha256, modelId: ds[0].activeModelId, version: ds[0].activeVersion, devices: ds.length }))
-      .sort((a, b) => b.devices - a.devices || (a.manifestSha256 ?? '').localeCompare(b.manifestSha256 ?? ''));
+      .sort((a, b) => b.devices - a.devices || Number(a.manifestSha256 === null) - Number(b.manifestSha256 === null) || (a.manifestSha256 ?? '').localeCompare(b.manifestSha256 ?? '')); // on a tie, 'no model' last
     return {
       hardware: list[0].hardware, devices: list.length, online: list.filter((d) => d.online).length, tagSets, currentModels,
       telemetry: classTelemetry(list, list.flatMap((d) => rowsByDevice.get(d.deviceId) ?? [])),

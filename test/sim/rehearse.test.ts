@@ -47,8 +47,8 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
   let desiredPublished = 0;
 
   async function rehearse(file: string): Promise<{ report: Rehearsal; stderr: string }> {
-    const r = await run(process.execPath, [BIN, '--server', server.baseUrl, '--json', 'campaigns', 'rehearse', file, '--max-devices', String(DEVICES), '--processes', '1', '--timeout', '300'],
-      { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: server.adminToken }, maxBuffer: 64 * 1024 * 1024, timeout: 360_000 });
+    const r = await run(process.execPath, [BIN, '--server', server.baseUrl, '--json', 'campaigns', 'rehearse', file, '--max-devices', String(DEVICES), '--processes', '1', '--max-rate', '1', '--timeout', '240'],
+      { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: server.adminToken }, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
     return { report: JSON.parse(r.stdout) as Rehearsal, stderr: r.stderr };
   }
 
