@@ -67,7 +67,8 @@ export function rehearseCommand(campaigns: Command, run: Run): void {
       const parsed = CampaignRequest.safeParse(raw);
       if (!parsed.success) throw new CliError(`${file}: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, 'FLEETCTL_ERR_CONFIG');
       const campaign = raw as Record<string, unknown>;
-      const say = (line: string) => { if (!ctx.io.json) ctx.io.err(line); };
+      // progress on stderr, with --json too (the report is the only thing on stdout)
+      const say = (line: string) => ctx.io.err(line);
 
       const candidate = await fetchBundle(ctx.api, parsed.data.manifestSha256);
       const shape = FleetShape.parse((await ctx.api.json('POST', '/v1/fleet/shape', { target: parsed.data.target, windowSeconds: opts.window })).body);

@@ -46,6 +46,9 @@ export function classTelemetry(devices: ShapeDevice[], rows: ShapeTelemetryRow[]
   };
 }
 
+/** Ties broken the same way on every host (localeCompare depends on the locale). */
+const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 function countBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
   for (const t of items) {
@@ -62,15 +65,15 @@ export function fleetShape(target: ShapeTarget, devices: ShapeDevice[], telemetr
   const classes: HardwareClassShape[] = [...byClass.values()].map((list) => {
     const tagSets = [...countBy(list, (d) => JSON.stringify([...d.tags].sort())).entries()]
       .map(([k, ds]) => ({ tags: JSON.parse(k) as string[], devices: ds.length, online: ds.filter((d) => d.online).length }))
-      .sort((a, b) => b.devices - a.devices || JSON.stringify(a.tags).localeCompare(JSON.stringify(b.tags)));
+      .sort((a, b) => b.devices - a.devices || byCodePoint(JSON.stringify(a.tags), JSON.stringify(b.tags)));
     const currentModels = [...countBy(list, (d) => d.activeManifestSha256 ?? '').values()]
       .map((ds) => ({ manifestSha256: ds[0].activeManifestSha256, modelId: ds[0].activeModelId, version: ds[0].activeVersion, devices: ds.length }))
-      .sort((a, b) => b.devices - a.devices || Number(a.manifestSha256 === null) - Number(b.manifestSha256 === null) || (a.manifestSha256 ?? '').localeCompare(b.manifestSha256 ?? '')); // on a tie, 'no model' last
+      .sort((a, b) => b.devices - a.devices || Number(a.manifestSha256 === null) - Number(b.manifestSha256 === null) || byCodePoint(a.manifestSha256 ?? '', b.manifestSha256 ?? '')); // on a tie, 'no model' last
     return {
       hardware: list[0].hardware, devices: list.length, online: list.filter((d) => d.online).length, tagSets, currentModels,
       telemetry: classTelemetry(list, list.flatMap((d) => rowsByDevice.get(d.deviceId) ?? [])),
     };
-  }).sort((a, b) => b.devices - a.devices || (a.hardware ?? '').localeCompare(b.hardware ?? ''));
+  }).sort((a, b) => b.devices - a.devices || byCodePoint(a.hardware ?? '', b.hardware ?? ''));
   const online = devices.filter((d) => d.online).length;
   return {
     target,
