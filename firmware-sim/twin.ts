@@ -12,8 +12,11 @@ export interface TwinOptions {
   maxDevices?: number;
   /** workload rate cap per device: the simulator's capacity, not the fleet's (default 2/s) */
   maxInferencesPerSecond?: number;
-  /** rate when the window holds no telemetry at all (default 1/s) */
-  defaultInferencesPerSecond?: number;
+  /**
+   * workload floor per device (default 1/s): a slower workload makes gates wait long for their minimum
+   * inferences, and leaves most twin devices without a baseline latency to compare with
+   */
+  minInferencesPerSecond?: number;
   /** device time when a class has no latency figures (default 1 ms) */
   defaultBaseMs?: number;
   telemetryWindowMs?: number;
@@ -84,8 +87,13 @@ export function twinScenario(shape: FleetShape, campaign: Record<string, unknown
 
   // workload: the fleet's mean rate per reporting device (the twin runs one rate for every device)
   const reporting = shape.classes.reduce((a, c) => a + c.telemetry.reportingDevices, 0);
-  let rate = reporting > 0 ? shape.classes.reduce((a, c) => a + c.telemetry.inferencesPerSecond * c.telemetry.reportingDevices, 0) / reporting : (opts.defaultInferencesPerSecond ?? 1);
+  const minRate = Math.min(opts.minInferencesPerSecond ?? 1, maxRate);
+  let rate = reporting > 0 ? shape.classes.reduce((a, c) => a + c.telemetry.inferencesPerSecond * c.telemetry.reportingDevices, 0) / reporting : minRate;
   if (reporting === 0) notes.push(`no telemetry in the window: workload assumed at ${rate} inferences/s per device`);
+  else if (rate < minRate) {
+    notes.push(`workload raised to ${minRate} inferences/s per device (the fleet runs ${rate.toFixed(3)}): gates reach their minimum inferences sooner than in the real fleet`);
+    rate = minRate;
+  }
   const rates = shape.classes.filter((c) => c.telemetry.reportingDevices > 0).map((c) => c.telemetry.inferencesPerSecond);
   if (rates.length > 1 && Math.max(...rates) > 1.5 * Math.min(...rates)) notes.push(`classes run ${rates.map((r) => r.toFixed(2)).join(', ')} inferences/s; the twin runs the mean, ${rate.toFixed(2)}, on every device`);
   if (rate > maxRate) {

@@ -23,6 +23,7 @@ export const RehearseOptions = z.object({
   maxDevices: z.coerce.number().int().min(1).max(20_000).default(2000),
   window: z.coerce.number().int().min(10).max(30 * 86_400).default(3600),
   maxRate: z.coerce.number().positive().max(50).default(2),
+  minRate: z.coerce.number().positive().max(50).default(1),
   processes: z.coerce.number().int().min(0).max(16).optional(),
   timeout: z.coerce.number().int().min(10).max(86_400).default(1800),
 }).strict();
@@ -57,6 +58,7 @@ export function rehearseCommand(campaigns: Command, run: Run): void {
     .option('--max-devices <n>', 'at most this many twin devices, class shares kept (default 2000)')
     .option('--window <seconds>', 'telemetry window the fleet shape is read from (default 3600)')
     .option('--max-rate <n>', 'cap on the twin workload, inferences per second per device (default 2)')
+    .option('--min-rate <n>', 'floor of the twin workload, inferences per second per device (default 1)')
     .option('--processes <n>', 'child processes the twin devices run in (default: one per 500 devices)')
     .option('--timeout <seconds>', 'give up on the rehearsal after this long (default 1800)')
     .action((file: string, o: Record<string, string | undefined>, cmd: Command) => run(cmd, async (ctx) => {
@@ -88,7 +90,7 @@ export function rehearseCommand(campaigns: Command, run: Run): void {
         const { twinScenario, failureKinds } = await import('../../firmware-sim/twin.ts');
         const plan = twinScenario(shape, campaign, {
           model: { candidateFile: join(dir, 'candidate.onnx'), ...(baseline ? { baselineFile: join(dir, 'baseline.onnx') } : {}), reference: join(dir, 'reference.json'), modelId: candidate.manifest.modelId },
-          maxDevices: opts.maxDevices, maxInferencesPerSecond: opts.maxRate, timeoutMs: opts.timeout * 1000, ...(opts.processes !== undefined ? { processes: opts.processes } : {}),
+          maxDevices: opts.maxDevices, maxInferencesPerSecond: opts.maxRate, minInferencesPerSecond: opts.minRate, timeoutMs: opts.timeout * 1000, ...(opts.processes !== undefined ? { processes: opts.processes } : {}),
         });
         if (ranked.length > 1) plan.notes.push(`the target runs ${ranked.length} models; the twin runs the most common, ${baselineSha} (${ranked[0][1]} devices), on every device`);
         if (!baseline) plan.notes.push('no targeted device runs a model: the twin has no baseline, latency gates have nothing to compare with');

@@ -71,6 +71,7 @@ describe('twinScenario', () => {
   it.each([
     { name: 'rate over the cap is capped', classes: [cls('a', 10, 10, { rate: 20 })], opts: { maxInferencesPerSecond: 2 }, rate: 2, note: /capped at 2/ },
     { name: 'no telemetry at all: the assumed rate', classes: [cls('a', 10, 10, { reporting: 0, p50: null })], opts: {}, rate: 1, note: /no telemetry in the window/ },
+    { name: 'a slow fleet is raised to the floor', classes: [cls('a', 10, 10, { rate: 0.05 })], opts: { minInferencesPerSecond: 0.5 }, rate: 0.5, note: /raised to 0.5/ },
     { name: 'a class with no latency figures gets the default device time', classes: [cls('a', 10, 10, { p50: null })], opts: { defaultBaseMs: 3 }, rate: 1, note: /no latency figures/ },
   ])('$name', ({ classes, opts, rate, note }) => {
     const plan = twinScenario(shape(classes), {}, { model, ...opts });
