@@ -1,5 +1,6 @@
 // Rehearse on a twin (issue 21): a real server with an enrolled fleet of three hardware classes whose
-// devices run real onnxruntime-web and report the wall time of their inferences; `fleetctl campaigns
+// devices run real onnxruntime-web and report the measured wall time of their own inferences
+// (test/helpers/wall-fleet-child.ts); `fleetctl campaigns
 // rehearse` (a child process, as an operator runs it) builds a twin from the server's records and predicts
 // the wave and the reason a 3x-costlier candidate halts in; the real campaign then halts there for that
 // reason. A candidate of the same cost rehearses as completed. Nothing reaches the real devices during a
@@ -67,7 +68,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     await fleet.start();
     await assign(server, baseline.manifestSha256, fleet.ids);
     await fleet.waitActive(baseline.manifestSha256, 180_000);
-    fleet.startWorkload(2);
+    fleet.startWorkload(1);
     // the fleet's shape needs telemetry of every device on the baseline
     const deadline = Date.now() + 120_000;
     for (;;) {
