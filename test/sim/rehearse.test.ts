@@ -94,6 +94,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     const desiredBefore = desiredPublished;
     const { report, stderr } = await rehearse(join(dir, 'broken.json'));
     predicted = report;
+    console.log(`rehearsal (broken): ${JSON.stringify({ prediction: report.prediction, cost: report.twin.cost, rate: report.twin.inferencesPerSecond, baseMs: report.twin.groups.map((g) => g.latencyModel?.baseMs), waves: report.waves.map((w) => ({ wave: w.wave, gate: w.gate, p95Ratio: w.figures.p95Ratio })) })}`);
     // the twin is shaped like the fleet: every device, one group per class with its share and tags, all online
     expect(report.twin.devices, stderr).toBe(DEVICES);
     expect(report.twin.groups.map((g) => [g.hardware, g.share, g.tags])).toEqual([['rpi4', 45, ['eu']], ['jetson-nano', 27, ['us']], ['imx8', 18, ['eu', 'gate']]]);
@@ -117,6 +118,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
   it('rehearses a candidate of the same cost as completed', async () => {
     const desiredBefore = desiredPublished;
     const { report, stderr } = await rehearse(join(dir, 'good.json'));
+    console.log(`rehearsal (good): ${JSON.stringify({ prediction: report.prediction, cost: report.twin.cost, waves: report.waves.map((w) => ({ wave: w.wave, gate: w.gate, p95Ratio: w.figures.p95Ratio })) })}`);
     expect(report.prediction.status, stderr).toBe('completed');
     expect(report.prediction.haltWave).toBeNull();
     expect(report.waves.map((w) => w.gate)).toEqual(['passed', 'passed', 'passed']);
@@ -132,7 +134,9 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     expect(created.statusCode, created.body).toBe(201);
     const id = created.json().campaignId as string;
     const done = await waitForCampaign(server, id, ['completed', 'reverted', 'halted'], 180_000);
-    const failed = (await events(server, id)).filter((e) => e.type === 'gate_failed');
+    const all = await events(server, id);
+    const failed = all.filter((e) => e.type === 'gate_failed');
+    console.log(`real campaign: ${done.status}; ${JSON.stringify(all.filter((e) => e.type.startsWith('gate_')).map((e) => ({ type: e.type, wave: e.detail.wave, failures: e.detail.failures, p95Ratio: (e.detail.figures as Record<string, unknown>)?.p95Ratio })))}`);
     expect(failed, JSON.stringify(failed)).toHaveLength(1);
     const failures = failed[0].detail.failures as string[];
     expect(done.status).toBe(predicted.prediction.status);
