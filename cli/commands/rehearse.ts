@@ -52,6 +52,32 @@ async function fetchBundle(api: ApiClient, manifestSha256: string): Promise<{ ma
 
 export interface WaveReport { wave: number; gate: 'passed' | 'failed'; atMs: number; failures: string[]; figures: Record<string, unknown> }
 
+export interface RehearsalSummary {
+  prediction: { status: string; haltWave: number | null; reasons: string[]; devicesTouched: { twin: number; real: number }; campaignMs: number };
+  waves: WaveReport[];
+  twin: { devices: number; realDevices: number; cost: { ratio: number; candidateMs: number; baselineMs: number } | null };
+}
+
+/** The human form of a rehearsal report: the prediction, then one row per judged wave. */
+export function rehearsalLines(r: RehearsalSummary): string[] {
+  const p = r.prediction;
+  const num = (v: unknown) => (typeof v === 'number' ? v : null);
+  return [
+    p.status === 'completed'
+      ? `prediction: completed in ${(p.campaignMs / 1000).toFixed(1)} s`
+      : `prediction: ${p.status} in wave ${p.haltWave}: ${p.reasons.join('; ') || '(no gate failure recorded)'}`,
+    `devices touched: ${p.devicesTouched.twin} of ${r.twin.devices} twin devices (about ${p.devicesTouched.real} of ${r.twin.realDevices} real)`,
+    ...(r.twin.cost ? [`model cost: candidate ${r.twin.cost.ratio.toFixed(2)}x the baseline (${r.twin.cost.candidateMs.toFixed(3)} vs ${r.twin.cost.baselineMs.toFixed(3)} ms on this host)`] : []),
+    '',
+    ...table([['WAVE', 'GATE', 'AT', 'UPDATED', 'REPORTING', 'INFERENCES', 'ERRORS', 'P95 RATIO', 'FAILURES'],
+      ...r.waves.map((w) => {
+        const inferences = num(w.figures.inferences), errors = num(w.figures.errors) ?? 0, ratio = num(w.figures.p95Ratio);
+        return [w.wave, w.gate, `${(w.atMs / 1000).toFixed(1)} s`, num(w.figures.updated), num(w.figures.reporting), inferences,
+          inferences ? pct(errors / inferences) : null, ratio === null ? null : ratio.toFixed(2), w.failures.join('; ') || null];
+      })]),
+  ];
+}
+
 export function rehearseCommand(campaigns: Command, run: Run): void {
   campaigns.command('rehearse').description('run a campaign file on a simulated twin of the fleet first: which wave halts and why, how long it takes; nothing is sent to real devices')
     .argument('<campaign.json>', 'the campaign as it would be POSTed (manifestSha256, target, waves, gates...)')
@@ -121,20 +147,7 @@ export function rehearseCommand(campaigns: Command, run: Run): void {
           shape,
           events: out.campaign.events,
         };
-        emit(ctx.io, report, () => [
-          halted
-            ? `prediction: ${out.campaign.status} in wave ${out.campaign.wave}: ${out.campaign.failures.join('; ') || '(no gate failure recorded)'}`
-            : `prediction: completed in ${(out.timings.campaignMs / 1000).toFixed(1)} s`,
-          `devices touched: ${report.prediction.devicesTouched.twin} of ${plan.twinDevices} twin devices (about ${report.prediction.devicesTouched.real} of ${plan.realDevices} real)`,
-          ...(out.cost ? [`model cost: candidate ${out.cost.ratio.toFixed(2)}x the baseline (${out.cost.candidateMs.toFixed(3)} vs ${out.cost.baselineMs.toFixed(3)} ms on this host)`] : []),
-          '',
-          ...table([['WAVE', 'GATE', 'AT', 'UPDATED', 'REPORTING', 'INFERENCES', 'ERRORS', 'P95 RATIO', 'FAILURES'],
-            ...waves.map((w) => {
-              const f = w.figures as Record<string, number | undefined>;
-              const errRate = f.inferences ? (f.errors ?? 0) / f.inferences : null;
-              return [w.wave, w.gate, `${(w.atMs / 1000).toFixed(1)} s`, f.updated, f.reporting, f.inferences, errRate === null ? null : pct(errRate), f.p95Ratio === undefined ? null : Number(f.p95Ratio).toFixed(2), w.failures.join('; ') || null];
-            })]),
-        ]);
+        emit(ctx.io, report, () => rehearsalLines(report));
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

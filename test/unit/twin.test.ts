@@ -102,3 +102,34 @@ describe('failureKinds', () => {
     expect(failureKinds([f])).toEqual([kind]);
   });
 });
+
+describe('rehearsalLines (the human report)', () => {
+  it('a halt: status, wave, reasons, touched devices, cost, one row per judged wave', async () => {
+    const { rehearsalLines } = await import('../../cli/commands/rehearse.ts');
+    const lines = rehearsalLines({
+      prediction: { status: 'reverted', haltWave: 1, reasons: ["p95 latency 4.90 ms is 2.80x the previous model's 1.75 ms (limit 1.5x)"], devicesTouched: { twin: 5, real: 50 }, campaignMs: 10_256 },
+      twin: { devices: 90, realDevices: 900, cost: { ratio: 2.893, candidateMs: 4.0466, baselineMs: 1.3986 } },
+      waves: [{ wave: 1, gate: 'failed', atMs: 9_800, failures: ['p95 latency ...'], figures: { updated: 5, reporting: 5, inferences: 40, errors: 2, p95Ratio: 2.8046 } }],
+    });
+    expect(lines).toEqual([
+      "prediction: reverted in wave 1: p95 latency 4.90 ms is 2.80x the previous model's 1.75 ms (limit 1.5x)",
+      'devices touched: 5 of 90 twin devices (about 50 of 900 real)',
+      'model cost: candidate 2.89x the baseline (4.047 vs 1.399 ms on this host)',
+      '',
+      'WAVE  GATE    AT     UPDATED  REPORTING  INFERENCES  ERRORS  P95 RATIO  FAILURES',
+      '1     failed  9.8 s  5        5          40          5.00%   2.80       p95 latency ...',
+    ]);
+  });
+
+  it('a completed run; a wave with no latency figures shows "-"', async () => {
+    const { rehearsalLines } = await import('../../cli/commands/rehearse.ts');
+    const lines = rehearsalLines({
+      prediction: { status: 'completed', haltWave: null, reasons: [], devicesTouched: { twin: 90, real: 90 }, campaignMs: 14_667 },
+      twin: { devices: 90, realDevices: 90, cost: null },
+      waves: [{ wave: 1, gate: 'passed', atMs: 3_000, failures: [], figures: { updated: 5, reporting: 5, inferences: 0, errors: 0, p95Ratio: null } }],
+    });
+    expect(lines[0]).toBe('prediction: completed in 14.7 s');
+    expect(lines).toHaveLength(5);
+    expect(lines[4]).toBe('1     passed  3.0 s  5        5          0           -       -          -');
+  });
+});
