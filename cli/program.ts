@@ -5,6 +5,7 @@ import { keysCommand } from './commands/keys.ts';
 import { pushCommand } from './commands/push.ts';
 import { fleetCommands } from './commands/fleet.ts';
 import { campaignCommands } from './commands/campaigns.ts';
+import { rehearseCommand } from './commands/rehearse.ts';
 import { offlineCommands } from './commands/bundle-offline.ts';
 import { devCaCommands } from './commands/dev-ca.ts';
 import { telemetryCommand } from './commands/telemetry.ts';
@@ -28,6 +29,8 @@ export function buildProgram(defaults: Defaults, sink: Omit<Io, 'json'>): Comman
   deviceCommands(program, run);
   campaignCommands(program, run);
   accessCommands(program, run);
+  // under `campaigns`, kept in its own file (it runs a simulated fleet)
+  rehearseCommand(program.commands.find((c) => c.name() === 'campaigns')!, run);
   offlineCommands(program, run);
   devCaCommands(program, run);
   telemetryCommand(program, run);

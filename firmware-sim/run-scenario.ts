@@ -1,7 +1,8 @@
 // Runs a scenario end to end: a fleet server (in this process), the fleet (in child processes), a
 // baseline model on every device, then a campaign for the candidate, and reports what happened.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer } from '../server/app.ts';
@@ -12,7 +13,10 @@ import { enrollFleet } from './enroll-fleet.ts';
 import type { FaultCounts } from './faults.ts';
 import { FleetProcesses } from './fleet-processes.ts';
 import { tinyClassifier, tinyReference } from './sample-models.ts';
-import { parseScenario, type ScenarioInput } from './scenario.ts';
+import { parseScenario, type Scenario, type ScenarioInput } from './scenario.ts';
+import { applyLatencyModels, measureCostRatio, type ModelCost } from './model-cost.ts';
+import { workloadInputs, type ModelKind } from './workload.ts';
+import { GoldenSet, type Manifest, type TensorJson } from '../shared/messages.ts';
 
 export interface ScenarioOutcome {
   name: string;
@@ -25,9 +29,13 @@ export interface ScenarioOutcome {
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   /** cpuSeconds: this process (server and runner) from enrollment to the end; campaignCpuSeconds: from the campaign's creation to its end */
   server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number };
+  /** campaign devices that were assigned the candidate at some point (not left pending) */
+  devicesTouched: number;
+  /** the models' cost measured by the runner, when a group has a latency model */
+  cost: ModelCost | null;
 }
 
-interface Pushed { manifestSha256: string; artifactSha256: string }
+interface Pushed { manifestSha256: string; artifactSha256: string; manifest: Manifest }
 
 type Api = (opts: { method: 'GET' | 'POST'; url: string; payload?: unknown; headers?: Record<string, string> }) => Promise<LightMyRequestResponse>;
 
@@ -36,26 +44,54 @@ function api(app: FastifyInstance, token: string): Api {
   return (o) => app.inject({ ...o, payload: o.payload as never, headers: { authorization: `Bearer ${token}`, ...o.headers } });
 }
 
-async function push(call: Api, model: Uint8Array, body: Record<string, unknown>): Promise<Pushed> {
+async function push(call: Api, modelId: string, model: Uint8Array, body: Record<string, unknown>): Promise<Pushed> {
   const up = await call({ method: 'POST', url: '/v1/uploads', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from(model) });
   if (up.statusCode !== 201) throw new Error(`upload refused: ${up.body}`);
-  const res = await call({ method: 'POST', url: '/v1/models/sim-model/bundles', payload: { uploadSha256: up.json().sha256, ...body } });
+  const res = await call({ method: 'POST', url: `/v1/models/${modelId}/bundles`, payload: { uploadSha256: up.json().sha256, ...body } });
   if (res.statusCode !== 201) throw new Error(`bundle refused: ${res.body}`);
   const j = res.json();
-  return { manifestSha256: j.manifestSha256, artifactSha256: j.manifest.artifact.sha256 };
+  return { manifestSha256: j.manifestSha256, artifactSha256: j.manifest.artifact.sha256, manifest: j.manifest };
 }
 
-async function models(kind: 'tiny' | 'digits'): Promise<{ baseline: [Uint8Array, Record<string, unknown>]; candidate: [Uint8Array, Record<string, unknown>] }> {
+async function blob(call: Api, sha256: string): Promise<Uint8Array> {
+  const res = await call({ method: 'GET', url: `/v1/artifacts/${sha256}` });
+  if (res.statusCode !== 200) throw new Error(`artifact ${sha256}: ${res.statusCode} ${res.body}`);
+  return new Uint8Array(res.rawPayload);
+}
+
+/** A bundle's health-check inputs (inline, or from its golden blob): what the workload feeds a model pushed from a file. */
+async function healthCheckInputs(call: Api, m: Manifest): Promise<Record<string, TensorJson>[]> {
+  if (!m.healthCheck.golden) return m.healthCheck.vectors.map((v) => v.inputs);
+  const set = GoldenSet.parse(JSON.parse(new TextDecoder().decode(await blob(call, m.healthCheck.golden.sha256))));
+  return set.vectors.map((v) => v.inputs);
+}
+
+interface ModelPlan { modelId: string; baseline: [Uint8Array, Record<string, unknown>] | null; candidate: [Uint8Array, Record<string, unknown>] }
+
+async function models(kind: Scenario['model']): Promise<ModelPlan> {
   const hc = { healthCheck: { latencyBudgetMs: 10_000 } };
+  if (typeof kind === 'object') {
+    // real artifacts: shipped as they are, with the reference samples (or the older batched reference set) if given
+    let ref: Record<string, unknown> = {};
+    if (kind.reference) {
+      const j = JSON.parse(readFileSync(kind.reference, 'utf8'));
+      ref = Array.isArray(j?.samples) ? { samples: j.samples } : { reference: j };
+    }
+    // The health check's latency on a simulator host is the host's load, not the device's speed (device time is
+    // modelled per class): a 10 s budget still failed a twin device whose process hosted 150 others on a loaded
+    // host, and the rehearsal waited for its baseline until it timed out. The campaign's gates judge latency.
+    const body = { quantize: 'none', ...ref, healthCheck: { latencyBudgetMs: 600_000 } };
+    return { modelId: kind.modelId ?? 'sim-model', baseline: kind.baselineFile ? [new Uint8Array(readFileSync(kind.baselineFile)), body] : null, candidate: [new Uint8Array(readFileSync(kind.candidateFile)), body] };
+  }
   if (kind === 'tiny') {
     const reference = tinyReference();
-    return { baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [tinyClassifier(2), { quantize: 'none', reference, ...hc }] };
+    return { modelId: 'sim-model', baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [tinyClassifier(2), { quantize: 'none', reference, ...hc }] };
   }
   const { buildDigitsModel, DIGITS_INPUT } = await import('../server/training/digits.ts');
   const d = await buildDigitsModel();
   const reference = { inputs: { [DIGITS_INPUT]: encodeTensor('float32', d.reference.shape, d.reference.inputs) }, labels: d.reference.labels };
   // baseline: the float model; candidate: its INT8 version behind the accuracy gate
-  return { baseline: [d.onnx, { quantize: 'none', reference, ...hc }], candidate: [d.onnx, { quantize: 'int8', reference, ...hc }] };
+  return { modelId: 'sim-model', baseline: [d.onnx, { quantize: 'none', reference, ...hc }], candidate: [d.onnx, { quantize: 'int8', reference, ...hc }] };
 }
 
 export async function runScenario(input: ScenarioInput, opts: { log?: (line: string) => void; keep?: boolean } = {}): Promise<ScenarioOutcome> {
@@ -75,34 +111,53 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   // key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts)
   const enrolled = await enrollFleet(call, join(dir, 'devices'), ids);
   log(`enrolled ${enrolled.devices} devices: key pairs ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms`);
-  const fleet = new FleetProcesses({
-    total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
-    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
-    groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
-  }, sc.fleet.processes);
+  let fleet: FleetProcesses | null = null;
   try {
+    // both bundles first: the runner measures their cost on the artifacts that ship before the fleet starts
+    const m = await models(sc.model);
+    if (sc.baseline && !m.baseline) throw new Error('invalid scenario: model: baselineFile is needed when baseline is true');
+    const baseline: Pushed | null = sc.baseline ? await push(call, m.modelId, ...m.baseline!) : null;
+    const candidate = await push(call, m.modelId, ...m.candidate);
+    if (typeof sc.model === 'object') {
+      const want = createHash('sha256').update(m.candidate[0]).digest('hex');
+      if (candidate.artifactSha256 !== want) throw new Error(`the candidate was changed on push (artifact ${candidate.artifactSha256}, file ${want})`);
+    }
+    const workload: ModelKind = typeof sc.model === 'object' ? { inputs: await healthCheckInputs(call, (baseline ?? candidate).manifest) } : sc.model;
+    let groups = sc.fleet.groups;
+    let cost: ModelCost | null = null;
+    if (groups.some((g) => g.latencyModel)) {
+      const inputs = await workloadInputs(workload);
+      const ref = baseline ?? candidate;
+      cost = await measureCostRatio(
+        { bytes: await blob(call, ref.artifactSha256), sessionConfig: ref.manifest.quantization.sessionConfig },
+        { bytes: await blob(call, candidate.artifactSha256), sessionConfig: candidate.manifest.quantization.sessionConfig },
+        Array.from({ length: 8 }, (_, i) => inputs(i, 0)));
+      groups = applyLatencyModels(groups, cost.ratio);
+      log(`model cost: baseline ${cost.baselineMs.toFixed(3)} ms, candidate ${cost.candidateMs.toFixed(3)} ms (${cost.ratio.toFixed(2)}x)`);
+    }
+    fleet = new FleetProcesses({
+      total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
+      mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
+      groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
+    }, sc.fleet.processes);
     await fleet.start();
     log(`fleet: ${sc.fleet.devices} devices in ${sc.fleet.processes || 'this'} process(es), up in ${fleet.startMs} ms`);
-    const m = await models(sc.model);
     const all = (await fleet.summary()).devices.map((d) => d.deviceId);
 
     const b0 = Date.now();
-    let baseline: Pushed | null = null;
-    if (sc.baseline) {
-      baseline = await push(call, ...m.baseline);
+    if (baseline) {
       for (let i = 0; i < all.length; i += 5000) await app.fleet.director.assign(baseline.manifestSha256, all.slice(i, i + 5000));
-      await fleet.waitAll((d) => d.active === baseline!.manifestSha256, sc.timeoutMs);
+      await fleet.waitAll((d) => d.active === baseline.manifestSha256, sc.timeoutMs);
       log(`baseline on every device in ${Date.now() - b0} ms`);
       fleet.applyBaselineFaults();
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workload);
       // telemetry on the baseline, for gates that compare against it (nothing to wait for without a workload)
       if (sc.fleet.inferencesPerSecond > 0) await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5));
     } else {
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workload);
     }
     const baselineMs = Date.now() - b0; // includes the wait for baseline telemetry
 
-    const candidate = await push(call, ...m.candidate);
     const c0 = Date.now();
     const campaignCpu0 = process.cpuUsage();
     // FLEET_SIM_CPU_PROFILE=<file.cpuprofile>: a CPU profile of this process (the server) during the campaign only
@@ -148,10 +203,12 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
         peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
         campaignCpuSeconds: Number(((campaignCpu.user + campaignCpu.system) / 1e6).toFixed(2)),
       },
+      devicesTouched: Object.entries(app.fleet.rollouts.store.counts(id)).reduce((a, [state, n]) => a + (state === 'pending' ? 0 : n), 0),
+      cost,
     };
   } finally {
     clearInterval(rssTimer);
-    await fleet.stop();
+    await fleet?.stop();
     await app.close();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }

@@ -22,14 +22,44 @@ export const FaultSpec = z.object({
 }).strict();
 export type FaultSpec = z.infer<typeof FaultSpec>;
 
+/**
+ * Device time of a hardware class: baseMs per inference of the baseline model, scaled for any other model
+ * by its cost measured once by the runner (cost(artifact) / cost(baseline artifact)), times jitter.
+ * (On this branch the runner applies baseMs and the cost ratio through the fault profile's latency;
+ * jitter and the slow tail are the latency model's own work.)
+ */
+export const LatencyModel = z.object({
+  baseMs: z.number().min(0),
+  jitter: z.number().min(0).optional(),
+  tailProbability: z.number().min(0).max(1).optional(),
+  tailFactor: z.number().min(1).optional(),
+}).strict();
+export type LatencyModel = z.infer<typeof LatencyModel>;
+
 export const DeviceGroup = z.object({
   /** share of the fleet (the shares are normalised) */
   share: z.number().positive(),
   hardware: z.string().min(1).max(64).default('generic'),
   tags: z.array(z.string()).default([]),
   faults: FaultSpec.default({}),
+  latencyModel: LatencyModel.optional(),
 }).strict();
 export type DeviceGroup = z.infer<typeof DeviceGroup>;
+
+/**
+ * Real artifacts, pushed as they are (quantize 'none': the bytes that ship are the file's bytes). The
+ * reference samples (shared/samples.ts SampleSet JSON: {"samples": [...]}) become both bundles' health
+ * check and drift baseline; without them the server makes health-check inputs from the signature. The
+ * workload feeds the baseline bundle's health-check inputs (the candidate's without a baseline).
+ */
+export const ModelFiles = z.object({
+  baselineFile: z.string().min(1).optional(),
+  candidateFile: z.string().min(1),
+  reference: z.string().min(1).optional(),
+  /** model id both bundles are pushed under (default sim-model) */
+  modelId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/).optional(),
+}).strict();
+export type ModelFiles = z.infer<typeof ModelFiles>;
 
 export const Scenario = z.object({
   name: z.string().default('scenario'),
@@ -42,7 +72,8 @@ export const Scenario = z.object({
     /** inferences per second each device's own code makes */
     inferencesPerSecond: z.number().min(0).default(2),
   }).strict(),
-  model: z.enum(['tiny', 'digits']).default('tiny'),
+  /** built-in models, or real bundles' artifacts from files (a rehearsal on a twin: firmware-sim/twin.ts) */
+  model: z.union([z.enum(['tiny', 'digits']), ModelFiles]).default('tiny'),
   /** roll the baseline model to every device first (so latency gates have a "before") */
   baseline: z.boolean().default(true),
   /** campaign options (manifestSha256 is filled in with the candidate) */

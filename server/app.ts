@@ -25,6 +25,7 @@ import { deviceRoutes } from './routes/devices.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
+import { fleetShapeRoutes } from './routes/fleet-shape.ts';
 import { webRoutes } from './routes/web.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { telemetryRoutes } from './routes/telemetry.ts';
@@ -122,6 +123,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(deviceRoutes);
   await app.register(keyRoutes);
   await app.register(campaignRoutes);
+  await app.register(fleetShapeRoutes);
   await app.register(webRoutes);
   await app.register(accessRoutes);
   await app.register(auditRoutes);

@@ -9,6 +9,7 @@ import { devicesRoutes } from './devices.ts';
 import { keysRoutes } from './keys.ts';
 import { systemRoutes } from './system.ts';
 import { telemetryRoutes } from './telemetry.ts';
+import { fleetShapeRoutes } from './fleet-shape.ts';
 
 export type { RouteContract } from './contract.ts';
 
@@ -21,4 +22,5 @@ export const routeContracts: readonly RouteContract[] = [
   ...keysRoutes,
   ...auditRoutes,
   ...telemetryRoutes,
+  ...fleetShapeRoutes,
 ];

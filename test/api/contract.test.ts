@@ -83,7 +83,7 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     const contract = routeContracts.map((r) => key(r.method, r.path)).sort();
     expect(registered).toEqual(contract);
     expect(new Set(contract).size).toBe(routeContracts.length);
-    expect(contract.length).toBe(40);
+    expect(contract.length).toBe(42);
   });
 
   it('/openapi.json (public) has one operation per contract route and no other, each with its path parameters', async () => {
@@ -171,13 +171,17 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     await call({ method: 'GET', url: '/v1/telemetry?bucket=hour&groupBy=hardware' }, 200);
     await call({ method: 'GET', url: '/v1/telemetry?bucket=week' }, 400);
     await call({ method: 'GET', url: '/metrics' }, 200);
+    // fleet shape (rehearsals)
+    await call({ method: 'GET', url: '/v1/fleet/shape?windowSeconds=600' }, 200);
+    await call({ method: 'POST', url: '/v1/fleet/shape', payload: { target: { hardware: ['generic'] } } }, 200);
+    await call({ method: 'GET', url: '/v1/fleet/shape?windowSeconds=1' }, 400);
 
     const missed = routeContracts.map((r) => key(r.method, r.path)).filter((k) => !exercised.has(k));
     expect(missed).toEqual([]);
-    // 53 requests, 7 of them answered with HTML, a script, artifact bytes or Prometheus text: 46 JSON bodies checked twice
-    expect(checked).toBe(46);
-    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign
-    expect(requests).toBe(6);
+    // 56 requests, 7 of them answered with HTML, a script, artifact bytes or Prometheus text: 49 JSON bodies checked twice
+    expect(checked).toBe(49);
+    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape
+    expect(requests).toBe(7);
   });
 
   it('a finished campaign offers only revert, and the engine refuses what it does not offer', async () => {
