@@ -7,12 +7,18 @@ import { join } from 'node:path';
 import { buildServer } from '../server/app.ts';
 import { newSecret } from '../server/auth/secrets.ts';
 import { b64 } from '../shared/crypto.ts';
+import type { Feeds } from '../runtime/onnx-session.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
+import { CapacityMonitor, type CapacityReport } from './capacity.ts';
 import { enrollFleet } from './enroll-fleet.ts';
+import { checkExpect } from './expect.ts';
 import type { FaultCounts } from './faults.ts';
-import { FleetProcesses } from './fleet-processes.ts';
+import { FleetProcesses, type ProcessReport } from './fleet-processes.ts';
+import { measureCosts, type ArtifactCost } from './latency-model.ts';
 import { tinyClassifier, tinyReference } from './sample-models.ts';
 import { parseScenario, type ScenarioInput } from './scenario.ts';
+import { judgeValidity, type Validity } from './validity.ts';
+import { workloadInputs } from './workload.ts';
 
 export interface ScenarioOutcome {
   name: string;
@@ -24,6 +30,21 @@ export interface ScenarioOutcome {
   byReason: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   server: { peakRssMB: number; cpuSeconds: number };
+  /** whether the simulator stayed within its capacity (an invalid run says nothing about the model) */
+  validity: Validity;
+  /** what each process carried, measured from the workload's start (capacity.ts) */
+  capacity: { server: CapacityReport; fleet: ProcessReport[] };
+  /** the workload summed over processes (firmware-sim/fleet.ts workloadStats) */
+  workload: ProcessReport['workload'];
+  /** inferences and inference errors the devices reported to the server (telemetry), whole run */
+  reported: { inferences: number; errors: number };
+  /** measured cost of the baseline and candidate artifacts (latency-model.ts), and the candidate's ratio */
+  costs: { baseline: ArtifactCost; candidate: ArtifactCost; ratio: number };
+  /** devices the campaign ever assigned the candidate to; devices outside the campaign whose model changed */
+  devicesTouched: number;
+  outsideTargetChanged: number;
+  /** the scenario's `expect` against this outcome (null without one) */
+  check: { ok: boolean; misses: string[] } | null;
 }
 
 interface Pushed { manifestSha256: string; artifactSha256: string }
@@ -57,6 +78,19 @@ async function models(kind: 'tiny' | 'digits'): Promise<{ baseline: [Uint8Array,
   return { baseline: [d.onnx, { quantize: 'none', reference, ...hc }], candidate: [d.onnx, { quantize: 'int8', reference, ...hc }] };
 }
 
+/** Both artifacts as the devices download them, and their real cost on this host (latency-model.ts). */
+async function artifactCosts(call: Api, pushed: [Pushed, Pushed], feeds: Feeds) {
+  const bytes = await Promise.all(pushed.map(async (p) => {
+    const r = await call({ method: 'GET', url: `/v1/artifacts/${p.artifactSha256}` });
+    if (r.statusCode !== 200) throw new Error(`artifact ${p.artifactSha256}: ${r.statusCode} ${r.body}`);
+    return new Uint8Array(r.rawPayload);
+  }));
+  const [baseline, candidate] = await measureCosts(pushed.map((p, i) => ({ sha256: p.artifactSha256, bytes: bytes[i], feeds })));
+  // the same artifact twice (a good-model scenario with identical bytes) is exactly 1x, not measurement noise
+  const ratio = baseline.sha256 === candidate.sha256 ? 1 : candidate.meanMs / baseline.meanMs;
+  return { baseline, candidate, ratio };
+}
+
 export async function runScenario(input: ScenarioInput, opts: { log?: (line: string) => void; keep?: boolean } = {}): Promise<ScenarioOutcome> {
   const sc = parseScenario(input);
   const log = opts.log ?? (() => {});
@@ -74,34 +108,43 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   // key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts)
   const enrolled = await enrollFleet(call, join(dir, 'devices'), ids);
   log(`enrolled ${enrolled.devices} devices: key pairs ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms`);
+  const m = await models(sc.model);
+  // both bundles pushed before the fleet starts, so their artifacts' real cost is measured on a quiet host
+  const pushedBaseline = await push(call, ...m.baseline);
+  const candidate = await push(call, ...m.candidate);
+  const costs = await artifactCosts(call, [pushedBaseline, candidate], (await workloadInputs(sc.model))(0, 0));
+  log(`artifact cost: baseline ${costs.baseline.meanMs.toFixed(4)} ms, candidate ${costs.candidate.meanMs.toFixed(4)} ms (${costs.ratio.toFixed(3)}x)`);
   const fleet = new FleetProcesses({
     total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
     mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
+    costRatioByArtifact: { [pushedBaseline.artifactSha256]: 1, [candidate.artifactSha256]: costs.ratio },
   }, sc.fleet.processes);
+  const monitor = new CapacityMonitor(sc.fleet.processes === 0 ? 'server+fleet' : 'server', { maxLagMs: sc.limits.maxLagMs });
   try {
     await fleet.start();
     log(`fleet: ${sc.fleet.devices} devices in ${sc.fleet.processes || 'this'} process(es), up in ${fleet.startMs} ms`);
-    const m = await models(sc.model);
     const all = (await fleet.summary()).devices.map((d) => d.deviceId);
 
     const b0 = Date.now();
     let baseline: Pushed | null = null;
     if (sc.baseline) {
-      baseline = await push(call, ...m.baseline);
+      baseline = pushedBaseline;
       for (let i = 0; i < all.length; i += 5000) await app.fleet.director.assign(baseline.manifestSha256, all.slice(i, i + 5000));
       await fleet.waitAll((d) => d.active === baseline!.manifestSha256, sc.timeoutMs);
       log(`baseline on every device in ${Date.now() - b0} ms`);
       fleet.applyBaselineFaults();
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+      monitor.start();
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model, sc.limits.maxLagMs);
       // telemetry on the baseline, for gates that compare against it (nothing to wait for without a workload)
       if (sc.fleet.inferencesPerSecond > 0) await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5));
     } else {
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model);
+      monitor.start();
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, sc.model, sc.limits.maxLagMs);
     }
     const baselineMs = Date.now() - b0; // includes the wait for baseline telemetry
 
-    const candidate = await push(call, ...m.candidate);
+    const before = new Map((await fleet.summary()).devices.map((d) => [d.deviceId, d.active]));
     const c0 = Date.now();
     fleet.setCandidate(candidate.artifactSha256, c0);
     const created = await call({ method: 'POST', url: '/v1/campaigns', payload: { ...sc.campaign, manifestSha256: candidate.manifestSha256 } });
@@ -117,7 +160,14 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
     const gateFailed = events.find((e) => e.type === 'gate_failed');
     const reverted = events.find((e) => e.type === 'reverted');
-    const { devices, faults } = await fleet.summary();
+    const { devices, faults, processes } = await fleet.summary();
+    monitor.stop();
+    const db = app.fleet.rollouts.store.db;
+    const rows = db.prepare('SELECT device_id, state, assigned_at FROM campaign_devices WHERE campaign_id = ?').all(id) as { device_id: string; state: string; assigned_at: number | null }[];
+    const inCampaign = new Set(rows.map((r) => r.device_id));
+    const devicesTouched = rows.filter((r) => r.assigned_at !== null || r.state !== 'pending').length;
+    const outsideTargetChanged = devices.filter((d) => !inCampaign.has(d.deviceId) && d.active !== before.get(d.deviceId)).length;
+    const tele = db.prepare('SELECT COALESCE(SUM(count), 0) AS n, COALESCE(SUM(errors), 0) AS e FROM telemetry').get() as { n: number; e: number };
     const byReason: Record<string, number> = {};
     const on = { candidate: 0, baseline: 0, other: 0, none: 0 };
     for (const d of devices) {
@@ -128,9 +178,21 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       else on.other++;
     }
     const cpu = process.cpuUsage(cpu0);
+    const serverCapacity = monitor.report();
+    const validity = judgeValidity(sc.limits, serverCapacity, processes);
+    const wave = app.fleet.rollouts.store.get(id).current_wave + 1;
+    const failures = (gateFailed?.detail as { failures?: string[] })?.failures ?? [];
+    const workload = processes.reduce((a, p) => {
+      for (const k of Object.keys(a) as (keyof typeof a)[]) a[k] += p.workload[k];
+      return a;
+    }, { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, noModel: 0 });
+    const misses = sc.expect ? checkExpect(sc.expect, {
+      status, haltWave: gateFailed ? wave : null, failures, byReason, devicesTouched, devicesOnCandidate: on.candidate,
+      outsideTargetChanged, inferenceErrors: tele.e, valid: validity.valid, invalidReasons: validity.reasons,
+    }) : null;
     return {
       name: sc.name, devices: devices.length,
-      campaign: { campaignId: id, status, wave: app.fleet.rollouts.store.get(id).current_wave + 1, failures: (gateFailed?.detail as { failures?: string[] })?.failures ?? [], events },
+      campaign: { campaignId: id, status, wave, failures, events },
       devicesOn: on, byReason, faults,
       timings: {
         fleetStartMs: fleet.startMs, baselineMs, campaignMs,
@@ -139,8 +201,12 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
         totalMs: Date.now() - t0,
       },
       server: { peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)) },
+      validity, capacity: { server: serverCapacity, fleet: processes }, workload,
+      reported: { inferences: tele.n, errors: tele.e }, costs, devicesTouched, outsideTargetChanged,
+      check: misses ? { ok: misses.length === 0, misses } : null,
     };
   } finally {
+    monitor.stop();
     clearInterval(rssTimer);
     await fleet.stop();
     await app.close();

@@ -22,14 +22,63 @@ export const FaultSpec = z.object({
 }).strict();
 export type FaultSpec = z.infer<typeof FaultSpec>;
 
+/**
+ * Device time of a hardware class (latency-model.ts): baseMs x cost(artifact) / cost(baseline artifact)
+ * x a seeded lognormal jitter (x tailFactor with tailProbability). The shape is shared with the twin's
+ * fleet-shape mapping: keep it so.
+ */
+export const LatencyModel = z.object({
+  baseMs: z.number().positive(),
+  /** relative sd of a lognormal factor (default 0.1) */
+  jitter: z.number().min(0).max(5).optional(),
+  /** default 0.01 */
+  tailProbability: z.number().min(0).max(1).optional(),
+  /** default 3 */
+  tailFactor: z.number().min(1).optional(),
+}).strict();
+export type LatencyModel = z.infer<typeof LatencyModel>;
+
 export const DeviceGroup = z.object({
   /** share of the fleet (the shares are normalised) */
   share: z.number().positive(),
   hardware: z.string().min(1).max(64).default('generic'),
   tags: z.array(z.string()).default([]),
   faults: FaultSpec.default({}),
+  latencyModel: LatencyModel.optional(),
 }).strict();
 export type DeviceGroup = z.infer<typeof DeviceGroup>;
+
+/** What must happen; `npm run sim -- --check` fails a scenario whose outcome misses any of these. */
+export const Expect = z.object({
+  /** final campaign status */
+  status: z.enum(['completed', 'reverted', 'halted', 'aborted']).optional(),
+  /** the wave (1 = the first) whose gate failed; implies the campaign halted */
+  haltWave: z.number().int().min(1).optional(),
+  /** devices the campaign ever assigned the candidate to, at most */
+  maxDevicesTouched: z.number().int().min(0).optional(),
+  /** devices on the candidate at the end, exactly */
+  devicesOnCandidate: z.number().int().min(0).optional(),
+  /** a substring of the gate failure (or a device reason code such as HEALTH_CHECK_FAILED) */
+  reason: z.string().min(1).optional(),
+  /** devices outside the campaign's target never got the candidate and kept their model */
+  nothingOutsideTargetChanged: z.boolean().optional(),
+  /** inference errors the devices reported to the server, at most */
+  maxInferenceErrors: z.number().int().min(0).optional(),
+  /** the run was within the simulator's capacity (default true: an invalid run is a miss) */
+  valid: z.boolean().default(true),
+}).strict();
+export type Expect = z.infer<typeof Expect>;
+
+/** When the simulator calls its own run invalid (capacity.ts, run-scenario.ts judgeValidity). */
+export const Limits = z.object({
+  /** event-loop delay p99 (per one-second sample) above which a process is over capacity */
+  maxLagMs: z.number().positive().default(500),
+  /** share of samples a process may spend over maxLagMs */
+  maxLagSampleShare: z.number().min(0).max(1).default(0.25),
+  /** share of workload ticks that may find the device still busy with its previous call */
+  maxBusyShare: z.number().min(0).max(1).default(0.05),
+}).strict();
+export type Limits = z.infer<typeof Limits>;
 
 export const Scenario = z.object({
   name: z.string().default('scenario'),
@@ -49,6 +98,8 @@ export const Scenario = z.object({
   campaign: z.record(z.string(), z.unknown()).default({}),
   /** give up after this long */
   timeoutMs: z.number().int().positive().default(300_000),
+  limits: Limits.default(Limits.parse({})),
+  expect: Expect.optional(),
 }).strict();
 export type Scenario = z.infer<typeof Scenario>;
 export type ScenarioInput = z.input<typeof Scenario>;
