@@ -113,10 +113,11 @@ export class SimulatedFleet {
   /**
    * calls: infer() calls made; answered / errors: their outcomes (errors include the faults a profile
    * injects); infraFailures: calls the simulator's runtime failed (not counted by the agent);
-   * busy: ticks that found the device's previous call still running (skipped, as a real device's loop
-   * would, never queued); noModel: ticks before the device had an active model.
+   * busy: calls due while the device's previous call was still running (skipped, as a real device's loop
+   * would, never queued); late: calls missed because the simulator's event loop woke the device's loop
+   * too late (host over capacity); noModel: calls due before the device had an active model.
    */
-  readonly workloadStats = { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, noModel: 0 };
+  readonly workloadStats = { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, late: 0, noModel: 0 };
 
   /**
    * The devices' own code: every device with an active model calls infer() at the given rate, with its
@@ -126,8 +127,8 @@ export class SimulatedFleet {
   startWorkload(w: WorkloadOptions): void {
     this.stopWorkload();
     const tickMs = 50;
-    // credit from the time that really passed: a tick delayed by a busy event loop makes up for it, so
-    // the rate is kept (or the shortfall shows up as busy ticks), never silently lowered
+    // credit from the time that really passed: calls a delayed tick could not make are counted (late),
+    // so a host that cannot keep up shows as a shortfall, never as a silently lower rate
     let last = performance.now();
     const credit = new Array<number>(this.agents.length).fill(0).map((_, i) => (i % 10) / 10);
     const calls = new Array<number>(this.agents.length).fill(0);
@@ -139,20 +140,22 @@ export class SimulatedFleet {
       last = now;
       this.agents.forEach((agent, i) => {
         credit[i] += perTick;
-        while (credit[i] >= 1) {
-          credit[i] -= 1;
-          if (!agent.active) { st.noModel++; continue; }
-          if (busy[i]) { st.busy++; continue; }
-          const drift = this.opts.faults?.(i).inputDrift;
-          if (drift) this.faultCounts.driftedInputs++;
-          const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
-          st.calls++;
-          busy[i] = true;
-          agent.infer(feeds).then(
-            () => { st.answered++; },
-            (err) => { if (isNotAModelError(err)) st.infraFailures++; else st.errors++; },
-          ).finally(() => { busy[i] = false; });
-        }
+        if (credit[i] < 1) return;
+        // a device's loop that wakes up late runs once, as a real one would: the calls it missed are 'late'
+        const due = Math.floor(credit[i]);
+        credit[i] -= due;
+        st.late += due - 1;
+        if (!agent.active) { st.noModel++; return; }
+        if (busy[i]) { st.busy++; return; }
+        const drift = this.opts.faults?.(i).inputDrift;
+        if (drift) this.faultCounts.driftedInputs++;
+        const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
+        st.calls++;
+        busy[i] = true;
+        agent.infer(feeds).then(
+          () => { st.answered++; },
+          (err) => { if (isNotAModelError(err)) st.infraFailures++; else st.errors++; },
+        ).finally(() => { busy[i] = false; });
       });
     }, tickMs);
   }

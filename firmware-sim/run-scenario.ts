@@ -1,7 +1,7 @@
 // Runs a scenario end to end: a fleet server (in this process), the fleet (in child processes), a
 // baseline model on every device, then a campaign for the candidate, and reports what happened.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer } from '../server/app.ts';
@@ -95,7 +95,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   const sc = parseScenario(input);
   const log = opts.log ?? (() => {});
   const t0 = Date.now();
-  const dir = mkdtempSync(join(tmpdir(), 'fleet-sim-'));
+  const dir = mkdtempSync(join(sc.fleet.deviceDisk === 'memory' && existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'fleet-sim-'));
   const adminToken = newSecret('apiToken');
   const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', rolloutTickMs: 200, bootstrapAdminToken: adminToken });
   const call = api(app, adminToken);
@@ -185,7 +185,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const workload = processes.reduce((a, p) => {
       for (const k of Object.keys(a) as (keyof typeof a)[]) a[k] += p.workload[k];
       return a;
-    }, { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, noModel: 0 });
+    }, { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, late: 0, noModel: 0 });
     const misses = sc.expect ? checkExpect(sc.expect, {
       status, haltWave: gateFailed ? wave : null, failures, byReason, devicesTouched, devicesOnCandidate: on.candidate,
       outsideTargetChanged, inferenceErrors: tele.e, valid: validity.valid, invalidReasons: validity.reasons,

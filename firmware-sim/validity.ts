@@ -22,8 +22,10 @@ export function judgeValidity(limits: Limits, server: CapacityReport, fleet: Pro
   }
   const calls = fleet.reduce((n, p) => n + p.workload.calls, 0);
   const busy = fleet.reduce((n, p) => n + p.workload.busy, 0);
-  if (calls + busy > 0 && busy / (calls + busy) > limits.maxBusyShare) {
-    reasons.push(`${busy} of ${calls + busy} workload ticks (${((busy / (calls + busy)) * 100).toFixed(1)}%) found the device still busy with its previous call (limit ${(limits.maxBusyShare * 100).toFixed(1)}%): the workload was not delivered`);
+  const late = fleet.reduce((n, p) => n + p.workload.late, 0);
+  const due = calls + busy + late;
+  if (due > 0 && (busy + late) / due > limits.maxSkippedShare) {
+    reasons.push(`${busy + late} of ${due} due workload calls (${(((busy + late) / due) * 100).toFixed(1)}%) were not made (limit ${(limits.maxSkippedShare * 100).toFixed(1)}%): ${busy} found the device still busy, ${late} missed by a late event loop`);
   }
   return { valid: reasons.length === 0, reasons };
 }
