@@ -37,6 +37,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'memory', run: async () => (await import('./memory.ts')).benchMemory() },
   { name: 'rollout', run: async () => (await import('./rollout.ts')).benchRollout() },
   { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },
+  { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -150,7 +150,10 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
           } catch (err) {
             opts.log.error({ err, topic: packet.topic }, 'bus handler threw');
           }
-          cb();
+          // not cb() here: mqemitter releases the next queued message inside cb, so a synchronous handler
+          // recursed once per queued message; a backlog of telemetry from 1,000 devices overflowed the
+          // stack and killed the server (issue 21's soak). nextTick unwinds first, in the same order.
+          process.nextTick(cb);
         }, resolve);
       });
     },
