@@ -28,6 +28,8 @@ export interface ScenarioOutcome {
   /** what the simulator actually injected (firmware-sim/faults.ts FaultCounts) */
   faults: FaultCounts;
   byReason: Record<string, number>;
+  /** reasons the campaign recorded per device (campaign_devices.reason) */
+  campaignReasons: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   server: { peakRssMB: number; cpuSeconds: number };
   /** whether the simulator stayed within its capacity (an invalid run says nothing about the model) */
@@ -163,7 +165,10 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const { devices, faults, processes } = await fleet.summary();
     monitor.stop();
     const db = app.fleet.rollouts.store.db;
-    const rows = db.prepare('SELECT device_id, state, assigned_at FROM campaign_devices WHERE campaign_id = ?').all(id) as { device_id: string; state: string; assigned_at: number | null }[];
+    const rows = db.prepare('SELECT device_id, state, assigned_at, reason FROM campaign_devices WHERE campaign_id = ?').all(id) as { device_id: string; state: string; assigned_at: number | null; reason: string | null }[];
+    // the reasons the campaign recorded per device (a device's own last status may have moved on after a revert)
+    const campaignReasons: Record<string, number> = {};
+    for (const r of rows) if (r.reason) campaignReasons[r.reason] = (campaignReasons[r.reason] ?? 0) + 1;
     const inCampaign = new Set(rows.map((r) => r.device_id));
     const devicesTouched = rows.filter((r) => r.assigned_at !== null || r.state !== 'pending').length;
     const outsideTargetChanged = devices.filter((d) => !inCampaign.has(d.deviceId) && d.active !== before.get(d.deviceId)).length;
@@ -187,13 +192,13 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       return a;
     }, { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, late: 0, noModel: 0 });
     const misses = sc.expect ? checkExpect(sc.expect, {
-      status, haltWave: gateFailed ? wave : null, failures, byReason, devicesTouched, devicesOnCandidate: on.candidate,
+      status, haltWave: gateFailed ? wave : null, failures, byReason: { ...byReason, ...campaignReasons }, devicesTouched, devicesOnCandidate: on.candidate,
       outsideTargetChanged, inferenceErrors: tele.e, valid: validity.valid, invalidReasons: validity.reasons,
     }) : null;
     return {
       name: sc.name, devices: devices.length,
       campaign: { campaignId: id, status, wave, failures, events },
-      devicesOn: on, byReason, faults,
+      devicesOn: on, byReason, campaignReasons, faults,
       timings: {
         fleetStartMs: fleet.startMs, baselineMs, campaignMs,
         rolloutMs: status === 'completed' ? campaignMs : null,
