@@ -28,7 +28,7 @@ export type FaultSpec = z.infer<typeof FaultSpec>;
  * fleet-shape mapping: keep it so.
  */
 export const LatencyModel = z.object({
-  baseMs: z.number().positive(),
+  baseMs: z.number().min(0),
   /** relative sd of a lognormal factor (default 0.1) */
   jitter: z.number().min(0).max(5).optional(),
   /** default 0.01 */
