@@ -38,6 +38,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'rollout', run: async () => (await import('./rollout.ts')).benchRollout() },
   { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },
   { name: 'telemetryStore', run: async () => (await import('./telemetry-store.ts')).benchTelemetryStore() },
+  { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -24,7 +24,7 @@ import { fsyncDir, writeFileDurable } from './durable-file.ts';
 import { healthVectors } from './golden-set.ts';
 import { DeviceIdentity, enrollDevice, isEnrolled, readDeviceKey } from './identity.ts';
 import { runHealthCheck } from './health-check.ts';
-import { deviceMsOf, OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
+import { deviceMsOf, isNotAModelError, OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { checkFeeds } from './input-check.ts';
 import { planRecovery } from './recovery.ts';
@@ -275,6 +275,7 @@ export class FleetAgent extends EventEmitter {
       if (this.probation) this.probe(c, ms, true);
       return out;
     } catch (err) {
+      if (isNotAModelError(err)) throw err; // the simulator's own failure (model-runtime.ts): not the model's
       this.window.record(0, false);
       if (this.probation) this.probe(c, 0, false);
       throw err;

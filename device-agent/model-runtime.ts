@@ -16,6 +16,24 @@ export function deviceMsOf(out: Outputs): number | undefined {
   return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }
 
+/**
+ * Simulated hardware only: a runtime wrapper marks an error with this when the failure is the simulator's
+ * (its shared WASM runtime), not the simulated model's, and the agent then does not count it in telemetry
+ * or probation. A simulator that invents model errors made a campaign revert a good model (issue 21).
+ * Real runtimes never set it.
+ */
+export const NOT_A_MODEL_ERROR = Symbol('fleet.notAModelError');
+
+export function markNotAModelError(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  (e as { [NOT_A_MODEL_ERROR]?: true })[NOT_A_MODEL_ERROR] = true;
+  return e;
+}
+
+export function isNotAModelError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { [NOT_A_MODEL_ERROR]?: true })[NOT_A_MODEL_ERROR] === true;
+}
+
 export interface LoadedModel {
   run(feeds: Feeds): Promise<Outputs>;
   release(): Promise<void>;

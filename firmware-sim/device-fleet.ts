@@ -13,6 +13,7 @@ const DOWNLOADS_PER_PROCESS = 64;
  */
 const DEFAULT_DEVICE_MS = 1;
 const limitedFetch = concurrencyLimited(DOWNLOADS_PER_PROCESS);
+import { latencySampler } from './latency-model.ts';
 import { SimulatedFleet } from './fleet.ts';
 import { groupOf, type DeviceGroup } from './scenario.ts';
 
@@ -29,6 +30,8 @@ export interface DeviceFleetSpec {
   telemetryWindowMs: number;
   /** device id -> enrolled secret */
   credentials?: Record<string, string>;
+  /** artifact SHA-256 -> its measured cost over the baseline artifact's (latency-model.ts measureCosts) */
+  costRatioByArtifact?: Record<string, number>;
 }
 
 export interface DeviceSummary { deviceId: string; group: number; hardware: string; active: string | null; state: string | null; reason: string | null }
@@ -45,7 +48,14 @@ export class DeviceFleet {
     // each device's group, worked out once
     this.groupIndex = Array.from({ length: s.count }, (_, local) => groupOf(s.groups, s.first + local, s.total));
     const groupIndex = (local: number) => this.groupIndex[local];
-    this.profiles = Array.from({ length: s.count }, () => ({ brokenArtifacts: {}, latency: { baseMs: DEFAULT_DEVICE_MS, factorByArtifact: {} } }));
+    this.profiles = Array.from({ length: s.count }, (_, local) => {
+      const lm = s.groups[groupIndex(local)].latencyModel;
+      // a hardware class's latency model, seeded per device: the same figures on every run of a scenario
+      const latency = lm
+        ? { baseMs: lm.baseMs, factorByArtifact: {}, sample: latencySampler(lm, 0x9e3779b1 ^ (s.first + local) * 7919), costRatioByArtifact: s.costRatioByArtifact ?? {} }
+        : { baseMs: DEFAULT_DEVICE_MS, factorByArtifact: {} };
+      return { brokenArtifacts: {}, latency };
+    });
     this.fleet = new SimulatedFleet({
       count: s.count, firstIndex: s.first, baseDir: s.baseDir, idPrefix: s.idPrefix,
       mqttUrl: s.mqttUrl, serverUrl: s.serverUrl, rootPublicKey: s.rootPublicKey,
@@ -95,7 +105,8 @@ export class DeviceFleet {
       const p = this.profiles[local];
       if (f.candidateBroken) p.brokenArtifacts = { [artifactSha256]: f.candidateBroken };
       if (f.baseLatencyMs !== undefined || f.candidateLatencyFactor !== undefined) {
-        p.latency = { baseMs: f.baseLatencyMs ?? DEFAULT_DEVICE_MS, factorByArtifact: f.candidateLatencyFactor ? { [artifactSha256]: f.candidateLatencyFactor } : {} };
+        // the factor applies on top of a latency model (which keeps its sampler and measured costs)
+        p.latency = { ...p.latency, baseMs: f.baseLatencyMs ?? p.latency?.baseMs ?? DEFAULT_DEVICE_MS, factorByArtifact: f.candidateLatencyFactor ? { [artifactSha256]: f.candidateLatencyFactor } : {} };
       }
       if (f.inputDrift) p.inputDrift = f.inputDrift;
       if (f.offline) this.scheduleOffline(agent, local, f.offline, campaignStart);
@@ -106,7 +117,7 @@ export class DeviceFleet {
   applyBaselineFaults(): void {
     this.fleet.agents.forEach((_a, local) => {
       const f = this.spec.groups[this.groupIndex[local]].faults;
-      if (f.baseLatencyMs !== undefined) this.profiles[local].latency = { baseMs: f.baseLatencyMs, factorByArtifact: {} };
+      if (f.baseLatencyMs !== undefined) this.profiles[local].latency = { ...this.profiles[local].latency, baseMs: f.baseLatencyMs, factorByArtifact: {} };
     });
   }
 

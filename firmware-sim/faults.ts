@@ -1,7 +1,7 @@
 // Fault profiles for simulated devices, applied around the real agent (never inside it): a runtime
 // wrapper for model-level faults (a model that breaks on this hardware, slower inference), and input
 // transforms for the workload (drifting sensors). Network and power faults live in the scenario runner.
-import { DEVICE_MS, type LoadedModel, type ModelRuntime } from '../device-agent/model-runtime.ts';
+import { DEVICE_MS, markNotAModelError, type LoadedModel, type ModelRuntime } from '../device-agent/model-runtime.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 
 export interface FaultProfile {
@@ -11,7 +11,16 @@ export interface FaultProfile {
    * simulated inference time: base milliseconds, times a factor per artifact (latency regressions). The
    * device waits that long and reports exactly that (device time), not the host's wall time around it.
    */
-  latency?: { baseMs: number; factorByArtifact?: Record<string, number> };
+  latency?: {
+    baseMs: number;
+    factorByArtifact?: Record<string, number>;
+    /**
+     * a hardware class's latency model (latency-model.ts): when set, device time is sample(cost ratio of the
+     * artifact over the baseline's) x factor, and baseMs is not used
+     */
+    sample?: (costRatio: number) => number;
+    costRatioByArtifact?: Record<string, number>;
+  };
   /** workload inputs shifted and scaled (a drifting sensor): x * scale + offset */
   inputDrift?: { offset: number; scale?: number };
 }
@@ -40,6 +49,13 @@ export interface FaultCounts {
   offlineRestarts: number;
 }
 
+/** Failures of the simulator itself, never of the simulated model (the run is invalid when any happened). */
+export interface SimulatorHealth {
+  /** calls into the shared runtime that failed without a fault profile asking for it */
+  infraFailures: number;
+  firstInfraFailure: string | null;
+}
+
 export const noFaults = (): FaultCounts => ({
   connectionsCut: 0, downloadsCut: 0, chunksDelayed: 0, brokenInferences: 0, slowedInferences: 0, driftedInputs: 0, skewedClockReads: 0, offlineStops: 0, offlineRestarts: 0,
 });
@@ -53,7 +69,12 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Wraps a (shared) runtime with one device's faults; the profile is read on every call so tests can change it. */
 export class FaultyRuntime implements ModelRuntime {
-  constructor(private readonly inner: ModelRuntime, private readonly profile: () => FaultProfile, private readonly counts: FaultCounts = noFaults()) {}
+  constructor(
+    private readonly inner: ModelRuntime,
+    private readonly profile: () => FaultProfile,
+    private readonly counts: FaultCounts = noFaults(),
+    private readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null },
+  ) {}
 
   async load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel> {
     const model = await this.inner.load(artifact, key);
@@ -62,13 +83,23 @@ export class FaultyRuntime implements ModelRuntime {
       run: async (feeds: Feeds): Promise<Outputs> => {
         const p = this.profile();
         const factor = p.latency?.factorByArtifact?.[key.sha256] ?? 1;
-        const deviceMs = p.latency ? p.latency.baseMs * factor : undefined;
+        const l = p.latency;
+        const deviceMs = l ? (l.sample ? l.sample(l.costRatioByArtifact?.[key.sha256] ?? 1) : l.baseMs) * factor : undefined;
         if (p.latency && factor !== 1) this.counts.slowedInferences++;
         if (deviceMs !== undefined) await sleep(deviceMs);
         const broken = p.brokenArtifacts?.[key.sha256];
         if (broken) this.counts.brokenInferences++;
         if (broken === 'throw') throw new Error('simulated hardware fault: kernel crashed');
-        let out = await model.run(feeds);
+        let out;
+        try {
+          out = await model.run(feeds);
+        } catch (err) {
+          // not in the profile: the simulator's runtime failed, not the device's model. The agent does not
+          // count it against the model (markNotAModelError); the runner marks the run invalid.
+          this.health.infraFailures++;
+          this.health.firstInfraFailure ??= (err as Error).message ?? String(err);
+          throw markNotAModelError(err);
+        }
         if (broken === 'wrong-output') {
           const bad: Outputs = {};
           for (const [k, v] of Object.entries(out)) bad[k] = { ...v, data: new Float32Array(v.data.length) };

@@ -1,13 +1,19 @@
 // The parent side of a fleet split over child processes (or run in this process when processes = 0).
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { CapacityReport } from './capacity.ts';
 import { DeviceFleet, type DeviceFleetSpec, type DeviceSummary } from './device-fleet.ts';
-import { addFaultCounts, noFaults, type FaultCounts } from './faults.ts';
+import { addFaultCounts, noFaults, type FaultCounts, type SimulatorHealth } from './faults.ts';
+import type { SimulatedFleet } from './fleet.ts';
 import { workloadInputs, type ModelKind } from './workload.ts';
 
 const WORKER = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
-interface Worker { child: ChildProcess; pending: Map<number, (m: { devices: DeviceSummary[]; faults: FaultCounts; rss: number }) => void> }
+/** One fleet process's view of itself: its capacity (null in the runner's own process: the runner measures that) */
+export interface ProcessReport { capacity: CapacityReport | null; workload: SimulatedFleet['workloadStats']; health: SimulatorHealth }
+
+interface Part { devices: DeviceSummary[]; faults: FaultCounts; rss: number; report: ProcessReport }
+interface Worker { child: ChildProcess; pending: Map<number, (m: Part) => void> }
 
 export class FleetProcesses {
   private workers: Worker[] = [];
@@ -33,10 +39,10 @@ export class FleetProcesses {
         const w: Worker = { child, pending: new Map() };
         this.workers.push(w);
         starts.push(new Promise((resolve, reject) => {
-          child.on('message', (m: { type: string; id?: number; message?: string; devices?: DeviceSummary[]; faults?: FaultCounts; rss?: number }) => {
+          child.on('message', (m: { type: string; id?: number; message?: string; devices?: DeviceSummary[]; faults?: FaultCounts; rss?: number; report?: ProcessReport }) => {
             if (m.type === 'ready') resolve();
             else if (m.type === 'error') reject(new Error(`fleet worker ${p}: ${m.message}`));
-            else if (m.type === 'summary') w.pending.get(m.id!)?.({ devices: m.devices!, faults: m.faults ?? noFaults(), rss: m.rss! });
+            else if (m.type === 'summary') w.pending.get(m.id!)?.({ devices: m.devices!, faults: m.faults ?? noFaults(), rss: m.rss!, report: m.report! });
           });
           child.once('exit', (code) => reject(new Error(`fleet worker ${p} exited with ${code}`)));
         }));
@@ -59,20 +65,26 @@ export class FleetProcesses {
     if (this.local) this.local.setCandidate(artifactSha256, at); else this.broadcast({ type: 'candidate', artifactSha256, at });
   }
 
-  async startWorkload(ratePerSecond: number, model: ModelKind): Promise<void> {
+  async startWorkload(ratePerSecond: number, model: ModelKind, maxLagMs: number): Promise<void> {
     if (ratePerSecond <= 0) return;
     if (this.local) this.local.fleet.startWorkload({ ratePerSecond, inputs: await workloadInputs(model) });
-    else this.broadcast({ type: 'workload', ratePerSecond, model });
+    else this.broadcast({ type: 'workload', ratePerSecond, model, maxLagMs });
   }
 
-  async summary(): Promise<{ devices: DeviceSummary[]; faults: FaultCounts; rss: number[] }> {
-    if (this.local) return { devices: this.local.summary(), faults: this.local.faults(), rss: [] };
-    const parts = await Promise.all(this.workers.map((w) => new Promise<{ devices: DeviceSummary[]; faults: FaultCounts; rss: number }>((resolve) => {
+  async summary(): Promise<{ devices: DeviceSummary[]; faults: FaultCounts; rss: number[]; processes: ProcessReport[] }> {
+    if (this.local) {
+      const f = this.local.fleet;
+      return { devices: this.local.summary(), faults: this.local.faults(), rss: [], processes: [{ capacity: null, workload: { ...f.workloadStats }, health: { ...f.health } }] };
+    }
+    const parts = await Promise.all(this.workers.map((w) => new Promise<Part>((resolve) => {
       const id = this.nextId++;
       w.pending.set(id, (m) => { w.pending.delete(id); resolve(m); });
       w.child.send({ type: 'summary', id });
     })));
-    return { devices: parts.flatMap((p) => p.devices), faults: parts.reduce((a, p) => addFaultCounts(a, p.faults), noFaults()), rss: parts.map((p) => p.rss) };
+    return {
+      devices: parts.flatMap((p) => p.devices), faults: parts.reduce((a, p) => addFaultCounts(a, p.faults), noFaults()),
+      rss: parts.map((p) => p.rss), processes: parts.map((p) => p.report),
+    };
   }
 
   /** Poll until every device satisfies pred, or throw with the stragglers after timeoutMs. */

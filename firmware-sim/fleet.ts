@@ -8,7 +8,8 @@ import { parseAgentConfig, type AgentConfigInput } from '../device-agent/config.
 import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runtime.ts';
 import type { Feeds } from '../runtime/onnx-session.ts';
 import type { Status } from '../shared/messages.ts';
-import { applyInputDrift, FaultyRuntime, noFaults, type FaultProfile } from './faults.ts';
+import { isNotAModelError } from '../device-agent/model-runtime.ts';
+import { applyInputDrift, FaultyRuntime, noFaults, type FaultProfile, type SimulatorHealth } from './faults.ts';
 import { SignatureCache } from '../shared/verify-desired.ts';
 
 export interface FleetOptions {
@@ -53,6 +54,8 @@ export class SimulatedFleet {
   readonly signatureCache = new SignatureCache(4096);
   /** faults injected so far by the runtime wrapper and the workload (the owner of other faults adds its own) */
   readonly faultCounts = noFaults();
+  /** failures of the simulator itself (its shared runtime), never counted against a model */
+  readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null };
 
   constructor(private readonly opts: FleetOptions) {
     this.runtime = opts.runtime ?? new SharedOrtRuntime();
@@ -97,7 +100,7 @@ export class SimulatedFleet {
       ...(o.caFile ? { caFile: o.caFile } : {}),
       ...o.agentOverrides,
     });
-    const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i), this.faultCounts) : this.runtime;
+    const runtime = o.faults ? new FaultyRuntime(this.runtime, () => o.faults!(i), this.faultCounts, this.health) : this.runtime;
     return new FleetAgent(config, { runtime, signatureCache: this.signatureCache, ...o.agentDeps?.(i) });
   }
 
@@ -107,30 +110,52 @@ export class SimulatedFleet {
   }
 
   private workload: NodeJS.Timeout | null = null;
-  readonly workloadStats = { calls: 0, errors: 0, skipped: 0 };
+  /**
+   * calls: infer() calls made; answered / errors: their outcomes (errors include the faults a profile
+   * injects); infraFailures: calls the simulator's runtime failed (not counted by the agent);
+   * busy: calls due while the device's previous call was still running (skipped, as a real device's loop
+   * would, never queued); late: calls missed because the simulator's event loop woke the device's loop
+   * too late (host over capacity); noModel: calls due before the device had an active model.
+   */
+  readonly workloadStats = { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, late: 0, noModel: 0 };
 
   /**
    * The devices' own code: every device with an active model calls infer() at the given rate, with its
-   * fault profile's input drift applied. One timer drives the whole fleet (spread over the period).
+   * fault profile's input drift applied, one call at a time per device. One timer drives the whole fleet
+   * (spread over the period).
    */
   startWorkload(w: WorkloadOptions): void {
     this.stopWorkload();
     const tickMs = 50;
-    const perTick = (w.ratePerSecond * tickMs) / 1000;
+    // credit from the time that really passed: calls a delayed tick could not make are counted (late),
+    // so a host that cannot keep up shows as a shortfall, never as a silently lower rate
+    let last = performance.now();
     const credit = new Array<number>(this.agents.length).fill(0).map((_, i) => (i % 10) / 10);
     const calls = new Array<number>(this.agents.length).fill(0);
+    const busy = new Array<boolean>(this.agents.length).fill(false);
+    const st = this.workloadStats;
     this.workload = setInterval(() => {
+      const now = performance.now();
+      const perTick = (w.ratePerSecond * Math.min(now - last, 5000)) / 1000;
+      last = now;
       this.agents.forEach((agent, i) => {
         credit[i] += perTick;
-        while (credit[i] >= 1) {
-          credit[i] -= 1;
-          if (!agent.active) { this.workloadStats.skipped++; continue; }
-          const drift = this.opts.faults?.(i).inputDrift;
-          if (drift) this.faultCounts.driftedInputs++;
-          const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
-          this.workloadStats.calls++;
-          agent.infer(feeds).catch(() => { this.workloadStats.errors++; });
-        }
+        if (credit[i] < 1) return;
+        // a device's loop that wakes up late runs once, as a real one would: the calls it missed are 'late'
+        const due = Math.floor(credit[i]);
+        credit[i] -= due;
+        st.late += due - 1;
+        if (!agent.active) { st.noModel++; return; }
+        if (busy[i]) { st.busy++; return; }
+        const drift = this.opts.faults?.(i).inputDrift;
+        if (drift) this.faultCounts.driftedInputs++;
+        const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
+        st.calls++;
+        busy[i] = true;
+        agent.infer(feeds).then(
+          () => { st.answered++; },
+          (err) => { if (isNotAModelError(err)) st.infraFailures++; else st.errors++; },
+        ).finally(() => { busy[i] = false; });
       });
     }, tickMs);
   }

@@ -2,19 +2,23 @@
 // baseline model on every device, then a campaign for the candidate, and reports what happened.
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer } from '../server/app.ts';
 import { newSecret } from '../server/auth/secrets.ts';
 import { b64 } from '../shared/crypto.ts';
+import type { Feeds } from '../runtime/onnx-session.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
+import { CapacityMonitor, type CapacityReport } from './capacity.ts';
 import { enrollFleet } from './enroll-fleet.ts';
+import { checkExpect } from './expect.ts';
 import type { FaultCounts } from './faults.ts';
-import { FleetProcesses } from './fleet-processes.ts';
+import { FleetProcesses, type ProcessReport } from './fleet-processes.ts';
+import { measureCosts, type ArtifactCost } from './latency-model.ts';
 import { tinyClassifier, tinyReference } from './sample-models.ts';
 import { parseScenario, type Scenario, type ScenarioInput } from './scenario.ts';
-import { applyLatencyModels, measureCostRatio, type ModelCost } from './model-cost.ts';
+import { judgeValidity, type Validity } from './validity.ts';
 import { workloadInputs, type ModelKind } from './workload.ts';
 import { GoldenSet, type Manifest, type TensorJson } from '../shared/messages.ts';
 
@@ -26,13 +30,28 @@ export interface ScenarioOutcome {
   /** what the simulator actually injected (firmware-sim/faults.ts FaultCounts) */
   faults: FaultCounts;
   byReason: Record<string, number>;
+  /** reasons the campaign recorded per device (campaign_devices.reason) */
+  campaignReasons: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   /** cpuSeconds: this process (server and runner) from enrollment to the end; campaignCpuSeconds: from the campaign's creation to its end */
   server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number };
-  /** campaign devices that were assigned the candidate at some point (not left pending) */
+  /** whether the simulator stayed within its capacity (an invalid run says nothing about the model) */
+  validity: Validity;
+  /** what each process carried, measured from the workload's start (capacity.ts) */
+  capacity: { server: CapacityReport; fleet: ProcessReport[] };
+  /** the workload summed over processes (firmware-sim/fleet.ts workloadStats) */
+  workload: ProcessReport['workload'];
+  /** inferences and inference errors the devices reported to the server (telemetry), whole run */
+  reported: { inferences: number; errors: number };
+  /** measured cost of the baseline and candidate artifacts (latency-model.ts), and the candidate's ratio */
+  costs: { baseline: ArtifactCost; candidate: ArtifactCost; ratio: number };
+  /** the same, short: the candidate's cost over the baseline's on this host (what a rehearsal reports) */
+  cost: { baselineMs: number; candidateMs: number; ratio: number; runs: number };
+  /** devices the campaign ever assigned the candidate to; devices outside the campaign whose model changed */
   devicesTouched: number;
-  /** the models' cost measured by the runner, when a group has a latency model */
-  cost: ModelCost | null;
+  outsideTargetChanged: number;
+  /** the scenario's `expect` against this outcome (null without one) */
+  check: { ok: boolean; misses: string[] } | null;
 }
 
 interface Pushed { manifestSha256: string; artifactSha256: string; manifest: Manifest }
@@ -94,11 +113,24 @@ async function models(kind: Scenario['model']): Promise<ModelPlan> {
   return { modelId: 'sim-model', baseline: [d.onnx, { quantize: 'none', reference, ...hc }], candidate: [d.onnx, { quantize: 'int8', reference, ...hc }] };
 }
 
+/** Both artifacts as the devices download them, and their real cost on this host (latency-model.ts). */
+async function artifactCosts(call: Api, pushed: [Pushed, Pushed], feeds: Feeds) {
+  const bytes = await Promise.all(pushed.map(async (p) => {
+    const r = await call({ method: 'GET', url: `/v1/artifacts/${p.artifactSha256}` });
+    if (r.statusCode !== 200) throw new Error(`artifact ${p.artifactSha256}: ${r.statusCode} ${r.body}`);
+    return new Uint8Array(r.rawPayload);
+  }));
+  const [baseline, candidate] = await measureCosts(pushed.map((p, i) => ({ sha256: p.artifactSha256, bytes: bytes[i], feeds })));
+  // the same artifact twice (a good-model scenario with identical bytes) is exactly 1x, not measurement noise
+  const ratio = baseline.sha256 === candidate.sha256 ? 1 : candidate.meanMs / baseline.meanMs;
+  return { baseline, candidate, ratio };
+}
+
 export async function runScenario(input: ScenarioInput, opts: { log?: (line: string) => void; keep?: boolean } = {}): Promise<ScenarioOutcome> {
   const sc = parseScenario(input);
   const log = opts.log ?? (() => {});
   const t0 = Date.now();
-  const dir = mkdtempSync(join(tmpdir(), 'fleet-sim-'));
+  const dir = mkdtempSync(join(sc.fleet.deviceDisk === 'memory' && existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'fleet-sim-'));
   const adminToken = newSecret('apiToken');
   const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', rolloutTickMs: 200, bootstrapAdminToken: adminToken });
   const call = api(app, adminToken);
@@ -111,53 +143,51 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   // key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts)
   const enrolled = await enrollFleet(call, join(dir, 'devices'), ids);
   log(`enrolled ${enrolled.devices} devices: key pairs ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms`);
-  let fleet: FleetProcesses | null = null;
+  const m = await models(sc.model);
+  if (sc.baseline && !m.baseline) throw new Error('invalid scenario: model: baselineFile is needed when baseline is true');
+  // both bundles pushed before the fleet starts, so their artifacts' real cost is measured on a quiet host
+  const pushedBaseline: Pushed | null = m.baseline ? await push(call, m.modelId, ...m.baseline) : null;
+  const candidate = await push(call, m.modelId, ...m.candidate);
+  if (typeof sc.model === 'object') {
+    const want = createHash('sha256').update(m.candidate[0]).digest('hex');
+    if (candidate.artifactSha256 !== want) throw new Error(`the candidate was changed on push (artifact ${candidate.artifactSha256}, file ${want})`);
+  }
+  // what devices feed: a built-in model's inputs, or a real bundle's health-check inputs
+  const workloadModel: ModelKind = typeof sc.model === 'object' ? { inputs: await healthCheckInputs(call, (pushedBaseline ?? candidate).manifest) } : sc.model;
+  const reference = pushedBaseline ?? candidate;
+  const costs = await artifactCosts(call, [reference, candidate], (await workloadInputs(workloadModel))(0, 0));
+  log(`artifact cost: baseline ${costs.baseline.meanMs.toFixed(4)} ms, candidate ${costs.candidate.meanMs.toFixed(4)} ms (${costs.ratio.toFixed(3)}x)`);
+  const fleet = new FleetProcesses({
+    total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
+    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
+    groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
+    costRatioByArtifact: { [reference.artifactSha256]: 1, [candidate.artifactSha256]: costs.ratio },
+  }, sc.fleet.processes);
+  const monitor = new CapacityMonitor(sc.fleet.processes === 0 ? 'server+fleet' : 'server', { maxLagMs: sc.limits.maxLagMs });
   try {
-    // both bundles first: the runner measures their cost on the artifacts that ship before the fleet starts
-    const m = await models(sc.model);
-    if (sc.baseline && !m.baseline) throw new Error('invalid scenario: model: baselineFile is needed when baseline is true');
-    const baseline: Pushed | null = sc.baseline ? await push(call, m.modelId, ...m.baseline!) : null;
-    const candidate = await push(call, m.modelId, ...m.candidate);
-    if (typeof sc.model === 'object') {
-      const want = createHash('sha256').update(m.candidate[0]).digest('hex');
-      if (candidate.artifactSha256 !== want) throw new Error(`the candidate was changed on push (artifact ${candidate.artifactSha256}, file ${want})`);
-    }
-    const workload: ModelKind = typeof sc.model === 'object' ? { inputs: await healthCheckInputs(call, (baseline ?? candidate).manifest) } : sc.model;
-    let groups = sc.fleet.groups;
-    let cost: ModelCost | null = null;
-    if (groups.some((g) => g.latencyModel)) {
-      const inputs = await workloadInputs(workload);
-      const ref = baseline ?? candidate;
-      cost = await measureCostRatio(
-        { bytes: await blob(call, ref.artifactSha256), sessionConfig: ref.manifest.quantization.sessionConfig },
-        { bytes: await blob(call, candidate.artifactSha256), sessionConfig: candidate.manifest.quantization.sessionConfig },
-        Array.from({ length: 8 }, (_, i) => inputs(i, 0)));
-      groups = applyLatencyModels(groups, cost.ratio);
-      log(`model cost: baseline ${cost.baselineMs.toFixed(3)} ms, candidate ${cost.candidateMs.toFixed(3)} ms (${cost.ratio.toFixed(2)}x)`);
-    }
-    fleet = new FleetProcesses({
-      total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
-      mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
-      groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
-    }, sc.fleet.processes);
     await fleet.start();
     log(`fleet: ${sc.fleet.devices} devices in ${sc.fleet.processes || 'this'} process(es), up in ${fleet.startMs} ms`);
     const all = (await fleet.summary()).devices.map((d) => d.deviceId);
 
     const b0 = Date.now();
-    if (baseline) {
+    let baseline: Pushed | null = null;
+    if (sc.baseline && pushedBaseline) {
+      baseline = pushedBaseline;
       for (let i = 0; i < all.length; i += 5000) await app.fleet.director.assign(baseline.manifestSha256, all.slice(i, i + 5000));
-      await fleet.waitAll((d) => d.active === baseline.manifestSha256, sc.timeoutMs);
+      await fleet.waitAll((d) => d.active === baseline!.manifestSha256, sc.timeoutMs);
       log(`baseline on every device in ${Date.now() - b0} ms`);
       fleet.applyBaselineFaults();
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workload);
+      monitor.start();
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workloadModel, sc.limits.maxLagMs);
       // telemetry on the baseline, for gates that compare against it (nothing to wait for without a workload)
       if (sc.fleet.inferencesPerSecond > 0) await new Promise((r) => setTimeout(r, sc.fleet.telemetryWindowMs * 2.5));
     } else {
-      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workload);
+      monitor.start();
+      await fleet.startWorkload(sc.fleet.inferencesPerSecond, workloadModel, sc.limits.maxLagMs);
     }
     const baselineMs = Date.now() - b0; // includes the wait for baseline telemetry
 
+    const before = new Map((await fleet.summary()).devices.map((d) => [d.deviceId, d.active]));
     const c0 = Date.now();
     const campaignCpu0 = process.cpuUsage();
     // FLEET_SIM_CPU_PROFILE=<file.cpuprofile>: a CPU profile of this process (the server) during the campaign only
@@ -178,7 +208,17 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
     const gateFailed = events.find((e) => e.type === 'gate_failed');
     const reverted = events.find((e) => e.type === 'reverted');
-    const { devices, faults } = await fleet.summary();
+    const { devices, faults, processes } = await fleet.summary();
+    monitor.stop();
+    const db = app.fleet.rollouts.store.db;
+    const rows = db.prepare('SELECT device_id, state, assigned_at, reason FROM campaign_devices WHERE campaign_id = ?').all(id) as { device_id: string; state: string; assigned_at: number | null; reason: string | null }[];
+    // the reasons the campaign recorded per device (a device's own last status may have moved on after a revert)
+    const campaignReasons: Record<string, number> = {};
+    for (const r of rows) if (r.reason) campaignReasons[r.reason] = (campaignReasons[r.reason] ?? 0) + 1;
+    const inCampaign = new Set(rows.map((r) => r.device_id));
+    const devicesTouched = rows.filter((r) => r.assigned_at !== null || r.state !== 'pending').length;
+    const outsideTargetChanged = devices.filter((d) => !inCampaign.has(d.deviceId) && d.active !== before.get(d.deviceId)).length;
+    const tele = db.prepare('SELECT COALESCE(SUM(count), 0) AS n, COALESCE(SUM(errors), 0) AS e FROM telemetry').get() as { n: number; e: number };
     const byReason: Record<string, number> = {};
     const on = { candidate: 0, baseline: 0, other: 0, none: 0 };
     for (const d of devices) {
@@ -189,10 +229,22 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       else on.other++;
     }
     const cpu = process.cpuUsage(cpu0);
+    const serverCapacity = monitor.report();
+    const validity = judgeValidity(sc.limits, serverCapacity, processes);
+    const wave = app.fleet.rollouts.store.get(id).current_wave + 1;
+    const failures = (gateFailed?.detail as { failures?: string[] })?.failures ?? [];
+    const workload = processes.reduce((a, p) => {
+      for (const k of Object.keys(a) as (keyof typeof a)[]) a[k] += p.workload[k];
+      return a;
+    }, { calls: 0, answered: 0, errors: 0, infraFailures: 0, busy: 0, late: 0, noModel: 0 });
+    const misses = sc.expect ? checkExpect(sc.expect, {
+      status, haltWave: gateFailed ? wave : null, failures, byReason: { ...byReason, ...campaignReasons }, devicesTouched, devicesOnCandidate: on.candidate,
+      outsideTargetChanged, inferenceErrors: tele.e, valid: validity.valid, invalidReasons: validity.reasons,
+    }) : null;
     return {
       name: sc.name, devices: devices.length,
-      campaign: { campaignId: id, status, wave: app.fleet.rollouts.store.get(id).current_wave + 1, failures: (gateFailed?.detail as { failures?: string[] })?.failures ?? [], events },
-      devicesOn: on, byReason, faults,
+      campaign: { campaignId: id, status, wave, failures, events },
+      devicesOn: on, byReason, campaignReasons, faults,
       timings: {
         fleetStartMs: fleet.startMs, baselineMs, campaignMs,
         rolloutMs: status === 'completed' ? campaignMs : null,
@@ -203,12 +255,15 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
         peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
         campaignCpuSeconds: Number(((campaignCpu.user + campaignCpu.system) / 1e6).toFixed(2)),
       },
-      devicesTouched: Object.entries(app.fleet.rollouts.store.counts(id)).reduce((a, [state, n]) => a + (state === 'pending' ? 0 : n), 0),
-      cost,
+      validity, capacity: { server: serverCapacity, fleet: processes }, workload,
+      reported: { inferences: tele.n, errors: tele.e }, costs, devicesTouched, outsideTargetChanged,
+      cost: { baselineMs: costs.baseline.meanMs, candidateMs: costs.candidate.meanMs, ratio: costs.ratio, runs: costs.candidate.runs },
+      check: misses ? { ok: misses.length === 0, misses } : null,
     };
   } finally {
+    monitor.stop();
     clearInterval(rssTimer);
-    await fleet?.stop();
+    await fleet.stop();
     await app.close();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }

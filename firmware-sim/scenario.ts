@@ -23,15 +23,17 @@ export const FaultSpec = z.object({
 export type FaultSpec = z.infer<typeof FaultSpec>;
 
 /**
- * Device time of a hardware class: baseMs per inference of the baseline model, scaled for any other model
- * by its cost measured once by the runner (cost(artifact) / cost(baseline artifact)), times jitter.
- * (On this branch the runner applies baseMs and the cost ratio through the fault profile's latency;
- * jitter and the slow tail are the latency model's own work.)
+ * Device time of a hardware class (latency-model.ts): baseMs x cost(artifact) / cost(baseline artifact)
+ * x a seeded lognormal jitter (x tailFactor with tailProbability). The shape is shared with the twin's
+ * fleet-shape mapping: keep it so.
  */
 export const LatencyModel = z.object({
   baseMs: z.number().min(0),
-  jitter: z.number().min(0).optional(),
+  /** relative sd of a lognormal factor (default 0.1) */
+  jitter: z.number().min(0).max(5).optional(),
+  /** default 0.01 */
   tailProbability: z.number().min(0).max(1).optional(),
+  /** default 3 */
   tailFactor: z.number().min(1).optional(),
 }).strict();
 export type LatencyModel = z.infer<typeof LatencyModel>;
@@ -60,6 +62,37 @@ export const ModelFiles = z.object({
   modelId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/).optional(),
 }).strict();
 export type ModelFiles = z.infer<typeof ModelFiles>;
+/** What must happen; `npm run sim -- --check` fails a scenario whose outcome misses any of these. */
+export const Expect = z.object({
+  /** final campaign status */
+  status: z.enum(['completed', 'reverted', 'halted', 'aborted']).optional(),
+  /** the wave (1 = the first) whose gate failed; implies the campaign halted */
+  haltWave: z.number().int().min(1).optional(),
+  /** devices the campaign ever assigned the candidate to, at most */
+  maxDevicesTouched: z.number().int().min(0).optional(),
+  /** devices on the candidate at the end, exactly */
+  devicesOnCandidate: z.number().int().min(0).optional(),
+  /** a substring of the gate failure (or a device reason code such as HEALTH_CHECK_FAILED) */
+  reason: z.string().min(1).optional(),
+  /** devices outside the campaign's target never got the candidate and kept their model */
+  nothingOutsideTargetChanged: z.boolean().optional(),
+  /** inference errors the devices reported to the server, at most */
+  maxInferenceErrors: z.number().int().min(0).optional(),
+  /** the run was within the simulator's capacity (default true: an invalid run is a miss) */
+  valid: z.boolean().default(true),
+}).strict();
+export type Expect = z.infer<typeof Expect>;
+
+/** When the simulator calls its own run invalid (capacity.ts, run-scenario.ts judgeValidity). */
+export const Limits = z.object({
+  /** event-loop delay p99 (per one-second sample) above which a process is over capacity */
+  maxLagMs: z.number().positive().default(500),
+  /** share of samples a process may spend over maxLagMs */
+  maxLagSampleShare: z.number().min(0).max(1).default(0.25),
+  /** share of the workload's due calls that may go undelivered (device still busy, or its loop woke too late) */
+  maxSkippedShare: z.number().min(0).max(1).default(0.1),
+}).strict();
+export type Limits = z.infer<typeof Limits>;
 
 export const Scenario = z.object({
   name: z.string().default('scenario'),
@@ -71,6 +104,12 @@ export const Scenario = z.object({
     telemetryWindowMs: z.number().int().min(100).default(500),
     /** inferences per second each device's own code makes */
     inferencesPerSecond: z.number().min(0).default(2),
+    /**
+     * where the devices' data folders live: 'memory' (/dev/shm where it exists) or the host's temp folder.
+     * Every agent writes its telemetry windows synchronously; a thousand of them on a busy disk stall the
+     * fleet process's event loop (issue 21: a 100-device process at 0.2 cores showed 1.3 s of lag).
+     */
+    deviceDisk: z.enum(['memory', 'tmp']).default('memory'),
   }).strict(),
   /** built-in models, or real bundles' artifacts from files (a rehearsal on a twin: firmware-sim/twin.ts) */
   model: z.union([z.enum(['tiny', 'digits']), ModelFiles]).default('tiny'),
@@ -80,6 +119,8 @@ export const Scenario = z.object({
   campaign: z.record(z.string(), z.unknown()).default({}),
   /** give up after this long */
   timeoutMs: z.number().int().positive().default(300_000),
+  limits: Limits.default(Limits.parse({})),
+  expect: Expect.optional(),
 }).strict();
 export type Scenario = z.infer<typeof Scenario>;
 export type ScenarioInput = z.input<typeof Scenario>;

@@ -25,13 +25,60 @@ export interface SessionOptions {
   config?: Record<string, string>;
 }
 
+/**
+ * Every call into the WASM module, one at a time, in call order. onnxruntime-web (1.30) keeps one WASM
+ * instance per process, with one C stack shared by every session, and its `run()` saves the stack pointer,
+ * allocates its argument arrays on that stack, then awaits several times before it restores the pointer.
+ * Two runs started in the same macrotask (a timer that makes 100 devices infer at once) interleave at
+ * those awaits; when the first one started finishes first, it restores the pointer above the second's
+ * arrays and the second then restores to its own, lower mark: 64 bytes of stack leak per overlapped
+ * run. After ~82,000 overlapped runs the 5 MB stack has walked into the heap and every later call fails
+ * ("Aborted()", "table index is out of bounds"). test/sim/shared-runtime-load.test.ts ran into it.
+ * Runs started from separate macrotasks (HTTP requests to one agent) never overlap, but nothing in ORT
+ * guarantees that, so the agent goes through this queue as well.
+ */
+class WasmQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  /** calls waiting for their turn, and the one running (the simulator's inference backlog) */
+  waiting = 0;
+  running = 0;
+  completed = 0;
+
+  enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    this.waiting++;
+    const result = this.tail.then(async () => {
+      this.waiting--;
+      this.running++;
+      try {
+        return await fn();
+      } finally {
+        this.running--;
+        this.completed++;
+      }
+    });
+    this.tail = result.catch(() => {});
+    return result;
+  }
+}
+
+const queue = new WasmQueue();
+
+/** Calls into the WASM runtime waiting for their turn (backlog), running, and done so far in this process. */
+export function runtimeQueueStats(): { waiting: number; running: number; completed: number } {
+  return { waiting: queue.waiting, running: queue.running, completed: queue.completed };
+}
+
 export async function createSession(bytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   configureRuntime();
-  return ort.InferenceSession.create(bytes, {
+  const session = await queue.enqueue(() => ort.InferenceSession.create(bytes, {
     executionProviders: ['wasm'],
     graphOptimizationLevel: 'all',
     extra: opts.config ? sessionConfigEntries(opts.config) as never : undefined,
-  });
+  }));
+  // release goes through the queue too: a session freed in the middle of another call's awaits is the same hazard
+  const release = session.release.bind(session);
+  session.release = () => queue.enqueue(release);
+  return session;
 }
 
 /**
@@ -61,7 +108,7 @@ export function toTensor(t: NamedTensor): ort.Tensor {
 export async function runSession(session: ort.InferenceSession, feeds: Feeds): Promise<Outputs> {
   const ortFeeds: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = toTensor(t);
-  const out = await session.run(ortFeeds);
+  const out = await queue.enqueue(() => session.run(ortFeeds));
   const result: Outputs = {};
   for (const [name, t] of Object.entries(out)) {
     result[name] = { data: t.data as TensorData, dims: t.dims, type: t.type };

@@ -158,8 +158,12 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
           } catch (err) {
             opts.log.error({ err, topic: packet.topic }, 'bus handler threw');
           }
+          // never cb() synchronously: mqemitter releases the next queued message inside cb, so a
+          // synchronous handler recursed once per queued message; a backlog of telemetry from 1,000 devices
+          // overflowed the stack and killed the server (issue 21's soak). nextTick (or the handler's
+          // promise) unwinds first, in the same order.
           if (pending) pending.then(() => cb(), (err: unknown) => { opts.log.error({ err, topic: packet.topic }, 'bus handler failed'); cb(); });
-          else cb();
+          else process.nextTick(cb);
         }, resolve);
       });
     },
