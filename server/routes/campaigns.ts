@@ -35,7 +35,8 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
   app.get('/v1/campaigns/:campaignId', async (req) => {
     const { campaignId } = parseParams(CampaignParams, req.params);
     const c = rollouts.store.get(campaignId);
-    return { ...view(c), config: JSON.parse(c.config_json), deviceList: rollouts.store.devices(campaignId) };
+    // statistics: the sequential test's last verdict (decision, statistic, evidence), null before it ran
+    return { ...view(c), config: JSON.parse(c.config_json), statistics: rollouts.statistics.get(campaignId) ?? null, deviceList: rollouts.store.devices(campaignId) };
   });
 
   app.get('/v1/campaigns/:campaignId/events', async (req) => {
