@@ -37,6 +37,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'memory', run: async () => (await import('./memory.ts')).benchMemory() },
   { name: 'rollout', run: async () => (await import('./rollout.ts')).benchRollout() },
   { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },
+  { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

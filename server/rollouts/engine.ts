@@ -176,8 +176,14 @@ export class RolloutEngine {
       return f;
     };
     let step: Step = nextStep(input);
-    if (step.kind === 'judge') step = decideWithFigures(input, figures());
-    else if (step.kind === 'hold' && config.gates.sequential.enabled && input.progress.updated >= config.gates.sequential.minDevices
+    if (step.kind === 'judge') {
+      const f = figures();
+      step = decideWithFigures(input, f);
+      if (step.kind === 'hold') {
+        const seq = sequentialFor(input, f);
+        if (seq) this.statistics.set(id, seq);
+      }
+    } else if (step.kind === 'hold' && config.gates.sequential.enabled && input.progress.updated >= config.gates.sequential.minDevices
       && now - (this.earlyCheck.get(id) ?? -Infinity) >= EARLY_CHECK_MS) {
       // the sequential test may halt a wave still in flight or soaking, or advance it before its soak ends
       this.earlyCheck.set(id, now);
