@@ -37,6 +37,10 @@ export const SequentialConfig = z.object({
   latencyMargin: z.number().gt(1).max(100).default(1.2),
   /** non-inferiority margin for the inference error rate, in percentage points over the previous model's */
   errorMarginPoints: z.number().gt(0).max(100).default(1),
+  /** halt once the candidate's p95 is shown more than this many times the previous model's (1: any slowdown) */
+  latencyHaltRatio: z.number().min(1).max(100).default(1.1),
+  /** halt once the candidate's error rate is shown more than this many points over the previous model's (0: any increase) */
+  errorHaltPoints: z.number().min(0).max(100).default(0.5),
   /** observed devices before the test may decide (at alpha 0.05 no confidence bound is finite below 5) */
   minDevices: z.number().int().min(2).max(100_000).default(5),
   /** telemetry windows with inferences a device needs on the candidate before its observation is made */
@@ -47,7 +51,10 @@ export const SequentialConfig = z.object({
   soakMaxSeconds: z.number().min(0).nullable().default(null),
   /** what an undecided wave does at its soak maximum: be judged by the fixed guardrails alone, or halt */
   atSoakMax: z.enum(['guardrails', 'halt']).default('guardrails'),
-}).strict();
+}).strict().superRefine((s, ctx) => {
+  if (s.latencyHaltRatio >= s.latencyMargin) ctx.addIssue({ code: 'custom', path: ['latencyHaltRatio'], message: 'latencyHaltRatio must be below latencyMargin' });
+  if (s.errorHaltPoints >= s.errorMarginPoints) ctx.addIssue({ code: 'custom', path: ['errorHaltPoints'], message: 'errorHaltPoints must be below errorMarginPoints' });
+});
 export type SequentialConfig = z.infer<typeof SequentialConfig>;
 /** What a campaign stored before the sequential test existed is judged by: the fixed limits alone. */
 export const SEQUENTIAL_OFF: SequentialConfig = { ...SequentialConfig.parse({}), enabled: false };

@@ -26,14 +26,18 @@
 // differences of devices are independent and roughly normal (means of log latencies and error
 // fractions over several windows are); the bench and a test measure it on heterogeneous fleets.
 //
-// Decisions, per metric with non-inferiority margin M (latency: ln(latencyMargin); errors: points/100):
-//   worse          the (1 - alpha) CS lies above 0: the candidate is shown worse than the previous model;
+// Decisions, per metric with a halt threshold H and a non-inferiority margin M > H >= 0 (latency:
+// ln(latencyHaltRatio), ln(latencyMargin); errors: errorHaltPoints/100, errorMarginPoints/100):
+//   worse          the (1 - alpha) CS lies above H: the candidate is shown worse than the previous model
+//                  by more than the tolerated H;
 //   non-inferior   the (1 - beta) CS lies below M: the candidate is shown to be less than M worse;
-//   undecided      otherwise.
-// The campaign halts as soon as any metric is worse (the chance that a candidate equal to the previous
-// model is ever halted is <= alpha over the whole campaign, however often it is looked at), and a wave
-// may advance once every metric is non-inferior (the chance of advancing a candidate worse than a
-// margin is <= beta). Errors whose observed spread is zero (no errors at all on a few devices) are
+//   undecided      otherwise (between H and M is an indifference zone: either answer is acceptable).
+// The campaign halts as soon as any metric is worse (the chance that a candidate no worse than H, in
+// particular one equal to the previous model, is ever halted is <= alpha over the whole campaign,
+// however often it is looked at), and a wave may advance once every metric is non-inferior (the
+// chance of advancing a candidate worse than a margin is <= beta). H > 0 by default (1.1x, 0.5 points)
+// so a fleet of thousands does not halt a 3% slowdown that is real but harmless, or a drift of the
+// host between the before and after windows. Errors whose observed spread is zero (no errors at all on a few devices) are
 // judged with a binomial floor on the spread, so "no errors seen" is not read as certainty.
 import type { SequentialConfig } from './campaign-config.ts';
 
@@ -67,11 +71,11 @@ export interface MetricEvidence {
   n: number;
   /** point estimate, in the metric's unit (latency: ratio; errors: percentage points) */
   estimate: number | null;
-  /** the (1 - alpha) confidence sequence's lower bound: above `noWorseThan` means worse */
+  /** the (1 - alpha) confidence sequence's lower bound: above `haltAbove` means worse */
   lowerBound: number | null;
   /** the (1 - beta) confidence sequence's upper bound: below `margin` means non-inferior */
   upperBound: number | null;
-  noWorseThan: number;
+  haltAbove: number;
   margin: number;
   state: MetricState;
 }
@@ -89,7 +93,7 @@ export interface SequentialVerdict {
   beta: number;
 }
 
-export type SequentialSettings = Pick<SequentialConfig, 'alpha' | 'beta' | 'latencyMargin' | 'errorMarginPoints' | 'minDevices' | 'windowsPerDevice'> & { minLatencyDeltaMs: number };
+export type SequentialSettings = Pick<SequentialConfig, 'alpha' | 'beta' | 'latencyMargin' | 'errorMarginPoints' | 'latencyHaltRatio' | 'errorHaltPoints' | 'minDevices' | 'windowsPerDevice'> & { minLatencyDeltaMs: number };
 
 /** The device's frozen paired observation, or null while it has fewer than K candidate windows (or no previous ones). */
 export function deviceObservation(e: DeviceEvidence, windows: number, latencyFloorMs: number): Observation | null {
@@ -140,13 +144,13 @@ export function confidenceSequence(xs: number[], a: number, sdFloor = 0): Interv
   return { n, mean, sd, lower: mean - radius, upper: mean + radius };
 }
 
-function judgeMetric(xs: number[], s: SequentialSettings, margin: number, sdFloor: number, toUnit: (x: number) => number): MetricEvidence {
+function judgeMetric(xs: number[], s: SequentialSettings, haltAbove: number, margin: number, sdFloor: number, toUnit: (x: number) => number): MetricEvidence {
   const halt = confidenceSequence(xs, s.alpha, sdFloor);
   const adv = confidenceSequence(xs, s.beta, sdFloor);
-  const state: MetricState = xs.length >= s.minDevices && halt.lower > 0 ? 'worse'
+  const state: MetricState = xs.length >= s.minDevices && halt.lower > haltAbove ? 'worse'
     : xs.length >= s.minDevices && adv.upper < margin ? 'non-inferior' : 'undecided';
   const unit = (x: number) => (Number.isFinite(x) ? toUnit(x) : null);
-  return { n: xs.length, estimate: xs.length ? toUnit(halt.mean) : null, lowerBound: unit(halt.lower), upperBound: unit(adv.upper), noWorseThan: toUnit(0), margin: toUnit(margin), state };
+  return { n: xs.length, estimate: xs.length ? toUnit(halt.mean) : null, lowerBound: unit(halt.lower), upperBound: unit(adv.upper), haltAbove: +toUnit(haltAbove).toPrecision(12), margin: +toUnit(margin).toPrecision(12), state };
 }
 
 /**
@@ -170,14 +174,14 @@ export function errorSdFloor(obs: Observation[]): number {
  */
 export function verdictFromObservations(obs: Observation[], s: SequentialSettings, wave: number, paired: number, pairedInWave: number): SequentialVerdict {
   const lat = obs.filter((o) => o.latency !== null).map((o) => o.latency as number);
-  const latency = judgeMetric(lat, s, Math.log(s.latencyMargin), 0, Math.exp);
-  const errors = judgeMetric(obs.map((o) => o.error.diff), s, s.errorMarginPoints / 100, errorSdFloor(obs), (x) => x * 100);
+  const latency = judgeMetric(lat, s, Math.log(s.latencyHaltRatio), Math.log(s.latencyMargin), 0, Math.exp);
+  const errors = judgeMetric(obs.map((o) => o.error.diff), s, s.errorHaltPoints / 100, s.errorMarginPoints / 100, errorSdFloor(obs), (x) => x * 100);
   const observedInWave = obs.filter((o) => o.wave === wave).length;
   const devices = { paired, observed: obs.length, observedInWave, pairedInWave };
   const base = { devices, latency, errors, alpha: s.alpha, beta: s.beta };
   const f = (x: number | null, d = 3) => (x === null ? '-' : x.toFixed(d));
-  const latText = `p95 ratio ${f(latency.estimate)} (CS lower ${f(latency.lowerBound)}, upper ${f(latency.upperBound)}, margin ${latency.margin})`;
-  const errText = `error rate ${f(errors.estimate, 2)} points (CS lower ${f(errors.lowerBound, 2)}, upper ${f(errors.upperBound, 2)}, margin ${errors.margin})`;
+  const latText = `p95 ratio ${f(latency.estimate)} (CS lower ${f(latency.lowerBound)} vs halt above ${latency.haltAbove}, upper ${f(latency.upperBound)} vs margin ${latency.margin})`;
+  const errText = `error rate ${f(errors.estimate, 2)} points (CS lower ${f(errors.lowerBound, 2)} vs halt above ${errors.haltAbove}, upper ${f(errors.upperBound, 2)} vs margin ${errors.margin})`;
   if (paired < s.minDevices) {
     return { ...base, decision: 'unavailable', reason: `sequential test unavailable: ${paired} devices have telemetry on their previous model, the test needs ${s.minDevices}` };
   }

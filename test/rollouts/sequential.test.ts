@@ -74,7 +74,9 @@ describe('sequentialVerdict', () => {
     ['5 devices 3x slower: halt', fleet(5, 3), 'halt'],
     ['5 devices 1.05x (well under the 1.2x margin), no errors: wait (5 devices cannot show the error rate within 1 point)', fleet(5, 1.05), 'wait'],
     ['40 devices equal, no errors: advance', fleet(40, 1), 'advance'],
-    ['40 devices 1.1x: halt (shown worse than the previous model, though within the margin)', fleet(40, 1.1), 'halt'],
+    ['40 devices 1.05x: advance (slower, but shown within the 1.2x margin and not beyond the 1.1x halt ratio)', fleet(40, 1.05), 'advance'],
+    ['40 devices 1.3x: halt (shown beyond the 1.1x halt ratio)', fleet(40, 1.3), 'halt'],
+    ['6 devices 1.15x: wait (between the halt ratio and the margin, not yet shown either way)', fleet(6, 1.15), 'wait'],
     ['40 devices equal, errors 1/30 -> 10/30 per window: halt on errors', fleet(40, 1, { errPrev: 1, errCand: 10 }), 'halt'],
   ])('%s', (_n, ev, decision) => {
     expect(sequentialVerdict(ev, settings, 0).decision).toBe(decision);
@@ -87,9 +89,10 @@ describe('sequentialVerdict', () => {
     expect(v.latency.estimate!).toBeGreaterThan(2.8);
     expect(v.latency.lowerBound!).toBeGreaterThan(1);
     expect(v.latency.margin).toBeCloseTo(1.2, 12);
-    expect(v.errors).toMatchObject({ n: 5, estimate: 0, state: 'undecided', margin: 1 });
+    expect(v.latency.haltAbove).toBe(1.1);
+    expect(v.errors).toMatchObject({ n: 5, estimate: 0, state: 'undecided', haltAbove: 0.5, margin: 1 });
     expect(v.devices).toEqual({ paired: 5, observed: 5, observedInWave: 5, pairedInWave: 5 });
-    expect(v.reason).toMatch(/^sequential test: latency shown worse on 5 devices, p95 ratio 2\.\d{3} \(CS lower 2\.\d{3}, upper 3\.\d{3}, margin 1\.2\), alpha 0\.05$/); // (3x + 1 ms) / (1x + 1 ms) on 5..50 ms devices);
+    expect(v.reason).toMatch(/^sequential test: latency shown worse on 5 devices, p95 ratio 2\.\d{3} \(CS lower 2\.\d{3} vs halt above 1\.1, upper 3\.\d{3} vs margin 1\.2\), alpha 0\.05$/); // (3x + 1 ms) / (1x + 1 ms) on 5..50 ms devices);
   });
 
   it('does not advance a wave before enough of its own devices are observed', () => {
@@ -139,7 +142,7 @@ describe('decide.ts with the sequential test', () => {
 
   it('judges by the fixed limits alone when the test is off or unavailable', () => {
     const off = GateConfig.parse({ sequential: { enabled: false } });
-    expect(decideWithFigures(input({}, 70_000, off), figures(fleet(40, 1.1))).kind).toBe('advance');
+    expect(decideWithFigures(input({}, 70_000, off), figures(fleet(40, 1.3))).kind).toBe('advance');
     const few = decideWithFigures(input(), figures(fleet(3, 3)));
     expect(few.kind).toBe('advance'); // 3x on 3 devices: the fixed limits see no latency figures here
     if (few.kind === 'advance') expect(few.verdict.warnings[0]).toMatch(/unavailable: 3 devices.*needs 5/);
@@ -156,11 +159,12 @@ describe('decide.ts with the sequential test', () => {
   });
 
   it('a config without the sequential block parses with the test on; bad settings are refused with their path', () => {
-    expect(GateConfig.parse({}).sequential).toMatchObject({ enabled: true, alpha: 0.05, beta: 0.05, latencyMargin: 1.2, errorMarginPoints: 1, minDevices: 5, windowsPerDevice: 3, soakMaxSeconds: null, atSoakMax: 'guardrails' });
+    expect(GateConfig.parse({}).sequential).toMatchObject({ enabled: true, alpha: 0.05, beta: 0.05, latencyMargin: 1.2, errorMarginPoints: 1, latencyHaltRatio: 1.1, errorHaltPoints: 0.5, minDevices: 5, windowsPerDevice: 3, soakMaxSeconds: null, atSoakMax: 'guardrails' });
     const bad = GateConfig.safeParse({ sequential: { alpha: 0.9 } });
     expect(bad.success).toBe(false);
     expect(bad.error?.issues[0].path).toEqual(['sequential', 'alpha']);
     expect(GateConfig.safeParse({ sequential: { latencyMargin: 1 } }).success).toBe(false);
+    expect(GateConfig.safeParse({ sequential: { latencyMargin: 1.1, latencyHaltRatio: 1.1 } }).error?.issues[0].path).toEqual(['sequential', 'latencyHaltRatio']);
     expect(GateConfig.safeParse({ sequential: { typo: 1 } }).success).toBe(false);
   });
 });
@@ -175,6 +179,12 @@ describe('measured on seeded simulated campaigns (200 heterogeneous devices, wav
     expect(s.haltedBySequential / 2000).toBeLessThanOrEqual(0.05);
     expect(s.haltRate).toBeLessThanOrEqual(0.05);
     console.log(`false halts of 2,000 good campaigns: ${s.haltedBySequential} by the sequential test, ${s.haltedByGuardrail} by the fixed limits (${(s.haltRate * 100).toFixed(2)}%)`);
+  });
+
+  it('with no tolerance (halt at any slowdown or error increase) still halts at most alpha of 2,000 good campaigns', () => {
+    const s = runMany(2000, 4242, { ...sim, latencyFactor: 1, errorPoints: 0, gates: gatesWith({ latencyHaltRatio: 1, errorHaltPoints: 0 }) });
+    expect(s.haltedBySequential / 2000).toBeLessThanOrEqual(0.05);
+    console.log(`strict halt thresholds, 2,000 good campaigns: ${s.haltedBySequential} halted by the sequential test, ${s.haltedByGuardrail} by the fixed limits`);
   });
 
   it('halts every one of 200 campaigns with a 3x latency candidate in wave 1 (5 devices touched), nearly all on the sequential test', () => {
