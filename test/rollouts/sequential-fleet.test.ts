@@ -1,0 +1,80 @@
+// The sequential canary test on a real server with a simulated fleet over loopback: a candidate as fast
+// as the previous model completes, and a 3x latency candidate is halted in wave 1 by the sequential test.
+// Devices report modelled device time (FaultProfile latency), so the verdict is about the models, not
+// about how busy this machine is.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SimulatedFleet } from '../../firmware-sim/fleet.ts';
+import type { FaultProfile } from '../../firmware-sim/faults.ts';
+import { assign, pushBundle, startFleet, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { createCampaign, events, getCampaign, tinyInputs, tinyReference, waitForCampaign, whyStopped } from '../helpers/campaigns.ts';
+
+const N = 30;
+const WAVES = [
+  { percent: 20, minDevices: 5, soakSeconds: 10, minReporting: 3, minInferences: 20 },
+  { percent: 100, soakSeconds: 10, minReporting: 3, minInferences: 20 },
+];
+
+describe('the sequential gate on 30 simulated devices', { timeout: 200_000 }, () => {
+  let server: TestServer;
+  let fleet: SimulatedFleet;
+  // devices of different speeds (4..13 ms of device time per inference)
+  const profiles: FaultProfile[] = Array.from({ length: N }, (_, i) => ({ latency: { baseMs: 4 + (i % 10), factorByArtifact: {} }, brokenArtifacts: {} }));
+  let seed = 300;
+  const push = () => pushBundle(server, 'tiny', tinyClassifier(seed++), { quantize: 'none', reference: tinyReference(), healthCheck: { latencyBudgetMs: 5000 } });
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    fleet = await startFleet(server, { count: N, hardware: (i) => ['cam-a', 'cam-b'][i % 2], telemetryWindowMs: 500, faults: (i) => profiles[i] });
+    const v1 = await push();
+    await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
+    await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 150_000);
+    fleet.startWorkload({ ratePerSecond: 20, inputs: tinyInputs });
+    await new Promise((r) => setTimeout(r, 2500)); // telemetry windows on the previous model
+  }, 200_000);
+
+  afterAll(async () => {
+    await fleet?.stop();
+    await server?.close();
+  });
+
+  it('completes a candidate as fast as the previous model: wave 1 (6 devices) by the fixed limits at its soak maximum, wave 2 on the test', async () => {
+    const good = await push();
+    const c = await createCampaign(server, { manifestSha256: good.manifestSha256, waves: WAVES });
+    expect(c.status).toBe(201);
+    const end = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverting', 'reverted', 'halted'], 150_000);
+    expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
+    expect(end.devices).toEqual({ updated: N });
+    const passed = (await events(server, c.body.campaignId)).filter((e) => e.type === 'gate_passed');
+    expect(passed.map((e) => e.detail.wave)).toEqual([1, 2]);
+    // 6 devices with ~30 inferences each cannot show the error rate within 1 point: undecided, the soak maximum, the fixed limits
+    expect((passed[0].detail.warnings as string[]).join()).toMatch(/sequential test undecided at the soak maximum \(10 s\).*judged by the fixed limits alone/);
+    const seq2 = passed[1].detail.sequential as { decision: string; devices: { observed: number }; latency: { estimate: number; state: string } };
+    expect(seq2.decision).toBe('advance');
+    expect(seq2.devices.observed).toBeGreaterThanOrEqual(24);
+    expect(seq2.latency.state).toBe('non-inferior');
+    expect(seq2.latency.estimate).toBeCloseTo(1, 6); // modelled device time: the same on both models
+    await new Promise((r) => setTimeout(r, 2500)); // telemetry on this model, the next campaign's previous one
+  });
+
+  it('halts a 3x latency candidate in wave 1 on the sequential test and reverts the wave, touching no other device', async () => {
+    const slow = await push();
+    profiles.forEach((p) => { p.latency!.factorByArtifact![slow.manifest.artifact.sha256] = 3; });
+    const c = await createCampaign(server, { manifestSha256: slow.manifestSha256, waves: WAVES });
+    const end = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverted', 'halted'], 150_000);
+    expect(end.status).toBe('reverted');
+    expect(end.wave).toBe(1);
+    const ev = await events(server, c.body.campaignId);
+    const gate = ev.find((e) => e.type === 'gate_failed')!;
+    expect(gate.detail.wave).toBe(1);
+    expect((gate.detail.failures as string[])[0]).toMatch(/^sequential test: latency shown worse on \d+ devices, p95 ratio 2\.\d{3}/);
+    const seq = gate.detail.sequential as { decision: string; latency: { estimate: number; lowerBound: number; haltAbove: number } };
+    expect(seq.decision).toBe('halt');
+    expect(seq.latency.lowerBound).toBeGreaterThan(seq.latency.haltAbove);
+    const detail = await getCampaign(server, c.body.campaignId) as Awaited<ReturnType<typeof getCampaign>> & { statistics: { decision: string } | null };
+    expect(detail.statistics?.decision).toBe('halt');
+    const touched = detail.deviceList.filter((d) => d.state !== 'pending');
+    expect(touched.length).toBe(6);
+    expect(touched.every((d) => d.wave === 0)).toBe(true);
+  });
+});
