@@ -25,12 +25,12 @@ describe('the sequential gate on 30 simulated devices', { timeout: 200_000 }, ()
 
   beforeAll(async () => {
     server = await startTestServer();
-    fleet = await startFleet(server, { count: N, hardware: (i) => ['cam-a', 'cam-b'][i % 2], telemetryWindowMs: 500, faults: (i) => profiles[i] });
+    fleet = await startFleet(server, { count: N, hardware: (i) => ['cam-a', 'cam-b'][i % 2], telemetryWindowMs: 1000, faults: (i) => profiles[i] });
     const v1 = await push();
     await assign(server, v1.manifestSha256, fleet.agents.map((a) => a.deviceId));
     await fleet.waitAll((_s, a) => a.active?.manifestSha256 === v1.manifestSha256, 150_000);
     fleet.startWorkload({ ratePerSecond: 20, inputs: tinyInputs });
-    await new Promise((r) => setTimeout(r, 2500)); // telemetry windows on the previous model
+    await new Promise((r) => setTimeout(r, 4000)); // telemetry windows on the previous model
   }, 200_000);
 
   afterAll(async () => {
@@ -38,19 +38,22 @@ describe('the sequential gate on 30 simulated devices', { timeout: 200_000 }, ()
     await server?.close();
   });
 
-  it('completes a candidate as fast as the previous model: wave 1 (6 devices) by the fixed limits at its soak maximum, wave 2 on the test', async () => {
+  it('completes a candidate as fast as the previous model: wave 1 (4 devices, too few for the test) by the fixed limits, wave 2 on the test', async () => {
     const good = await push();
-    const c = await createCampaign(server, { manifestSha256: good.manifestSha256, waves: WAVES });
+    // a small test fleet of a tiny model cannot show the error rate within 1 point: margins a small fleet can show
+    const gates = { sequential: { errorMarginPoints: 5, errorHaltPoints: 2 } };
+    const waves = [{ ...WAVES[0], percent: 10, minDevices: 4 }, { ...WAVES[1], soakSeconds: 60 }];
+    const c = await createCampaign(server, { manifestSha256: good.manifestSha256, waves, gates });
     expect(c.status).toBe(201);
     const end = await waitForCampaign(server, c.body.campaignId, ['completed', 'reverting', 'reverted', 'halted'], 150_000);
     expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
     expect(end.devices).toEqual({ updated: N });
     const passed = (await events(server, c.body.campaignId)).filter((e) => e.type === 'gate_passed');
     expect(passed.map((e) => e.detail.wave)).toEqual([1, 2]);
-    // 6 devices with ~30 inferences each cannot show the error rate within 1 point: undecided, the soak maximum, the fixed limits
-    expect((passed[0].detail.warnings as string[]).join()).toMatch(/sequential test undecided at the soak maximum \(10 s\).*judged by the fixed limits alone/);
+    expect((passed[0].detail.warnings as string[]).join()).toMatch(/sequential test unavailable: 4 devices have telemetry on their previous model, the test needs 5; judged by the fixed limits alone/);
     const seq2 = passed[1].detail.sequential as { decision: string; devices: { observed: number }; latency: { estimate: number; state: string } };
-    expect(seq2.decision).toBe('advance');
+    expect(seq2.decision, JSON.stringify(seq2)).toBe('advance');
+    expect(passed[1].detail.warnings).toEqual([]); // on the test, before the 60 s soak maximum
     expect(seq2.devices.observed).toBeGreaterThanOrEqual(24);
     expect(seq2.latency.state).toBe('non-inferior');
     expect(seq2.latency.estimate).toBeCloseTo(1, 6); // modelled device time: the same on both models
@@ -67,9 +70,10 @@ describe('the sequential gate on 30 simulated devices', { timeout: 200_000 }, ()
     const ev = await events(server, c.body.campaignId);
     const gate = ev.find((e) => e.type === 'gate_failed')!;
     expect(gate.detail.wave).toBe(1);
-    expect((gate.detail.failures as string[])[0]).toMatch(/^sequential test: latency shown worse on \d+ devices, p95 ratio 2\.\d{3}/);
+    expect((gate.detail.failures as string[])[0]).toMatch(/^sequential test: latency shown worse on \d+ devices, p95 ratio \d\.\d{3}/);
     const seq = gate.detail.sequential as { decision: string; latency: { estimate: number; lowerBound: number; haltAbove: number } };
     expect(seq.decision).toBe('halt');
+    expect(seq.latency.estimate).toBeGreaterThan(1.5); // 3x device time, read through the telemetry's p95
     expect(seq.latency.lowerBound).toBeGreaterThan(seq.latency.haltAbove);
     const detail = await getCampaign(server, c.body.campaignId) as Awaited<ReturnType<typeof getCampaign>> & { statistics: { decision: string } | null };
     expect(detail.statistics?.decision).toBe('halt');
