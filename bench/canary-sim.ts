@@ -11,7 +11,7 @@
 // device 0-2 looks late. The wave's soak (fixed gate) and its soak maximum (sequential) are `soakLooks`.
 import { GateConfig, type SequentialConfig } from '../server/rollouts/campaign-config.ts';
 import { judgeGate, waveBoundaries, type GateFigures, type WaveProgress } from '../server/rollouts/decide.ts';
-import { deviceObservation, verdictFromObservations, type Observation, type WindowFigures } from '../server/rollouts/sequential.ts';
+import { CANDIDATE_WINDOWS_SKIPPED, deviceObservation, verdictFromObservations, type Observation, type WindowFigures } from '../server/rollouts/sequential.ts';
 
 export interface SimOptions {
   devices: number;
@@ -100,7 +100,7 @@ export function simulateCampaign(seed: number, o: SimOptions): SimOutcome {
         if (!started) continue;
         const c = windowOf(r, d.base * o.latencyFactor, Math.min(1, d.errRate + o.errorPoints / 100), m);
         d.candidate.push(c);
-        if (!d.obs && d.candidate.length >= k) {
+        if (!d.obs && d.candidate.length >= k + CANDIDATE_WINDOWS_SKIPPED) {
           d.obs = deviceObservation({ deviceId: String(i), wave: w, previous: d.previous, candidate: d.candidate }, k, o.gates.minLatencyDeltaMs);
           if (d.obs) observed.push(d.obs);
         }

@@ -168,9 +168,12 @@ export class RolloutEngine {
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
     const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
-    const figures = () => {
+    const figuresWithout = () => {
       const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
-      const f = gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+      return gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+    };
+    const figures = () => {
+      const f = figuresWithout();
       const seq = config.gates.sequential;
       if (seq.enabled) f.evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, seq.windowsPerDevice);
       return f;
@@ -185,15 +188,13 @@ export class RolloutEngine {
       }
     } else if (step.kind === 'hold' && config.gates.sequential.enabled && input.progress.updated >= config.gates.sequential.minDevices
       && now - (this.earlyCheck.get(id) ?? -Infinity) >= EARLY_CHECK_MS) {
-      // the sequential test may halt a wave still in flight or soaking, or advance it before its soak ends
+      // the sequential test may halt a wave still in flight or soaking, or advance it before its soak ends;
+      // the paired evidence first, the full figures (histograms for drift) only when the test has decided
       this.earlyCheck.set(id, now);
-      const f = figures();
-      const early = decideEarly(input, f);
-      if (early) step = early;
-      else if (step.kind === 'hold') {
-        const seq = sequentialFor(input, f);
-        if (seq) this.statistics.set(id, seq);
-      }
+      const evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, config.gates.sequential.windowsPerDevice);
+      const seq = sequentialFor(input, { reporting: 0, inferences: 0, errors: 0, latency: null, drift: [], evidence });
+      if (seq) this.statistics.set(id, seq);
+      if (seq && (seq.decision === 'halt' || seq.decision === 'advance')) step = decideEarly(input, { ...figuresWithout(), evidence }) ?? step;
     }
     if (step.kind === 'hold') { this.holdReasons.set(id, step.why); return; }
     if (step.kind === 'judge') return; // decideWithFigures never answers 'judge'

@@ -4,7 +4,9 @@
 //
 // The unit is a device. A device of the campaign that reported telemetry on its previous model gives one
 // paired observation per metric once it has `windowsPerDevice` windows with inferences on the candidate:
-//   latency  d = mean ln(p95 + c) over its first K candidate windows - mean ln(p95 + c) over its last K
+//   latency  d = mean ln(p95 + c) over its first K candidate windows (after the first, which may hold
+//              inferences of the previous model: a window that straddles the switch is reported under
+//              the model active at its end) - mean ln(p95 + c) over its last K
 //              windows on the previous model (c = minLatencyDeltaMs: sub-millisecond timer noise shrinks
 //              toward a ratio of 1 instead of reading as 2x);
 //   errors   e = errors/inferences over those candidate windows - errors/inferences over those previous ones.
@@ -52,7 +54,7 @@ export interface DeviceEvidence {
   wave: number;
   /** windows on the previous model, oldest first (only the last K are used) */
   previous: WindowFigures[];
-  /** windows on the candidate, oldest first (only the first K are used) */
+  /** windows on the candidate, oldest first (the first is skipped, the next K are used) */
   candidate: WindowFigures[];
 }
 
@@ -95,9 +97,12 @@ export interface SequentialVerdict {
 
 export type SequentialSettings = Pick<SequentialConfig, 'alpha' | 'beta' | 'latencyMargin' | 'errorMarginPoints' | 'latencyHaltRatio' | 'errorHaltPoints' | 'minDevices' | 'windowsPerDevice'> & { minLatencyDeltaMs: number };
 
-/** The device's frozen paired observation, or null while it has fewer than K candidate windows (or no previous ones). */
+/** Candidate windows read before a device's observation: the first may straddle the switch from the previous model. */
+export const CANDIDATE_WINDOWS_SKIPPED = 1;
+
+/** The device's frozen paired observation, or null while it has fewer than 1 + K candidate windows (or no previous ones). */
 export function deviceObservation(e: DeviceEvidence, windows: number, latencyFloorMs: number): Observation | null {
-  const cand = e.candidate.filter((w) => w.count > 0).slice(0, windows);
+  const cand = e.candidate.filter((w) => w.count > 0).slice(CANDIDATE_WINDOWS_SKIPPED, CANDIDATE_WINDOWS_SKIPPED + windows);
   const prev = e.previous.filter((w) => w.count > 0).slice(-windows);
   if (cand.length < windows || prev.length === 0) return null;
   const logLatency = (ws: WindowFigures[]) => {

@@ -16,7 +16,8 @@ const device = (i: number, prev: WindowFigures[], cand: WindowFigures[], wave = 
 const fleet = (n: number, factor: number, opts: { errPrev?: number; errCand?: number; wave?: number } = {}) => Array.from({ length: n }, (_, i) => {
   const base = 5 + ((i * 37) % 46);
   const jitter = (k: number) => 1 + 0.05 * Math.sin(i * 7 + k);
-  return device(i, [1, 2, 3].map((k) => win(base * jitter(k), 30, opts.errPrev ?? 0)), [4, 5, 6].map((k) => win(base * factor * jitter(k), 30, opts.errCand ?? 0)), opts.wave ?? 0);
+  // the first candidate window is skipped (it may straddle the switch): here it holds the previous model's latency
+  return device(i, [1, 2, 3].map((k) => win(base * jitter(k), 30, opts.errPrev ?? 0)), [win(base), ...[4, 5, 6].map((k) => win(base * factor * jitter(k), 30, opts.errCand ?? 0))], opts.wave ?? 0);
 });
 
 describe('the confidence sequence', () => {
@@ -48,22 +49,22 @@ describe('the confidence sequence', () => {
 });
 
 describe('deviceObservation', () => {
-  it('pairs the first K candidate windows with the last K previous ones, skipping empty windows', () => {
-    const o = deviceObservation(device(0, [win(100), win(10), win(0, 0), win(10)], [win(0, 0), win(20, 40, 4), win(20, 40, 0), win(999)]), 2, 0);
-    expect(o?.latency).toBeCloseTo(Math.log(2), 12); // 100 ms was the third-last window: not used; 999 ms is the third candidate one
+  it('pairs the K candidate windows after the first with the last K previous ones, skipping empty windows', () => {
+    const o = deviceObservation(device(0, [win(100), win(10), win(0, 0), win(10)], [win(0, 0), win(10), win(20, 40, 4), win(20, 40, 0), win(999)]), 2, 0);
+    expect(o?.latency).toBeCloseTo(Math.log(2), 12); // 100 ms was the third-last window: not used; 10 ms straddled the switch; 999 ms is the fourth
     expect(o?.error).toEqual({ diff: 4 / 80, candidateInferences: 80, previousInferences: 60, candidateErrors: 4, previousErrors: 0 });
   });
 
   it.each([
-    ['too few candidate windows', device(0, [win(10)], [win(10), win(10)])],
-    ['no previous windows', device(0, [], [win(10), win(10), win(10)])],
-    ['previous windows without inferences', device(0, [win(0, 0)], [win(10), win(10), win(10)])],
+    ['too few candidate windows (the first does not count)', device(0, [win(10)], [win(10), win(10), win(10)])],
+    ['no previous windows', device(0, [], [win(10), win(10), win(10), win(10)])],
+    ['previous windows without inferences', device(0, [win(0, 0)], [win(10), win(10), win(10), win(10)])],
   ])('is null with %s', (_n, e) => {
     expect(deviceObservation(e, 3, 1)).toBeNull();
   });
 
   it('reads a sub-millisecond 2x as a small ratio (latency floor of minLatencyDeltaMs)', () => {
-    const o = deviceObservation(device(0, [win(0.05)], [win(0.1)]), 1, 1);
+    const o = deviceObservation(device(0, [win(0.05)], [win(0.05), win(0.1)]), 1, 1);
     expect(Math.exp(o!.latency!)).toBeCloseTo(1.1 / 1.05, 12);
   });
 });
@@ -97,7 +98,7 @@ describe('sequentialVerdict', () => {
 
   it('does not advance a wave before enough of its own devices are observed', () => {
     const earlier = fleet(60, 1, { wave: 0 });
-    const current = fleet(10, 1, { wave: 1 }).map((d, i) => ({ ...d, deviceId: `w1-${i}`, candidate: i < 4 ? d.candidate : d.candidate.slice(0, 1) }));
+    const current = fleet(10, 1, { wave: 1 }).map((d, i) => ({ ...d, deviceId: `w1-${i}`, candidate: i < 4 ? d.candidate : d.candidate.slice(0, 2) }));
     const v = sequentialVerdict([...earlier, ...current], settings, 1);
     expect(v.devices).toEqual({ paired: 70, observed: 64, observedInWave: 4, pairedInWave: 10 });
     expect(v.decision).toBe('wait');
