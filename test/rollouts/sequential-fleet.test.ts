@@ -49,11 +49,12 @@ describe('the sequential gate on 30 simulated devices', { timeout: 200_000 }, ()
     expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('completed');
     expect(end.devices).toEqual({ updated: N });
     const passed = (await events(server, c.body.campaignId)).filter((e) => e.type === 'gate_passed');
-    expect(passed.map((e) => e.detail.wave)).toEqual([1, 2]);
-    expect((passed[0].detail.warnings as string[]).join()).toMatch(/sequential test unavailable: 4 devices have telemetry on their previous model, the test needs 5; judged by the fixed limits alone/);
+    const why = JSON.stringify(passed.map((e) => e.detail));
+    expect(passed.map((e) => e.detail.wave), why).toEqual([1, 2]);
+    expect((passed[0].detail.warnings as string[]).join(), why).toMatch(/sequential test unavailable: 4 devices have telemetry on their previous model, the test needs 5; judged by the fixed limits alone/);
     const seq2 = passed[1].detail.sequential as { decision: string; devices: { observed: number }; latency: { estimate: number; state: string } };
     expect(seq2.decision, JSON.stringify(seq2)).toBe('advance');
-    expect(passed[1].detail.warnings).toEqual([]); // on the test, before the 60 s soak maximum
+    expect(passed[1].detail.warnings, why).toEqual([]); // on the test, before the 60 s soak maximum
     expect(seq2.devices.observed).toBeGreaterThanOrEqual(24);
     expect(seq2.latency.state).toBe('non-inferior');
     expect(seq2.latency.estimate).toBeCloseTo(1, 6); // modelled device time: the same on both models
