@@ -2,7 +2,11 @@
 // seeded simulated campaigns (bench/canary-sim.ts: the same decision code on a heterogeneous fleet).
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SIM, gatesWith, runMany } from '../../bench/canary-sim.ts';
-import { GateConfig, SequentialConfig, WaveSpec } from '../../server/rollouts/campaign-config.ts';
+import { CampaignRequest, GateConfig, SequentialConfig, WaveSpec } from '../../server/rollouts/campaign-config.ts';
+import { join } from 'node:path';
+import { openDatabase } from '../../server/db/database.ts';
+import { CampaignStore, type CampaignRow } from '../../server/rollouts/campaign-store.ts';
+import { tempDir } from '../helpers/harness.ts';
 import { decideEarly, decideWithFigures, type GateFigures, type WaveProgress } from '../../server/rollouts/decide.ts';
 import {
   confidenceSequence, csRadiusT, deviceObservation, minDecidableDevices, sequentialVerdict, type DeviceEvidence, type SequentialSettings, type WindowFigures,
@@ -167,6 +171,23 @@ describe('decide.ts with the sequential test', () => {
     expect(GateConfig.safeParse({ sequential: { latencyMargin: 1 } }).success).toBe(false);
     expect(GateConfig.safeParse({ sequential: { latencyMargin: 1.1, latencyHaltRatio: 1.1 } }).error?.issues[0].path).toEqual(['sequential', 'latencyHaltRatio']);
     expect(GateConfig.safeParse({ sequential: { typo: 1 } }).success).toBe(false);
+  });
+});
+
+describe('stored campaigns', () => {
+  it('a campaign stored before the sequential test existed is read with it off; a new one keeps its settings', () => {
+    const db = openDatabase(join(tempDir('fleet-seq-'), 'fleet.db'));
+    try {
+      const store = new CampaignStore(db);
+      const stored = CampaignRequest.parse({ manifestSha256: 'a'.repeat(64), gates: { sequential: { alpha: 0.01 } } });
+      const legacy = JSON.parse(JSON.stringify(stored));
+      delete legacy.gates.sequential;
+      const row = (config: unknown) => ({ config_json: JSON.stringify(config) }) as CampaignRow;
+      expect(store.config(row(legacy)).gates.sequential.enabled).toBe(false);
+      expect(store.config(row(stored)).gates.sequential).toMatchObject({ enabled: true, alpha: 0.01 });
+    } finally {
+      db.close();
+    }
   });
 });
 
