@@ -20,7 +20,7 @@ export const CANARY_SCENARIOS: { name: string; latencyFactor: number; errorPoint
 ];
 
 export async function benchCanaryStats(opts: { goodRuns?: number; regressionRuns?: number; print?: boolean } = {}) {
-  const goodRuns = opts.goodRuns ?? 2000, regressionRuns = opts.regressionRuns ?? 300;
+  const goodRuns = opts.goodRuns ?? 1000, regressionRuns = opts.regressionRuns ?? 200;
   const sequential = gatesWith({});
   const fixed = gatesWith({ enabled: false });
   const rows: Record<string, { sequential: ScenarioSummary; fixed: ScenarioSummary }> = {};
