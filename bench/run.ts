@@ -39,6 +39,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'revert', run: async () => (await import('./rollout.ts')).benchRevert() },
   { name: 'telemetryStore', run: async () => (await import('./telemetry-store.ts')).benchTelemetryStore() },
   { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
+  { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -23,6 +23,42 @@ export const DEFAULT_WAVES: z.input<typeof WaveSpec>[] = [
 
 export const PsiLevels = z.object({ warn: z.number().default(0.1), alert: z.number().default(0.2), critical: z.number().default(0.3) }).strict();
 
+/**
+ * The sequential canary test (server/rollouts/sequential.ts, docs/canary-statistics.md): paired per-device
+ * comparisons with the previous model and an always-valid confidence sequence per metric.
+ */
+export const SequentialConfig = z.object({
+  enabled: z.boolean().default(true),
+  /** chance that a candidate as good as the previous model is ever halted by the test, over the whole campaign */
+  alpha: z.number().gt(0).max(0.5).default(0.05),
+  /** chance that a wave advances on the test's word while the candidate is worse than a margin */
+  beta: z.number().gt(0).max(0.5).default(0.05),
+  /** non-inferiority margin for latency: the candidate's p95 over the previous model's on the same device */
+  latencyMargin: z.number().gt(1).max(100).default(1.2),
+  /** non-inferiority margin for the inference error rate, in percentage points over the previous model's */
+  errorMarginPoints: z.number().gt(0).max(100).default(1),
+  /** halt once the candidate's p95 is shown more than this many times the previous model's (1: any slowdown) */
+  latencyHaltRatio: z.number().min(1).max(100).default(1.1),
+  /** halt once the candidate's error rate is shown more than this many points over the previous model's (0: any increase) */
+  errorHaltPoints: z.number().min(0).max(100).default(0.5),
+  /** observed devices before the test may decide (at alpha 0.05 no confidence bound is finite below 5) */
+  minDevices: z.number().int().min(2).max(100_000).default(5),
+  /** telemetry windows with inferences a device needs on the candidate before its observation is made */
+  windowsPerDevice: z.number().int().min(1).max(100).default(3),
+  /** a wave never advances on the test before it has soaked this long (halts come at any time) */
+  minSoakSeconds: z.number().min(0).default(0),
+  /** the longest a wave waits for the test to decide; null: the wave's own soakSeconds */
+  soakMaxSeconds: z.number().min(0).nullable().default(null),
+  /** what an undecided wave does at its soak maximum: be judged by the fixed guardrails alone, or halt */
+  atSoakMax: z.enum(['guardrails', 'halt']).default('guardrails'),
+}).strict().superRefine((s, ctx) => {
+  if (s.latencyHaltRatio >= s.latencyMargin) ctx.addIssue({ code: 'custom', path: ['latencyHaltRatio'], message: 'latencyHaltRatio must be below latencyMargin' });
+  if (s.errorHaltPoints >= s.errorMarginPoints) ctx.addIssue({ code: 'custom', path: ['errorHaltPoints'], message: 'errorHaltPoints must be below errorMarginPoints' });
+});
+export type SequentialConfig = z.infer<typeof SequentialConfig>;
+/** What a campaign stored before the sequential test existed is judged by: the fixed limits alone. */
+export const SEQUENTIAL_OFF: SequentialConfig = { ...SequentialConfig.parse({}), enabled: false };
+
 export const GateConfig = z.object({
   /** install/health-check failures and probation reverts: the gate fails when BOTH the rate and the count reach these */
   failureRate: z.number().min(0).max(1).default(0.05),
@@ -40,6 +76,8 @@ export const GateConfig = z.object({
   minDriftSamples: z.number().int().min(1).default(200),
   /** the drift level at which the gate fails ('warn' only logs) */
   haltOnDrift: z.enum(['alert', 'critical', 'never']).default('alert'),
+  /** the sequential test beside these fixed limits, which stay as hard guardrails */
+  sequential: SequentialConfig.default(SequentialConfig.parse({})),
 }).strict();
 export type GateConfig = z.infer<typeof GateConfig>;
 

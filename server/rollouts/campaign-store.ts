@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
-import { CampaignRequest, type CampaignRequestInput } from './campaign-config.ts';
+import { CampaignRequest, SEQUENTIAL_OFF, type CampaignRequestInput } from './campaign-config.ts';
 import type { CampaignStatus, WaveProgress } from './decide.ts';
 
 export type DeviceState = 'pending' | 'assigned' | 'retry' | 'updated' | 'failed' | 'reverted';
@@ -38,7 +38,10 @@ export class CampaignStore {
   }
 
   config(row: CampaignRow): CampaignRequest {
-    return CampaignRequest.parse(JSON.parse(row.config_json) as CampaignRequestInput);
+    const raw = JSON.parse(row.config_json) as CampaignRequestInput & { gates?: Record<string, unknown> };
+    // a campaign stored before the sequential test existed keeps being judged by the fixed limits alone
+    if (raw.gates && raw.gates.sequential === undefined) raw.gates = { ...raw.gates, sequential: SEQUENTIAL_OFF };
+    return CampaignRequest.parse(raw);
   }
 
   list(): CampaignRow[] {

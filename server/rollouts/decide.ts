@@ -2,6 +2,7 @@
 // assigns, publishes and writes is thin and calls this; tests drive it with tables.
 import type { GateConfig, WaveSpec } from './campaign-config.ts';
 import { driftLevel, type DriftLevel } from './psi.ts';
+import { sequentialVerdict, type DeviceEvidence, type SequentialVerdict } from './sequential.ts';
 
 export type CampaignStatus = 'running' | 'paused' | 'halted' | 'reverting' | 'reverted' | 'completed' | 'aborted';
 
@@ -27,6 +28,8 @@ export interface GateFigures {
   errors: number;
   latency: { newP95: number; oldP95: number; newP99: number; oldP99: number } | null;
   drift: { name: string; psi: number }[];
+  /** per-device telemetry windows on the candidate and on the previous model, for the sequential test (absent: not read) */
+  evidence?: DeviceEvidence[];
 }
 
 export interface Verdict {
@@ -34,6 +37,8 @@ export interface Verdict {
   failures: string[];
   warnings: string[];
   figures: Record<string, number | string | null>;
+  /** the sequential test's decision, statistic and evidence so far, when it ran */
+  sequential?: SequentialVerdict;
 }
 
 export type Step =
@@ -116,15 +121,75 @@ export function nextStep(c: DecideInput): Step {
   return { kind: 'judge' };
 }
 
+/** The sequential test's verdict for this wave, or null when it is off or the engine did not read the evidence. */
+export function sequentialFor(c: DecideInput, f: GateFigures): SequentialVerdict | null {
+  const s = c.gates.sequential;
+  if (!s.enabled || !f.evidence) return null;
+  return sequentialVerdict(f.evidence, { ...s, minLatencyDeltaMs: c.gates.minLatencyDeltaMs }, c.wave);
+}
+
+/** The longest a wave waits for the sequential test, in seconds. */
+export function soakMaxSeconds(spec: WaveSpec, g: GateConfig): number {
+  return Math.max(spec.soakSeconds, g.sequential.soakMaxSeconds ?? spec.soakSeconds);
+}
+
+function seqHalt(c: DecideInput, f: GateFigures, seq: SequentialVerdict): Step {
+  const verdict = judgeGate(c.progress, f, c.gates);
+  return { kind: 'halt', verdict: { ...verdict, passed: false, failures: [seq.reason, ...verdict.failures], sequential: seq } };
+}
+
+function pass(c: DecideInput, verdict: Verdict): Step {
+  if (c.wave >= c.waves.length - 1) return { kind: 'done', verdict };
+  return { kind: 'advance', verdict, toWave: c.wave + 1 };
+}
+
+/**
+ * Once the wave has soaked its soakSeconds: fixed limits as hard guardrails, and the sequential test.
+ * It halts when the test shows the candidate worse, advances when it shows every metric non-inferior,
+ * and otherwise holds until the soak maximum, where `atSoakMax` says: the guardrails alone, or halt.
+ * Without enough paired devices the test is unavailable and the guardrails decide (said in warnings).
+ */
 export function decideWithFigures(c: DecideInput, f: GateFigures): Step {
   const spec = c.waves[c.wave];
+  const seq = sequentialFor(c, f);
+  if (seq?.decision === 'halt') return seqHalt(c, f, seq);
   if (f.reporting < spec.minReporting || f.inferences < spec.minInferences) {
     return { kind: 'hold', why: `wave ${c.wave + 1} waiting for telemetry: ${f.reporting}/${spec.minReporting} devices reporting, ${f.inferences}/${spec.minInferences} inferences` };
   }
   const verdict = judgeGate(c.progress, f, c.gates);
+  if (seq) verdict.sequential = seq;
   if (!verdict.passed) return { kind: 'halt', verdict };
-  if (c.wave >= c.waves.length - 1) return { kind: 'done', verdict };
-  return { kind: 'advance', verdict, toWave: c.wave + 1 };
+  if (seq?.decision === 'wait') {
+    const max = soakMaxSeconds(spec, c.gates);
+    const left = (c.progress.settledAt ?? c.now) + max * 1000 - c.now;
+    if (left > 0) return { kind: 'hold', why: `wave ${c.wave + 1}: ${seq.reason} (decides within ${Math.ceil(left / 1000)} s)` };
+    const line = `sequential test undecided at the soak maximum (${max} s): ${seq.reason}`;
+    if (c.gates.sequential.atSoakMax === 'halt') return { kind: 'halt', verdict: { ...verdict, passed: false, failures: [line] } };
+    verdict.warnings.push(`${line}; judged by the fixed limits alone`);
+  }
+  if (seq?.decision === 'unavailable') verdict.warnings.push(`${seq.reason}; judged by the fixed limits alone`);
+  return pass(c, verdict);
+}
+
+/**
+ * While a wave is in flight or soaking (nextStep says hold): the sequential test may halt at once, and a
+ * settled wave past the test's minSoakSeconds may advance as soon as the test shows every metric
+ * non-inferior and the fixed limits pass. Null: keep holding.
+ */
+export function decideEarly(c: DecideInput, f: GateFigures): Step | null {
+  if (c.status !== 'running') return null;
+  const seq = sequentialFor(c, f);
+  if (!seq) return null;
+  if (seq.decision === 'halt') return seqHalt(c, f, seq);
+  if (seq.decision !== 'advance') return null;
+  const p = c.progress, spec = c.waves[c.wave];
+  if (p.pending > 0 || p.inFlight > 0 || p.settledAt === null) return null;
+  if (c.now < p.settledAt + c.gates.sequential.minSoakSeconds * 1000) return null;
+  if (f.reporting < spec.minReporting || f.inferences < spec.minInferences) return null;
+  const verdict = judgeGate(p, f, c.gates);
+  verdict.sequential = seq;
+  if (!verdict.passed) return null; // the fixed limits are judged when the soak is over, as always
+  return pass(c, verdict);
 }
 
 /** Cumulative device count at the end of each wave for a target of `total` devices. */

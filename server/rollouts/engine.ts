@@ -17,10 +17,13 @@ import { ACTIVE_STATUSES, CampaignStore, type CampaignRow, type DeviceState } fr
 import { campaignDeviceStep } from './device-report.ts';
 import { allowedActions } from './campaign-actions.ts';
 import type { CampaignAction } from '../../shared/api/campaigns.ts';
-import { decideWithFigures, nextStep, waveBoundaries, type Step } from './decide.ts';
-import { gateFigures } from './gate-figures.ts';
+import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
+import { deviceEvidence, gateFigures } from './gate-figures.ts';
+import type { SequentialVerdict } from './sequential.ts';
 
 const LATE_JOINER_CHECK_MS = 5000;
+/** how often a wave in flight or soaking reads its paired telemetry for the sequential test */
+const EARLY_CHECK_MS = 1000;
 
 export type { CampaignAction };
 
@@ -40,6 +43,9 @@ export class RolloutEngine {
   /** the last 'hold' reason per campaign, for GET /v1/campaigns/:id */
   readonly holdReasons = new Map<string, string>();
   private readonly lateJoinerCheck = new Map<string, number>();
+  /** the sequential test's last verdict per campaign (decision, statistic, evidence), for GET /v1/campaigns/:id */
+  readonly statistics = new Map<string, SequentialVerdict>();
+  private readonly earlyCheck = new Map<string, number>();
   private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement } | null = null;
 
   constructor(private readonly deps: EngineDeps) {
@@ -160,14 +166,38 @@ export class RolloutEngine {
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
     const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
+    const figuresWithout = () => {
+      const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
+      return gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+    };
+    const figures = () => {
+      const f = figuresWithout();
+      const seq = config.gates.sequential;
+      if (seq.enabled) f.evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, seq.windowsPerDevice);
+      return f;
+    };
     let step: Step = nextStep(input);
     if (step.kind === 'judge') {
-      const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
-      step = decideWithFigures(input, gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples));
+      const f = figures();
+      step = decideWithFigures(input, f);
+      if (step.kind === 'hold') {
+        const seq = sequentialFor(input, f);
+        if (seq) this.statistics.set(id, seq);
+      }
+    } else if (step.kind === 'hold' && config.gates.sequential.enabled && input.progress.updated >= config.gates.sequential.minDevices
+      && now - (this.earlyCheck.get(id) ?? -Infinity) >= EARLY_CHECK_MS) {
+      // the sequential test may halt a wave still in flight or soaking, or advance it before its soak ends;
+      // the paired evidence first, the full figures (histograms for drift) only when the test has decided
+      this.earlyCheck.set(id, now);
+      const evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, config.gates.sequential.windowsPerDevice);
+      const seq = sequentialFor(input, { reporting: 0, inferences: 0, errors: 0, latency: null, drift: [], evidence });
+      if (seq) this.statistics.set(id, seq);
+      if (seq && (seq.decision === 'halt' || seq.decision === 'advance')) step = decideEarly(input, { ...figuresWithout(), evidence }) ?? step;
     }
     if (step.kind === 'hold') { this.holdReasons.set(id, step.why); return; }
     if (step.kind === 'judge') return; // decideWithFigures never answers 'judge'
     this.holdReasons.delete(id);
+    if (step.verdict.sequential) this.statistics.set(id, step.verdict.sequential);
     if (step.kind === 'halt') {
       this.store.event(id, 'gate_failed', 'engine', { wave: c.current_wave + 1, ...step.verdict });
       if (config.onGateFailure === 'revert') await this.startRevert(c, 'engine', step.verdict.failures.join('; '));

@@ -4,6 +4,7 @@
 import type { Histogram, Manifest } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
 import type { GateFigures } from './decide.ts';
+import { CANDIDATE_WINDOWS_SKIPPED, type DeviceEvidence } from './sequential.ts';
 import { psi } from './psi.ts';
 
 function median(xs: number[]): number {
@@ -57,4 +58,33 @@ export function gateFigures(db: Db, campaignId: string, wave: number, manifest: 
     }
   }
   return { reporting, inferences, errors, latency, drift };
+}
+
+/**
+ * Each paired device's telemetry windows for the sequential test: its first 1 + `windows` windows with
+ * inferences on the candidate and its last `windows` on its previous model, for devices of waves up to
+ * `wave` that reached the candidate and have a previous model. Ordered by when the device's K-th
+ * candidate window arrived, so the observations form one growing sequence.
+ */
+export function deviceEvidence(db: Db, campaignId: string, wave: number, manifestSha256: string, windows: number): DeviceEvidence[] {
+  const rows = db.prepare(`SELECT device_id, wave, cand, count, errors, p95, received_at FROM (
+      SELECT cd.device_id, cd.wave, (t.manifest_sha256 = ?) AS cand, t.count, t.errors, t.p95, t.received_at, t.seq,
+        ROW_NUMBER() OVER (PARTITION BY cd.device_id, t.manifest_sha256 ORDER BY CASE WHEN t.manifest_sha256 = ? THEN t.seq ELSE -t.seq END) AS rn
+      FROM campaign_devices cd JOIN telemetry t ON t.device_id = cd.device_id
+      WHERE cd.campaign_id = ? AND cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND cd.previous_manifest_sha256 IS NOT NULL
+        AND (t.manifest_sha256 = ? OR t.manifest_sha256 = cd.previous_manifest_sha256) AND t.count > 0)
+    WHERE rn <= ? + (CASE WHEN cand THEN ? ELSE 0 END) ORDER BY device_id, seq`).all(manifestSha256, manifestSha256, campaignId, wave, manifestSha256, windows, CANDIDATE_WINDOWS_SKIPPED) as
+    { device_id: string; wave: number; cand: number; count: number; errors: number; p95: number | null; received_at: string }[];
+  const byDevice = new Map<string, DeviceEvidence & { completeAt: string }>();
+  for (const r of rows) {
+    let e = byDevice.get(r.device_id);
+    if (!e) byDevice.set(r.device_id, e = { deviceId: r.device_id, wave: r.wave, previous: [], candidate: [], completeAt: '~' });
+    const w = { count: r.count, errors: r.errors, p95: r.p95 ?? NaN };
+    if (r.cand) {
+      e.candidate.push(w);
+      if (e.candidate.length === windows + CANDIDATE_WINDOWS_SKIPPED) e.completeAt = r.received_at;
+    } else e.previous.push(w);
+  }
+  return [...byDevice.values()].sort((a, b) => a.completeAt.localeCompare(b.completeAt) || a.deviceId.localeCompare(b.deviceId))
+    .map(({ completeAt: _c, ...e }) => e);
 }

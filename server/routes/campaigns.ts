@@ -33,7 +33,8 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
 
   contractRoute(app, c.getCampaign, async ({ params: { campaignId } }) => {
     const row = rollouts.store.get(campaignId);
-    return { ...view(row), config: JSON.parse(row.config_json), deviceList: rollouts.store.devices(campaignId) };
+    // statistics: the sequential test's last verdict (decision, statistic, evidence), null before it ran
+    return { ...view(row), config: JSON.parse(row.config_json), statistics: rollouts.statistics.get(campaignId) ?? null, deviceList: rollouts.store.devices(campaignId) };
   });
 
   contractRoute(app, c.campaignEvents, async ({ params: { campaignId } }) => {

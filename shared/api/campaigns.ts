@@ -33,6 +33,10 @@ export const CampaignDevice = z.object({
 });
 export const CampaignDetail = CampaignView.extend({
   config: z.looseObject({ waves: z.array(z.looseObject({ percent: z.number() })) }).meta({ description: 'the campaign request with its defaults filled in' }),
+  statistics: z.looseObject({
+    decision: z.enum(['halt', 'advance', 'wait', 'unavailable']),
+    reason: z.string(),
+  }).nullable().meta({ description: "the sequential test's last verdict: decision, reason, devices paired and observed, per metric (latency, errors) the estimate, confidence bounds, halt threshold and margin (docs/canary-statistics.md); null before it ran" }),
   deviceList: z.array(CampaignDevice),
 });
 export type CampaignDetail = z.infer<typeof CampaignDetail>;
