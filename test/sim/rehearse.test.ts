@@ -17,7 +17,9 @@ import { assign, pushBundle, startTestServer, tempDir, type TestServer } from '.
 import { events, getCampaign, waitForCampaign } from '../helpers/campaigns.ts';
 import { WallFleet } from '../helpers/wall-fleet.ts';
 
-const DEVICES = 90;
+// FLEET_REHEARSE_DEVICES=2000 runs the same proof on a larger fleet (by hand: it takes many minutes)
+const DEVICES = Number(process.env.FLEET_REHEARSE_DEVICES ?? 90);
+const PROCESSES = DEVICES > 500 ? 2 : 1;
 const CLASSES = [
   { hardware: 'rpi4', share: 0.5, tags: ['eu'] },
   { hardware: 'jetson-nano', share: 0.3, tags: ['us'] },
@@ -38,7 +40,7 @@ interface Rehearsal {
   twin: { devices: number; realDevices: number; groups: { share: number; hardware: string; tags: string[]; latencyModel?: { baseMs: number } }[]; cost: { ratio: number } | null; inferencesPerSecond: number };
 }
 
-describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900_000 }, () => {
+describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: DEVICES > 500 ? 3_600_000 : 900_000 }, () => {
   let server: TestServer;
   let fleet: WallFleet;
   let dir: string;
@@ -48,8 +50,8 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
   let desiredPublished = 0;
 
   async function rehearse(file: string): Promise<{ report: Rehearsal; stderr: string }> {
-    const r = await run(process.execPath, [BIN, '--server', server.baseUrl, '--json', 'campaigns', 'rehearse', file, '--max-devices', String(DEVICES), '--processes', '1', '--timeout', '300'],
-      { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: server.adminToken }, maxBuffer: 64 * 1024 * 1024, timeout: 420_000 });
+    const r = await run(process.execPath, [BIN, '--server', server.baseUrl, '--json', 'campaigns', 'rehearse', file, '--max-devices', String(DEVICES), '--processes', String(PROCESSES), '--timeout', String(DEVICES > 500 ? 1500 : 300)],
+      { env: { ...process.env, FLEET_SERVER_URL: '', FLEET_TOKEN: server.adminToken }, maxBuffer: 64 * 1024 * 1024, timeout: DEVICES > 500 ? 1_800_000 : 420_000 });
     return { report: JSON.parse(r.stdout) as Rehearsal, stderr: r.stderr };
   }
 
@@ -62,15 +64,15 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     broken = await pushBundle(server, 'detector', costlyClassifier(3, 12), ref); // 3x the baseline's layers
     good = await pushBundle(server, 'detector', costlyClassifier(2, 4), ref); // other weights, same cost
     fleet = new WallFleet(server, {
-      count: DEVICES, processes: 1, idPrefix: 'real', telemetryWindowMs: 1000,
+      count: DEVICES, processes: PROCESSES, idPrefix: 'real', telemetryWindowMs: 1000,
       hardware: (i) => CLASSES[classOf(i)].hardware, tags: (i) => CLASSES[classOf(i)].tags,
     });
     await fleet.start();
     await assign(server, baseline.manifestSha256, fleet.ids);
-    await fleet.waitActive(baseline.manifestSha256, 180_000);
+    await fleet.waitActive(baseline.manifestSha256, DEVICES > 500 ? 900_000 : 180_000);
     fleet.startWorkload(1);
     // the fleet's shape needs telemetry of every device on the baseline
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + (DEVICES > 500 ? 600_000 : 120_000);
     for (;;) {
       const shape = (await server.app.inject({ method: 'GET', url: '/v1/fleet/shape?windowSeconds=600' })).json();
       if (shape.classes.reduce((a: number, c: { telemetry: { reportingDevices: number } }) => a + c.telemetry.reportingDevices, 0) === DEVICES) break;
@@ -80,7 +82,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     for (const [name, sha] of [['broken', broken.manifestSha256], ['good', good.manifestSha256]]) {
       writeFileSync(join(dir, `${name}.json`), JSON.stringify({ name, manifestSha256: sha, target: {}, waves: WAVES, deviceDeadlineSeconds: 120 }));
     }
-  }, 400_000);
+  }, DEVICES > 500 ? 1_800_000 : 400_000);
 
   afterAll(async () => {
     await fleet?.stop();
@@ -97,14 +99,14 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     console.log(`rehearsal (broken): ${JSON.stringify({ prediction: report.prediction, cost: report.twin.cost, rate: report.twin.inferencesPerSecond, baseMs: report.twin.groups.map((g) => g.latencyModel?.baseMs), waves: report.waves.map((w) => ({ wave: w.wave, gate: w.gate, p95Ratio: w.figures.p95Ratio })) })}`);
     // the twin is shaped like the fleet: every device, one group per class with its share and tags, all online
     expect(report.twin.devices, stderr).toBe(DEVICES);
-    expect(report.twin.groups.map((g) => [g.hardware, g.share, g.tags])).toEqual([['rpi4', 45, ['eu']], ['jetson-nano', 27, ['us']], ['imx8', 18, ['eu', 'gate']]]);
+    expect(report.twin.groups.map((g) => [g.hardware, g.share, g.tags])).toEqual([['rpi4', DEVICES * 0.5, ['eu']], ['jetson-nano', DEVICES * 0.3, ['us']], ['imx8', DEVICES * 0.2, ['eu', 'gate']]]);
     for (const g of report.twin.groups) expect(g.latencyModel!.baseMs).toBeGreaterThan(0);
     expect(report.twin.inferencesPerSecond).toBeGreaterThanOrEqual(1);
     expect(report.twin.cost!.ratio).toBeGreaterThan(2);
     expect(report.prediction.status).toBe('reverted');
     expect(report.prediction.haltWave).toBe(1);
     expect(report.prediction.reasonKinds[0]).toBe('p95-latency');
-    expect(report.prediction.devicesTouched.twin).toBe(5); // 5% of 90 rounded up, at least 5
+    expect(report.prediction.devicesTouched.twin).toBe(Math.max(5, Math.ceil(DEVICES * 0.05))); // 5% of the fleet rounded up, at least 5
     expect(report.waves).toHaveLength(1);
     expect(report.waves[0].gate).toBe('failed');
     // nothing reached the real fleet
@@ -133,7 +135,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: 900
     const created = await server.app.inject({ method: 'POST', url: '/v1/campaigns', payload: { name: 'broken', manifestSha256: broken.manifestSha256, target: {}, waves: WAVES, deviceDeadlineSeconds: 120 } });
     expect(created.statusCode, created.body).toBe(201);
     const id = created.json().campaignId as string;
-    const done = await waitForCampaign(server, id, ['completed', 'reverted', 'halted'], 180_000);
+    const done = await waitForCampaign(server, id, ['completed', 'reverted', 'halted'], DEVICES > 500 ? 900_000 : 180_000);
     const all = await events(server, id);
     const failed = all.filter((e) => e.type === 'gate_failed');
     console.log(`real campaign: ${done.status}; ${JSON.stringify(all.filter((e) => e.type.startsWith('gate_')).map((e) => ({ type: e.type, wave: e.detail.wave, failures: e.detail.failures, p95Ratio: (e.detail.figures as Record<string, unknown>)?.p95Ratio })))}`);
