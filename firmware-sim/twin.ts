@@ -131,7 +131,8 @@ export function twinScenario(shape: FleetShape, campaign: Record<string, unknown
 export function failureKinds(failures: string[]): string[] {
   return failures.map((f) => {
     if (f.startsWith('failures ')) return 'install-failures';
-    if (f.startsWith('inference error rate')) return 'error-rate';
+    if (f.startsWith('inference error rate') || f.startsWith('sequential test: error rate')) return 'error-rate';
+    if (f.startsWith('sequential test: latency')) return 'p95-latency'; // the sequential test's latency metric is the paired p95 ratio
     if (f.startsWith('p95 latency')) return 'p95-latency';
     if (f.startsWith('p99 latency')) return 'p99-latency';
     if (/drift|psi/i.test(f)) return 'drift';

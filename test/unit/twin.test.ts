@@ -97,6 +97,8 @@ describe('failureKinds', () => {
     ["p95 latency 4.50 ms is 3.00x the previous model's 1.50 ms (limit 1.5x)", 'p95-latency'],
     ["p99 latency 9.00 ms is 3.00x the previous model's 3.00 ms (limit 2x)", 'p99-latency'],
     ['drift on output:probs: PSI 0.412 (critical; warn 0.1, alert 0.2, critical 0.3)', 'drift'],
+    ['sequential test: latency shown worse on 10 devices, p95 ratio 1.616 (CS lower 1.452 vs halt above 1.1, upper 1.800 vs margin 1.2), alpha 0.05', 'p95-latency'],
+    ['sequential test: error rate shown worse on 7 devices, +4.10 points (CS lower +2.00 vs halt above +0.5), alpha 0.05', 'error-rate'],
     ['something new', 'other'],
   ])('%s -> %s', (f, kind) => {
     expect(failureKinds([f])).toEqual([kind]);
