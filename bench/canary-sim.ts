@@ -12,6 +12,7 @@
 import { GateConfig, type SequentialConfig } from '../server/rollouts/campaign-config.ts';
 import { judgeGate, waveBoundaries, type GateFigures, type WaveProgress } from '../server/rollouts/decide.ts';
 import { CANDIDATE_WINDOWS_SKIPPED, deviceObservation, verdictFromObservations, type Observation, type WindowFigures } from '../server/rollouts/sequential.ts';
+import { mulberry32 } from '../shared/prng.ts';
 
 export interface SimOptions {
   devices: number;
@@ -43,17 +44,8 @@ export const DEFAULT_SIM: Omit<SimOptions, 'latencyFactor' | 'errorPoints' | 'ga
   inferencesPerWindow: 30,
 };
 
-/** mulberry32: small, fast, seeded */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, seeded (shared/prng.ts) */
+export const rng = mulberry32;
 
 function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -2,10 +2,10 @@
 // (server/rollouts/campaign-config.ts, a zod-only module: see test/unit/import-rules.test.ts), so a new
 // campaign option shows up here, in the OpenAPI document and in the CLI without being copied.
 import { z } from 'zod';
-import { CampaignRequest } from '../../server/rollouts/campaign-config.ts';
+import { CampaignRequest, CampaignTarget } from '../../server/rollouts/campaign-config.ts';
 import { defineRoute, errors, type RouteContract } from './contract.ts';
 
-export { CampaignRequest };
+export { CampaignRequest, CampaignTarget };
 export const CampaignStatus = z.enum(['running', 'paused', 'halted', 'reverting', 'reverted', 'completed', 'aborted']);
 export type CampaignStatus = z.infer<typeof CampaignStatus>;
 /** running and reverting move on their own; the rest wait for an operator or are final */

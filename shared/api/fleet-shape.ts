@@ -4,15 +4,11 @@
 // simulated twin of the fleet from it (firmware-sim/twin.ts).
 import { z } from 'zod';
 import { DeviceId, IsoTime, ModelId, Sha256Hex } from '../ids.ts';
+import { CampaignTarget } from './campaigns.ts';
 import { defineRoute, errors, type RouteContract } from './contract.ts';
 
-/** The devices a campaign would target: the same fields as a campaign's `target` (server/rollouts/campaign-config.ts CampaignTarget). */
-export const ShapeTarget = z.object({
-  deviceIds: z.array(DeviceId).max(100_000).optional(),
-  tags: z.array(z.string().min(1).max(64)).max(32).optional(),
-  hardware: z.array(z.string().min(1).max(64)).max(64).optional(),
-  currentModel: z.object({ modelId: ModelId, version: z.number().int().positive().optional() }).strict().optional(),
-}).strict();
+/** The devices a campaign would target: a campaign's own `target` schema (server/rollouts/campaign-config.ts). */
+export const ShapeTarget = CampaignTarget;
 export type ShapeTarget = z.infer<typeof ShapeTarget>;
 
 export const DEFAULT_SHAPE_WINDOW_SECONDS = 3600;
