@@ -3,6 +3,10 @@
 // through a probation window (reverting to the previous slot if it misbehaves), and reports why.
 // The constructor does nothing; start() repairs what a crash left, restores the last good model and
 // connects; stop() undoes it.
+// A device may run several models (issue 19): a slot then holds a set (the primary model plus others,
+// possibly a release), installed, switched (one state write), probed and reverted as one. Each model is
+// served by name (infer(modelId, feeds)); a model the new set keeps unchanged keeps its loaded session,
+// so updating one model never interrupts another.
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,7 +39,7 @@ import { abandonUpdate, claimSlot, failProbation, finishRepair, switchTo } from 
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { SlotFiles } from './slot-files.ts';
 import { Staging } from './staging.ts';
-import { StateStore, type AgentState, type ProbationRecord, type RepairRecord, type SlotName, type SlotRecord } from './state-store.ts';
+import { slotModels, StateStore, type AgentState, type ProbationRecord, type RepairRecord, type SlotModel, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
 
@@ -65,7 +69,25 @@ export interface AgentDeps {
   onPhase?: (phase: UpdatePhase, info: PhaseInfo) => void;
 }
 
-interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; manifest: Manifest; inflight: number; retired: boolean }
+/** One model being served: its own session and in-flight count (a model kept by the next set keeps both). */
+interface Unit { record: SlotModel; model: LoadedModel; manifest: Manifest; inflight: number; retired: boolean }
+/** The active slot, loaded: its models, the primary first (`manifest` is the primary's). */
+interface Current { slot: SlotName; record: SlotRecord; units: Unit[]; manifest: Manifest }
+
+/** infer(modelId, …) for a model the device does not run */
+export class UnknownModel extends Error {
+  readonly code = 'UNKNOWN_MODEL';
+  constructor(readonly modelId: string, running: string[]) {
+    super(`this device runs no model ${modelId} (it runs: ${running.join(', ') || 'none'})`);
+    this.name = 'UnknownModel';
+  }
+}
+
+/** What identifies a set: every manifest in order, and the release; a single model is its manifest digest. */
+function setKey(primarySha256: string, extras: readonly string[], release?: { name: string; version: number }): string {
+  return [primarySha256, ...extras].join('+') + (release ? `@${release.name}:${release.version}` : '');
+}
+const recordKey = (r: SlotRecord) => setKey(r.manifestSha256, (r.extra ?? []).map((m) => m.manifestSha256), r.release);
 /** `record` is replaced, never changed in place, when the revert target goes away */
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
@@ -161,6 +183,14 @@ export class FleetAgent extends EventEmitter {
     return this.current ? { modelId: this.current.record.modelId, version: this.current.record.version, manifestSha256: this.current.record.manifestSha256 } : null;
   }
 
+  /** every model the device serves, the primary first (one entry on a single-model device, none before the first install) */
+  get activeSet(): ActiveModel[] {
+    return (this.current?.units ?? []).map((u) => ({ modelId: u.record.modelId, version: u.record.version, manifestSha256: u.record.manifestSha256 }));
+  }
+
+  /** the release the active set is, if it is one */
+  get release(): { name: string; version: number } | null { return this.current?.record.release ?? null; }
+
   /** true while the active model is still on probation */
   get onProbation(): boolean { return this.probation !== null; }
 
@@ -253,7 +283,7 @@ export class FleetAgent extends EventEmitter {
     if (this.current) {
       const c = this.current;
       this.current = null;
-      await c.model.release();
+      await Promise.all(c.units.map((u) => u.model.release()));
     }
   }
 
@@ -261,17 +291,25 @@ export class FleetAgent extends EventEmitter {
    * Inference for the device's own code; never answered by a model that has not passed its health check.
    * Throws InputMismatch (input-check.ts) for inputs that do not fit the manifest's io signature.
    */
-  async infer(feeds: Feeds): Promise<Outputs> {
+  async infer(feeds: Feeds): Promise<Outputs>;
+  /** One model of a multi-model device, by id (throws UnknownModel for a model it does not run). */
+  async infer(modelId: string, feeds: Feeds): Promise<Outputs>;
+  async infer(a: Feeds | string, b?: Feeds): Promise<Outputs> {
     const c = this.current;
     if (!c) throw new Error('no model is active on this device yet');
+    const feeds = typeof a === 'string' ? b! : a;
+    const u = typeof a === 'string' ? c.units.find((x) => x.record.modelId === a) : c.units[0];
+    if (!u) throw new UnknownModel(a as string, c.units.map((x) => x.record.modelId));
     // a caller's mistake is refused here: it must not count against the model (probation, telemetry)
-    checkFeeds(feeds, c.manifest.io.inputs);
-    c.inflight++;
+    checkFeeds(feeds, u.manifest.io.inputs);
+    u.inflight++;
     const t0 = performance.now();
+    // drift histograms are the primary model's (its baseline): other models count in latency and errors only
+    const primary = u === c.units[0];
     try {
-      const out = await c.model.run(feeds);
+      const out = await u.model.run(feeds);
       const ms = deviceMsOf(out) ?? performance.now() - t0;
-      this.window.record(ms, true, feeds, out);
+      this.window.record(ms, true, primary ? feeds : undefined, primary ? out : undefined);
       if (this.probation) this.probe(c, ms, true);
       return out;
     } catch (err) {
@@ -280,8 +318,8 @@ export class FleetAgent extends EventEmitter {
       if (this.probation) this.probe(c, 0, false);
       throw err;
     } finally {
-      c.inflight--;
-      if (c.retired && c.inflight === 0) void c.model.release();
+      u.inflight--;
+      if (u.retired && u.inflight === 0) void u.model.release();
     }
   }
 
@@ -510,7 +548,8 @@ export class FleetAgent extends EventEmitter {
     }
     const m = v.manifest;
     const base = { directorSeq: v.desired.seq, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version };
-    const news = this.current?.record.manifestSha256 !== v.manifestSha256;
+    // a set is news if any of its manifests (or its release) differs from what the active slot holds
+    const news = !this.current || recordKey(this.current.record) !== setKey(v.manifestSha256, v.extras.map((e) => e.manifestSha256), v.desired.release);
     const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
     // Accepted: this assignment can never be replayed, and the clock never goes back before it. In the
     // same atomic write: an update is under way (no slot touched yet: it downloads into staging).
@@ -561,32 +600,84 @@ export class FleetAgent extends EventEmitter {
    * are read once and must have the signed manifest's length and SHA-256; they are written to staging
    * (durably) because the slot they came from may be the one this update claims.
    */
-  private stageFromSlot(a: Manifest['artifact'], base: Partial<Status>): { path: string; bytes: Uint8Array } | null {
+  private stageFromSlot(a: Manifest['artifact'], base: Partial<Status>, keep: readonly string[] = []): { path: string; bytes: Uint8Array } | null {
     for (const name of ['a', 'b'] as const) {
-      const rec = this.state.slots[name];
-      if (!rec || rec.artifactSha256 !== a.sha256 || rec.length !== a.length) continue;
-      let bytes: Buffer;
-      try { bytes = readFileSync(this.slots.path(name, 'onnx')); } catch { continue; }
-      if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) continue; // damaged: download instead
-      this.staging.removeExcept(a.sha256);
-      const path = this.staging.path(a.sha256);
-      const fd = disk.openSync(path, 'w');
-      try {
-        disk.writeSync(fd, bytes);
-        disk.fsyncSync(fd);
-      } finally {
-        disk.closeSync(fd);
+      const slotRecord = this.state.slots[name];
+      if (!slotRecord) continue;
+      for (const [index, rec] of slotModels(slotRecord).entries()) {
+        if (rec.artifactSha256 !== a.sha256 || rec.length !== a.length) continue;
+        let bytes: Buffer;
+        try { bytes = readFileSync(this.slots.path(name, 'onnx', index)); } catch { continue; }
+        if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) continue; // damaged: download instead
+        this.staging.removeExcept(a.sha256, keep);
+        const path = this.staging.path(a.sha256);
+        const fd = disk.openSync(path, 'w');
+        try {
+          disk.writeSync(fd, bytes);
+          disk.fsyncSync(fd);
+        } finally {
+          disk.closeSync(fd);
+        }
+        this.log('artifact_from_slot', { deviceId: this.deviceId, slot: name, artifactSha256: a.sha256, bytes: a.length });
+        this.status.progress('verifying', base);
+        return { path, bytes };
       }
-      this.log('artifact_from_slot', { deviceId: this.deviceId, slot: name, artifactSha256: a.sha256, bytes: a.length });
-      this.status.progress('verifying', base);
-      return { path, bytes };
     }
     return null;
   }
 
+  /**
+   * Every model of the assignment (one, or a set) is staged, verified, loaded and health-checked before
+   * any slot is touched; then the inactive slot is claimed, written whole, and activated by one state
+   * write. A model the active set already runs with the same signed manifest is not checked again and
+   * keeps its loaded session (its bytes are still copied into the new slot, which must hold the whole set).
+   */
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
-    const m = v.manifest;
-    const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+    const wanted = [{ manifest: v.manifest, sha: v.manifestSha256, text: manifestText }, ...v.extras.map((e) => ({ manifest: e.manifest, sha: e.manifestSha256, text: e.envelope.signed }))];
+    const ready: { unit: Unit; part: string; text: string; reused: boolean }[] = [];
+    const keep: string[] = [];
+    const release = () => Promise.all(ready.filter((r) => !r.reused).map((r) => r.unit.model.release()));
+    try {
+      for (const w of wanted) {
+        const m = w.manifest;
+        const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+        const record: SlotModel = { manifestSha256: w.sha, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+        const running = wanted.length > 1 ? this.current?.units.find((u) => u.record.manifestSha256 === w.sha && !u.retired) : undefined;
+        if (running) {
+          const staged = this.stageFromSlot(m.artifact, base, keep);
+          if (staged) {
+            keep.push(m.artifact.sha256);
+            ready.push({ unit: running, part: staged.path, text: w.text, reused: true });
+            continue;
+          }
+        }
+        const staged = await this.stageModel(m, base, info, keep);
+        keep.push(m.artifact.sha256);
+        ready.push({ unit: { record, model: staged.model, manifest: m, inflight: 0, retired: false }, part: staged.path, text: w.text, reused: false });
+      }
+      // Only now is the inactive slot overwritten: every model verified and passed its health check.
+      const info: PhaseInfo = { modelId: v.manifest.modelId, version: v.manifest.version, artifactSha256: v.manifest.artifact.sha256 };
+      this.claimSlot(slot);
+      for (const [i, r] of ready.entries()) writeFileDurable(this.slots.path(slot, 'manifest.json', i), r.text);
+      this.phase('write:manifest', info);
+      for (const [i, r] of ready.entries()) disk.renameSync(r.part, this.slots.path(slot, 'onnx', i));
+      fsyncDir(this.slots.dir);
+      this.phase('write:artifact', info);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+    const [primary, ...others] = ready.map((r) => r.unit);
+    const record: SlotRecord = {
+      ...primary.record,
+      ...(others.length ? { extra: others.map((u) => u.record) } : {}),
+      ...(v.desired.release ? { release: v.desired.release } : {}),
+    };
+    this.activate(slot, { slot, record, units: ready.map((r) => r.unit), manifest: v.manifest }, v.desired.seq, base);
+  }
+
+  /** One model into staging, verified, loaded and health-checked; no slot touched. */
+  private async stageModel(m: Manifest, base: Partial<Status>, info: PhaseInfo, keep: readonly string[]): Promise<{ path: string; model: LoadedModel }> {
     // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
     this.status.progress('downloading', base);
     this.phase('download:start', info);
@@ -594,8 +685,8 @@ export class FleetAgent extends EventEmitter {
     // A slot that already holds these bytes (a fleet revert sends a device back to the model in its
     // other slot, signed again under a new version): staged from there, checked against this manifest
     // like a download, and nothing is fetched.
-    const { path: part, bytes } = this.stageFromSlot(m.artifact, base) ?? await stageArtifact({
-      staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal,
+    const { path: part, bytes } = this.stageFromSlot(m.artifact, base, keep) ?? await stageArtifact({
+      staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal, keep,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
         this.log('download_done', { deviceId: this.deviceId, ...dl });
@@ -615,31 +706,26 @@ export class FleetAgent extends EventEmitter {
     try {
       model = await this.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
     } catch (err) {
-      throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the model: ${(err as Error).message}`);
+      throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load ${m.modelId} v${m.version}: ${(err as Error).message}`);
     }
     try {
       const health = await runHealthCheck(model, m.healthCheck, goldenVectors);
-      this.log('health_check_passed', { deviceId: this.deviceId, ...health });
+      this.log('health_check_passed', { deviceId: this.deviceId, modelId: m.modelId, ...health });
       this.phase('health:done', info);
-      // Only now is the inactive slot overwritten.
-      this.claimSlot(slot);
-      writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);
-      this.phase('write:manifest', info);
-      disk.renameSync(part, this.slots.path(slot, 'onnx'));
-      fsyncDir(this.slots.dir);
-      this.phase('write:artifact', info);
     } catch (err) {
       await model.release();
+      if (err instanceof UpdateRefused && base.modelId !== m.modelId) throw new UpdateRefused(err.reason, `${m.modelId} v${m.version}: ${err.message}`);
       throw err;
     }
-    const record: SlotRecord = { manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
-    this.activate(slot, record, model, m, v.desired.seq, base);
+    return { path: part, model };
   }
 
   /** The switch: one atomic state write (which also opens probation), then the in-memory pointer. */
-  private activate(slot: SlotName, record: SlotRecord, model: LoadedModel, m: Manifest, directorSeq: number, base: Partial<Status>): void {
+  private activate(slot: SlotName, next: Current, directorSeq: number, base: Partial<Status>): void {
     const previous = this.current ? this.current.slot : null;
-    const probation: ProbationRecord | null = Probation.enabled(this.limits(m)) ? {
+    const record = next.record;
+    const m = next.manifest;
+    const probation: ProbationRecord | null = Probation.enabled(this.limits(next)) ? {
       slot, previous, manifestSha256: record.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, startedAt: this.now(), cleanStop: false,
     } : null;
     this.state = switchTo(this.state, slot, record, previous, probation);
@@ -648,35 +734,45 @@ export class FleetAgent extends EventEmitter {
     this.phase('switch:before', info);
     this.store.save(this.state);
     this.phase('switch:after', info);
-    const next: Current = { slot, record, model, manifest: m, inflight: 0, retired: false };
     this.swapTo(next);
     this.status.announce(outcome);
     if (probation) this.beginProbation(next, probation);
   }
 
-  /** New requests go to `next` at once; the old model finishes its in-flight calls, then is released. */
+  /** New requests go to `next` at once; models it does not keep finish their in-flight calls, then are released. */
   private swapTo(next: Current): void {
     const old = this.current;
     this.current = next;
     this.window?.setBaseline(next.manifest.driftBaseline);
     if (old) {
-      old.retired = true;
-      if (old.inflight === 0) void old.model.release();
+      for (const u of old.units) {
+        if (next.units.includes(u)) continue;
+        u.retired = true;
+        if (u.inflight === 0) void u.model.release();
+      }
     }
+  }
+
+  /** A loaded set that did not become current: release the models it does not share with the current one. */
+  private async discard(set: Current | null): Promise<void> {
+    if (!set) return;
+    await Promise.all(set.units.filter((u) => !this.current?.units.includes(u)).map((u) => u.model.release()));
   }
 
   // ---- probation --------------------------------------------------------------------------
 
-  private limits(m: Manifest) {
+  /** one probation for the whole set: calls of any of its models count; latency against the largest budget among them */
+  private limits(set: Current) {
     const c = this.config;
+    const budget = Math.max(...set.units.map((u) => u.manifest.healthCheck.latencyBudgetMs));
     return {
       inferences: c.probationInferences, seconds: c.probationSeconds, maxErrorRate: c.probationMaxErrorRate,
-      maxLatencyMs: c.probationMaxLatencyMs ?? c.probationLatencyFactor * m.healthCheck.latencyBudgetMs,
+      maxLatencyMs: c.probationMaxLatencyMs ?? c.probationLatencyFactor * budget,
     };
   }
 
   private beginProbation(current: Current, record: ProbationRecord): void {
-    const tracker = new Probation(this.limits(current.manifest), record.startedAt);
+    const tracker = new Probation(this.limits(current), record.startedAt);
     this.probation = { tracker, record, current, settling: false };
     this.phase('probation:start', { modelId: record.modelId, version: record.version });
     this.armProbationTimer();
@@ -750,7 +846,7 @@ export class FleetAgent extends EventEmitter {
     const r = p.record;
     this.phase('revert:before', { modelId: r.modelId, version: r.version });
     const back = r.previous ? await this.loadSlot(r.previous) : null;
-    if (this.stopped) { await back?.model.release(); return; }
+    if (this.stopped) { await this.discard(back); return; }
     const step = failProbation(this.state, r, back !== null);
     this.state = step.state;
     if (step.outcome === 'kept' || !back) {
@@ -792,11 +888,11 @@ export class FleetAgent extends EventEmitter {
         const read = this.slots.readVerified(job.slot, job.record);
         if ('error' in read) throw new Error(read.error);
         const model = await this.runtime.load(read.bytes, { sha256: job.record.artifactSha256, sessionConfig: manifest.quantization.sessionConfig });
-        loaded = { slot: job.slot, record: job.record, model, manifest, inflight: 0, retired: false };
+        loaded = { slot: job.slot, record: job.record, units: [{ record: job.record, model, manifest, inflight: 0, retired: false }], manifest };
       } catch (err) {
         why = (err as Error).message;
       }
-      if (this.stopped) { await loaded?.model.release(); return; } // the job stays on disk for the next start
+      if (this.stopped) { await this.discard(loaded); return; } // the job stays on disk for the next start
       while (this.deciding) await this.deciding;
       this.finishRepair(job, loaded, why);
     }
@@ -824,7 +920,7 @@ export class FleetAgent extends EventEmitter {
       if (step.outcome === 'reverted') { this.clearProbationTimer(); this.probation = null; }
       this.swapTo(loaded!);
     } else {
-      void loaded?.model.release(); // a revert target is loaded when it is needed
+      void this.discard(loaded); // a revert target is loaded when it is needed
       if (this.probation && this.state.probation?.previous === job.slot) this.probation.record = { ...this.probation.record, previous: job.slot };
     }
     this.status.announce(outcome);
@@ -832,19 +928,30 @@ export class FleetAgent extends EventEmitter {
 
   // ---- start-up ---------------------------------------------------------------------------
 
-  /** A slot's model, loaded only if its bytes and manifest still match the state record. */
+  /**
+   * A slot's models, loaded only if every model's bytes and manifest still match the state record. A
+   * model the current set runs with the same signed manifest is shared, not loaded again (a revert of one
+   * model of a set does not interrupt the others).
+   */
   private async loadSlot(slot: SlotName): Promise<Current | null> {
     const record = this.state.slots[slot];
     if (!record) return null;
-    const read = this.slots.readVerified(slot, record);
+    const read = this.slots.readVerifiedSet(slot, record);
     if ('error' in read) {
       this.log('slot_damaged', { deviceId: this.deviceId, slot, err: read.error });
       return null;
     }
+    const units: Unit[] = [];
     try {
-      const model = await this.runtime.load(read.bytes, { sha256: record.artifactSha256, sessionConfig: read.manifest.quantization.sessionConfig });
-      return { slot, record, model, manifest: read.manifest, inflight: 0, retired: false };
+      for (const m of read.models) {
+        const running = this.current?.units.find((u) => u.record.manifestSha256 === m.record.manifestSha256 && u.record.artifactSha256 === m.record.artifactSha256 && !u.retired);
+        if (running) { units.push(running); continue; }
+        const model = await this.runtime.load(m.bytes, { sha256: m.record.artifactSha256, sessionConfig: m.manifest.quantization.sessionConfig });
+        units.push({ record: m.record, model, manifest: m.manifest, inflight: 0, retired: false });
+      }
+      return { slot, record, units, manifest: read.models[0].manifest };
     } catch (err) {
+      await this.discard({ slot, record, units, manifest: read.models[0].manifest });
       this.log('slot_load_failed', { deviceId: this.deviceId, slot, err: (err as Error).message });
       return null;
     }

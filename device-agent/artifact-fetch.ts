@@ -21,6 +21,8 @@ export interface StageOptions {
   onChunk?: () => void;
   /** after the download, before the checks */
   onDownloaded?: (dl: DownloadResult) => void;
+  /** artifacts staged earlier in the same multi-model install: not removed */
+  keep?: readonly string[];
 }
 
 export interface Staged { path: string; bytes: Uint8Array }
@@ -28,7 +30,7 @@ export interface Staged { path: string; bytes: Uint8Array }
 export async function stageArtifact(o: StageOptions): Promise<Staged> {
   const { artifact: a, staging } = o;
   const path = staging.path(a.sha256);
-  staging.removeExcept(a.sha256);
+  staging.removeExcept(a.sha256, o.keep);
   const dl = await downloadArtifact({
     url: `${o.config.serverUrl.replace(/\/$/, '')}/v1/artifacts/${a.sha256}`,
     dest: path, expectedLength: a.length, ...o.config.download, random: o.random, fetch: o.fetch,

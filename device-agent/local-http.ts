@@ -1,10 +1,12 @@
 // Inference for device code in other languages: a small HTTP endpoint on loopback only.
 // POST /v1/infer {"inputs": {"name": {"dims": [1, 784], "data": [...], "type": "float32"}}}
-// GET  /v1/status -> the active model, the last update status and freshness (stale: no fresh signed statement lately).
+// POST /v1/models/<modelId>/infer (same body): one model of a device that runs several (404 UNKNOWN_MODEL if it runs no such model)
+// GET  /v1/status -> the active model (the primary), every model it runs (`models`), the release, the last
+//      update status and freshness (stale: no fresh signed statement lately).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import type { FleetAgent } from './agent.ts';
+import { UnknownModel, type FleetAgent } from './agent.ts';
 import { InputMismatch } from './input-check.ts';
 
 const InferBody = z.object({
@@ -23,8 +25,17 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (req.method === 'GET' && req.url === '/v1/status') return send(200, { deviceId: agent.deviceId, active: agent.active, lastStatus: agent.lastStatus, freshness: agent.freshness?.view() ?? null });
-    if (req.method !== 'POST' || req.url !== '/v1/infer') return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer or GET /v1/status' });
+    if (req.method === 'GET' && req.url === '/v1/status') {
+      return send(200, { deviceId: agent.deviceId, active: agent.active, models: agent.activeSet, release: agent.release, lastStatus: agent.lastStatus, freshness: agent.freshness?.view() ?? null });
+    }
+    const named = req.url?.match(/^\/v1\/models\/([^/?#]+)\/infer$/);
+    if (req.method !== 'POST' || (req.url !== '/v1/infer' && !named)) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, POST /v1/models/<modelId>/infer or GET /v1/status' });
+    let modelId: string | null = null;
+    try {
+      modelId = named ? decodeURIComponent(named[1]) : null;
+    } catch {
+      return send(400, { error: 'BAD_REQUEST', message: 'the model id in the path is not valid percent-encoding' });
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -42,11 +53,13 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
         return send(400, { error: 'BAD_REQUEST', message: msg });
       }
       try {
-        const out = await agent.infer(body.inputs);
+        const out = modelId === null ? await agent.infer(body.inputs) : await agent.infer(modelId, body.inputs);
         const outputs = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dims: v.dims, type: v.type, data: Array.from(v.data as ArrayLike<number>, Number) }]));
-        send(200, { model: agent.active, outputs });
+        const model = modelId === null ? agent.active : agent.activeSet.find((m) => m.modelId === modelId) ?? null;
+        send(200, { model, outputs });
       } catch (err) {
         if (err instanceof InputMismatch) return send(400, { error: err.code, kind: err.kind, message: err.message });
+        if (err instanceof UnknownModel) return send(404, { error: err.code, message: err.message });
         send(503, { error: 'INFERENCE_FAILED', message: (err as Error).message });
       }
     });

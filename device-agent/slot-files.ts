@@ -1,13 +1,15 @@
 // The two model slots on disk: <dataDir>/slots/{a,b}.onnx with the signed manifest text beside it
 // ({a,b}.manifest.json) and the download in progress ({a,b}.part). Reading a slot re-checks its bytes
 // against the state record every time, so a damaged or half-written file is never loaded.
+// A slot holding a set of models (issue 19) keeps the primary in those files and model i of `extra`
+// (1-based) in {a,b}.<i>.onnx and {a,b}.<i>.manifest.json.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../shared/crypto.ts';
 import { Manifest } from '../shared/messages.ts';
 import { disk } from './disk.ts';
 import { removeIfExists } from './downloader.ts';
-import type { SlotName, SlotRecord } from './state-store.ts';
+import { slotModels, type SlotModel, type SlotName, type SlotRecord } from './state-store.ts';
 
 export type SlotFile = 'onnx' | 'part' | 'manifest.json';
 
@@ -21,13 +23,16 @@ export class SlotFiles {
     disk.mkdirSync(this.dir, { recursive: true });
   }
 
-  path(slot: SlotName, file: SlotFile): string {
-    return join(this.dir, `${slot}.${file}`);
+  /** `index` 0 is the primary model, i > 0 model i of a multi-model slot */
+  path(slot: SlotName, file: SlotFile, index = 0): string {
+    return join(this.dir, index === 0 ? `${slot}.${file}` : `${slot}.${index}.${file}`);
   }
 
-  /** Everything a slot holds, including a download in progress. */
+  /** Everything a slot holds, including a download in progress and the files of every model of a set. */
   clear(slot: SlotName): void {
     for (const f of ['onnx', 'part', 'manifest.json', 'manifest.json.tmp'] as const) removeIfExists(this.path(slot, f as SlotFile));
+    if (!existsSync(this.dir)) return;
+    for (const name of readdirSync(this.dir)) if (/^[ab]\.\d+\./.test(name) && name.startsWith(`${slot}.`)) removeIfExists(join(this.dir, name));
   }
 
   /** Leftovers of atomic writes cut short by a crash (the target still holds the old content). */
@@ -54,10 +59,26 @@ export class SlotFiles {
     }
   }
 
-  /** The slot's bytes and manifest if they are exactly what the record says, else null and why. */
+  /** The slot's bytes and manifest (the primary's) if every model in it is exactly what the record says, else why not. */
   readVerified(slot: SlotName, record: SlotRecord): { bytes: Uint8Array; manifest: Manifest } | { error: string } {
-    const onnx = this.path(slot, 'onnx');
-    const man = this.path(slot, 'manifest.json');
+    const set = this.readVerifiedSet(slot, record);
+    return 'error' in set ? set : set.models[0];
+  }
+
+  /** Every model of the slot, the primary first, each checked against the record; or the first reason one does not verify. */
+  readVerifiedSet(slot: SlotName, record: SlotRecord): { models: { record: SlotModel; bytes: Uint8Array; manifest: Manifest }[] } | { error: string } {
+    const models = [];
+    for (const [i, m] of slotModels(record).entries()) {
+      const read = this.readOne(slot, m, i);
+      if ('error' in read) return { error: i === 0 ? read.error : `${m.modelId}: ${read.error}` };
+      models.push({ record: m, ...read });
+    }
+    return { models };
+  }
+
+  private readOne(slot: SlotName, record: SlotModel, index: number): { bytes: Uint8Array; manifest: Manifest } | { error: string } {
+    const onnx = this.path(slot, 'onnx', index);
+    const man = this.path(slot, 'manifest.json', index);
     if (!existsSync(onnx) || !existsSync(man)) return { error: 'slot files missing' };
     const bytes: Uint8Array = readFileSync(onnx);
     if (bytes.byteLength !== record.length) return { error: `artifact is ${bytes.byteLength} bytes, the record says ${record.length}` };

@@ -32,7 +32,8 @@ export function checkSlots(state: AgentState, slots: SlotFiles, log: (event: str
     if (!('error' in read)) { out.checks[slot] = 'ok'; continue; }
     out.checks[slot] = 'damaged';
     const manifest = slots.readManifest(slot, record);
-    const repairable = !!manifest && manifest.artifact.sha256 === record.artifactSha256 && manifest.artifact.length === record.length;
+    // a multi-model slot is not fetched again (not done yet): recovery falls back to the other slot
+    const repairable = !record.extra && !!manifest && manifest.artifact.sha256 === record.artifactSha256 && manifest.artifact.length === record.length;
     log('slot_damaged', { slot, err: read.error, repairable });
     if (repairable) out.repairable.push({ slot, why: read.error });
   }

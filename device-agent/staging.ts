@@ -22,9 +22,13 @@ export class Staging {
     return join(this.dir, `${artifactSha256}.part`);
   }
 
-  /** Partial downloads of other artifacts: they can never be resumed into this one. */
-  removeExcept(artifactSha256: string): void {
-    for (const name of readdirSync(this.dir)) if (name !== `${artifactSha256}.part`) removeIfExists(join(this.dir, name));
+  /**
+   * Partial downloads of other artifacts: they can never be resumed into this one. `keep`: artifacts of
+   * the same multi-model install already staged (a set is staged whole before any slot is touched).
+   */
+  removeExcept(artifactSha256: string, keep: readonly string[] = []): void {
+    const kept = new Set([artifactSha256, ...keep].map((s) => `${s}.part`));
+    for (const name of readdirSync(this.dir)) if (!kept.has(name)) removeIfExists(join(this.dir, name));
   }
 
   remove(artifactSha256: string): void {

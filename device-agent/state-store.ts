@@ -10,14 +10,32 @@ import { writeFileDurable } from './durable-file.ts';
 export const SlotName = z.enum(['a', 'b']);
 export type SlotName = z.infer<typeof SlotName>;
 
-export const SlotRecord = z.object({
+/** One model in a slot: its signed manifest's digest and its artifact's. */
+export const SlotModel = z.object({
   manifestSha256: Sha256Hex,
   modelId: ModelId,
   version: z.number().int().positive(),
   artifactSha256: Sha256Hex,
   length: z.number().int().positive(),
 }).strict();
+export type SlotModel = z.infer<typeof SlotModel>;
+
+/**
+ * What a slot holds: one model (the fields of SlotModel: the primary), or a set of models (issue 19):
+ * the primary plus `extra`, switched, probed and reverted together, since the slot is what one state
+ * write activates. A single-model record is written exactly as before (no `extra`, no `release`).
+ */
+export const SlotRecord = SlotModel.extend({
+  extra: z.array(SlotModel).min(1).max(15).optional(),
+  release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
+}).strict();
 export type SlotRecord = z.infer<typeof SlotRecord>;
+
+/** Every model a slot record names, the primary first. */
+export function slotModels(r: SlotRecord): SlotModel[] {
+  const { extra, release: _release, ...primary } = r;
+  return [primary, ...(extra ?? [])];
+}
 
 /**
  * An accepted update; still set after a crash means it was cut short. `slot` is null while the artifact

@@ -53,7 +53,8 @@ export class StatusReporter {
   queue(state: UpdateState, extra: Partial<Status>): Status {
     const s = this.host.state();
     const r = s.active ? s.slots[s.active] : null;
-    return enqueueStatus(s, this.make(state, extra, r ? { modelId: r.modelId, version: r.version, manifestSha256: r.manifestSha256 } : null));
+    const set = r?.extra ? { activeSet: [r, ...r.extra].map((m) => ({ modelId: m.modelId, version: m.version, manifestSha256: m.manifestSha256 })), ...(r.release ? { release: r.release } : {}) } : {};
+    return enqueueStatus(s, this.make(state, { ...set, ...extra }, r ? { modelId: r.modelId, version: r.version, manifestSha256: r.manifestSha256 } : null));
   }
 
   /** Queue, write the record, announce: for outcomes whose only change is the report itself. */

@@ -136,6 +136,14 @@ export const DesiredState = z.object({
   version: z.number().int().positive(),
   /** SHA-256 of the manifest envelope's `signed` text */
   manifestSha256: Sha256Hex,
+  /**
+   * A device that runs several models (issue 19): the others of its set, beyond the primary one named
+   * above (which `infer(feeds)` without a model id serves). Their manifests travel in the message's
+   * `manifests`, in this order. The whole set is one assignment: the device switches to all of it at once.
+   */
+  models: z.array(z.object({ modelId: ModelId, version: z.number().int().positive(), manifestSha256: Sha256Hex }).strict()).min(1).max(15).optional(),
+  /** the release this set is (name and version), when the operator grouped the models as one */
+  release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 
@@ -144,6 +152,8 @@ export const DesiredMessage = z.object({
   keyset: Envelope,
   manifest: Envelope,
   director: Envelope,
+  /** the manifests of the desired state's `models`, in the same order (a multi-model assignment only) */
+  manifests: z.array(Envelope).min(1).max(15).optional(),
 }).strict();
 export type DesiredMessage = z.infer<typeof DesiredMessage>;
 
@@ -172,6 +182,10 @@ export const Status = z.object({
   detail: z.string().max(1000).optional(),
   active: ActiveModel.nullable(),
   agentVersion: z.string().max(32),
+  /** a device running several models: every model of its active set, the primary (`active`) first */
+  activeSet: z.array(ActiveModel).max(16).optional(),
+  /** the release the active set is, if it is one */
+  release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
 }).strict();
 export type Status = z.infer<typeof Status>;
 

@@ -24,6 +24,8 @@ export interface VerifiedDesired {
   desired: DesiredState;
   manifest: Manifest;
   manifestSha256: string;
+  /** a multi-model assignment: the other models of the set, in the desired state's order (else empty) */
+  extras: { manifest: Manifest; manifestSha256: string; envelope: Envelope }[];
 }
 
 /**
@@ -85,10 +87,31 @@ export function verifyDesired(msg: DesiredMessage, trust: TrustState, device: De
   const manifestSha256 = envelopeDigest(msg.manifest);
   if (desired.manifestSha256 !== manifestSha256) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state points at manifest ${desired.manifestSha256.slice(0, 12)}, delivered ${manifestSha256.slice(0, 12)}`);
 
-  checkSignedBy(msg.manifest, keyset, 'targets', 'manifest', rootKeyId, cache);
-  const manifest = parseSigned(msg.manifest, Manifest, 'manifest');
-  if (manifest.modelId !== desired.modelId || manifest.version !== desired.version) {
-    throw new UpdateRefused('MANIFEST_MISMATCH', `manifest is ${manifest.modelId} v${manifest.version}, desired state names ${desired.modelId} v${desired.version}`);
+  const manifest = checkManifest(msg.manifest, desired, keyset, trust, device, now, rootKeyId, cache);
+
+  // A multi-model assignment: every other model of the set passes the same checks, or none is installed.
+  const wanted = desired.models ?? [];
+  const delivered = msg.manifests ?? [];
+  if (wanted.length !== delivered.length) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state names ${wanted.length} more models, the message carries ${delivered.length} more manifests`);
+  const ids = new Set([desired.modelId]);
+  const extras: VerifiedDesired['extras'] = [];
+  for (const [i, want] of wanted.entries()) {
+    if (ids.has(want.modelId)) throw new UpdateRefused('MALFORMED', `desired state names model ${want.modelId} twice`);
+    ids.add(want.modelId);
+    const env = delivered[i];
+    const digest = envelopeDigest(env);
+    if (want.manifestSha256 !== digest) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state points at manifest ${want.manifestSha256.slice(0, 12)} for ${want.modelId}, delivered ${digest.slice(0, 12)}`);
+    extras.push({ manifest: checkManifest(env, want, keyset, trust, device, now, rootKeyId, cache), manifestSha256: digest, envelope: env });
+  }
+  return { keyset, desired, manifest, manifestSha256, extras };
+}
+
+/** One model's manifest: signed by a targets key, the model and version the director named, fresh, not below the floor, for this device. */
+function checkManifest(env: Envelope, want: { modelId: string; version: number }, keyset: KeySet, trust: TrustState, device: DeviceIdentity, now: number, rootKeyId: string, cache?: SignatureCache): Manifest {
+  checkSignedBy(env, keyset, 'targets', 'manifest', rootKeyId, cache);
+  const manifest = parseSigned(env, Manifest, 'manifest');
+  if (manifest.modelId !== want.modelId || manifest.version !== want.version) {
+    throw new UpdateRefused('MANIFEST_MISMATCH', `manifest is ${manifest.modelId} v${manifest.version}, desired state names ${want.modelId} v${want.version}`);
   }
   if (Date.parse(manifest.expires) <= now) throw new UpdateRefused('EXPIRED', `manifest ${manifest.modelId} v${manifest.version} expired at ${manifest.expires}`);
   const floor = trust.versionFloors[manifest.modelId] ?? 0;
@@ -99,7 +122,7 @@ export function verifyDesired(msg: DesiredMessage, trust: TrustState, device: De
   if (compareSemver(manifest.runtime.minAgentVersion, device.agentVersion) > 0) {
     throw new UpdateRefused('RUNTIME_INCOMPATIBLE', `manifest needs agent >= ${manifest.runtime.minAgentVersion}, this is ${device.agentVersion}`);
   }
-  return { keyset, desired, manifest, manifestSha256 };
+  return manifest;
 }
 
 export function compareSemver(a: string, b: string): number {
