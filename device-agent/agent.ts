@@ -52,6 +52,7 @@ export type UpdatePhase =
   | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
   | 'revert:before' | 'revert:after';
 
+/** `n`: the chunk (download:chunk), the inference (probation:inference), or which model of a set (the other install phases of a multi-model install) */
 export interface PhaseInfo { modelId?: string; version?: number; artifactSha256?: string; n?: number }
 
 export interface AgentDeps {
@@ -638,9 +639,10 @@ export class FleetAgent extends EventEmitter {
     const keep: string[] = [];
     const release = () => Promise.all(ready.filter((r) => !r.reused).map((r) => r.unit.model.release()));
     try {
-      for (const w of wanted) {
+      for (const [index, w] of wanted.entries()) {
         const m = w.manifest;
-        const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+        // in a set, `n` says which model of it (1-based) reached the phase: crash tests kill at the second or third
+        const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, ...(wanted.length > 1 ? { n: index + 1 } : {}) };
         const record: SlotModel = { manifestSha256: w.sha, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
         const running = wanted.length > 1 ? this.current?.units.find((u) => u.record.manifestSha256 === w.sha && !u.retired) : undefined;
         if (running) {

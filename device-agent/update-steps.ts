@@ -1,7 +1,7 @@
 // The update's changes to the state record, as pure functions from state to state (recovery.ts style):
 // the agent computes the next record here, queues the outcome into it, writes it in one atomic write,
 // then carries out the effects returned (clear a slot's files, swap the model in memory).
-import type { AgentState, ProbationRecord, RepairRecord, SlotName, SlotRecord } from './state-store.ts';
+import { slotModels, type AgentState, type ProbationRecord, type RepairRecord, type SlotName, type SlotRecord } from './state-store.ts';
 
 /** The inactive slot is about to be overwritten: the record stops naming it, and stops offering it as a revert target. */
 export function claimSlot(current: AgentState, slot: SlotName): AgentState {
@@ -13,13 +13,13 @@ export function claimSlot(current: AgentState, slot: SlotName): AgentState {
   return s;
 }
 
-/** The switch: `slot` becomes active, the model before it the previous one, the floor rises, probation opens. */
+/** The switch: `slot` becomes active, the model (or set) before it the previous one, each model's floor rises, probation opens. */
 export function switchTo(current: AgentState, slot: SlotName, record: SlotRecord, previous: SlotName | null, probation: ProbationRecord | null): AgentState {
   const s = structuredClone(current);
   s.slots[slot] = record;
   s.previous = previous;
   s.active = slot;
-  s.trust.versionFloors[record.modelId] = Math.max(s.trust.versionFloors[record.modelId] ?? 0, record.version);
+  for (const m of slotModels(record)) s.trust.versionFloors[m.modelId] = Math.max(s.trust.versionFloors[m.modelId] ?? 0, m.version);
   s.update = null;
   s.probation = probation;
   return s;

@@ -10,6 +10,12 @@ import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
 
+/** The other models of a multi-model assignment (issue 19), and the release the set is, if any. */
+export interface AssignSet {
+  extras: { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'> }[];
+  release?: { name: string; version: number };
+}
+
 export class Director {
   constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number) {}
 
@@ -32,8 +38,20 @@ export class Director {
     return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction);
   }
 
+  /**
+   * A set of models as one signed assignment (issue 19): the first manifest is the primary (what
+   * `infer(feeds)` serves and `desired_manifest_sha256` records), the others go in the desired state's
+   * `models` and the message's `manifests`. The device installs all or none and switches them together.
+   */
+  async assignSet(manifestSha256s: string[], deviceIds: string[], release?: AssignSet['release'], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+    if (manifestSha256s.length === 0) throw new AppError('FLEET_ERR_VALIDATION', 'a set names at least one model', 400);
+    const [primary, ...others] = manifestSha256s.map((sha) => this.bundleEnvelope(sha));
+    const set: AssignSet = { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}) };
+    return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, set);
+  }
+
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, set?: AssignSet): Promise<AssignResult[]> {
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
@@ -47,20 +65,26 @@ export class Director {
       // the server's own record of what it assigned: artifact access and the device view read it
       const grant = this.db.prepare(`INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
         VALUES (?, ?, ?, ?, ?, ?, ?)`);
-      const blobs = blobsOf(envelope);
-      // The same text as JSON.stringify({keyset, manifest, director}) (a test holds them equal): the key
-      // set and manifest, the bulk of each message, are serialized once per call, not once per device.
+      const extras = (set?.extras ?? []).map((e) => ({ ...e, digest: envelopeDigest(e.envelope) }));
+      const grants = [{ digest, manifest, blobs: blobsOf(envelope) }, ...extras.map((e) => ({ digest: e.digest, manifest: e.manifest, blobs: blobsOf(e.envelope) }))];
+      // The same text as JSON.stringify({keyset, manifest, director[, manifests]}) (a test holds them equal): the key
+      // set and manifests, the bulk of each message, are serialized once per call, not once per device.
       const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
-      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}}`;
+      const tail = extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}}` : '}';
+      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}`;
+      const setFields = extras.length || set?.release ? {
+        ...(extras.length ? { models: extras.map((e) => ({ modelId: e.manifest.modelId, version: e.manifest.version, manifestSha256: e.digest })) } : {}),
+        ...(set?.release ? { release: set.release } : {}),
+      } : {};
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
         const desired: DesiredState = {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
-          modelId: manifest.modelId, version: manifest.version, manifestSha256: digest,
+          modelId: manifest.modelId, version: manifest.version, manifestSha256: digest, ...setFields,
         };
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
-        for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
+        for (const g of grants) for (const blob of g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
       inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
@@ -81,17 +105,23 @@ export class Director {
   async resignAll(): Promise<{ reissued: number }> {
     const current = this.keys.keyset.version;
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
-    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[] }>();
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; set?: AssignSet; deviceIds: string[] }>();
     for (const r of rows) {
       const msg = JSON.parse(r.desired_json) as DesiredMessage;
       if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
       const desired = JSON.parse(msg.director.signed) as DesiredState;
-      const group = byManifest.get(desired.manifestSha256) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [] };
+      // a multi-model assignment is re-issued as the same set
+      const set: AssignSet | undefined = desired.models && msg.manifests ? {
+        extras: desired.models.map((m, i) => ({ envelope: msg.manifests![i], manifest: { modelId: m.modelId, version: m.version } })),
+        ...(desired.release ? { release: desired.release } : {}),
+      } : desired.release ? { extras: [], release: desired.release } : undefined;
+      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : ''].join('+');
+      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [] };
       group.deviceIds.push(r.device_id);
-      byManifest.set(desired.manifestSha256, group);
+      byManifest.set(key, group);
     }
     let reissued = 0;
-    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds)).length;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, g.set)).length;
     return { reissued };
   }
 
