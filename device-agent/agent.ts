@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { b64, sha256Hex } from '../shared/crypto.ts';
 import { envelopeDigest } from '../shared/envelope.ts';
-import { DesiredMessage, type ActiveModel, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
+import { DesiredMessage, type ActiveModel, type Chain, type Manifest, type Status, type Telemetry, type UpdateState } from '../shared/messages.ts';
 import { UpdateRefused, type ReasonCode } from '../shared/reason-codes.ts';
 import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
@@ -31,6 +31,8 @@ import { runHealthCheck } from './health-check.ts';
 import { deviceMsOf, isNotAModelError, OrtRuntime, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
 import { Probation, type ProbationVerdict } from './probation.ts';
 import { checkFeeds } from './input-check.ts';
+import { checkChainHealth } from './chain-check.ts';
+import { runChain } from '../shared/chain.ts';
 import { planRecovery } from './recovery.ts';
 import { realSleep } from './backoff.ts';
 import { checkSlots, refetchSlot } from './slot-repair.ts';
@@ -85,10 +87,11 @@ export class UnknownModel extends Error {
 }
 
 /** What identifies a set: every manifest in order, and the release; a single model is its manifest digest. */
-function setKey(primarySha256: string, extras: readonly string[], release?: { name: string; version: number }): string {
-  return [primarySha256, ...extras].join('+') + (release ? `@${release.name}:${release.version}` : '');
+function setKey(primarySha256: string, extras: readonly string[], release?: { name: string; version: number }, chain?: unknown): string {
+  return [primarySha256, ...extras].join('+') + (release ? `@${release.name}:${release.version}` : '') + (chain ? `|${sha256Hex(JSON.stringify(chain))}` : '');
 }
-const recordKey = (r: SlotRecord) => setKey(r.manifestSha256, (r.extra ?? []).map((m) => m.manifestSha256), r.release);
+const withoutGolden = (c: Chain | undefined) => (c ? { steps: c.steps } : undefined);
+const recordKey = (r: SlotRecord) => setKey(r.manifestSha256, (r.extra ?? []).map((m) => m.manifestSha256), r.release, r.chain);
 /** `record` is replaced, never changed in place, when the revert target goes away */
 interface OnProbation { tracker: Probation; record: ProbationRecord; current: Current; settling: boolean }
 
@@ -301,6 +304,25 @@ export class FleetAgent extends EventEmitter {
     const feeds = typeof a === 'string' ? b! : a;
     const u = typeof a === 'string' ? c.units.find((x) => x.record.modelId === a) : c.units[0];
     if (!u) throw new UnknownModel(a as string, c.units.map((x) => x.record.modelId));
+    return this.runUnit(c, u, feeds);
+  }
+
+  /**
+   * The active set's chain in one call (its outputs are the last step's). Every step runs on the set that
+   * was active when the call began, even if a switch happens meanwhile: a chain never mixes two sets.
+   */
+  async inferChain(feeds: Feeds): Promise<Outputs> {
+    const c = this.current;
+    if (!c) throw new Error('no model is active on this device yet');
+    const chain = c.record.chain;
+    if (!chain) throw new UnknownModel('chain', c.units.map((x) => x.record.modelId));
+    return runChain(chain, feeds, (id, f) => this.runUnit(c, c.units.find((x) => x.record.modelId === id)!, f as Feeds));
+  }
+
+  /** true if the active set has a chain */
+  get hasChain(): boolean { return !!this.current?.record.chain; }
+
+  private async runUnit(c: Current, u: Unit, feeds: Feeds): Promise<Outputs> {
     // a caller's mistake is refused here: it must not count against the model (probation, telemetry)
     checkFeeds(feeds, u.manifest.io.inputs);
     u.inflight++;
@@ -550,7 +572,7 @@ export class FleetAgent extends EventEmitter {
     const m = v.manifest;
     const base = { directorSeq: v.desired.seq, manifestSha256: v.manifestSha256, modelId: m.modelId, version: m.version };
     // a set is news if any of its manifests (or its release) differs from what the active slot holds
-    const news = !this.current || recordKey(this.current.record) !== setKey(v.manifestSha256, v.extras.map((e) => e.manifestSha256), v.desired.release);
+    const news = !this.current || recordKey(this.current.record) !== setKey(v.manifestSha256, v.extras.map((e) => e.manifestSha256), v.desired.release, withoutGolden(v.desired.chain));
     const slot: SlotName = this.state.active === 'a' ? 'b' : 'a';
     // Accepted: this assignment can never be replayed, and the clock never goes back before it. In the
     // same atomic write: an update is under way (no slot touched yet: it downloads into staging).
@@ -657,6 +679,12 @@ export class FleetAgent extends EventEmitter {
         keep.push(m.artifact.sha256);
         ready.push({ unit: { record, model: staged.model, manifest: m, inflight: 0, retired: false }, part: staged.path, text: w.text, reused: false });
       }
+      // The chain, if the set has one, end to end on its golden inputs with exactly these loaded models.
+      if (v.desired.chain) {
+        const byId = new Map(ready.map((r) => [r.unit.record.modelId, r.unit]));
+        const chain = await checkChainHealth(v.desired.chain, [...byId.keys()], (id, feeds) => byId.get(id)!.model.run(feeds as Feeds));
+        this.log('chain_health_check_passed', { deviceId: this.deviceId, ...chain });
+      }
       // Only now is the inactive slot overwritten: every model verified and passed its health check.
       const info: PhaseInfo = { modelId: v.manifest.modelId, version: v.manifest.version, artifactSha256: v.manifest.artifact.sha256 };
       this.claimSlot(slot);
@@ -674,6 +702,7 @@ export class FleetAgent extends EventEmitter {
       ...primary.record,
       ...(others.length ? { extra: others.map((u) => u.record) } : {}),
       ...(v.desired.release ? { release: v.desired.release } : {}),
+      ...(v.desired.chain ? { chain: withoutGolden(v.desired.chain) } : {}),
     };
     this.activate(slot, { slot, record, units: ready.map((r) => r.unit), manifest: v.manifest }, v.desired.seq, base);
   }

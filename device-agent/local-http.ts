@@ -1,6 +1,7 @@
 // Inference for device code in other languages: a small HTTP endpoint on loopback only.
 // POST /v1/infer {"inputs": {"name": {"dims": [1, 784], "data": [...], "type": "float32"}}}
 // POST /v1/models/<modelId>/infer (same body): one model of a device that runs several (404 UNKNOWN_MODEL if it runs no such model)
+// POST /v1/chain/infer (same body): the active release's chain in one call (404 UNKNOWN_MODEL if it has none)
 // GET  /v1/status -> the active model (the primary), every model it runs (`models`), the release, the last
 //      update status and freshness (stale: no fresh signed statement lately).
 import { createServer, type Server } from 'node:http';
@@ -8,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { UnknownModel, type FleetAgent } from './agent.ts';
 import { InputMismatch } from './input-check.ts';
+import { ChainError } from '../shared/chain.ts';
 
 const InferBody = z.object({
   inputs: z.record(z.string().max(256), z.object({
@@ -29,7 +31,8 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       return send(200, { deviceId: agent.deviceId, active: agent.active, models: agent.activeSet, release: agent.release, lastStatus: agent.lastStatus, freshness: agent.freshness?.view() ?? null });
     }
     const named = req.url?.match(/^\/v1\/models\/([^/?#]+)\/infer$/);
-    if (req.method !== 'POST' || (req.url !== '/v1/infer' && !named)) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, POST /v1/models/<modelId>/infer or GET /v1/status' });
+    const chain = req.url === '/v1/chain/infer';
+    if (req.method !== 'POST' || (req.url !== '/v1/infer' && !named && !chain)) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, POST /v1/models/<modelId>/infer, POST /v1/chain/infer or GET /v1/status' });
     let modelId: string | null = null;
     try {
       modelId = named ? decodeURIComponent(named[1]) : null;
@@ -53,13 +56,15 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
         return send(400, { error: 'BAD_REQUEST', message: msg });
       }
       try {
-        const out = modelId === null ? await agent.infer(body.inputs) : await agent.infer(modelId, body.inputs);
+        const out = chain ? await agent.inferChain(body.inputs) : modelId === null ? await agent.infer(body.inputs) : await agent.infer(modelId, body.inputs);
         const outputs = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dims: v.dims, type: v.type, data: Array.from(v.data as ArrayLike<number>, Number) }]));
+        if (chain) return send(200, { models: agent.activeSet, release: agent.release, outputs });
         const model = modelId === null ? agent.active : agent.activeSet.find((m) => m.modelId === modelId) ?? null;
         send(200, { model, outputs });
       } catch (err) {
         if (err instanceof InputMismatch) return send(400, { error: err.code, kind: err.kind, message: err.message });
-        if (err instanceof UnknownModel) return send(404, { error: err.code, message: err.message });
+        if (err instanceof UnknownModel) return send(404, { error: err.code, message: chain ? 'the active set has no chain' : err.message });
+        if (err instanceof ChainError) return send(400, { error: err.code, message: err.message });
         send(503, { error: 'INFERENCE_FAILED', message: (err as Error).message });
       }
     });

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Base64, ModelId, Sha256Hex } from '../shared/ids.ts';
-import { Status } from '../shared/messages.ts';
+import { Chain, Status } from '../shared/messages.ts';
 import { writeFileDurable } from './durable-file.ts';
 
 export const SlotName = z.enum(['a', 'b']);
@@ -28,12 +28,14 @@ export type SlotModel = z.infer<typeof SlotModel>;
 export const SlotRecord = SlotModel.extend({
   extra: z.array(SlotModel).min(1).max(15).optional(),
   release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
+  /** the set's pipeline (without its golden vectors, used once, before the switch) */
+  chain: Chain.optional(),
 }).strict();
 export type SlotRecord = z.infer<typeof SlotRecord>;
 
 /** Every model a slot record names, the primary first. */
 export function slotModels(r: SlotRecord): SlotModel[] {
-  const { extra, release: _release, ...primary } = r;
+  const { extra, release: _release, chain: _chain, ...primary } = r;
   return [primary, ...(extra ?? [])];
 }
 

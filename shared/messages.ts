@@ -125,6 +125,41 @@ export function manifestBlobs(m: Pick<Manifest, 'artifact' | 'healthCheck'>): st
   return m.healthCheck.golden ? [m.artifact.sha256, m.healthCheck.golden.sha256] : [m.artifact.sha256];
 }
 
+/**
+ * One reshaping of a tensor between two models of a chain (shared/chain.ts runs them in order):
+ * affine: x * mul + add, element-wise;
+ * windows: the values read as frames of `frame` numbers; every run of `size` consecutive frames, starting
+ *   `stride` frames apart, becomes one row: dims [windows, size, frame] (audio: mel frames -> embedding windows);
+ * last: the last `rows` entries along the first axis (the most recent windows);
+ * reshape: new dims, at most one -1 (inferred).
+ */
+export const ChainTransform = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('affine'), mul: z.number(), add: z.number() }).strict(),
+  z.object({ op: z.literal('windows'), frame: z.number().int().positive(), size: z.number().int().positive(), stride: z.number().int().positive() }).strict(),
+  z.object({ op: z.literal('last'), rows: z.number().int().positive() }).strict(),
+  z.object({ op: z.literal('reshape'), dims: z.array(z.number().int().min(-1)).min(1).max(8) }).strict(),
+]);
+export type ChainTransform = z.infer<typeof ChainTransform>;
+
+/**
+ * A pipeline on the device (issue 19): each step runs one model of the set; each of its inputs comes from
+ * the chain's own inputs (`from: "input"`) or from an output of an earlier step (`from: <modelId>`),
+ * through the transforms in order. The chain's outputs are the last step's. `golden`: the chain's own
+ * health check (inputs and the outputs the exact artifacts give), run end to end before the switch.
+ */
+export const Chain = z.object({
+  steps: z.array(z.object({
+    modelId: ModelId,
+    inputs: z.record(z.string().min(1).max(256), z.object({
+      from: z.string().min(1).max(64),
+      name: z.string().min(1).max(256),
+      transforms: z.array(ChainTransform).max(8).optional(),
+    }).strict()),
+  }).strict()).min(1).max(16),
+  golden: z.object({ vectors: z.array(GoldenVector).min(1).max(8), atol: z.number().nonnegative(), rtol: z.number().nonnegative() }).strict().optional(),
+}).strict();
+export type Chain = z.infer<typeof Chain>;
+
 /** The director's per-device assignment (Uptane): binds one device, one sequence number, one manifest. */
 export const DesiredState = z.object({
   type: z.literal('desired'),
@@ -144,6 +179,8 @@ export const DesiredState = z.object({
   models: z.array(z.object({ modelId: ModelId, version: z.number().int().positive(), manifestSha256: Sha256Hex }).strict()).min(1).max(15).optional(),
   /** the release this set is (name and version), when the operator grouped the models as one */
   release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
+  /** the set's pipeline, run by the device in one call; checked end to end on its golden inputs before the switch */
+  chain: Chain.optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 

@@ -279,4 +279,25 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX telemetry_received ON telemetry(received_at);
     `,
   },
+  {
+    version: 8,
+    name: 'releases-and-model-sets',
+    sql: `
+      -- Releases (issue 19): a named, versioned set of bundles that devices switch to as one. models_json
+      -- lists {modelId, version, manifestSha256} in order, the first being the primary model; chain_json
+      -- the optional pipeline (shared/messages.ts Chain). A version is never changed once made.
+      CREATE TABLE releases (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        models_json TEXT NOT NULL,
+        chain_json TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+      );
+      -- every model a device reports running (its status's activeSet, checked against its assignments) and the release it is
+      ALTER TABLE devices ADD COLUMN active_set_json TEXT;
+      ALTER TABLE devices ADD COLUMN active_release_json TEXT;
+    `,
+  },
 ];

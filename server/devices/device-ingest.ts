@@ -157,8 +157,14 @@ export class DeviceIngest {
       // to it, and then with the server's own model id and version; anything else is kept as a claim.
       const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
       const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
+      // a multi-model device: every model of its set, each taken as fact only if it was assigned to it
+      const set = assigned && s.activeSet ? s.activeSet.map((m) => {
+        const a = this.sql.assigned.get(s.deviceId, m.manifestSha256) as { model_id: string; version: number } | undefined;
+        return a ? { modelId: a.model_id, version: a.version, manifestSha256: m.manifestSha256 } : { ...m, unverified: true };
+      }) : null;
       this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
-          assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, s.deviceId);
+          assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, set ? JSON.stringify(set) : null,
+          set && s.release ? JSON.stringify(s.release) : null, s.deviceId);
       return true;
     }
   }
@@ -172,7 +178,8 @@ function prepareStatements(db: Db) {
       agent_version = COALESCE(?, agent_version), freshness_stale = COALESCE(?, freshness_stale),
       fresh_until = CASE WHEN ? THEN ? ELSE fresh_until END WHERE device_id = ?`),
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
-      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ? WHERE device_id = ?`),
+      active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ?,
+      active_set_json = ?, active_release_json = ? WHERE device_id = ?`),
     assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),
     event: db.prepare(`INSERT OR IGNORE INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at, seq)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),

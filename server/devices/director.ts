@@ -1,7 +1,7 @@
 // The director: signs one desired state per device (device id, growing sequence number, short expiry,
 // digest of the manifest) and publishes it retained on the device's desired topic.
 import { envelopeDigest, signDocument } from '../../shared/envelope.ts';
-import { manifestBlobs, type DesiredMessage, type DesiredState, type Envelope, type Manifest } from '../../shared/messages.ts';
+import { manifestBlobs, type Chain, type DesiredMessage, type DesiredState, type Envelope, type Manifest } from '../../shared/messages.ts';
 import { topics } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
@@ -14,6 +14,8 @@ export interface AssignResult { deviceId: string; seq: number }
 export interface AssignSet {
   extras: { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'> }[];
   release?: { name: string; version: number };
+  /** the set's pipeline, with its golden vectors (shared/messages.ts Chain) */
+  chain?: Chain;
 }
 
 export class Director {
@@ -43,10 +45,10 @@ export class Director {
    * `infer(feeds)` serves and `desired_manifest_sha256` records), the others go in the desired state's
    * `models` and the message's `manifests`. The device installs all or none and switches them together.
    */
-  async assignSet(manifestSha256s: string[], deviceIds: string[], release?: AssignSet['release'], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assignSet(manifestSha256s: string[], deviceIds: string[], release?: AssignSet['release'], inTransaction?: (assigned: AssignResult[]) => void, chain?: Chain): Promise<AssignResult[]> {
     if (manifestSha256s.length === 0) throw new AppError('FLEET_ERR_VALIDATION', 'a set names at least one model', 400);
     const [primary, ...others] = manifestSha256s.map((sha) => this.bundleEnvelope(sha));
-    const set: AssignSet = { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}) };
+    const set: AssignSet = { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}), ...(chain ? { chain } : {}) };
     return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, set);
   }
 
@@ -72,9 +74,10 @@ export class Director {
       const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
       const tail = extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}}` : '}';
       const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}`;
-      const setFields = extras.length || set?.release ? {
+      const setFields = extras.length || set?.release || set?.chain ? {
         ...(extras.length ? { models: extras.map((e) => ({ modelId: e.manifest.modelId, version: e.manifest.version, manifestSha256: e.digest })) } : {}),
         ...(set?.release ? { release: set.release } : {}),
+        ...(set?.chain ? { chain: set.chain } : {}),
       } : {};
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
@@ -114,8 +117,9 @@ export class Director {
       const set: AssignSet | undefined = desired.models && msg.manifests ? {
         extras: desired.models.map((m, i) => ({ envelope: msg.manifests![i], manifest: { modelId: m.modelId, version: m.version } })),
         ...(desired.release ? { release: desired.release } : {}),
-      } : desired.release ? { extras: [], release: desired.release } : undefined;
-      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : ''].join('+');
+        ...(desired.chain ? { chain: desired.chain } : {}),
+      } : desired.release || desired.chain ? { extras: [], ...(desired.release ? { release: desired.release } : {}), ...(desired.chain ? { chain: desired.chain } : {}) } : undefined;
+      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : '', desired.chain ? JSON.stringify(desired.chain) : ''].join('+');
       const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [] };
       group.deviceIds.push(r.device_id);
       byManifest.set(key, group);

@@ -10,7 +10,7 @@ interface DeviceRow {
   first_seen: string; last_seen: string; active_model_id: string | null; active_version: number | null;
   active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
   last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null; claimed_active_json: string | null;
-  freshness_stale: number | null; fresh_until: string | null;
+  freshness_stale: number | null; fresh_until: string | null; active_set_json?: string | null; active_release_json?: string | null;
 }
 
 export function deviceView(r: DeviceRow) {
@@ -25,6 +25,9 @@ export function deviceView(r: DeviceRow) {
     freshness: r.freshness_stale === null ? null : { stale: r.freshness_stale === 1, freshUntil: r.fresh_until },
     lastStatus: r.last_state ? { state: r.last_state, reason: r.last_reason, detail: r.last_detail, at: r.last_status_at } : null,
     desired: r.desired_manifest_sha256 ? { manifestSha256: r.desired_manifest_sha256, seq: r.desired_seq } : null,
+    // a device running several models: each of them (the primary first), and the release they are
+    models: r.active_set_json ? JSON.parse(r.active_set_json) : r.active_model_id ? [{ modelId: r.active_model_id, version: r.active_version, manifestSha256: r.active_manifest_sha256 }] : [],
+    release: r.active_release_json ? JSON.parse(r.active_release_json) : null,
   };
 }
 

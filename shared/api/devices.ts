@@ -15,6 +15,9 @@ export const DeviceView = z.object({
   freshness: z.object({ stale: z.boolean(), freshUntil: Time.nullable() }).nullable(),
   lastStatus: z.object({ state: z.string(), reason: z.string().nullable(), detail: z.string().nullable(), at: Time.nullable() }).nullable(),
   desired: z.object({ manifestSha256: z.string(), seq: z.number().int() }).nullable(),
+  models: z.array(z.object({ modelId: z.string(), version: z.number().int().nullable(), manifestSha256: z.string().nullable(), unverified: z.literal(true).optional() }))
+    .meta({ description: 'every model the device runs, the primary first (one on a single-model device; unverified: reported but never assigned to it)' }),
+  release: z.object({ name: z.string(), version: z.number().int() }).nullable().meta({ description: 'the release the device runs, if its models are one' }),
 }).meta({ id: 'Device' });
 export type DeviceView = z.infer<typeof DeviceView>;
 
