@@ -29,6 +29,7 @@ import { fleetShapeRoutes } from './routes/fleet-shape.ts';
 import { webRoutes } from './routes/web.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { telemetryRoutes } from './routes/telemetry.ts';
+import { releaseRoutes } from './routes/releases.ts';
 import { FleetMetrics } from './metrics/metrics.ts';
 import { TelemetryRetention } from './telemetry/retention.ts';
 import { contractRoute } from './routes/contract-route.ts';
@@ -129,5 +130,6 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(auditRoutes);
   await app.register(telemetryRoutes);
   await app.register(metricsRoutes);
+  await app.register(releaseRoutes);
   return app;
 }

@@ -83,7 +83,7 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     const contract = routeContracts.map((r) => key(r.method, r.path)).sort();
     expect(registered).toEqual(contract);
     expect(new Set(contract).size).toBe(routeContracts.length);
-    expect(contract.length).toBe(42);
+    expect(contract.length).toBe(46); // 42 + the four release routes (issue 19)
   });
 
   it('/openapi.json (public) has one operation per contract route and no other, each with its path parameters', async () => {
@@ -150,6 +150,15 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     await call({ method: 'GET', url: `/v1/devices/${fleet.agents[0].deviceId}` }, 200);
     await call({ method: 'GET', url: '/v1/devices/nobody' }, 404);
     await call({ method: 'POST', url: '/v1/assignments', payload: { manifestSha256: v1.manifestSha256, deviceIds: fleet.agents.map((a) => a.deviceId) } }, 202);
+    // releases (issue 19)
+    await call({ method: 'POST', url: '/v1/releases', payload: { name: 'tour-release', models: [{ modelId: 'tiny' }] } }, 201);
+    await call({ method: 'POST', url: '/v1/releases', payload: { name: 'tour-release', models: [{ modelId: 'nope' }] } }, 404);
+    await call({ method: 'POST', url: '/v1/releases', payload: { name: 'tour-release', models: [{ modelId: 'tiny' }, { modelId: 'tiny' }] } }, 400);
+    await call({ method: 'GET', url: '/v1/releases' }, 200);
+    await call({ method: 'GET', url: '/v1/releases/tour-release' }, 200);
+    await call({ method: 'GET', url: '/v1/releases/nothing' }, 404);
+    await call({ method: 'POST', url: '/v1/releases/tour-release/assignments', payload: { deviceIds: ['tour-release-1'] } }, 202);
+    await call({ method: 'POST', url: '/v1/releases/nothing/assignments', payload: { deviceIds: ['tour-release-1'] } }, 404);
     // campaigns
     const cmp = (await call({ method: 'POST', url: '/v1/campaigns', payload: { manifestSha256: v2.manifestSha256, waves: [{ percent: 100, soakSeconds: 3600 }] } }, 201)).json();
     expect(cmp.actions).toEqual(allowedActions('running'));
@@ -178,8 +187,8 @@ describe('REST contract, OpenAPI document and the routes the server registered',
 
     const missed = routeContracts.map((r) => key(r.method, r.path)).filter((k) => !exercised.has(k));
     expect(missed).toEqual([]);
-    // 56 requests, 7 of them answered with HTML, a script, artifact bytes or Prometheus text: 49 JSON bodies checked twice
-    expect(checked).toBe(49);
+    // 64 requests (8 of them to the release routes), 7 answered with HTML, a script, artifact bytes or Prometheus text: 57 JSON bodies checked twice
+    expect(checked).toBe(57);
     // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape
     expect(requests).toBe(7);
   });
