@@ -189,8 +189,8 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     expect(missed).toEqual([]);
     // 64 requests (8 of them to the release routes), 7 answered with HTML, a script, artifact bytes or Prometheus text: 57 JSON bodies checked twice
     expect(checked).toBe(57);
-    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape
-    expect(requests).toBe(7);
+    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape, release, release assignment
+    expect(requests).toBe(9);
   });
 
   it('a finished campaign offers only revert, and the engine refuses what it does not offer', async () => {
