@@ -11,6 +11,7 @@ import { devCaCommands } from './commands/dev-ca.ts';
 import { telemetryCommand } from './commands/telemetry.ts';
 import { accessCommands } from './commands/access.ts';
 import { deviceCommands } from './commands/devices.ts';
+import { releaseCommands } from './commands/releases.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
 
@@ -34,5 +35,6 @@ export function buildProgram(defaults: Defaults, sink: Omit<Io, 'json'>): Comman
   offlineCommands(program, run);
   devCaCommands(program, run);
   telemetryCommand(program, run);
+  releaseCommands(program, run);
   return program;
 }
