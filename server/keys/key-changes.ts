@@ -14,6 +14,7 @@
 import type { Fleet } from '../app.ts';
 import { writeAudit } from '../audit/audit-log.ts';
 import { reissueBundle } from '../bundles/reissue-bundle.ts';
+import type { DesiredMessage, DesiredState } from '../../shared/messages.ts';
 
 export interface ResignedBundle { fromManifestSha256: string; manifestSha256: string; modelId: string; fromVersion: number; version: number; keyId: string }
 export interface PropagationResult { resignedBundles: ResignedBundle[]; reissued: number }
@@ -23,14 +24,15 @@ export async function propagateKeyChange(fleet: Pick<Fleet, 'db' | 'keys' | 'dir
   const resignedBundles: ResignedBundle[] = [];
   let reissued = 0;
   if (revoked.length > 0) {
-    const rows = db.prepare(`SELECT d.device_id, d.desired_manifest_sha256 AS sha, b.envelope_json FROM devices d
-      JOIN bundles b ON b.manifest_sha256 = d.desired_manifest_sha256`).all() as { device_id: string; sha: string; envelope_json: string }[];
-    const byBundle = new Map<string, string[]>();
-    for (const r of rows) {
-      if (!revoked.includes((JSON.parse(r.envelope_json) as { keyId: string }).keyId)) continue;
-      byBundle.set(r.sha, [...(byBundle.get(r.sha) ?? []), r.device_id]);
-    }
-    for (const [sha, deviceIds] of byBundle) {
+    // Every manifest a device's desired state names (the primary and, for a multi-model device, the
+    // others of its set), re-signed once each if the revoked key signed it.
+    const rows = db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
+    const renamed = new Map<string, string>();
+    const resign = (sha: string): string => {
+      const done = renamed.get(sha);
+      if (done) return done;
+      const row = db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').get(sha) as { envelope_json: string } | undefined;
+      if (!row || !revoked.includes((JSON.parse(row.envelope_json) as { keyId: string }).keyId)) return sha; // not ours to re-sign, or not revoked
       const from = director.bundleEnvelope(sha).manifest;
       const next = reissueBundle({ db, keys, manifestTtlDays: config.manifestTtlDays }, sha, { revertOf: false });
       resignedBundles.push({
@@ -38,7 +40,33 @@ export async function propagateKeyChange(fleet: Pick<Fleet, 'db' | 'keys' | 'dir
         version: next.manifest.version, keyId: keys.signerFor('targets').keyId,
       });
       writeAudit(db, { actor: 'server', action: 'bundles.resign', target: next.manifestSha256, detail: { from: sha, revoked } });
-      reissued += (await director.assign(next.manifestSha256, deviceIds)).length;
+      renamed.set(sha, next.manifestSha256);
+      return next.manifestSha256;
+    };
+    const byBundle = new Map<string, string[]>();
+    const sets: { deviceId: string; shas: string[]; desired: DesiredState; msg: DesiredMessage }[] = [];
+    for (const r of rows) {
+      const msg = JSON.parse(r.desired_json) as DesiredMessage;
+      const desired = JSON.parse(msg.director.signed) as DesiredState;
+      const before = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256)];
+      const after = before.map(resign);
+      if (after.every((sha, i) => sha === before[i])) continue;
+      if (after.length === 1 && !desired.release && !desired.chain) byBundle.set(after[0], [...(byBundle.get(after[0]) ?? []), r.device_id]);
+      else sets.push({ deviceId: r.device_id, shas: after, desired, msg });
+    }
+    for (const [sha, deviceIds] of byBundle) reissued += (await director.assign(sha, deviceIds)).length;
+    // a set stays a set (same release and chain), with the re-signed manifests in place of the revoked
+    // ones and the others as they were (envelopes from the stored message: not every one is a bundle)
+    for (const s of sets) {
+      const envelopes = [s.msg.manifest, ...(s.msg.manifests ?? [])];
+      const named = [{ modelId: s.desired.modelId, version: s.desired.version, manifestSha256: s.desired.manifestSha256 }, ...(s.desired.models ?? [])];
+      const entries = s.shas.map((sha, i) => (sha !== named[i].manifestSha256
+        ? director.bundleEnvelope(sha) : { envelope: envelopes[i], manifest: { modelId: named[i].modelId, version: named[i].version } }));
+      const [primary, ...extras] = entries;
+      reissued += (await director.assignEnvelope(primary.envelope, primary.manifest, [s.deviceId], undefined, {
+        extras: extras.map((e) => ({ envelope: e.envelope, manifest: e.manifest })),
+        ...(s.desired.release ? { release: s.desired.release } : {}), ...(s.desired.chain ? { chain: s.desired.chain } : {}),
+      })).length;
     }
   }
   reissued += (await director.resignAll()).reissued;

@@ -204,4 +204,26 @@ describe('multi-model devices', () => {
     expect(agent.release).toBeNull();
     await expect(agent.infer('kws', feedsOf('kws'))).resolves.toBeTruthy();
   }, 90_000);
+
+  it('revoking the key that signed a set re-signs every manifest of it; the device moves to the re-signed set as one', async () => {
+    const set = await pushSet(8);
+    const agent = await startAgent(server, 'multi-5');
+    agents.push(agent);
+    const first = agent.waitForStatus((s) => s.manifestSha256 === set[0].manifestSha256 && s.state === 'active', 30_000);
+    await server.app.fleet.director.assignSet(setShas(set), [agent.deviceId], { name: 'rel', version: 1 });
+    await first;
+    const k1 = server.app.fleet.keys.signerFor('targets').keyId;
+    const rot = await server.app.inject({ method: 'POST', url: '/v1/keys/rotate' });
+    expect(rot.statusCode, rot.body).toBe(201);
+    const moved = agent.waitForStatus((s) => s.state === 'active' && !!s.activeSet && s.activeSet.every((m, i) => m.manifestSha256 !== set[i].manifestSha256), 60_000);
+    const rev = await server.app.inject({ method: 'POST', url: `/v1/keys/${k1}/revoke` });
+    expect(rev.statusCode, rev.body).toBe(200);
+    const resigned = rev.json().resignedBundles as { fromManifestSha256: string; manifestSha256: string; modelId: string }[];
+    const want = set.map((p) => resigned.find((r) => r.fromManifestSha256 === p.manifestSha256)?.manifestSha256);
+    expect(want.every((w) => typeof w === 'string')).toBe(true);
+    const s = await moved;
+    expect(s.activeSet?.map((m) => m.manifestSha256)).toEqual(want);
+    expect(s.release).toEqual({ name: 'rel', version: 1 });
+    expect(served(agent)).toEqual(want);
+  }, 120_000);
 });
