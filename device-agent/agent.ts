@@ -17,7 +17,8 @@ import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
 import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
-import { stageArtifact } from './artifact-fetch.ts';
+import { stageArtifact, type Staged } from './artifact-fetch.ts';
+import { stageFromDelta } from './delta.ts'; // [#18 delta hook]
 import { disk } from './disk.ts';
 import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
@@ -584,6 +585,26 @@ export class FleetAgent extends EventEmitter {
     return null;
   }
 
+  // [#18 delta hook] The artifact rebuilt from a slot and the delta the signed desired state offers
+  // (device-agent/delta.ts), or null: then the full artifact is downloaded, and a delta that failed is
+  // reported (progress, DELTA_FAILED) with why.
+  private async stageFromDelta(v: VerifiedDesired, base: Partial<Status>): Promise<Staged | null> {
+    const delta = v.desired.delta;
+    if (!delta) return null;
+    const r = await stageFromDelta({
+      delta, artifact: v.manifest.artifact, slots: this.slots, records: this.state.slots, staging: this.staging,
+      download: (blob) => stageArtifact({ staging: this.staging, config: this.config, authorization: this.authorization, artifact: blob, fetch: this.fetch, random: this.random, signal: this.stopping.signal }),
+    });
+    if ('staged' in r) {
+      this.log('artifact_from_delta', { deviceId: this.deviceId, baseSlot: r.baseSlot, deltaBytes: r.deltaBytes, artifactBytes: v.manifest.artifact.length });
+      this.status.progress('verifying', base);
+      return r.staged;
+    }
+    this.log('delta_failed', { deviceId: this.deviceId, err: r.failed });
+    this.status.progress('downloading', { ...base, reason: 'DELTA_FAILED', detail: `${r.failed}; downloading the full artifact` });
+    return null;
+  }
+
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
@@ -594,7 +615,7 @@ export class FleetAgent extends EventEmitter {
     // A slot that already holds these bytes (a fleet revert sends a device back to the model in its
     // other slot, signed again under a new version): staged from there, checked against this manifest
     // like a download, and nothing is fetched.
-    const { path: part, bytes } = this.stageFromSlot(m.artifact, base) ?? await stageArtifact({
+    const { path: part, bytes } = this.stageFromSlot(m.artifact, base) ?? await this.stageFromDelta(v, base) ?? await stageArtifact({
       staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {

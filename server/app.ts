@@ -9,6 +9,7 @@ import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './
 import { AssignmentLoop } from './devices/assignment-loop.ts';
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
+import { DeltaStore } from './bundles/delta-store.ts';
 import { FreshnessPublisher } from './devices/freshness-publisher.ts';
 import { installErrorHandler } from './errors.ts';
 import { apiAuth } from './auth/api-auth.ts';
@@ -85,7 +86,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
     ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
   });
-  const director = new Director(db, keys, broker, config.desiredTtlSeconds);
+  const director = new Director(db, keys, broker, config.desiredTtlSeconds, new DeltaStore(db, blobs, config.deltaMaxFraction));
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();

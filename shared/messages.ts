@@ -136,6 +136,13 @@ export const DesiredState = z.object({
   version: z.number().int().positive(),
   /** SHA-256 of the manifest envelope's `signed` text */
   manifestSha256: Sha256Hex,
+  /**
+   * Optional: a delta (shared/delta.ts) from an artifact the server believes this device holds
+   * (baseSha256) to the manifest's artifact; a blob of its own, fetched like the artifact and checked
+   * against this length and SHA-256 before it is read. The rebuilt artifact must still have the
+   * manifest's length and SHA-256; if anything fails the device downloads the full artifact.
+   */
+  delta: z.object({ baseSha256: Sha256Hex, sha256: Sha256Hex, length: z.number().int().positive() }).strict().optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 

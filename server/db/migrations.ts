@@ -279,4 +279,23 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX telemetry_received ON telemetry(received_at);
     `,
   },
+  {
+    version: 10,
+    name: 'delta-bundles',
+    sql: `
+      -- Delta bundles A -> B (server/bundles/delta-store.ts): one row per pair of artifacts the server
+      -- considered, made once. delta_sha256 is NULL when the delta was not worth offering (not smaller
+      -- than deltaMaxFraction of B); the delta itself is a blob in the artifacts table and blob store.
+      CREATE TABLE artifact_deltas (
+        base_sha256 TEXT NOT NULL,
+        target_sha256 TEXT NOT NULL,
+        delta_sha256 TEXT,
+        delta_length INTEGER NOT NULL,
+        target_length INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (base_sha256, target_sha256)
+      );
+    `,
+  },
 ];

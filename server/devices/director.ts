@@ -6,12 +6,15 @@ import { topics } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { KeyStore } from '../keys/key-store.ts';
+import type { DeltaOffer, DeltaStore } from '../bundles/delta-store.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
 
 export class Director {
-  constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number) {}
+  constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number,
+    /** delta bundles: without it (or with deltaMaxFraction 0) no desired state offers one */
+    private readonly deltas?: DeltaStore) {}
 
   bundleEnvelope(manifestSha256: string): { envelope: Envelope; manifest: Manifest } {
     const row = this.db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').get(manifestSha256) as { envelope_json: string } | undefined;
@@ -40,6 +43,7 @@ export class Director {
     const expires = new Date(now.getTime() + this.desiredTtlSeconds * 1000).toISOString();
     const digest = envelopeDigest(envelope);
     const out: { deviceId: string; seq: number; payload: string }[] = [];
+    const offers = this.deltaOffers(envelope, deviceIds);
     this.db.transaction(() => {
       const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
         ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
@@ -58,9 +62,11 @@ export class Director {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
           modelId: manifest.modelId, version: manifest.version, manifestSha256: digest,
         };
+        const offer = offers.get(deviceId);
+        if (offer) desired.delta = offer;
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
-        for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
+        for (const blob of offer ? [...blobs, offer.sha256] : blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
       inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
@@ -70,6 +76,27 @@ export class Director {
       await Promise.all(out.slice(i, i + 500).map((o) => this.bus.publish(topics.desired(o.deviceId), o.payload, { qos: 1, retain: true })));
     }
     return out.map(({ deviceId, seq }) => ({ deviceId, seq }));
+  }
+
+  /**
+   * Per device, the delta to offer with this manifest (delta-store.ts): from the artifact the device
+   * runs, as the server's own records know it. Made before the transaction (building one takes CPU time),
+   * once per distinct base.
+   */
+  private deltaOffers(envelope: Envelope, deviceIds: string[]): Map<string, DeltaOffer> {
+    const offers = new Map<string, DeltaOffer>();
+    if (!this.deltas) return offers;
+    const target = blobsOf(envelope)[0];
+    if (!target) return offers;
+    const byBase = new Map<string, DeltaOffer | null>();
+    for (const deviceId of deviceIds) {
+      const base = this.deltas.activeArtifact(deviceId);
+      if (!base || base === target) continue;
+      if (!byBase.has(base)) byBase.set(base, this.deltas.offer(base, target));
+      const offer = byBase.get(base);
+      if (offer) offers.set(deviceId, offer);
+    }
+    return offers;
   }
 
   /**

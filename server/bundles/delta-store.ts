@@ -1,0 +1,57 @@
+// Which delta to offer a device that holds artifact A and is assigned B: made once per pair (the smaller
+// of the ONNX-aware and the generic delta: delta-builder.ts), kept as a blob served by the artifact
+// route like any other, and offered only if smaller than deltaMaxFraction of B. A pair not worth a delta
+// is remembered too (delta_sha256 NULL), so it is not built again for every device.
+import type { Db } from '../db/database.ts';
+import type { BlobStore } from './blob-store.ts';
+import { buildDelta } from './delta-builder.ts';
+
+export interface DeltaOffer { baseSha256: string; sha256: string; length: number }
+
+interface Row { delta_sha256: string | null; delta_length: number; target_length: number }
+
+export class DeltaStore {
+  private activeStmt: ReturnType<Db['prepare']> | null = null;
+  constructor(private readonly db: Db, private readonly blobs: BlobStore, private readonly maxFraction: number) {}
+
+  /** The delta base -> target to offer, or null (deltas off, no such blobs, or not small enough). */
+  offer(baseSha256: string, targetSha256: string): DeltaOffer | null {
+    if (this.maxFraction <= 0 || baseSha256 === targetSha256) return null;
+    let row = this.db.prepare('SELECT delta_sha256, delta_length, target_length FROM artifact_deltas WHERE base_sha256 = ? AND target_sha256 = ?').get(baseSha256, targetSha256) as Row | undefined;
+    // a pair found not worth it under a lower fraction than today's is made again
+    if (row && !row.delta_sha256 && row.delta_length < this.maxFraction * row.target_length) {
+      this.db.prepare('DELETE FROM artifact_deltas WHERE base_sha256 = ? AND target_sha256 = ?').run(baseSha256, targetSha256);
+      row = undefined;
+    }
+    if (!row) {
+      if (!this.blobs.has(baseSha256) || !this.blobs.has(targetSha256)) return null;
+      const target = this.blobs.get(targetSha256);
+      const { delta, stats } = buildDelta(this.blobs.get(baseSha256), target);
+      const worth = delta.byteLength < this.maxFraction * target.byteLength;
+      const now = new Date().toISOString();
+      const stored = worth ? this.blobs.put(delta) : null;
+      this.db.transaction(() => {
+        if (stored) this.db.prepare('INSERT OR IGNORE INTO artifacts (sha256, length, created_at) VALUES (?, ?, ?)').run(stored.sha256, stored.length, now);
+        this.db.prepare(`INSERT OR IGNORE INTO artifact_deltas (base_sha256, target_sha256, delta_sha256, delta_length, target_length, kind, created_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?)`).run(baseSha256, targetSha256, stored?.sha256 ?? null, delta.byteLength, target.byteLength, stats.kind, now);
+      })();
+      row = { delta_sha256: stored?.sha256 ?? null, delta_length: delta.byteLength, target_length: target.byteLength };
+    }
+    // the fraction may have been lowered since the pair was made
+    if (!row.delta_sha256) return null;
+    if (row.delta_length >= this.maxFraction * row.target_length) return null;
+    return { baseSha256, sha256: row.delta_sha256, length: row.delta_length };
+  }
+
+  /**
+   * The artifact a device runs as far as the server knows it: the active manifest it reported, accepted
+   * only because the server assigned that manifest to it (device ingest checks claims against
+   * device_assignments; an unassigned claim is kept apart and never used here).
+   */
+  activeArtifact(deviceId: string): string | null {
+    this.activeStmt ??= this.db.prepare(`SELECT b.artifact_sha256 FROM devices d JOIN bundles b ON b.manifest_sha256 = d.active_manifest_sha256
+      WHERE d.device_id = ?`);
+    const r = this.activeStmt.get(deviceId) as { artifact_sha256: string } | undefined;
+    return r?.artifact_sha256 ?? null;
+  }
+}
