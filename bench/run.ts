@@ -40,6 +40,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'telemetryStore', run: async () => (await import('./telemetry-store.ts')).benchTelemetryStore() },
   { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
   { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
+  { name: 'delta', run: async () => (await import('./delta.ts')).benchDelta() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {
