@@ -19,6 +19,8 @@ import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact, type Staged } from './artifact-fetch.ts';
 import { stageFromDelta } from './delta.ts'; // [#18 delta hook]
+import { freeDiskBytes, UpdateGate } from './conditions.ts'; // [#18 conditions hook]
+import type { UpdateStep } from '../shared/update-policy.ts';
 import { disk } from './disk.ts';
 import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
@@ -64,6 +66,8 @@ export interface AgentDeps {
   log?: (event: string, fields: Record<string, unknown>) => void;
   /** called synchronously at each UpdatePhase */
   onPhase?: (phase: UpdatePhase, info: PhaseInfo) => void;
+  /** [#18] the clock maintenance windows are judged by (tests move it; defaults to `now`) */
+  windowClock?: () => number;
 }
 
 interface Current { slot: SlotName; record: SlotRecord; model: LoadedModel; manifest: Manifest; inflight: number; retired: boolean }
@@ -132,6 +136,8 @@ export class FleetAgent extends EventEmitter {
   private clockCheck: Promise<number | null> | null = null;
   /** freeze detection (device-agent/freshness.ts): null until start() */
   freshness: FreshnessWatch | null = null;
+  /** [#18] maintenance windows and conditions: the device's code reports power, network and busy here */
+  readonly gate: UpdateGate;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
@@ -151,6 +157,7 @@ export class FleetAgent extends EventEmitter {
       client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
       emit: (s) => this.emit('status', s),
     });
+    this.gate = new UpdateGate({ timeZone: config.timeZone, now: deps.windowClock ?? this.now, freeDiskBytes: () => freeDiskBytes(config.dataDir), pollMs: config.conditionPollSeconds * 1000 });
   }
 
   /** the last status reported (progress or outcome) */
@@ -445,6 +452,7 @@ export class FleetAgent extends EventEmitter {
   private onDesired(payload: Buffer): void {
     if (this.stopped) return;
     this.pending = payload;
+    this.gate.poke(); // [#18] an update waiting for its window gives way to a newer assignment
     if (!this.working) this.working = this.drain().finally(() => { this.working = null; });
   }
 
@@ -585,6 +593,15 @@ export class FleetAgent extends EventEmitter {
     return null;
   }
 
+  // [#18 conditions hook] Wait until the desired state's policy lets `step` run (device-agent/conditions.ts),
+  // reporting `waiting` with the reasons; a newer assignment or a stop ends the wait (SUPERSEDED).
+  private async waitForStep(step: UpdateStep, v: VerifiedDesired, base: Partial<Status>): Promise<void> {
+    const newer = () => { try { return !!this.pending && JSON.parse(this.pending.toString('utf8')).director?.sig !== this.state.trust.lastDirectorSig; } catch { return false; } };
+    const r = await this.gate.until(v.desired.policy, step, v.manifest.artifact.length,
+      (why) => this.status.progress('waiting', { ...base, reason: why[0], detail: `${step} waits: ${why.join(', ')}` }), () => this.stopped || newer(), this.stopping.signal);
+    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', this.stopped ? 'the agent stopped while the update waited' : 'a newer assignment arrived while this one waited');
+  }
+
   // [#18 delta hook] The artifact rebuilt from a slot and the delta the signed desired state offers
   // (device-agent/delta.ts), or null: then the full artifact is downloaded, and a delta that failed is
   // reported (progress, DELTA_FAILED) with why.
@@ -608,6 +625,7 @@ export class FleetAgent extends EventEmitter {
   private async install(v: VerifiedDesired, manifestText: string, slot: SlotName, base: Partial<Status>): Promise<void> {
     const m = v.manifest;
     const info: PhaseInfo = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+    await this.waitForStep('download', v, base); // [#18 conditions hook]
     // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
     this.status.progress('downloading', base);
     this.phase('download:start', info);
@@ -642,6 +660,7 @@ export class FleetAgent extends EventEmitter {
       const health = await runHealthCheck(model, m.healthCheck, goldenVectors);
       this.log('health_check_passed', { deviceId: this.deviceId, ...health });
       this.phase('health:done', info);
+      await this.waitForStep('switch', v, base); // [#18 conditions hook]
       // Only now is the inactive slot overwritten.
       this.claimSlot(slot);
       writeFileDurable(this.slots.path(slot, 'manifest.json'), manifestText);

@@ -1,6 +1,8 @@
 // Inference for device code in other languages: a small HTTP endpoint on loopback only.
 // POST /v1/infer {"inputs": {"name": {"dims": [1, 784], "data": [...], "type": "float32"}}}
 // GET  /v1/status -> the active model, the last update status and freshness (stale: no fresh signed statement lately).
+// POST /v1/busy {"busy": true} -> an update whose policy says notBusy does not switch until busy is false again
+// POST /v1/conditions {"onCharger": false, "batteryPercent": 40, "metered": true} -> what download conditions are judged by
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
@@ -15,6 +17,13 @@ const InferBody = z.object({
   }).strict()),
 }).strict();
 
+const BusyBody = z.object({ busy: z.boolean() }).strict();
+const ConditionsBody = z.object({
+  onCharger: z.boolean().nullable().optional(),
+  batteryPercent: z.number().min(0).max(100).nullable().optional(),
+  metered: z.boolean().nullable().optional(),
+}).strict();
+
 const MAX_BODY = 64 * 1024 * 1024;
 
 export async function startLocalHttp(agent: FleetAgent, port: number, host = '127.0.0.1'): Promise<{ server: Server; port: number; close(): Promise<void> }> {
@@ -24,7 +33,8 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       res.end(JSON.stringify(body));
     };
     if (req.method === 'GET' && req.url === '/v1/status') return send(200, { deviceId: agent.deviceId, active: agent.active, lastStatus: agent.lastStatus, freshness: agent.freshness?.view() ?? null });
-    if (req.method !== 'POST' || req.url !== '/v1/infer') return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer or GET /v1/status' });
+    const route = req.method === 'POST' && ['/v1/infer', '/v1/busy', '/v1/conditions'].includes(req.url ?? '') ? req.url : null;
+    if (!route) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, /v1/busy or /v1/conditions, or GET /v1/status' });
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -36,7 +46,16 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       if (res.writableEnded) return;
       let body;
       try {
-        body = InferBody.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        const json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (route === '/v1/busy') {
+          agent.gate.setBusy(BusyBody.parse(json).busy);
+          return send(200, { busy: agent.gate.isBusy });
+        }
+        if (route === '/v1/conditions') {
+          agent.gate.setConditions(ConditionsBody.parse(json));
+          return send(200, agent.gate.conditions());
+        }
+        body = InferBody.parse(json);
       } catch (err) {
         const msg = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : 'body is not JSON';
         return send(400, { error: 'BAD_REQUEST', message: msg });

@@ -296,6 +296,11 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
         created_at TEXT NOT NULL,
         PRIMARY KEY (base_sha256, target_sha256)
       );
+      -- Maintenance windows and conditions (shared/update-policy.ts): a campaign device that reports it
+      -- waits (WAIT_*) keeps the reason here and is never timed out while it waits; its deadline runs
+      -- again from when it reports work (the window opened), epoch ms.
+      ALTER TABLE campaign_devices ADD COLUMN wait_reason TEXT;
+      ALTER TABLE campaign_devices ADD COLUMN deadline_from INTEGER;
     `,
   },
 ];

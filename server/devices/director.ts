@@ -7,9 +7,12 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { KeyStore } from '../keys/key-store.ts';
 import type { DeltaOffer, DeltaStore } from '../bundles/delta-store.ts';
+import type { UpdatePolicy } from '../../shared/update-policy.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
+/** [#18] a campaign's maintenance windows and conditions, signed into each desired state */
+export interface AssignOptions { policy?: UpdatePolicy }
 
 export class Director {
   constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number,
@@ -30,13 +33,13 @@ export class Director {
    * stops in between cannot leave rows that wait for a desired state never signed, nor a desired state
    * nobody follows. What was committed and not yet published goes out at the next start (republishAll).
    */
-  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
     const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
-    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction);
+    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction, opts);
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
@@ -64,6 +67,7 @@ export class Director {
         };
         const offer = offers.get(deviceId);
         if (offer) desired.delta = offer;
+        if (opts.policy) desired.policy = opts.policy;
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
         for (const blob of offer ? [...blobs, offer.sha256] : blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
@@ -108,17 +112,18 @@ export class Director {
   async resignAll(): Promise<{ reissued: number }> {
     const current = this.keys.keyset.version;
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
-    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[] }>();
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[]; policy?: UpdatePolicy }>();
     for (const r of rows) {
       const msg = JSON.parse(r.desired_json) as DesiredMessage;
       if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
       const desired = JSON.parse(msg.director.signed) as DesiredState;
-      const group = byManifest.get(desired.manifestSha256) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [] };
+      const key = `${desired.manifestSha256}:${JSON.stringify(desired.policy ?? null)}`;
+      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [], policy: desired.policy };
       group.deviceIds.push(r.device_id);
-      byManifest.set(desired.manifestSha256, group);
+      byManifest.set(key, group);
     }
     let reissued = 0;
-    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds)).length;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, { policy: g.policy })).length;
     return { reissued };
   }
 

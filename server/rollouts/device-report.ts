@@ -25,7 +25,11 @@ export type CampaignDeviceStep =
   | { kind: 'retry'; reason: string | null }
   | { kind: 'failed'; reason: string | null }
   | { kind: 'revert_done' }
-  | { kind: 'revert_failed'; reason: string | null };
+  | { kind: 'revert_failed'; reason: string | null }
+  /** [#18] the device holds the update back for its window or conditions: neither failed nor late */
+  | { kind: 'waiting'; reason: string }
+  /** [#18] the device works on the update (downloading, verifying, checking): a wait, if any, is over */
+  | { kind: 'working' };
 
 export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDeviceStep {
   // a campaign being reverted follows only the revert's own manifest
@@ -44,5 +48,7 @@ export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDev
   if (aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
     return r.attempts <= r.maxRetries ? { kind: 'retry', reason: s.reason ?? null } : { kind: 'failed', reason: s.reason ?? null };
   }
+  if (aboutCampaign && s.state === 'waiting') return { kind: 'waiting', reason: s.reason ?? 'WAIT_WINDOW' };
+  if (aboutCampaign && (s.state === 'downloading' || s.state === 'verifying' || s.state === 'health_check')) return { kind: 'working' };
   return { kind: 'ignore' };
 }
