@@ -1,0 +1,147 @@
+// Maintenance windows and conditions end to end: a real server running campaigns whose policy is signed
+// into each desired state, real agents over loopback with a simulated window clock and conditions
+// reported through their local HTTP API, real onnxruntime sessions. Waiting devices are neither failed
+// nor late; the campaign view counts them by reason.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FleetAgent } from '../../device-agent/agent.ts';
+import { startLocalHttp } from '../../device-agent/local-http.ts';
+import type { Status } from '../../shared/messages.ts';
+import { pushBundle, assign, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { createCampaign, getCampaign } from '../helpers/campaigns.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { outcome, settled, startAgent } from './fixture.ts';
+
+const ALL_DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+const ONE_WAVE = [{ percent: 100, soakSeconds: 0 }];
+
+describe('maintenance windows and conditions', () => {
+  let server: TestServer;
+  const stops: (() => Promise<void>)[] = [];
+  beforeAll(async () => { server = await startTestServer(); }, 60_000);
+  afterAll(async () => { for (const s of stops.reverse()) await s(); await server?.close(); });
+
+  /** An agent with its own window clock (epoch ms, moved by the test) and local HTTP API. */
+  async function device(deviceId: string, timeZone: string, clock: { t: number }) {
+    const artifacts: string[] = [];
+    const statuses: Status[] = [];
+    const agent = await startAgent(server, deviceId, { timeZone, conditionPollSeconds: 3600 }, {
+      windowClock: () => clock.t,
+      fetch: (input, init) => { const u = String(input); if (u.includes('/v1/artifacts/')) artifacts.push(u.split('/').pop()!); return fetch(input, init); },
+    });
+    agent.on('status', (s: Status) => statuses.push(s));
+    const http = await startLocalHttp(agent, 0);
+    stops.push(() => agent.stop(), () => http.close());
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${http.port}${path}`, { method: 'POST', body: JSON.stringify(body) });
+      return { status: res.status, body: await res.json() };
+    };
+    await waitFor(() => !!server.app.fleet.db.prepare('SELECT 1 FROM devices WHERE device_id = ? AND online = 1').get(deviceId), 10_000, `${deviceId} online`);
+    return { agent, artifacts, statuses, post };
+  }
+  const row = (campaignId: string, deviceId: string) => server.app.fleet.db.prepare('SELECT state, reason, wait_reason, deadline_from FROM campaign_devices WHERE campaign_id = ? AND device_id = ?').get(campaignId, deviceId) as
+    { state: string; reason: string | null; wait_reason: string | null; deadline_from: number | null };
+
+  it('a wave outside its download window (in the device\'s own time zone) does not download until it opens, and is never late', async () => {
+    // 17:30 UTC on Monday: 02:30 on Tuesday in Tokyo (inside 02:00-04:00), 18:30 in Berlin (outside)
+    const clock = { t: Date.parse('2026-11-30T17:30:00Z') };
+    const tokyo = await device('win-tokyo', 'Asia/Tokyo', clock);
+    const berlin = await device('win-berlin', 'Europe/Berlin', clock);
+    const v1 = await pushBundle(server, 'windowed', tinyClassifier(21));
+    const tokyoDone = outcome(tokyo.agent, v1.manifestSha256);
+    const berlinWaits = settled(berlin.agent, v1.manifestSha256, ['waiting']);
+    const created = await createCampaign(server, {
+      manifestSha256: v1.manifestSha256, target: { deviceIds: ['win-tokyo', 'win-berlin'] }, waves: ONE_WAVE, deviceDeadlineSeconds: 3,
+      policy: { downloadWindows: [{ days: ALL_DAYS, start: '02:00', end: '04:00' }] },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.campaignId as string;
+    expect((await tokyoDone).state).toBe('active');
+    const waiting = await berlinWaits;
+    expect([waiting.reason, waiting.detail]).toEqual(['WAIT_WINDOW', 'download waits: WAIT_WINDOW']);
+    await waitFor(() => row(id, 'win-berlin').wait_reason === 'WAIT_WINDOW', 10_000, 'server knows Berlin waits');
+    // past the 3 s deadline, several engine ticks later: still assigned and waiting, not failed
+    await new Promise((r) => setTimeout(r, 4000));
+    expect(row(id, 'win-berlin')).toMatchObject({ state: 'assigned', wait_reason: 'WAIT_WINDOW' });
+    expect(berlin.artifacts).toEqual([]);
+    const view = await getCampaign(server, id) as Awaited<ReturnType<typeof getCampaign>> & { deviceWaits: Record<string, number> };
+    expect(view.deviceWaits).toEqual({ WAIT_WINDOW: 1 });
+    expect(view.devices).toEqual({ updated: 1, assigned: 1 });
+    // 02:30 on Tuesday in Berlin: the window opens
+    const berlinDone = outcome(berlin.agent, v1.manifestSha256);
+    clock.t = Date.parse('2026-12-01T01:30:00Z');
+    berlin.agent.gate.poke();
+    expect((await berlinDone).state).toBe('active');
+    expect(berlin.artifacts).toEqual([v1.manifest.artifact.sha256]);
+    await waitFor(() => row(id, 'win-berlin').state === 'updated', 10_000, 'Berlin updated');
+    const r = row(id, 'win-berlin');
+    expect(r.reason).toBeNull();
+    expect(r.deadline_from).toBeGreaterThan(0); // the deadline ran from when the window opened
+    expect((await getCampaign(server, id) as unknown as { deviceWaits: Record<string, number> }).deviceWaits).toEqual({});
+  }, 60_000);
+
+  it('on battery below the level the device waits, then updates when plugged in', async () => {
+    const clock = { t: Date.now() };
+    const d = await device('bat-1', 'UTC', clock);
+    expect(await d.post('/v1/conditions', { onCharger: false, batteryPercent: 20 })).toEqual({ status: 200, body: expect.objectContaining({ onCharger: false, batteryPercent: 20, busy: false }) });
+    expect((await d.post('/v1/conditions', { batteryPercent: 120 })).status).toBe(400);
+    const v1 = await pushBundle(server, 'battery', tinyClassifier(22));
+    const waits = settled(d.agent, v1.manifestSha256, ['waiting']);
+    const created = await createCampaign(server, { manifestSha256: v1.manifestSha256, target: { deviceIds: ['bat-1'] }, waves: ONE_WAVE, policy: { conditions: { minBatteryPercent: 50 } } });
+    expect(created.status).toBe(201);
+    expect((await waits).reason).toBe('WAIT_BATTERY');
+    await waitFor(() => row(created.body.campaignId, 'bat-1').wait_reason === 'WAIT_BATTERY', 10_000, 'server knows bat-1 waits');
+    expect(d.artifacts).toEqual([]);
+    const done = outcome(d.agent, v1.manifestSha256);
+    expect((await d.post('/v1/conditions', { onCharger: true })).status).toBe(200);
+    expect((await done).state).toBe('active');
+    expect(d.artifacts).toEqual([v1.manifest.artifact.sha256]);
+    await waitFor(() => row(created.body.campaignId, 'bat-1').state === 'updated', 10_000, 'bat-1 updated');
+  }, 60_000);
+
+  it('a device that says it is busy: the switch waits, the old model answers, no infer() fails', async () => {
+    const clock = { t: Date.now() };
+    const d = await device('busy-1', 'UTC', clock);
+    const v1 = await pushBundle(server, 'busy', tinyClassifier(23));
+    const v2 = await pushBundle(server, 'busy', tinyClassifier(24));
+    const first = outcome(d.agent, v1.manifestSha256);
+    await assign(server, v1.manifestSha256, ['busy-1']);
+    expect((await first).state).toBe('active');
+    await waitFor(() => (server.app.fleet.db.prepare('SELECT active_manifest_sha256 AS m FROM devices WHERE device_id = ?').get('busy-1') as { m: string }).m === v1.manifestSha256, 10_000, 'server knows v1');
+    expect(await d.post('/v1/busy', { busy: true })).toEqual({ status: 200, body: { busy: true } });
+    expect((await d.post('/v1/busy', { busy: 'yes' })).status).toBe(400);
+    // the device's own workload, all along
+    let calls = 0, failures = 0, running = true;
+    const answeredBy = new Set<string>();
+    const workload = (async () => {
+      while (running) {
+        try {
+          await d.agent.infer({ x: { data: new Float32Array(8).fill(0.25), dims: [1, 8] } });
+          answeredBy.add(d.agent.active!.manifestSha256);
+          calls++;
+        } catch { failures++; }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const waits = settled(d.agent, v2.manifestSha256, ['waiting']);
+    const created = await createCampaign(server, { manifestSha256: v2.manifestSha256, target: { deviceIds: ['busy-1'] }, waves: ONE_WAVE, policy: { conditions: { notBusy: true } } });
+    expect(created.status).toBe(201);
+    const w = await waits;
+    expect([w.reason, w.detail]).toEqual(['WAIT_BUSY', 'switch waits: WAIT_BUSY']);
+    // downloaded and health-checked already; still answering with v1
+    expect(d.artifacts).toEqual([v1.manifest.artifact.sha256, v2.manifest.artifact.sha256]);
+    const before = calls;
+    await waitFor(() => calls >= before + 20, 10_000, 'inferences while the switch waits');
+    expect(d.agent.active?.manifestSha256).toBe(v1.manifestSha256);
+    const done = outcome(d.agent, v2.manifestSha256);
+    await d.post('/v1/busy', { busy: false });
+    expect((await done).state).toBe('active');
+    const after = calls;
+    await waitFor(() => calls >= after + 20, 10_000, 'inferences after the switch');
+    running = false;
+    await workload;
+    expect(failures).toBe(0);
+    expect([...answeredBy].sort()).toEqual([v1.manifestSha256, v2.manifestSha256].sort());
+    await waitFor(() => row(created.body.campaignId, 'busy-1').state === 'updated', 10_000, 'busy-1 updated');
+  }, 60_000);
+});
