@@ -11,6 +11,9 @@
 //   0x02 INSERT len bytes      target gets the literal bytes
 //   0x03 ADD    off len bytes  target gets (base[off+i] + bytes[i]) mod 256: a tensor that changed a
 //                              little differs from its old self by small numbers, which compress well
+//   0x04 ADDW   off len w bytes the same, with the differences of elements `w` bytes wide stored byte
+//                              plane by byte plane (every element's first byte, then every second...):
+//                              a float's sign and exponent barely move, so those planes are near zero
 import { createHash } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
@@ -19,11 +22,12 @@ const HEADER = 8 + 6 + 32 + 6 + 32;
 export const OP_COPY = 1;
 export const OP_INSERT = 2;
 export const OP_ADD = 3;
+export const OP_ADD_PLANES = 4;
 
 export type DeltaOp =
   | { op: 'copy'; off: number; len: number }
   | { op: 'insert'; bytes: Uint8Array }
-  | { op: 'add'; off: number; diff: Uint8Array };
+  | { op: 'add'; off: number; diff: Uint8Array; width?: number };
 
 /** Why a delta could not be used; the agent then downloads the full artifact. */
 export class DeltaError extends Error {
@@ -49,6 +53,7 @@ export function encodeDelta(base: Uint8Array, target: Uint8Array, ops: DeltaOp[]
   for (const o of ops) {
     if (o.op === 'copy') parts.push(Buffer.from([OP_COPY]), varint(o.off), varint(o.len));
     else if (o.op === 'insert') parts.push(Buffer.from([OP_INSERT]), varint(o.bytes.byteLength), Buffer.from(o.bytes.buffer, o.bytes.byteOffset, o.bytes.byteLength));
+    else if (o.width && o.width > 1 && o.diff.byteLength % o.width === 0) parts.push(Buffer.from([OP_ADD_PLANES]), varint(o.off), varint(o.diff.byteLength), varint(o.width), toPlanes(o.diff, o.width));
     else parts.push(Buffer.from([OP_ADD]), varint(o.off), varint(o.diff.byteLength), Buffer.from(o.diff.buffer, o.diff.byteOffset, o.diff.byteLength));
   }
   const head = Buffer.alloc(HEADER);
@@ -58,6 +63,12 @@ export function encodeDelta(base: Uint8Array, target: Uint8Array, ops: DeltaOp[]
   head.writeUIntBE(target.byteLength, 46, 6);
   Buffer.from(sha(target), 'hex').copy(head, 52);
   return Buffer.concat([head, deflateRawSync(Buffer.concat(parts), { level })]);
+}
+
+function toPlanes(d: Uint8Array, w: number): Buffer {
+  const n = d.byteLength / w, out = Buffer.allocUnsafe(d.byteLength);
+  for (let e = 0; e < n; e++) for (let p = 0; p < w; p++) out[p * n + e] = d[e * w + p];
+  return out;
 }
 
 export function readDeltaHeader(delta: Uint8Array): DeltaHeader {
@@ -117,6 +128,14 @@ export function applyDelta(base: Uint8Array, delta: Uint8Array, expect: { sha256
       room(len); inBase(off, len);
       if (i + len > ops.length) throw new DeltaError('corrupt', 'truncated difference in the delta');
       for (let k = 0; k < len; k++) out[pos + k] = (base[off + k] + ops[i + k]) & 0xff;
+      i += len; pos += len;
+    } else if (tag === OP_ADD_PLANES) {
+      const off = varint(), len = varint(), w = varint();
+      room(len); inBase(off, len);
+      if (w < 2 || w > 16 || len % w !== 0) throw new DeltaError('corrupt', `bad element width ${w} for ${len} bytes in the delta`);
+      if (i + len > ops.length) throw new DeltaError('corrupt', 'truncated difference in the delta');
+      const n = len / w;
+      for (let e = 0; e < n; e++) for (let p = 0; p < w; p++) out[pos + e * w + p] = (base[off + e * w + p] + ops[i + p * n + e]) & 0xff;
       i += len; pos += len;
     } else {
       throw new DeltaError('corrupt', `unknown operation ${tag} in the delta`);

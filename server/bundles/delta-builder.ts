@@ -11,6 +11,8 @@ import { encodeDelta, type DeltaOp } from '../../shared/delta.ts';
 import { tensorRanges, type TensorRange } from '../onnx/tensor-ranges.ts';
 
 const BLOCK = 32;
+/** bytes per element by ONNX data type (float, uint8, int8, uint16, int16, int32, int64, ..., float16, double, uint32, uint64, bfloat16) */
+const ELEMENT_BYTES: Record<number, number> = { 1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2 };
 const P = 0x01000193;
 let PK = 1;
 for (let k = 0; k < BLOCK - 1; k++) PK = Math.imul(PK, P);
@@ -110,7 +112,7 @@ export function modelAwareDelta(base: Uint8Array, target: Uint8Array): { delta: 
     } else if (old && old.end - old.start === len && old.dataType === t.dataType) {
       const diff = new Uint8Array(len);
       for (let k = 0; k < len; k++) diff[k] = (target[t.start + k] - base[old.start + k]) & 0xff;
-      ops.push({ op: 'add', off: old.start, diff });
+      ops.push({ op: 'add', off: old.start, diff, width: ELEMENT_BYTES[t.dataType] ?? 1 });
       tensors.diffed++;
     } else {
       genericOps(index, target, t.start, t.end, ops);

@@ -48,6 +48,16 @@ describe('delta format', () => {
     expect(buildDelta(a, b).delta.byteLength).toBeLessThanOrEqual(aware.delta.byteLength);
   });
 
+  it('every weight moved a little: float differences go byte plane by byte plane, exact, and smaller than the generic diff', () => {
+    const w = mlp(3), r = seededRandom(8);
+    const moved = (a: Float32Array) => a.map((v) => v + v * 0.001 * (r() * 2 - 1) + 1e-5 * (r() * 2 - 1)); // (biases start at 0)
+    const a = exportMlpToOnnx(w, meta), b = exportMlpToOnnx({ ...w, w1: moved(w.w1), b1: moved(w.b1), w2: moved(w.w2), b2: moved(w.b2) }, meta);
+    const aware = modelAwareDelta(a, b)!, generic = genericDelta(a, b);
+    expect(aware.stats.tensors).toEqual({ unchanged: 0, diffed: 4, other: 0 });
+    expect(Buffer.from(applyDelta(a, aware.delta, target(b))).equals(Buffer.from(b))).toBe(true);
+    expect(aware.delta.byteLength).toBeLessThan(0.8 * generic.delta.byteLength);
+  });
+
   it('bytes that are not ONNX: no model-aware delta, the generic one is used and still exact', () => {
     const a = new Uint8Array(5000).fill(7), b = new Uint8Array(6000).fill(7);
     expect(() => tensorRanges(a)).toThrow();
