@@ -27,6 +27,7 @@ import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { fleetShapeRoutes } from './routes/fleet-shape.ts';
+import { tagPolicyRoutes } from './routes/tag-policies.ts';
 import { webRoutes } from './routes/web.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { telemetryRoutes } from './routes/telemetry.ts';
@@ -125,6 +126,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(keyRoutes);
   await app.register(campaignRoutes);
   await app.register(fleetShapeRoutes);
+  await app.register(tagPolicyRoutes);
   await app.register(webRoutes);
   await app.register(accessRoutes);
   await app.register(auditRoutes);

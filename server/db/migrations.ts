@@ -301,6 +301,10 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       -- again from when it reports work (the window opened), epoch ms.
       ALTER TABLE campaign_devices ADD COLUMN wait_reason TEXT;
       ALTER TABLE campaign_devices ADD COLUMN deadline_from INTEGER;
+      -- the same policy for a device group by tag (PUT /v1/tag-policies/:tag); a campaign's own wins
+      CREATE TABLE tag_policies (
+        tag TEXT PRIMARY KEY, policy_json TEXT NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL
+      );
     `,
   },
 ];

@@ -15,6 +15,7 @@ export interface AssignResult { deviceId: string; seq: number }
 export interface AssignOptions { policy?: UpdatePolicy }
 
 export class Director {
+  private tagPolicySql: ReturnType<Db['prepare']> | null = null;
   constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number,
     /** delta bundles: without it (or with deltaMaxFraction 0) no desired state offers one */
     private readonly deltas?: DeltaStore) {}
@@ -47,6 +48,7 @@ export class Director {
     const digest = envelopeDigest(envelope);
     const out: { deviceId: string; seq: number; payload: string }[] = [];
     const offers = this.deltaOffers(envelope, deviceIds);
+    const tagPolicies = !opts.policy && !!this.db.prepare('SELECT 1 FROM tag_policies LIMIT 1').get();
     this.db.transaction(() => {
       const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
         ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
@@ -67,7 +69,8 @@ export class Director {
         };
         const offer = offers.get(deviceId);
         if (offer) desired.delta = offer;
-        if (opts.policy) desired.policy = opts.policy;
+        const policy = opts.policy ?? (tagPolicies ? this.tagPolicyOf(deviceId) : undefined);
+        if (policy) desired.policy = policy;
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
         for (const blob of offer ? [...blobs, offer.sha256] : blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
@@ -80,6 +83,17 @@ export class Director {
       await Promise.all(out.slice(i, i + 500).map((o) => this.bus.publish(topics.desired(o.deviceId), o.payload, { qos: 1, retain: true })));
     }
     return out.map(({ deviceId, seq }) => ({ deviceId, seq }));
+  }
+
+  /**
+   * [#18] A device group's maintenance windows and conditions: the policy of the device's first tag (in
+   * alphabetical order) that has one, for assignments whose campaign carries none.
+   */
+  private tagPolicyOf(deviceId: string): UpdatePolicy | undefined {
+    this.tagPolicySql ??= this.db.prepare(`SELECT p.policy_json FROM devices d, json_each(d.tags_json) t JOIN tag_policies p ON p.tag = t.value
+      WHERE d.device_id = ? ORDER BY p.tag LIMIT 1`);
+    const r = this.tagPolicySql.get(deviceId) as { policy_json: string } | undefined;
+    return r ? JSON.parse(r.policy_json) as UpdatePolicy : undefined;
   }
 
   /**

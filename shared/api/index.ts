@@ -10,6 +10,7 @@ import { keysRoutes } from './keys.ts';
 import { systemRoutes } from './system.ts';
 import { telemetryRoutes } from './telemetry.ts';
 import { fleetShapeRoutes } from './fleet-shape.ts';
+import { tagPoliciesRoutes } from './tag-policies.ts';
 
 export type { RouteContract } from './contract.ts';
 
@@ -23,4 +24,5 @@ export const routeContracts: readonly RouteContract[] = [
   ...auditRoutes,
   ...telemetryRoutes,
   ...fleetShapeRoutes,
+  ...tagPoliciesRoutes,
 ];

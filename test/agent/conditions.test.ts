@@ -22,10 +22,10 @@ describe('maintenance windows and conditions', () => {
   afterAll(async () => { for (const s of stops.reverse()) await s(); await server?.close(); });
 
   /** An agent with its own window clock (epoch ms, moved by the test) and local HTTP API. */
-  async function device(deviceId: string, timeZone: string, clock: { t: number }) {
+  async function device(deviceId: string, timeZone: string, clock: { t: number }, tags: string[] = []) {
     const artifacts: string[] = [];
     const statuses: Status[] = [];
-    const agent = await startAgent(server, deviceId, { timeZone, conditionPollSeconds: 3600 }, {
+    const agent = await startAgent(server, deviceId, { timeZone, conditionPollSeconds: 3600, tags }, {
       windowClock: () => clock.t,
       fetch: (input, init) => { const u = String(input); if (u.includes('/v1/artifacts/')) artifacts.push(u.split('/').pop()!); return fetch(input, init); },
     });
@@ -143,5 +143,32 @@ describe('maintenance windows and conditions', () => {
     expect(failures).toBe(0);
     expect([...answeredBy].sort()).toEqual([v1.manifestSha256, v2.manifestSha256].sort());
     await waitFor(() => row(created.body.campaignId, 'busy-1').state === 'updated', 10_000, 'busy-1 updated');
+  }, 60_000);
+
+  it('a device group by tag: its policy is signed into plain assignments of devices with the tag, and refused when malformed', async () => {
+    const bad = await server.app.inject({ method: 'PUT', url: '/v1/tag-policies/night', payload: { downloadWindows: [{ days: ['mon'], start: '9:00', end: '10:00' }] } });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toMatch(/downloadWindows\.0\.start/);
+    const policy = { downloadWindows: [{ days: ALL_DAYS, start: '01:00', end: '03:00' }] };
+    const put = await server.app.inject({ method: 'PUT', url: '/v1/tag-policies/night', payload: policy, headers: { 'x-fleet-actor': 'alice' } });
+    expect(put.statusCode).toBe(200);
+    expect(put.json()).toMatchObject({ tag: 'night', policy, updatedBy: 'alice' });
+    expect((await server.app.inject({ method: 'GET', url: '/v1/tag-policies' })).json().policies.map((p: { tag: string }) => p.tag)).toEqual(['night']);
+    const clock = { t: Date.parse('2026-11-30T12:00:00Z') };
+    const d = await device('tag-1', 'UTC', clock, ['night', 'zone-a']);
+    await waitFor(() => (server.app.fleet.db.prepare('SELECT tags_json AS t FROM devices WHERE device_id = ?').get('tag-1') as { t: string }).t.includes('night'), 10_000, 'tags known');
+    const v1 = await pushBundle(server, 'tagged', tinyClassifier(25));
+    const waits = settled(d.agent, v1.manifestSha256, ['waiting']);
+    await assign(server, v1.manifestSha256, ['tag-1']);
+    expect((await waits).reason).toBe('WAIT_WINDOW');
+    const desired = JSON.parse(JSON.parse((server.app.fleet.db.prepare('SELECT desired_json AS j FROM devices WHERE device_id = ?').get('tag-1') as { j: string }).j).director.signed);
+    expect(desired.policy).toEqual(policy);
+    expect(d.artifacts).toEqual([]);
+    const done = outcome(d.agent, v1.manifestSha256);
+    clock.t = Date.parse('2026-12-01T01:30:00Z');
+    d.agent.gate.poke();
+    expect((await done).state).toBe('active');
+    expect((await server.app.inject({ method: 'DELETE', url: '/v1/tag-policies/night' })).json()).toEqual({ deleted: true });
+    expect((await server.app.inject({ method: 'DELETE', url: '/v1/tag-policies/night' })).json()).toEqual({ deleted: false });
   }, 60_000);
 });
