@@ -15,6 +15,8 @@ export interface CampaignDeviceRow {
   maxRetries: number;
   revertState: string | null;
   revertManifest: string | null;
+  /** [#18] WAIT_* while the device said it waits for its window or conditions */
+  waitReason?: string | null;
 }
 
 export type CampaignDeviceStep =
@@ -49,6 +51,6 @@ export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDev
     return r.attempts <= r.maxRetries ? { kind: 'retry', reason: s.reason ?? null } : { kind: 'failed', reason: s.reason ?? null };
   }
   if (aboutCampaign && s.state === 'waiting') return { kind: 'waiting', reason: s.reason ?? 'WAIT_WINDOW' };
-  if (aboutCampaign && (s.state === 'downloading' || s.state === 'verifying' || s.state === 'health_check')) return { kind: 'working' };
+  if (aboutCampaign && r.waitReason && (s.state === 'downloading' || s.state === 'verifying' || s.state === 'health_check')) return { kind: 'working' };
   return { kind: 'ignore' };
 }

@@ -275,12 +275,13 @@ export class RolloutEngine {
     };
     const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
       { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
-        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
+        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null }[];
     const now = this.now();
     for (const r of rows) {
       const step = campaignDeviceStep({
         state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
         maxRetries: this.maxRetriesOf(r.campaign_id, r.config_json), revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+        waitReason: r.wait_reason,
       }, s);
       switch (step.kind) {
         case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
