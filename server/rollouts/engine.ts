@@ -270,7 +270,9 @@ export class RolloutEngine {
       reverted: db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       updated: db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       failed: db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
-      waiting: db.prepare(`UPDATE campaign_devices SET wait_reason = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned'`),
+      // a device's claim that it waits counts only if what the server signed for it carries a policy
+      waiting: db.prepare(`UPDATE campaign_devices SET wait_reason = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned'
+        AND (SELECT json_extract(json_extract(desired_json, '$.director.signed'), '$.policy') IS NOT NULL FROM devices WHERE device_id = campaign_devices.device_id)`),
       working: db.prepare(`UPDATE campaign_devices SET wait_reason = NULL, deadline_from = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned' AND wait_reason IS NOT NULL`),
     };
     const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
