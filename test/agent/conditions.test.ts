@@ -11,6 +11,8 @@ import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { createCampaign, getCampaign } from '../helpers/campaigns.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { outcome, settled, startAgent } from './fixture.ts';
+import { topics } from '../../shared/topics.ts';
+import { AGENT_VERSION } from '../../shared/version.ts';
 
 const ALL_DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const ONE_WAVE = [{ percent: 100, soakSeconds: 0 }];
@@ -143,6 +145,24 @@ describe('maintenance windows and conditions', () => {
     expect(failures).toBe(0);
     expect([...answeredBy].sort()).toEqual([v1.manifestSha256, v2.manifestSha256].sort());
     await waitFor(() => row(created.body.campaignId, 'busy-1').state === 'updated', 10_000, 'busy-1 updated');
+  }, 60_000);
+
+  it('a device that claims to wait when what the server signed for it has no policy is timed out as usual', async () => {
+    const say = (deviceId: string, kind: 'presence' | 'status', msg: object) =>
+      server.app.fleet.broker.publish(topics[kind](deviceId), JSON.stringify({ deviceId, ts: new Date().toISOString(), ...msg }), { qos: 1, retain: false });
+    await say('liar-1', 'presence', { online: true, hardware: 'generic', agentVersion: AGENT_VERSION });
+    await waitFor(() => !!server.app.fleet.db.prepare("SELECT 1 FROM devices WHERE device_id = 'liar-1'").get(), 10_000, 'liar-1 known');
+    const v1 = await pushBundle(server, 'liar', tinyClassifier(26));
+    const created = await createCampaign(server, { manifestSha256: v1.manifestSha256, target: { deviceIds: ['liar-1'] }, waves: ONE_WAVE, deviceDeadlineSeconds: 2, onGateFailure: 'pause' });
+    expect(created.status).toBe(201);
+    const id = created.body.campaignId as string;
+    await waitFor(() => row(id, 'liar-1').state === 'assigned', 10_000, 'liar-1 assigned');
+    const seq = (server.app.fleet.db.prepare('SELECT assigned_seq AS s FROM campaign_devices WHERE campaign_id = ? AND device_id = ?').get(id, 'liar-1') as { s: number }).s;
+    await say('liar-1', 'status', { state: 'waiting', reason: 'WAIT_WINDOW', manifestSha256: v1.manifestSha256, directorSeq: seq, active: null, agentVersion: AGENT_VERSION });
+    await waitFor(() => !!server.app.fleet.db.prepare("SELECT 1 FROM status_events WHERE device_id = 'liar-1' AND state = 'waiting'").get(), 10_000, 'the claim arrived');
+    expect(row(id, 'liar-1').wait_reason).toBeNull();
+    await waitFor(() => row(id, 'liar-1').state === 'failed', 15_000, 'liar-1 timed out');
+    expect(row(id, 'liar-1').reason).toBe('DEADLINE');
   }, 60_000);
 
   it('a device group by tag: its policy is signed into plain assignments of devices with the tag, and refused when malformed', async () => {
