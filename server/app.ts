@@ -45,6 +45,8 @@ export interface Fleet {
   keys: KeyStore;
   broker: EmbeddedBroker;
   director: Director;
+  /** [#18] delta bundles: made when a bundle is pushed, offered by the director */
+  deltas: DeltaStore;
   ingest: DeviceIngest;
   assignments: AssignmentLoop;
   rollouts: RolloutEngine;
@@ -87,7 +89,8 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
     ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
   });
-  const director = new Director(db, keys, broker, config.desiredTtlSeconds, new DeltaStore(db, blobs, config.deltaMaxFraction));
+  const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction);
+  const director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
@@ -106,7 +109,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   });
   retention.start(config.telemetryPruneIntervalSeconds * 1000);
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, deltas, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
   app.addHook('onClose', async () => {
     retention.stop();
     metrics.stop();

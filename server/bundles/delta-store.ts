@@ -10,12 +10,34 @@ export interface DeltaOffer { baseSha256: string; sha256: string; length: number
 
 interface Row { delta_sha256: string | null; delta_length: number; target_length: number }
 
+/**
+ * Making a delta costs about a microsecond of CPU per byte on the server's one thread. Larger artifacts
+ * get deltas only when their bundle is pushed (prepareFor), never while a wave is being assigned.
+ */
+export const ON_DEMAND_MAX_BYTES = 4 * 1024 * 1024;
+/** how many earlier versions of the model a push makes deltas from */
+const PREPARE_VERSIONS = 3;
+
 export class DeltaStore {
   private activeStmt: ReturnType<Db['prepare']> | null = null;
   constructor(private readonly db: Db, private readonly blobs: BlobStore, private readonly maxFraction: number) {}
 
-  /** The delta base -> target to offer, or null (deltas off, no such blobs, or not small enough). */
-  offer(baseSha256: string, targetSha256: string): DeltaOffer | null {
+  /**
+   * When a bundle is pushed: make the deltas to its artifact from the artifacts of the model's last
+   * PREPARE_VERSIONS versions (what devices most likely run), whatever their size.
+   */
+  prepareFor(modelId: string, targetSha256: string): void {
+    if (this.maxFraction <= 0) return;
+    const bases = this.db.prepare(`SELECT artifact_sha256 AS a, MAX(version) AS v FROM bundles WHERE model_id = ? AND artifact_sha256 != ?
+      GROUP BY artifact_sha256 ORDER BY v DESC LIMIT ?`).all(modelId, targetSha256, PREPARE_VERSIONS) as { a: string }[];
+    for (const b of bases) this.offer(b.a, targetSha256, true);
+  }
+
+  /**
+   * The delta base -> target to offer, or null (deltas off, no such blobs, or not small enough). One not
+   * made yet is made now only if the target is at most ON_DEMAND_MAX_BYTES (or `build` says so).
+   */
+  offer(baseSha256: string, targetSha256: string, build = false): DeltaOffer | null {
     if (this.maxFraction <= 0 || baseSha256 === targetSha256) return null;
     let row = this.db.prepare('SELECT delta_sha256, delta_length, target_length FROM artifact_deltas WHERE base_sha256 = ? AND target_sha256 = ?').get(baseSha256, targetSha256) as Row | undefined;
     // a pair found not worth it under a lower fraction than today's is made again
@@ -25,6 +47,7 @@ export class DeltaStore {
     }
     if (!row) {
       if (!this.blobs.has(baseSha256) || !this.blobs.has(targetSha256)) return null;
+      if (!build && this.blobs.size(targetSha256) > ON_DEMAND_MAX_BYTES) return null;
       const target = this.blobs.get(targetSha256);
       const { delta, stats } = buildDelta(this.blobs.get(baseSha256), target);
       const worth = delta.byteLength < this.maxFraction * target.byteLength;
