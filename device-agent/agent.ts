@@ -594,12 +594,13 @@ export class FleetAgent extends EventEmitter {
   }
 
   // [#18 conditions hook] Wait until the desired state's policy lets `step` run (device-agent/conditions.ts),
-  // reporting `waiting` with the reasons; a newer assignment or a stop ends the wait (SUPERSEDED).
+  // reporting `waiting` with the reasons; a newer assignment, a probation decision or a stop ends the wait (SUPERSEDED).
   private async waitForStep(step: UpdateStep, v: VerifiedDesired, base: Partial<Status>): Promise<void> {
     const newer = () => { try { return !!this.pending && JSON.parse(this.pending.toString('utf8')).director?.sig !== this.state.trust.lastDirectorSig; } catch { return false; } };
+    const revertDue = () => !!this.probation?.settling && this.probation.tracker.verdict(this.now()).kind === 'fail';
     const r = await this.gate.until(v.desired.policy, step, v.manifest.artifact.length,
-      (why) => this.status.progress('waiting', { ...base, reason: why[0], detail: `${step} waits: ${why.join(', ')}` }), () => this.stopped || newer(), this.stopping.signal);
-    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', this.stopped ? 'the agent stopped while the update waited' : 'a newer assignment arrived while this one waited');
+      (why) => this.status.progress('waiting', { ...base, reason: why[0], detail: `${step} waits: ${why.join(', ')}` }), () => this.stopped || newer() || revertDue(), this.stopping.signal);
+    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', this.stopped ? 'the agent stopped while the update waited' : revertDue() ? 'the model on probation failed and is reverted first (a revert never waits for a window)' : 'a newer assignment arrived while this one waited');
   }
 
   // [#18 delta hook] The artifact rebuilt from a slot and the delta the signed desired state offers
@@ -754,6 +755,7 @@ export class FleetAgent extends EventEmitter {
   private async settleProbation(p: OnProbation, v: Exclude<ProbationVerdict, { kind: 'continue' }>): Promise<void> {
     if (p.settling || this.stopped) return;
     p.settling = true;
+    this.gate.poke(); // [#18] an update waiting for its window gives way to this decision
     this.clearProbationTimer();
     // after any install in progress: it may replace this model (then there is nothing to decide) or
     // take away its revert target (then a failure keeps it)

@@ -3,7 +3,9 @@
 // reported through their local HTTP API, real onnxruntime sessions. Waiting devices are neither failed
 // nor late; the campaign view counts them by reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FleetAgent } from '../../device-agent/agent.ts';
+import type { AgentDeps, FleetAgent } from '../../device-agent/agent.ts';
+import type { AgentConfigInput } from '../../device-agent/config.ts';
+import { FaultRuntime } from './fault-runtime.ts';
 import { startLocalHttp } from '../../device-agent/local-http.ts';
 import type { Status } from '../../shared/messages.ts';
 import { pushBundle, assign, startTestServer, type TestServer } from '../helpers/harness.ts';
@@ -24,10 +26,11 @@ describe('maintenance windows and conditions', () => {
   afterAll(async () => { for (const s of stops.reverse()) await s(); await server?.close(); });
 
   /** An agent with its own window clock (epoch ms, moved by the test) and local HTTP API. */
-  async function device(deviceId: string, timeZone: string, clock: { t: number }, tags: string[] = []) {
+  async function device(deviceId: string, timeZone: string, clock: { t: number }, tags: string[] = [], over: Partial<AgentConfigInput> = {}, deps: AgentDeps = {}) {
     const artifacts: string[] = [];
     const statuses: Status[] = [];
-    const agent = await startAgent(server, deviceId, { timeZone, conditionPollSeconds: 3600, tags }, {
+    const agent = await startAgent(server, deviceId, { timeZone, conditionPollSeconds: 3600, tags, ...over }, {
+      ...deps,
       windowClock: () => clock.t,
       fetch: (input, init) => { const u = String(input); if (u.includes('/v1/artifacts/')) artifacts.push(u.split('/').pop()!); return fetch(input, init); },
     });
@@ -145,6 +148,36 @@ describe('maintenance windows and conditions', () => {
     expect(failures).toBe(0);
     expect([...answeredBy].sort()).toEqual([v1.manifestSha256, v2.manifestSha256].sort());
     await waitFor(() => row(created.body.campaignId, 'busy-1').state === 'updated', 10_000, 'busy-1 updated');
+  }, 60_000);
+
+  it('a model on probation that fails is reverted at once, even while a newer update waits for its switch window', async () => {
+    const clock = { t: Date.parse('2026-11-30T12:00:00Z') };
+    const runtime = new FaultRuntime({ deviceMs: 1 });
+    const d = await device('probe-w', 'UTC', clock, [], { probationInferences: 20, probationSeconds: 0, probationMaxErrorRate: 0.05 }, runtime.deps());
+    const [v1, v2, v3] = [await pushBundle(server, 'probe-w', tinyClassifier(27)), await pushBundle(server, 'probe-w', tinyClassifier(28)), await pushBundle(server, 'probe-w', tinyClassifier(29))];
+    const x = { x: { data: new Float32Array(8).fill(0.5), dims: [1, 8] } };
+    const passed = settled(d.agent, v1.manifestSha256, ['probation_passed']);
+    await assign(server, v1.manifestSha256, ['probe-w']);
+    await settled(d.agent, v1.manifestSha256, ['active']);
+    for (let i = 0; i < 20; i++) await d.agent.infer(x);
+    await passed;
+    await waitFor(() => (server.app.fleet.db.prepare('SELECT active_manifest_sha256 AS m FROM devices WHERE device_id = ?').get('probe-w') as { m: string }).m === v1.manifestSha256, 10_000, 'server knows v1');
+    runtime.faults.set(v2.manifest.artifact.sha256, { kind: 'error' });
+    const onV2 = settled(d.agent, v2.manifestSha256, ['active']);
+    await assign(server, v2.manifestSha256, ['probe-w']);
+    await onV2;
+    expect(d.agent.onProbation).toBe(true);
+    // v3's switch may happen only on Sundays: it downloads, checks, and waits
+    const waits = settled(d.agent, v3.manifestSha256, ['waiting']);
+    const created = await createCampaign(server, { manifestSha256: v3.manifestSha256, target: { deviceIds: ['probe-w'] }, waves: ONE_WAVE, policy: { switchWindows: [{ days: ['sun'], start: '00:00', end: '24:00' }] } });
+    expect(created.status).toBe(201);
+    expect((await waits).reason).toBe('WAIT_WINDOW');
+    const dropped = settled(d.agent, v3.manifestSha256, ['rejected']);
+    const reverted = settled(d.agent, v2.manifestSha256, ['reverted']);
+    for (let i = 0; i < 3; i++) await d.agent.infer(x).catch(() => undefined); // v2 fails on probation
+    expect((await reverted).reason).toBe('PROBATION_FAILED');
+    expect((await dropped).reason).toBe('SUPERSEDED');
+    expect(d.agent.active?.manifestSha256).toBe(v1.manifestSha256);
   }, 60_000);
 
   it('a device that claims to wait when what the server signed for it has no policy is timed out as usual', async () => {
