@@ -19,7 +19,7 @@ import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact, type Staged } from './artifact-fetch.ts';
 import { stageFromDelta } from './delta.ts'; // [#18 delta hook]
-import { freeDiskBytes, UpdateGate } from './conditions.ts'; // [#18 conditions hook]
+import { freeDiskBytes, UpdateGate, WaitInterrupted } from './conditions.ts'; // [#18 conditions hook]
 import type { UpdateStep } from '../shared/update-policy.ts';
 import { disk } from './disk.ts';
 import { FreshnessWatch } from './freshness.ts';
@@ -537,6 +537,7 @@ export class FleetAgent extends EventEmitter {
     try {
       await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
+      if (err instanceof WaitInterrupted) return; // [#18] stopped while waiting: left to the next start, as a crash would be
       // only a slot the update had claimed is cleared; before that, both slots are as they were
       const abandoned = abandonUpdate(this.state);
       this.state = abandoned.state;
@@ -600,7 +601,8 @@ export class FleetAgent extends EventEmitter {
     const revertDue = () => !!this.probation?.settling && this.probation.tracker.verdict(this.now()).kind === 'fail';
     const r = await this.gate.until(v.desired.policy, step, v.manifest.artifact.length,
       (why) => this.status.progress('waiting', { ...base, reason: why[0], detail: `${step} waits: ${why.join(', ')}` }), () => this.stopped || newer() || revertDue(), this.stopping.signal);
-    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', this.stopped ? 'the agent stopped while the update waited' : revertDue() ? 'the model on probation failed and is reverted first (a revert never waits for a window)' : 'a newer assignment arrived while this one waited');
+    if (r === 'stopped' && this.stopped) throw new WaitInterrupted();
+    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', revertDue() ? 'the model on probation failed and is reverted first (a revert never waits for a window)' : 'a newer assignment arrived while this one waited');
   }
 
   // [#18 delta hook] The artifact rebuilt from a slot and the delta the signed desired state offers

@@ -7,6 +7,15 @@
 import { statfsSync } from 'node:fs';
 import { blockers, type DeviceConditions, type UpdatePolicy, type UpdateStep, type WaitReason } from '../shared/update-policy.ts';
 
+/**
+ * The agent stopped while an update waited: nothing is reported and the state record keeps the update
+ * under way, so the next start handles it as an update a restart cut short (CRASH_RECOVERY), which the
+ * server assigns again.
+ */
+export class WaitInterrupted extends Error {
+  constructor() { super('the agent stopped while the update waited'); this.name = 'WaitInterrupted'; }
+}
+
 export interface ConditionsReport { onCharger?: boolean | null; batteryPercent?: number | null; metered?: boolean | null }
 
 export interface GateOptions {
