@@ -1,5 +1,5 @@
-// Which delta to offer a device that holds artifact A and is assigned B: made once per pair (the smaller
-// of the ONNX-aware and the generic delta: delta-builder.ts), kept as a blob served by the artifact
+// Which delta to offer a device that holds artifact A and is assigned B: made once per pair (the ONNX-aware
+// delta, or the generic one for what is not ONNX: delta-builder.ts), kept as a blob served by the artifact
 // route like any other, and offered only if smaller than deltaMaxFraction of B. A pair not worth a delta
 // is remembered too (delta_sha256 NULL), so it is not built again for every device.
 import type { Db } from '../db/database.ts';
@@ -15,6 +15,8 @@ interface Row { delta_sha256: string | null; delta_length: number; target_length
  * get deltas only when their bundle is pushed (prepareFor), never while a wave is being assigned.
  */
 export const ON_DEMAND_MAX_BYTES = 4 * 1024 * 1024;
+/** no deltas at all for larger artifacts (a 10 MB pair of unrelated models takes several seconds) */
+export const BUILD_MAX_BYTES = 32 * 1024 * 1024;
 /** how many earlier versions of the model a push makes deltas from */
 const PREPARE_VERSIONS = 3;
 
@@ -47,7 +49,8 @@ export class DeltaStore {
     }
     if (!row) {
       if (!this.blobs.has(baseSha256) || !this.blobs.has(targetSha256)) return null;
-      if (!build && this.blobs.size(targetSha256) > ON_DEMAND_MAX_BYTES) return null;
+      const size = this.blobs.size(targetSha256);
+      if ((!build && size > ON_DEMAND_MAX_BYTES) || size > BUILD_MAX_BYTES) return null;
       const target = this.blobs.get(targetSha256);
       const { delta, stats } = buildDelta(this.blobs.get(baseSha256), target);
       const worth = delta.byteLength < this.maxFraction * target.byteLength;
