@@ -41,6 +41,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
   { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
   { name: 'multiModel', run: async () => (await import('./multi-model.ts')).benchMultiModel() },
+  { name: 'delta', run: async () => (await import('./delta.ts')).benchDelta() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -21,7 +21,10 @@ import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
 import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
-import { stageArtifact } from './artifact-fetch.ts';
+import { stageArtifact, type Staged } from './artifact-fetch.ts';
+import { stageFromDelta } from './delta.ts'; // [#18 delta hook]
+import { freeDiskBytes, UpdateGate, WaitInterrupted } from './conditions.ts'; // [#18 conditions hook]
+import type { UpdateStep } from '../shared/update-policy.ts';
 import { disk } from './disk.ts';
 import { FreshnessWatch } from './freshness.ts';
 import { fsyncDir, writeFileDurable } from './durable-file.ts';
@@ -70,6 +73,8 @@ export interface AgentDeps {
   log?: (event: string, fields: Record<string, unknown>) => void;
   /** called synchronously at each UpdatePhase */
   onPhase?: (phase: UpdatePhase, info: PhaseInfo) => void;
+  /** [#18] the clock maintenance windows are judged by (tests move it; defaults to `now`) */
+  windowClock?: () => number;
 }
 
 /** One model being served: its own session and in-flight count (a model kept by the next set keeps both). */
@@ -157,6 +162,8 @@ export class FleetAgent extends EventEmitter {
   private clockCheck: Promise<number | null> | null = null;
   /** freeze detection (device-agent/freshness.ts): null until start() */
   freshness: FreshnessWatch | null = null;
+  /** [#18] maintenance windows and conditions: the device's code reports power, network and busy here */
+  readonly gate: UpdateGate;
 
   constructor(readonly config: AgentConfig, private readonly deps: AgentDeps = {}) {
     super();
@@ -176,6 +183,7 @@ export class FleetAgent extends EventEmitter {
       client: () => this.client, generation: () => this.generation, active: () => this.active, log: this.log,
       emit: (s) => this.emit('status', s),
     });
+    this.gate = new UpdateGate({ timeZone: config.timeZone, now: deps.windowClock ?? this.now, freeDiskBytes: () => freeDiskBytes(config.dataDir), pollMs: config.conditionPollSeconds * 1000 });
   }
 
   /** the last status reported (progress or outcome) */
@@ -505,6 +513,7 @@ export class FleetAgent extends EventEmitter {
   private onDesired(payload: Buffer): void {
     if (this.stopped) return;
     this.pending = payload;
+    this.gate.poke(); // [#18] an update waiting for its window gives way to a newer assignment
     if (!this.working) this.working = this.drain().finally(() => { this.working = null; });
   }
 
@@ -590,6 +599,7 @@ export class FleetAgent extends EventEmitter {
     try {
       await this.install(v, msg.manifest.signed, slot, base);
     } catch (err) {
+      if (err instanceof WaitInterrupted) return; // [#18] stopped while waiting: left to the next start, as a crash would be
       // only a slot the update had claimed is cleared; before that, both slots are as they were
       const abandoned = abandonUpdate(this.state);
       this.state = abandoned.state;
@@ -649,6 +659,37 @@ export class FleetAgent extends EventEmitter {
     return null;
   }
 
+  // [#18 conditions hook] Wait until the desired state's policy lets `step` run (device-agent/conditions.ts),
+  // reporting `waiting` with the reasons; a newer assignment, a probation decision or a stop ends the wait (SUPERSEDED).
+  private async waitForStep(step: UpdateStep, v: VerifiedDesired, base: Partial<Status>, bytes: number): Promise<void> {
+    const newer = () => { try { return !!this.pending && JSON.parse(this.pending.toString('utf8')).director?.sig !== this.state.trust.lastDirectorSig; } catch { return false; } };
+    const revertDue = () => !!this.probation?.settling && this.probation.tracker.verdict(this.now()).kind === 'fail';
+    const r = await this.gate.until(v.desired.policy, step, bytes,
+      (why) => this.status.progress('waiting', { ...base, reason: why[0], detail: `${step} waits: ${why.join(', ')}` }), () => this.stopped || newer() || revertDue(), this.stopping.signal);
+    if (r === 'stopped' && this.stopped) throw new WaitInterrupted();
+    if (r === 'stopped') throw new UpdateRefused('SUPERSEDED', revertDue() ? 'the model on probation failed and is reverted first (a revert never waits for a window)' : 'a newer assignment arrived while this one waited');
+  }
+
+  // [#18 delta hook] The artifact rebuilt from a slot and the delta the signed desired state offers
+  // (device-agent/delta.ts), or null: then the full artifact is downloaded, and a delta that failed is
+  // reported (progress, DELTA_FAILED) with why.
+  private async stageFromDelta(v: VerifiedDesired, base: Partial<Status>, keep: readonly string[]): Promise<Staged | null> {
+    const delta = v.desired.delta;
+    if (!delta) return null;
+    const r = await stageFromDelta({
+      delta, artifact: v.manifest.artifact, slots: this.slots, records: this.state.slots, staging: this.staging,
+      download: (blob) => stageArtifact({ staging: this.staging, config: this.config, authorization: this.authorization, artifact: blob, fetch: this.fetch, random: this.random, signal: this.stopping.signal, keep }),
+    });
+    if ('staged' in r) {
+      this.log('artifact_from_delta', { deviceId: this.deviceId, baseSlot: r.baseSlot, deltaBytes: r.deltaBytes, artifactBytes: v.manifest.artifact.length });
+      this.status.progress('verifying', base);
+      return r.staged;
+    }
+    this.log('delta_failed', { deviceId: this.deviceId, err: r.failed });
+    this.status.progress('downloading', { ...base, reason: 'DELTA_FAILED', detail: `${r.failed}; downloading the full artifact` });
+    return null;
+  }
+
   /**
    * Every model of the assignment (one, or a set) is staged, verified, loaded and health-checked before
    * any slot is touched; then the inactive slot is claimed, written whole, and activated by one state
@@ -660,6 +701,7 @@ export class FleetAgent extends EventEmitter {
     const ready: { unit: Unit; part: string; text: string; reused: boolean }[] = [];
     const keep: string[] = [];
     const release = () => Promise.all(ready.filter((r) => !r.reused).map((r) => r.unit.model.release()));
+    await this.waitForStep('download', v, base, wanted.reduce((n, w) => n + w.manifest.artifact.length, 0)); // [#18 conditions hook]
     try {
       for (const [index, w] of wanted.entries()) {
         const m = w.manifest;
@@ -675,7 +717,8 @@ export class FleetAgent extends EventEmitter {
             continue;
           }
         }
-        const staged = await this.stageModel(m, base, info, keep);
+        // the delta the desired state offers is for its primary model (the first)
+        const staged = await this.stageModel(m, base, info, keep, index === 0 ? v : undefined);
         keep.push(m.artifact.sha256);
         ready.push({ unit: { record, model: staged.model, manifest: m, inflight: 0, retired: false }, part: staged.path, text: w.text, reused: false });
       }
@@ -685,6 +728,7 @@ export class FleetAgent extends EventEmitter {
         const chain = await checkChainHealth(v.desired.chain, [...byId.keys()], (id, feeds) => byId.get(id)!.model.run(feeds as Feeds));
         this.log('chain_health_check_passed', { deviceId: this.deviceId, ...chain });
       }
+      await this.waitForStep('switch', v, base, 0); // [#18 conditions hook]
       // Only now is the inactive slot overwritten: every model verified and passed its health check.
       const info: PhaseInfo = { modelId: v.manifest.modelId, version: v.manifest.version, artifactSha256: v.manifest.artifact.sha256 };
       this.claimSlot(slot);
@@ -708,7 +752,7 @@ export class FleetAgent extends EventEmitter {
   }
 
   /** One model into staging, verified, loaded and health-checked; no slot touched. */
-  private async stageModel(m: Manifest, base: Partial<Status>, info: PhaseInfo, keep: readonly string[]): Promise<{ path: string; model: LoadedModel }> {
+  private async stageModel(m: Manifest, base: Partial<Status>, info: PhaseInfo, keep: readonly string[], withDelta?: VerifiedDesired): Promise<{ path: string; model: LoadedModel }> {
     // Into staging, never into a slot: until the bytes verify, both slots stay what they were.
     this.status.progress('downloading', base);
     this.phase('download:start', info);
@@ -716,7 +760,7 @@ export class FleetAgent extends EventEmitter {
     // A slot that already holds these bytes (a fleet revert sends a device back to the model in its
     // other slot, signed again under a new version): staged from there, checked against this manifest
     // like a download, and nothing is fetched.
-    const { path: part, bytes } = this.stageFromSlot(m.artifact, base, keep) ?? await stageArtifact({
+    const { path: part, bytes } = this.stageFromSlot(m.artifact, base, keep) ?? (withDelta ? await this.stageFromDelta(withDelta, base, keep) : null) ?? await stageArtifact({
       staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal, keep,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {
@@ -841,6 +885,7 @@ export class FleetAgent extends EventEmitter {
   private async settleProbation(p: OnProbation, v: Exclude<ProbationVerdict, { kind: 'continue' }>): Promise<void> {
     if (p.settling || this.stopped) return;
     p.settling = true;
+    this.gate.poke(); // [#18] an update waiting for its window gives way to this decision
     this.clearProbationTimer();
     // after any install in progress: it may replace this model (then there is nothing to decide) or
     // take away its revert target (then a failure keeps it)

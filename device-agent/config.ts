@@ -48,6 +48,11 @@ export const AgentConfig = z.object({
   telemetryOutboxMax: z.number().int().min(1).max(1_000_000).default(1000),
   /** localhost inference endpoint (POST /v1/infer, GET /v1/status); absent = off, 0 = any free port */
   httpPort: z.number().int().min(0).max(65535).optional(),
+  /** the device's time zone (IANA name) for maintenance windows (shared/update-policy.ts); default: the system's */
+  timeZone: z.string().min(1).max(64).refine((tz) => { try { new Intl.DateTimeFormat('en-US', { timeZone: tz }); return true; } catch { return false; } }, 'timeZone must be an IANA time zone name such as Europe/Berlin')
+    .default(() => Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'),
+  /** how often an update waiting for its window or conditions looks again (it also looks at once when the device reports a change) */
+  conditionPollSeconds: z.number().min(0.01).max(3600).default(60),
   download: z.object({
     retries: z.number().int().min(0).max(100).default(5),
     backoffMs: z.number().int().min(1).default(500),
@@ -81,6 +86,7 @@ const ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_DEVICE_ID: 'deviceId', FLEET_AGENT_HARDWARE: 'hardware', FLEET_AGENT_DATA_DIR: 'dataDir',
   FLEET_AGENT_MQTT_URL: 'mqttUrl', FLEET_AGENT_SERVER_URL: 'serverUrl', FLEET_AGENT_ROOT_PUBLIC_KEY: 'rootPublicKey',
   FLEET_AGENT_DEVICE_SECRET: 'deviceSecret', FLEET_AGENT_ENROLLMENT_TOKEN: 'enrollmentToken', FLEET_AGENT_CA_FILE: 'caFile',
+  FLEET_AGENT_TIME_ZONE: 'timeZone',
 };
 const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',

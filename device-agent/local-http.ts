@@ -4,6 +4,8 @@
 // POST /v1/chain/infer (same body): the active release's chain in one call (404 UNKNOWN_MODEL if it has none)
 // GET  /v1/status -> the active model (the primary), every model it runs (`models`), the release, the last
 //      update status and freshness (stale: no fresh signed statement lately).
+// POST /v1/busy {"busy": true} -> an update whose policy says notBusy does not switch until busy is false again
+// POST /v1/conditions {"onCharger": false, "batteryPercent": 40, "metered": true} -> what download conditions are judged by
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
@@ -19,6 +21,13 @@ const InferBody = z.object({
   }).strict()),
 }).strict();
 
+const BusyBody = z.object({ busy: z.boolean() }).strict();
+const ConditionsBody = z.object({
+  onCharger: z.boolean().nullable().optional(),
+  batteryPercent: z.number().min(0).max(100).nullable().optional(),
+  metered: z.boolean().nullable().optional(),
+}).strict();
+
 const MAX_BODY = 64 * 1024 * 1024;
 
 export async function startLocalHttp(agent: FleetAgent, port: number, host = '127.0.0.1'): Promise<{ server: Server; port: number; close(): Promise<void> }> {
@@ -32,7 +41,8 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
     }
     const named = req.url?.match(/^\/v1\/models\/([^/?#]+)\/infer$/);
     const chain = req.url === '/v1/chain/infer';
-    if (req.method !== 'POST' || (req.url !== '/v1/infer' && !named && !chain)) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, POST /v1/models/<modelId>/infer, POST /v1/chain/infer or GET /v1/status' });
+    const route = req.method === 'POST' && ['/v1/infer', '/v1/busy', '/v1/conditions'].includes(req.url ?? '') ? req.url : null;
+    if (req.method !== 'POST' || (!route && !named && !chain)) return send(404, { error: 'NOT_FOUND', message: 'POST /v1/infer, /v1/models/<modelId>/infer, /v1/chain/infer, /v1/busy or /v1/conditions, or GET /v1/status' });
     let modelId: string | null = null;
     try {
       modelId = named ? decodeURIComponent(named[1]) : null;
@@ -50,7 +60,16 @@ export async function startLocalHttp(agent: FleetAgent, port: number, host = '12
       if (res.writableEnded) return;
       let body;
       try {
-        body = InferBody.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        const json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (route === '/v1/busy') {
+          agent.gate.setBusy(BusyBody.parse(json).busy);
+          return send(200, { busy: agent.gate.isBusy });
+        }
+        if (route === '/v1/conditions') {
+          agent.gate.setConditions(ConditionsBody.parse(json));
+          return send(200, agent.gate.conditions());
+        }
+        body = InferBody.parse(json);
       } catch (err) {
         const msg = err instanceof z.ZodError ? err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : 'body is not JSON';
         return send(400, { error: 'BAD_REQUEST', message: msg });

@@ -9,6 +9,7 @@ import { parseServerConfig, type ServerConfig, type ServerConfigInput } from './
 import { AssignmentLoop } from './devices/assignment-loop.ts';
 import { DeviceIngest } from './devices/device-ingest.ts';
 import { Director } from './devices/director.ts';
+import { DeltaStore } from './bundles/delta-store.ts';
 import { FreshnessPublisher } from './devices/freshness-publisher.ts';
 import { installErrorHandler } from './errors.ts';
 import { apiAuth } from './auth/api-auth.ts';
@@ -26,6 +27,7 @@ import { keyRoutes } from './routes/keys.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { campaignRoutes } from './routes/campaigns.ts';
 import { fleetShapeRoutes } from './routes/fleet-shape.ts';
+import { tagPolicyRoutes } from './routes/tag-policies.ts';
 import { webRoutes } from './routes/web.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { telemetryRoutes } from './routes/telemetry.ts';
@@ -44,6 +46,8 @@ export interface Fleet {
   keys: KeyStore;
   broker: EmbeddedBroker;
   director: Director;
+  /** [#18] delta bundles: made when a bundle is pushed, offered by the director */
+  deltas: DeltaStore;
   ingest: DeviceIngest;
   assignments: AssignmentLoop;
   rollouts: RolloutEngine;
@@ -86,7 +90,8 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
     ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
   });
-  const director = new Director(db, keys, broker, config.desiredTtlSeconds);
+  const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction);
+  const director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
@@ -105,7 +110,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   });
   retention.start(config.telemetryPruneIntervalSeconds * 1000);
 
-  app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
+  app.decorate('fleet', { config, db, blobs, keys, broker, director, deltas, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
   app.addHook('onClose', async () => {
     retention.stop();
     metrics.stop();
@@ -125,6 +130,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   await app.register(keyRoutes);
   await app.register(campaignRoutes);
   await app.register(fleetShapeRoutes);
+  await app.register(tagPolicyRoutes);
   await app.register(webRoutes);
   await app.register(accessRoutes);
   await app.register(auditRoutes);

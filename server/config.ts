@@ -78,6 +78,11 @@ export const ServerConfig = z.object({
   /** GET /metrics (Prometheus): 'viewer' needs a viewer token (the default), 'public' needs none */
   metricsAccess: z.enum(['viewer', 'public']).default('viewer'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
+  /**
+   * Delta bundles (docs/agent.md): a device that runs artifact A and is assigned B is offered a delta
+   * A -> B only if it is smaller than this fraction of B (0 = never offer deltas).
+   */
+  deltaMaxFraction: z.coerce.number().min(0).max(1).default(0.5),
 }).strict();
 export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
 export type ServerConfigInput = z.input<typeof ServerConfig>;
@@ -91,6 +96,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TELEMETRY_RAW_RETENTION_HOURS: 'telemetryRawRetentionHours', FLEET_TELEMETRY_MINUTE_RETENTION_DAYS: 'telemetryMinuteRetentionDays',
   FLEET_TELEMETRY_HOUR_RETENTION_DAYS: 'telemetryHourRetentionDays', FLEET_TELEMETRY_DEVICE_HOUR_RETENTION_DAYS: 'telemetryDeviceHourRetentionDays', FLEET_METRICS_ACCESS: 'metricsAccess',
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
+  FLEET_DELTA_MAX_FRACTION: 'deltaMaxFraction',
 };
 
 /** Every environment variable the server reads, and the field it sets (README lists them: test/unit/config-docs.test.ts). */

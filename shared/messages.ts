@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { Base64, DeviceId, IsoTime, KeyId, ModelId, Sha256Hex } from './ids.ts';
 import { ReasonCode } from './reason-codes.ts';
+import { UpdatePolicy } from './update-policy.ts';
 
 /** A signed document: `signed` holds the exact canonical-JSON text that `sig` covers. */
 export const Envelope = z.object({
@@ -181,6 +182,15 @@ export const DesiredState = z.object({
   release: z.object({ name: ModelId, version: z.number().int().positive() }).strict().optional(),
   /** the set's pipeline, run by the device in one call; checked end to end on its golden inputs before the switch */
   chain: Chain.optional(),
+  /**
+   * Optional: a delta (shared/delta.ts) from an artifact the server believes this device holds
+   * (baseSha256) to the manifest's artifact; a blob of its own, fetched like the artifact and checked
+   * against this length and SHA-256 before it is read. The rebuilt artifact must still have the
+   * manifest's length and SHA-256; if anything fails the device downloads the full artifact.
+   */
+  delta: z.object({ baseSha256: Sha256Hex, sha256: Sha256Hex, length: z.number().int().positive() }).strict().optional(),
+  /** Optional: maintenance windows and conditions for this update's download and switch (shared/update-policy.ts) */
+  policy: UpdatePolicy.optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 
@@ -202,6 +212,8 @@ export const UpdateState = z.enum([
   'rejected', 'failed', 'reverted', 'idle',
   // a damaged slot fetched again and verified, back in its role (device-agent/slot-repair.ts)
   'recovered',
+  // an update held back by its maintenance window or conditions (reason WAIT_*; shared/update-policy.ts): neither failed nor late
+  'waiting',
 ]);
 export type UpdateState = z.infer<typeof UpdateState>;
 

@@ -27,6 +27,13 @@ export const ReasonCode = z.enum([
   'CRASH_RECOVERY',       // agent restarted in the middle of an update
   'SLOT_DAMAGED',         // a model slot's files no longer match the state record (and could not be fetched again)
   'REVERT_TARGET_DAMAGED',// crashed on probation, the previous slot does not verify: kept the model on probation
+  'WAIT_WINDOW',          // waiting: outside the update's download or switch window (device's local time)
+  'WAIT_BATTERY',         // waiting: on battery below the policy's level
+  'WAIT_METERED',         // waiting: on a metered network
+  'WAIT_BUSY',            // waiting: the device's own code says it is busy (local API POST /v1/busy)
+  'WAIT_DISK',            // waiting: less free disk than the policy asks for
+  'SUPERSEDED',           // a newer assignment arrived while this one was waiting: this one is dropped
+  'DELTA_FAILED',         // the offered delta could not be used (base changed on disk, delta corrupt, rebuilt hash mismatch): the full artifact was downloaded instead
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 

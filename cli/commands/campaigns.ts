@@ -18,7 +18,9 @@ const CampaignId = CampaignParams.shape.campaignId;
 const ACTIONS = CampaignAction.options;
 
 export const counts = (c: Pick<CampaignView, 'devices'>) => Object.entries(c.devices).map(([k, v]) => `${k} ${v}`).join(', ');
-const line = (c: CampaignView) => `${c.campaignId}  ${c.modelId} v${c.version}  ${c.status}  wave ${c.wave}/${c.waves}  ${counts(c)}${c.waiting ? `  (${c.waiting})` : ''}`;
+// [#18] devices holding the update back for their maintenance window or conditions, by reason
+const waits = (c: CampaignView) => (c.deviceWaits && Object.keys(c.deviceWaits).length ? `  devices waiting: ${Object.entries(c.deviceWaits).map(([k, v]) => `${k} ${v}`).join(', ')}` : '');
+const line = (c: CampaignView) => `${c.campaignId}  ${c.modelId} v${c.version}  ${c.status}  wave ${c.wave}/${c.waves}  ${counts(c)}${c.waiting ? `  (${c.waiting})` : ''}${waits(c)}`;
 /** what the server allows now, so an operator never tries an action that will be refused */
 const actionsLine = (c: CampaignView) => `actions: ${c.actions.length ? c.actions.join(', ') : 'none (final)'}`;
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);

@@ -300,4 +300,32 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       ALTER TABLE devices ADD COLUMN active_release_json TEXT;
     `,
   },
+  {
+    version: 10,
+    name: 'delta-bundles',
+    sql: `
+      -- Delta bundles A -> B (server/bundles/delta-store.ts): one row per pair of artifacts the server
+      -- considered, made once. delta_sha256 is NULL when the delta was not worth offering (not smaller
+      -- than deltaMaxFraction of B); the delta itself is a blob in the artifacts table and blob store.
+      CREATE TABLE artifact_deltas (
+        base_sha256 TEXT NOT NULL,
+        target_sha256 TEXT NOT NULL,
+        delta_sha256 TEXT,
+        delta_length INTEGER NOT NULL,
+        target_length INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (base_sha256, target_sha256)
+      );
+      -- Maintenance windows and conditions (shared/update-policy.ts): a campaign device that reports it
+      -- waits (WAIT_*) keeps the reason here and is never timed out while it waits; its deadline runs
+      -- again from when it reports work (the window opened), epoch ms.
+      ALTER TABLE campaign_devices ADD COLUMN wait_reason TEXT;
+      ALTER TABLE campaign_devices ADD COLUMN deadline_from INTEGER;
+      -- the same policy for a device group by tag (PUT /v1/tag-policies/:tag); a campaign's own wins
+      CREATE TABLE tag_policies (
+        tag TEXT PRIMARY KEY, policy_json TEXT NOT NULL, updated_at TEXT NOT NULL, updated_by TEXT NOT NULL
+      );
+    `,
+  },
 ];

@@ -6,9 +6,13 @@ import { topics } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { KeyStore } from '../keys/key-store.ts';
+import type { DeltaOffer, DeltaStore } from '../bundles/delta-store.ts';
+import type { UpdatePolicy } from '../../shared/update-policy.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
+/** [#18] a campaign's maintenance windows and conditions, signed into each desired state; [#19] the rest of a multi-model set */
+export interface AssignOptions { policy?: UpdatePolicy; set?: AssignSet }
 
 /** The other models of a multi-model assignment (issue 19), and the release the set is, if any. */
 export interface AssignSet {
@@ -19,7 +23,10 @@ export interface AssignSet {
 }
 
 export class Director {
-  constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number) {}
+  private tagPolicySql: ReturnType<Db['prepare']> | null = null;
+  constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number,
+    /** delta bundles: without it (or with deltaMaxFraction 0) no desired state offers one */
+    private readonly deltas?: DeltaStore) {}
 
   bundleEnvelope(manifestSha256: string): { envelope: Envelope; manifest: Manifest } {
     const row = this.db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').get(manifestSha256) as { envelope_json: string } | undefined;
@@ -35,9 +42,9 @@ export class Director {
    * stops in between cannot leave rows that wait for a desired state never signed, nor a desired state
    * nobody follows. What was committed and not yet published goes out at the next start (republishAll).
    */
-  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
     const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
-    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction);
+    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction, opts);
   }
 
   /**
@@ -49,17 +56,20 @@ export class Director {
     if (manifestSha256s.length === 0) throw new AppError('FLEET_ERR_VALIDATION', 'a set names at least one model', 400);
     const [primary, ...others] = manifestSha256s.map((sha) => this.bundleEnvelope(sha));
     const set: AssignSet = { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}), ...(chain ? { chain } : {}) };
-    return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, set);
+    return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, { set });
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, set?: AssignSet): Promise<AssignResult[]> {
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
+    const set = opts.set;
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
     const expires = new Date(now.getTime() + this.desiredTtlSeconds * 1000).toISOString();
     const digest = envelopeDigest(envelope);
     const out: { deviceId: string; seq: number; payload: string }[] = [];
+    const offers = this.deltaOffers(envelope, deviceIds);
+    const tagPolicies = !opts.policy && !!this.db.prepare('SELECT 1 FROM tag_policies LIMIT 1').get();
     this.db.transaction(() => {
       const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
         ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
@@ -85,9 +95,13 @@ export class Director {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
           modelId: manifest.modelId, version: manifest.version, manifestSha256: digest, ...setFields,
         };
+        const offer = offers.get(deviceId);
+        if (offer) desired.delta = offer;
+        const policy = opts.policy ?? (tagPolicies ? this.tagPolicyOf(deviceId) : undefined);
+        if (policy) desired.policy = policy;
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
-        for (const g of grants) for (const blob of g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
+        for (const [i, g] of grants.entries()) for (const blob of i === 0 && offer ? [...g.blobs, offer.sha256] : g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
       inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
@@ -100,6 +114,38 @@ export class Director {
   }
 
   /**
+   * [#18] A device group's maintenance windows and conditions: the policy of the device's first tag (in
+   * alphabetical order) that has one, for assignments whose campaign carries none.
+   */
+  private tagPolicyOf(deviceId: string): UpdatePolicy | undefined {
+    this.tagPolicySql ??= this.db.prepare(`SELECT p.policy_json FROM devices d, json_each(d.tags_json) t JOIN tag_policies p ON p.tag = t.value
+      WHERE d.device_id = ? ORDER BY p.tag LIMIT 1`);
+    const r = this.tagPolicySql.get(deviceId) as { policy_json: string } | undefined;
+    return r ? JSON.parse(r.policy_json) as UpdatePolicy : undefined;
+  }
+
+  /**
+   * Per device, the delta to offer with this manifest (delta-store.ts): from the artifact the device
+   * runs, as the server's own records know it. Made before the transaction (building one takes CPU time),
+   * once per distinct base.
+   */
+  private deltaOffers(envelope: Envelope, deviceIds: string[]): Map<string, DeltaOffer> {
+    const offers = new Map<string, DeltaOffer>();
+    if (!this.deltas) return offers;
+    const target = blobsOf(envelope)[0];
+    if (!target) return offers;
+    const byBase = new Map<string, DeltaOffer | null>();
+    for (const deviceId of deviceIds) {
+      const base = this.deltas.activeArtifact(deviceId);
+      if (!base || base === target) continue;
+      if (!byBase.has(base)) byBase.set(base, this.deltas.offer(base, target));
+      const offer = byBase.get(base);
+      if (offer) offers.set(deviceId, offer);
+    }
+    return offers;
+  }
+
+  /**
    * After a key change: re-issue every stored desired state that carries an older key set, pointing at
    * the same manifest, with a new sequence number, the current key set and the current director key.
    * Devices learn the new key set this way (they pin only the root); once they accept it, a desired
@@ -108,7 +154,7 @@ export class Director {
   async resignAll(): Promise<{ reissued: number }> {
     const current = this.keys.keyset.version;
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
-    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; set?: AssignSet; deviceIds: string[] }>();
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; set?: AssignSet; deviceIds: string[]; policy?: UpdatePolicy }>();
     for (const r of rows) {
       const msg = JSON.parse(r.desired_json) as DesiredMessage;
       if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
@@ -119,13 +165,13 @@ export class Director {
         ...(desired.release ? { release: desired.release } : {}),
         ...(desired.chain ? { chain: desired.chain } : {}),
       } : desired.release || desired.chain ? { extras: [], ...(desired.release ? { release: desired.release } : {}), ...(desired.chain ? { chain: desired.chain } : {}) } : undefined;
-      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : '', desired.chain ? JSON.stringify(desired.chain) : ''].join('+');
-      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [] };
+      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : '', desired.chain ? JSON.stringify(desired.chain) : '', JSON.stringify(desired.policy ?? null)].join('+');
+      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [], policy: desired.policy };
       group.deviceIds.push(r.device_id);
       byManifest.set(key, group);
     }
     let reissued = 0;
-    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, g.set)).length;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, { set: g.set, policy: g.policy })).length;
     return { reissued };
   }
 

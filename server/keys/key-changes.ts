@@ -63,10 +63,10 @@ export async function propagateKeyChange(fleet: Pick<Fleet, 'db' | 'keys' | 'dir
       const entries = s.shas.map((sha, i) => (sha !== named[i].manifestSha256
         ? director.bundleEnvelope(sha) : { envelope: envelopes[i], manifest: { modelId: named[i].modelId, version: named[i].version } }));
       const [primary, ...extras] = entries;
-      reissued += (await director.assignEnvelope(primary.envelope, primary.manifest, [s.deviceId], undefined, {
+      reissued += (await director.assignEnvelope(primary.envelope, primary.manifest, [s.deviceId], undefined, { set: {
         extras: extras.map((e) => ({ envelope: e.envelope, manifest: e.manifest })),
         ...(s.desired.release ? { release: s.desired.release } : {}), ...(s.desired.chain ? { chain: s.desired.chain } : {}),
-      })).length;
+      }, ...(s.desired.policy ? { policy: s.desired.policy } : {}) })).length;
     }
   }
   reissued += (await director.resignAll()).reissued;

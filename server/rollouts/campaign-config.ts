@@ -2,6 +2,7 @@
 // would choose. Parsed once at creation and stored with the campaign, so a restart judges by the same rules.
 import { z } from 'zod';
 import { DeviceId, ModelId, Sha256Hex } from '../../shared/ids.ts';
+import { UpdatePolicy } from '../../shared/update-policy.ts';
 
 export const WaveSpec = z.object({
   /** cumulative share of the target reached by the end of this wave */
@@ -105,6 +106,8 @@ export const CampaignRequest = z.object({
   deviceDeadlineSeconds: z.number().int().min(1).default(900),
   /** devices that match the target and appear while the campaign runs: join the next wave, or are left alone */
   lateJoiners: z.enum(['include', 'ignore']).default('include'),
+  /** maintenance windows and conditions for download and switch, signed into each device's desired state (docs/agent.md) */
+  policy: UpdatePolicy.optional(),
 }).strict().superRefine((c, ctx) => {
   for (let i = 1; i < c.waves.length; i++) {
     if (c.waves[i].percent < c.waves[i - 1].percent) ctx.addIssue({ code: 'custom', path: ['waves', i, 'percent'], message: 'wave percentages must not decrease' });

@@ -94,13 +94,19 @@ export class CampaignStore {
     };
   }
 
+  /** [#18] assigned devices waiting for their window or conditions, per reason */
+  waits(id: string): Record<string, number> {
+    const rows = this.db.prepare(`SELECT wait_reason AS r, COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND state = 'assigned' AND wait_reason IS NOT NULL GROUP BY wait_reason`).all(id) as { r: string; n: number }[];
+    return Object.fromEntries(rows.map((x) => [x.r, x.n]));
+  }
+
   counts(id: string): Record<string, number> {
     const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? GROUP BY state').all(id) as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
-  devices(id: string): { deviceId: string; wave: number; state: DeviceState; attempts: number; reason: string | null; revertState: string | null }[] {
-    return this.db.prepare('SELECT device_id AS deviceId, wave, state, attempts, reason, revert_state AS revertState FROM campaign_devices WHERE campaign_id = ? ORDER BY ordinal').all(id) as never;
+  devices(id: string): { deviceId: string; wave: number; state: DeviceState; attempts: number; reason: string | null; revertState: string | null; waitReason: string | null }[] {
+    return this.db.prepare('SELECT device_id AS deviceId, wave, state, attempts, reason, revert_state AS revertState, wait_reason AS waitReason FROM campaign_devices WHERE campaign_id = ? ORDER BY ordinal').all(id) as never;
   }
 
   /** The device's place in its latest campaign, for GET /v1/devices/:id (null if it was never in one). */

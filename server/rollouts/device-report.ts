@@ -15,6 +15,8 @@ export interface CampaignDeviceRow {
   maxRetries: number;
   revertState: string | null;
   revertManifest: string | null;
+  /** [#18] WAIT_* while the device said it waits for its window or conditions */
+  waitReason?: string | null;
 }
 
 export type CampaignDeviceStep =
@@ -25,7 +27,11 @@ export type CampaignDeviceStep =
   | { kind: 'retry'; reason: string | null }
   | { kind: 'failed'; reason: string | null }
   | { kind: 'revert_done' }
-  | { kind: 'revert_failed'; reason: string | null };
+  | { kind: 'revert_failed'; reason: string | null }
+  /** [#18] the device holds the update back for its window or conditions: neither failed nor late */
+  | { kind: 'waiting'; reason: string }
+  /** [#18] the device works on the update (downloading, verifying, checking): a wait, if any, is over */
+  | { kind: 'working' };
 
 export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDeviceStep {
   // a campaign being reverted follows only the revert's own manifest
@@ -44,5 +50,7 @@ export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDev
   if (aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
     return r.attempts <= r.maxRetries ? { kind: 'retry', reason: s.reason ?? null } : { kind: 'failed', reason: s.reason ?? null };
   }
+  if (aboutCampaign && s.state === 'waiting') return { kind: 'waiting', reason: s.reason ?? 'WAIT_WINDOW' };
+  if (aboutCampaign && r.waitReason && (s.state === 'downloading' || s.state === 'verifying' || s.state === 'health_check')) return { kind: 'working' };
   return { kind: 'ignore' };
 }

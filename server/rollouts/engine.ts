@@ -46,7 +46,7 @@ export class RolloutEngine {
   /** the sequential test's last verdict per campaign (decision, statistic, evidence), for GET /v1/campaigns/:id */
   readonly statistics = new Map<string, SequentialVerdict>();
   private readonly earlyCheck = new Map<string, number>();
-  private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement } | null = null;
+  private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement; waiting: Statement; working: Statement } | null = null;
 
   constructor(private readonly deps: EngineDeps) {
     this.store = new CampaignStore(deps.db);
@@ -154,7 +154,9 @@ export class RolloutEngine {
     const id = c.campaign_id;
 
     // silent devices past their deadline count as failed
-    const late = db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned' AND assigned_at < ?`)
+    // ([#18] a device waiting for its window or conditions is not late; once it works, from then on)
+    const late = db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned'
+      AND wait_reason IS NULL AND COALESCE(deadline_from, assigned_at) < ?`)
       .run(now, id, now - config.deviceDeadlineSeconds * 1000);
     if (late.changes) this.store.event(id, 'devices_timed_out', 'engine', { devices: late.changes });
     // looking for newcomers scans the device table: every few seconds is soon enough
@@ -233,12 +235,12 @@ export class RolloutEngine {
     const ids = due.map((d) => d.device_id);
     // remember what each device ran before, so a revert knows where to send it back; in the director's
     // transaction: a server stopped here leaves both the desired states and these rows, or neither
-    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL,
+    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL, wait_reason = NULL, deadline_from = NULL,
       previous_manifest_sha256 = COALESCE(previous_manifest_sha256, (SELECT active_manifest_sha256 FROM devices WHERE device_id = ? AND active_manifest_sha256 != ?))
       WHERE campaign_id = ? AND device_id = ?`);
     await this.deps.director.assign(c.manifest_sha256, ids, (assigned) => {
       for (const a of assigned) mark.run(now, a.seq, a.deviceId, c.manifest_sha256, c.campaign_id, a.deviceId);
-    });
+    }, { policy: this.store.config(c).policy });
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
@@ -268,15 +270,20 @@ export class RolloutEngine {
       reverted: db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       updated: db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       failed: db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
+      // a device's claim that it waits counts only if what the server signed for it carries a policy
+      waiting: db.prepare(`UPDATE campaign_devices SET wait_reason = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned'
+        AND (SELECT json_extract(json_extract(desired_json, '$.director.signed'), '$.policy') IS NOT NULL FROM devices WHERE device_id = campaign_devices.device_id)`),
+      working: db.prepare(`UPDATE campaign_devices SET wait_reason = NULL, deadline_from = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned' AND wait_reason IS NOT NULL`),
     };
     const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
       { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
-        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null }[];
+        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null }[];
     const now = this.now();
     for (const r of rows) {
       const step = campaignDeviceStep({
         state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
         maxRetries: this.maxRetriesOf(r.campaign_id, r.config_json), revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+        waitReason: r.wait_reason,
       }, s);
       switch (step.kind) {
         case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
@@ -285,6 +292,8 @@ export class RolloutEngine {
         case 'updated': q.updated.run(now, r.campaign_id, deviceId); break;
         case 'retry': q.failed.run('retry', step.reason, null, r.campaign_id, deviceId); break;
         case 'failed': q.failed.run('failed', step.reason, now, r.campaign_id, deviceId); break;
+        case 'waiting': q.waiting.run(step.reason, r.campaign_id, deviceId); break;
+        case 'working': q.working.run(now, r.campaign_id, deviceId); break;
         case 'ignore': break;
       }
     }

@@ -24,6 +24,7 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
 
   contractRoute(app, c.createBundle, async ({ params: { modelId }, body }, req, reply) => {
     const bundle = await buildBundle({ db, blobs, keys, manifestTtlDays: config.manifestTtlDays }, modelId, body);
+    app.fleet.deltas.prepareFor(modelId, bundle.manifest.artifact.sha256); // [#18] deltas from the model's recent versions
     auditRequest(req, 'bundles.create', bundle.manifestSha256, { modelId, version: bundle.version, uploadSha256: body.uploadSha256, keyId: keys.signerFor('targets').keyId });
     reply.status(201);
     return { manifestSha256: bundle.manifestSha256, modelId, version: bundle.version, manifest: bundle.manifest, report: bundle.report };

@@ -20,6 +20,7 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
     createdBy: r.created_by, createdAt: r.created_at, updatedAt: r.updated_at,
     devices: rollouts.store.counts(r.campaign_id), waiting: rollouts.holdReasons.get(r.campaign_id) ?? null,
     actions: allowedActions(r.status),
+    deviceWaits: rollouts.store.waits(r.campaign_id),
   });
 
   contractRoute(app, c.createCampaign, async ({ body }, req, reply) => {

@@ -224,7 +224,8 @@ async function campaignView(id) {
   return [
     el('h2', { id: 'campaign-title' }, `Campaign ${c.name || short(c.campaignId)}: `, link(`#/models/${c.modelId}`, `${c.modelId} v${c.version}`)),
     el('p', null, 'Status ', el('span', { id: 'campaign-status', className: `badge ${c.status}` }, c.status), ` · wave ${c.wave} of ${c.waves}`,
-      c.waiting ? el('span', { id: 'campaign-waiting' }, ` · waiting for ${c.waiting}`) : null),
+      c.waiting ? el('span', { id: 'campaign-waiting' }, ` · waiting for ${c.waiting}`) : null,
+      c.deviceWaits && Object.keys(c.deviceWaits).length ? el('span', { id: 'campaign-device-waits' }, ` · devices waiting for their window or conditions: ${Object.entries(c.deviceWaits).map(([k, v]) => `${k} ${v}`).join(', ')}`) : null),
     halt ? el('p', { id: 'campaign-halt', className: 'bad' }, halt) : null,
     el('p', null, 'Actions allowed now: ', c.actions && c.actions.length ? actionButtons(c) : el('span', { id: `actions-${c.campaignId}` }, 'none')),
     el('h3', null, 'Waves'), timeline(c, events),

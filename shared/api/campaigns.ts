@@ -25,11 +25,13 @@ export const CampaignView = z.object({
   devices: z.record(z.string(), z.number().int()).meta({ description: 'devices per state: pending, assigned, retry, updated, failed, reverted' }),
   waiting: z.string().nullable().meta({ description: 'what the current wave waits for before its gate is judged' }),
   actions: z.array(CampaignAction).meta({ description: 'the manual actions the engine allows now (POST /v1/campaigns/{campaignId}/{action})' }),
+  deviceWaits: z.record(z.string(), z.number().int()).optional().meta({ description: 'assigned devices that hold the update back for their maintenance window or conditions, per reason (WAIT_WINDOW, WAIT_BATTERY, WAIT_METERED, WAIT_BUSY, WAIT_DISK); they are neither failed nor late' }),
 }).meta({ id: 'Campaign' });
 export type CampaignView = z.infer<typeof CampaignView>;
 
 export const CampaignDevice = z.object({
   deviceId: z.string(), wave: z.number().int(), state: z.string(), attempts: z.number().int(), reason: z.string().nullable(), revertState: z.string().nullable(),
+  waitReason: z.string().nullable().optional().meta({ description: 'WAIT_* while the device holds the update back for its window or conditions' }),
 });
 export const CampaignDetail = CampaignView.extend({
   config: z.looseObject({ waves: z.array(z.looseObject({ percent: z.number() })) }).meta({ description: 'the campaign request with its defaults filled in' }),

@@ -11,6 +11,7 @@ import { systemRoutes } from './system.ts';
 import { telemetryRoutes } from './telemetry.ts';
 import { fleetShapeRoutes } from './fleet-shape.ts';
 import { releasesRoutes } from './releases.ts';
+import { tagPoliciesRoutes } from './tag-policies.ts';
 
 export type { RouteContract } from './contract.ts';
 
@@ -25,4 +26,5 @@ export const routeContracts: readonly RouteContract[] = [
   ...telemetryRoutes,
   ...fleetShapeRoutes,
   ...releasesRoutes,
+  ...tagPoliciesRoutes,
 ];

@@ -159,9 +159,9 @@ describe('multi-model devices', () => {
     const primary = server.app.fleet.director.bundleEnvelope(next[0].manifestSha256);
     const kws = server.app.fleet.director.bundleEnvelope(next[2].manifestSha256);
     const failed = agent.waitForStatus((s) => s.manifestSha256 === next[0].manifestSha256 && ['failed', 'rejected', 'active'].includes(s.state), 30_000);
-    await server.app.fleet.director.assignEnvelope(primary.envelope, primary.manifest, [agent.deviceId], undefined, {
+    await server.app.fleet.director.assignEnvelope(primary.envelope, primary.manifest, [agent.deviceId], undefined, { set: {
       extras: [{ envelope: badEnv, manifest: bad }, { envelope: kws.envelope, manifest: kws.manifest }],
-    });
+    } });
     const s = await failed;
     expect(s.state).toBe('failed');
     expect(s.reason).toBe('HEALTH_CHECK_FAILED');

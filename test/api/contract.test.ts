@@ -83,7 +83,7 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     const contract = routeContracts.map((r) => key(r.method, r.path)).sort();
     expect(registered).toEqual(contract);
     expect(new Set(contract).size).toBe(routeContracts.length);
-    expect(contract.length).toBe(46); // 42 + the four release routes (issue 19)
+    expect(contract.length).toBe(49); // 42 + the four release routes (issue 19) + the three tag-policy routes (issue 18)
   });
 
   it('/openapi.json (public) has one operation per contract route and no other, each with its path parameters', async () => {
@@ -184,13 +184,18 @@ describe('REST contract, OpenAPI document and the routes the server registered',
     await call({ method: 'GET', url: '/v1/fleet/shape?windowSeconds=600' }, 200);
     await call({ method: 'POST', url: '/v1/fleet/shape', payload: { target: { hardware: ['generic'] } } }, 200);
     await call({ method: 'GET', url: '/v1/fleet/shape?windowSeconds=1' }, 400);
+    // maintenance windows and conditions of a device group by tag (#18)
+    await call({ method: 'PUT', url: '/v1/tag-policies/night', payload: { downloadWindows: [{ days: ['sat'], start: '01:00', end: '05:00' }] } }, 200);
+    await call({ method: 'PUT', url: '/v1/tag-policies/night', payload: { conditions: { minBatteryPercent: 101 } } }, 400);
+    await call({ method: 'GET', url: '/v1/tag-policies' }, 200);
+    await call({ method: 'DELETE', url: '/v1/tag-policies/night' }, 200);
 
     const missed = routeContracts.map((r) => key(r.method, r.path)).filter((k) => !exercised.has(k));
     expect(missed).toEqual([]);
-    // 64 requests (8 of them to the release routes), 7 answered with HTML, a script, artifact bytes or Prometheus text: 57 JSON bodies checked twice
-    expect(checked).toBe(57);
-    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape, release, release assignment
-    expect(requests).toBe(9);
+    // 68 requests (8 of them to the release routes, 4 to the tag policies), 7 answered with HTML, a script, artifact bytes or Prometheus text: 61 JSON bodies checked twice
+    expect(checked).toBe(61);
+    // the JSON bodies the server accepted: token, enrollment token, enroll, bundle, assignment, campaign, fleet shape, release, release assignment, tag policy
+    expect(requests).toBe(10);
   });
 
   it('a finished campaign offers only revert, and the engine refuses what it does not offer', async () => {

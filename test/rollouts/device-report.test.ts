@@ -18,6 +18,11 @@ describe('campaignDeviceStep', () => {
   const table: [string, CampaignDeviceRow, Status, CampaignDeviceStep][] = [
     // progress reports change nothing
     ['downloading: nothing yet', row(), st('downloading'), { kind: 'ignore' }],
+    // maintenance windows and conditions (#18): a wait is recorded, and work after a wait restarts the deadline
+    ['waiting for its window: waiting, with the reason', row(), st('waiting', { reason: 'WAIT_WINDOW' }), { kind: 'waiting', reason: 'WAIT_WINDOW' }],
+    ['waiting about an older assignment: nothing', row(), st('waiting', { reason: 'WAIT_BUSY', directorSeq: 9 }), { kind: 'ignore' }],
+    ['downloading after a wait: working', row({ waitReason: 'WAIT_BATTERY' }), st('downloading'), { kind: 'working' }],
+    ['health check after a wait: working', row({ waitReason: 'WAIT_BUSY' }), st('health_check'), { kind: 'working' }],
     ['probation passed (the switch was reported as active): nothing more', row(), st('probation_passed', { active: active(CAMPAIGN) }), { kind: 'ignore' }],
     // success
     ['active on the campaign assignment: updated', row(), st('active', { active: active(CAMPAIGN) }), { kind: 'updated' }],
