@@ -136,6 +136,17 @@ export const DesiredState = z.object({
   version: z.number().int().positive(),
   /** SHA-256 of the manifest envelope's `signed` text */
   manifestSha256: Sha256Hex,
+  /**
+   * Shadow mode (issue 17): hold this candidate next to the active model and run it on a sample of the
+   * live inputs (`sampleRate`, 0..1), its outputs never returned. Its manifest travels in
+   * DesiredMessage.shadowManifest; absent: no shadow (a shadow the device holds is unloaded).
+   */
+  shadow: z.object({
+    modelId: ModelId,
+    version: z.number().int().positive(),
+    manifestSha256: Sha256Hex,
+    sampleRate: z.number().min(0).max(1),
+  }).strict().optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 
@@ -144,6 +155,8 @@ export const DesiredMessage = z.object({
   keyset: Envelope,
   manifest: Envelope,
   director: Envelope,
+  /** the shadow candidate's manifest envelope, when the desired state names a shadow */
+  shadowManifest: Envelope.optional(),
 }).strict();
 export type DesiredMessage = z.infer<typeof DesiredMessage>;
 
@@ -155,6 +168,9 @@ export const UpdateState = z.enum([
   'rejected', 'failed', 'reverted', 'idle',
   // a damaged slot fetched again and verified, back in its role (device-agent/slot-repair.ts)
   'recovered',
+  // shadow mode (device-agent/shadow.ts): the candidate the status names is loaded in shadow, could not
+  // be (reason), or was unloaded; the active model is unchanged by all three
+  'shadow_loaded', 'shadow_failed', 'shadow_unloaded',
 ]);
 export type UpdateState = z.infer<typeof UpdateState>;
 
@@ -175,6 +191,44 @@ export const Status = z.object({
 }).strict();
 export type Status = z.infer<typeof Status>;
 
+/**
+ * One output compared between the shadow candidate and the active model over a window, as sums that add
+ * up across windows and devices (shared/shadow-figures.ts turns them into the push gate's measures):
+ * classifier outputs count top-1 positions and agreements; every output sums active^2 (signal),
+ * (active - candidate)^2 (noise), active * candidate and candidate^2 for SQNR and cosine.
+ */
+export const ShadowOutputSums = z.object({
+  kind: z.enum(['classifier', 'fidelity']),
+  positions: z.number().int().nonnegative(),
+  agree: z.number().int().nonnegative(),
+  signal: z.number().nonnegative(),
+  noise: z.number().nonnegative(),
+  dot: z.number(),
+  candidateSq: z.number().nonnegative(),
+  maxAbsError: z.number().nonnegative(),
+}).strict();
+export type ShadowOutputSums = z.infer<typeof ShadowOutputSums>;
+
+/** A window's shadow figures: the candidate held in shadow, run on `samples` live inputs. */
+export const ShadowTelemetry = z.object({
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  manifestSha256: Sha256Hex,
+  /** inputs run on both models and compared */
+  samples: z.number().int().nonnegative(),
+  /** candidate runs that threw (not compared) */
+  errors: z.number().int().nonnegative(),
+  /** sampled inputs dropped because the runtime was busy or the queue full */
+  dropped: z.number().int().nonnegative(),
+  /** summed latency over the compared samples: active (the caller's call) and candidate (the shadow run) */
+  activeMs: z.number().nonnegative(),
+  candidateMs: z.number().nonnegative(),
+  outputs: z.record(z.string(), ShadowOutputSums),
+  /** the candidate's output drift histograms, binned by its own manifest's baseline */
+  outputHistograms: z.record(z.string(), Histogram).optional(),
+}).strict();
+export type ShadowTelemetry = z.infer<typeof ShadowTelemetry>;
+
 export const Telemetry = z.object({
   deviceId: DeviceId,
   seq: z.number().int().nonnegative(),
@@ -187,6 +241,8 @@ export const Telemetry = z.object({
   rssBytes: z.number().int().nonnegative(),
   inputHistograms: z.record(z.string(), Histogram).optional(),
   outputHistograms: z.record(z.string(), Histogram).optional(),
+  /** shadow mode: figures of the candidate held in shadow during this window */
+  shadow: ShadowTelemetry.optional(),
 }).strict();
 export type Telemetry = z.infer<typeof Telemetry>;
 

@@ -27,6 +27,7 @@ export const ReasonCode = z.enum([
   'CRASH_RECOVERY',       // agent restarted in the middle of an update
   'SLOT_DAMAGED',         // a model slot's files no longer match the state record (and could not be fetched again)
   'REVERT_TARGET_DAMAGED',// crashed on probation, the previous slot does not verify: kept the model on probation
+  'SHADOW_MEMORY',        // a shadow candidate would take the agent over its memory ceiling (config shadow.maxRssBytes)
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 

@@ -10,6 +10,9 @@ import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
 
+/** Shadow mode (issue 17): a candidate the devices hold next to the assigned model, run on `sampleRate` of their inputs. */
+export interface ShadowAssignment { manifestSha256: string; sampleRate: number }
+
 export class Director {
   constructor(private readonly db: Db, private readonly keys: KeyStore, private readonly bus: FleetBus, private readonly desiredTtlSeconds: number) {}
 
@@ -27,13 +30,18 @@ export class Director {
    * stops in between cannot leave rows that wait for a desired state never signed, nor a desired state
    * nobody follows. What was committed and not yet published goes out at the next start (republishAll).
    */
-  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, shadow?: ShadowAssignment): Promise<AssignResult[]> {
     const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
-    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction);
+    const held = shadow ? { ...this.bundleEnvelope(shadow.manifestSha256), sampleRate: shadow.sampleRate } : undefined;
+    if (held && shadow!.manifestSha256 === manifestSha256) throw new AppError('FLEET_ERR_SHADOW_IS_ACTIVE', 'the shadow candidate must differ from the assigned model', 400);
+    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction, held);
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void): Promise<AssignResult[]> {
+  async assignEnvelope(
+    envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void,
+    shadow?: { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; sampleRate: number },
+  ): Promise<AssignResult[]> {
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
@@ -51,16 +59,23 @@ export class Director {
       // The same text as JSON.stringify({keyset, manifest, director}) (a test holds them equal): the key
       // set and manifest, the bulk of each message, are serialized once per call, not once per device.
       const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
-      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}}`;
+      // shadow mode: the candidate's manifest travels beside the assigned one (absent: byte-for-byte as before)
+      const tail = shadow ? `,"shadowManifest":${JSON.stringify(shadow.envelope)}` : '';
+      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}}`;
+      const shadowDigest = shadow ? envelopeDigest(shadow.envelope) : '';
+      const shadowBlobs = shadow ? blobsOf(shadow.envelope) : [];
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
         const desired: DesiredState = {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
           modelId: manifest.modelId, version: manifest.version, manifestSha256: digest,
+          ...(shadow ? { shadow: { modelId: shadow.manifest.modelId, version: shadow.manifest.version, manifestSha256: shadowDigest, sampleRate: shadow.sampleRate } } : {}),
         };
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
         for (const blob of blobs) grant.run(deviceId, digest, blob, manifest.modelId, manifest.version, seq, now.toISOString());
+        // the shadow candidate's blobs are the device's to fetch as well
+        for (const blob of shadowBlobs) grant.run(deviceId, shadowDigest, blob, shadow!.manifest.modelId, shadow!.manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
       inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
@@ -81,17 +96,22 @@ export class Director {
   async resignAll(): Promise<{ reissued: number }> {
     const current = this.keys.keyset.version;
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
-    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[] }>();
+    type Shadow = { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; sampleRate: number };
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; deviceIds: string[]; shadow?: Shadow }>();
     for (const r of rows) {
       const msg = JSON.parse(r.desired_json) as DesiredMessage;
       if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
       const desired = JSON.parse(msg.director.signed) as DesiredState;
-      const group = byManifest.get(desired.manifestSha256) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [] };
+      // a shadow the desired state named is named again (grouped by assigned manifest, shadow and rate)
+      const shadow = desired.shadow && msg.shadowManifest
+        ? { envelope: msg.shadowManifest, manifest: { modelId: desired.shadow.modelId, version: desired.shadow.version }, sampleRate: desired.shadow.sampleRate } : undefined;
+      const key = shadow ? `${desired.manifestSha256}:${desired.shadow!.manifestSha256}:${shadow.sampleRate}` : desired.manifestSha256;
+      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, deviceIds: [], shadow };
       group.deviceIds.push(r.device_id);
-      byManifest.set(desired.manifestSha256, group);
+      byManifest.set(key, group);
     }
     let reissued = 0;
-    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds)).length;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, g.shadow)).length;
     return { reissued };
   }
 
