@@ -58,7 +58,7 @@ const stateText = readFileSync(join(dataDir, 'state.json'), 'utf8');
 const state = JSON.parse(stateText) as { active: 'a' | 'b' | null };
 const activeFile = state.active ? join(dataDir, 'slots', `${state.active}.onnx`) : null;
 emit({
-  event: 'ready', pid: process.pid, active: agent.active, onProbation: agent.onProbation,
+  event: 'ready', pid: process.pid, active: agent.active, onProbation: agent.onProbation, shadow: agent.shadowCandidate,
   disk: {
     state, slotFiles: readdirSync(join(dataDir, 'slots')),
     activeFileSha256: activeFile && existsSync(activeFile) ? createHash('sha256').update(readFileSync(activeFile)).digest('hex') : null,
