@@ -94,7 +94,7 @@ const stop = async () => {
 };
 createInterface({ input: process.stdin }).on('line', (line) => {
   const cmd = JSON.parse(line) as { crashAt?: string; stop?: boolean };
-  if (cmd.crashAt) setCrash(cmd.crashAt);
+  if (cmd.crashAt) { setCrash(cmd.crashAt); emit({ event: 'armed', at: cmd.crashAt }); } // tests may wait for it before they act
   if (cmd.stop) void stop();
 });
 process.once('SIGTERM', () => void stop());

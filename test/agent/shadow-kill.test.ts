@@ -65,9 +65,11 @@ describe('SIGKILL while a candidate is loaded, run and promoted in shadow', () =
     const killAt = async (p: AgentProcess, at: string, act: () => Promise<unknown>, armAfter = false) => {
       const since = p.lines.length;
       // armAfter: the kill point is armed once `act` is done (samples of the new shadow, not of one restored before it)
-      if (!armAfter) p.send({ crashAt: at });
+      // armed means the process read the line: the update it races with cannot pass the point first
+      const arm = async () => { const n = p.lines.length; p.send({ crashAt: at }); await p.waitFor((l) => l.event === 'armed' && l.at === at, 30_000, n); };
+      if (!armAfter) await arm();
       await act();
-      if (armAfter) p.send({ crashAt: at });
+      if (armAfter) await arm();
       const exited = await Promise.race([p.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000))]);
       if (!exited) { p.kill(); await p.exited; }
       const c = p.lines.slice(since).find((l) => l.event === 'crashing') as (AgentLine & { phase: string; n: number }) | undefined;
