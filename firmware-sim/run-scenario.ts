@@ -108,9 +108,9 @@ async function models(kind: Scenario['model']): Promise<ModelPlan> {
   }
   if (kind === 'tiny-trap') {
     // shadow-mode scenarios: the candidate is the baseline bit for bit on inputs in [0,1) (golden inputs
-    // included) and picks class 0 whenever element 7 is 1 or more (only a group with its own inputs sees that)
+    // included) and picks class 2 (which the baseline almost never picks) whenever element 7 is 1 or more (only a group with its own inputs sees that)
     const reference = tinyReference();
-    return { modelId: 'sim-model', baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [trappedClassifier(1, { threshold: 1, toClass: 0 }), { quantize: 'none', reference, ...hc }] };
+    return { modelId: 'sim-model', baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [trappedClassifier(1, { threshold: 1, toClass: 2 }), { quantize: 'none', reference, ...hc }] };
   }
   const { buildDigitsModel, DIGITS_INPUT } = await import('../server/training/digits.ts');
   const d = await buildDigitsModel();
