@@ -40,6 +40,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'telemetryStore', run: async () => (await import('./telemetry-store.ts')).benchTelemetryStore() },
   { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
   { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
+  { name: 'shadow', run: async () => (await import('./shadow.ts')).benchShadow() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

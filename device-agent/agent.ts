@@ -165,6 +165,8 @@ export class FleetAgent extends EventEmitter {
 
   /** the candidate held in shadow (issue 17), or null */
   get shadowCandidate() { return this.shadow.candidate; }
+  /** shadow inputs compared, dropped and failed since the candidate was loaded (null without one) */
+  get shadowCounts() { return this.shadow.counts; }
 
   /** the last status reported (progress or outcome) */
   get lastStatus(): Status | null { return this.status.last; }

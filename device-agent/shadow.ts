@@ -67,8 +67,10 @@ interface Held {
   samples: number; errors: number; dropped: number; activeMs: number; candidateMs: number;
   /** the candidate's drift histograms, by its own baseline */
   window: TelemetryWindow;
-  /** compared samples since it was loaded (phase counter) */
+  /** since it was loaded: compared samples (phase counter), and dropped inputs and errors of windows already cut */
   total: number;
+  totalDropped: number;
+  totalErrors: number;
 }
 
 interface Sample { feeds: Feeds; active: Outputs; activeMs: number; at: number }
@@ -86,7 +88,7 @@ export class ShadowRunner {
   private held: Held | null = null;
   private readonly queue: Sample[] = [];
   private pumping = false;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stopped = false;
   private readonly rss: () => number;
   private readonly busy: () => boolean;
@@ -104,6 +106,12 @@ export class ShadowRunner {
 
   // ---- on the caller's path: constant time, no await -----------------------------------------
 
+  /** since the candidate was loaded: inputs compared, dropped, and candidate errors (the bench reads these) */
+  get counts(): { compared: number; dropped: number; errors: number } | null {
+    const h = this.held;
+    return h ? { compared: h.total, dropped: h.totalDropped + h.dropped, errors: h.totalErrors + h.errors } : null;
+  }
+
   /** After infer() has its answer: maybe queue this input for the candidate. */
   offer(feeds: Feeds, active: Outputs, activeMs: number): void {
     const h = this.held;
@@ -115,8 +123,10 @@ export class ShadowRunner {
 
   private schedule(ms: number): void {
     if (this.pumping || this.timer || this.stopped) return;
-    // a macrotask later: the caller's continuation (and its next call) runs first
-    this.timer = setTimeout(() => { this.timer = null; void this.pump(); }, ms);
+    // At once (setImmediate: after the caller's answer and its continuation), so the run is over long
+    // before a device's next timer-driven call; when the runtime was busy, again in a millisecond.
+    const fire = () => { this.timer = null; void this.pump(); };
+    this.timer = ms === 0 ? setImmediate(fire) : setTimeout(fire, ms);
   }
 
   private async pump(): Promise<void> {
@@ -179,6 +189,7 @@ export class ShadowRunner {
       ...(w.outputHistograms ? { outputHistograms: w.outputHistograms } : {}),
     };
     h.sums = {};
+    h.totalDropped += h.dropped; h.totalErrors += h.errors;
     h.samples = 0; h.errors = 0; h.dropped = 0; h.activeMs = 0; h.candidateMs = 0;
     return t;
   }
@@ -294,7 +305,7 @@ export class ShadowRunner {
     const window = new TelemetryWindow(this.host.now);
     window.setBaseline(m.driftBaseline ? { inputs: {}, outputs: m.driftBaseline.outputs } : undefined);
     const kinds = new Map(m.io.outputs.map((o) => [o.name, outputKind(o)] as const));
-    this.held = { record, model, manifest: m, kinds, sums: {}, samples: 0, errors: 0, dropped: 0, activeMs: 0, candidateMs: 0, window, total: 0 };
+    this.held = { record, model, manifest: m, kinds, sums: {}, samples: 0, errors: 0, dropped: 0, activeMs: 0, candidateMs: 0, window, total: 0, totalDropped: 0, totalErrors: 0 };
   }
 
   /** Drop the shadow: record and slot in one write (reported unless `report` is null), then its files and session. */
@@ -368,7 +379,7 @@ export class ShadowRunner {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) { clearTimeout(this.timer as NodeJS.Timeout); clearImmediate(this.timer as NodeJS.Immediate); }
     this.timer = null;
     this.queue.length = 0;
     const held = this.held;
