@@ -98,13 +98,17 @@ describe('a campaign wave in shadow first', () => {
   it('a candidate wrong on 10% of one group\'s inputs is halted in shadow, naming the group; nobody ever served it; unloaded everywhere', async () => {
     const bad = await pushBundle(server, 'shadowcam', trappedClassifier(SEED, { threshold: 0.9, toClass: TO_CLASS }));
     const w = workload();
+    let id = '';
     try {
       const created = await createCampaign(server, {
         manifestSha256: bad.manifestSha256, target: { deviceIds: agents.map((a) => a.deviceId) },
         waves: [{ percent: 100, minDevices: 1, soakSeconds: 0, minReporting: 0, shadow: { minSamples: 400, minDevices: 4, soakSeconds: 0, sampleRate: 1 } }],
+        // wall-clock time of a sub-millisecond model on a loaded shared host is noise: the latency gate is
+        // table-tested (shadow-gate.test.ts); these campaigns are about what the candidate answers
+        gates: { shadow: { maxLatencyRatio: 50 } },
       });
       expect(created.status).toBe(201);
-      const id = created.body.campaignId as string;
+      id = created.body.campaignId as string;
       await waitForCampaign(server, id, ['halted', 'completed', 'reverting', 'reverted'], 60_000);
       expect((await getCampaign(server, id)).status).toBe('halted');
       await waitFor(() => agents.every((a) => a.shadowCandidate === null), 20_000, 'the candidate unloaded on every device');
@@ -134,11 +138,10 @@ describe('a campaign wave in shadow first', () => {
       expect((await getCampaign(server, id)).deviceList.map((x) => x.state)).toEqual(['pending', 'pending', 'pending', 'pending']);
       expect(w.tally.trapCalls).toBeGreaterThan(0);
       expect(w.tally.wrongOnTrap).toBe(0);
-      // abort: the devices are free for the next campaign
-      const res = await server.app.inject({ method: 'POST', url: `/v1/campaigns/${id}/abort`, headers: { 'x-fleet-actor': 'alice' } });
-      expect(res.statusCode).toBe(200);
     } finally {
       await w.stop();
+      // abort: the devices are free for the next campaign
+      if (id) expect((await server.app.inject({ method: 'POST', url: `/v1/campaigns/${id}/abort`, headers: { 'x-fleet-actor': 'alice' } })).statusCode).toBe(200);
     }
   }, 120_000);
 
@@ -149,6 +152,9 @@ describe('a campaign wave in shadow first', () => {
       const created = await createCampaign(server, {
         manifestSha256: good.manifestSha256, target: { deviceIds: agents.map((a) => a.deviceId) },
         waves: [{ percent: 100, minDevices: 1, soakSeconds: 0, minReporting: 0, shadow: { minSamples: 400, minDevices: 4, soakSeconds: 0, sampleRate: 1 } }],
+        // wall-clock time of a sub-millisecond model on a loaded shared host is noise: the latency gate is
+        // table-tested (shadow-gate.test.ts); these campaigns are about what the candidate answers
+        gates: { shadow: { maxLatencyRatio: 50 } },
       });
       expect(created.status).toBe(201);
       const id = created.body.campaignId as string;
