@@ -9,7 +9,8 @@
 //            reported, no target. A call that arrives while a shadow run holds the runtime waits for it,
 //            so the slowest tenth of calls is slower by about one inference.
 // - memory: one agent per child process, without and with the shadow loaded, resident set after the
-//   same calls (the candidate is a second session of the same bytes).
+//   same calls and a full GC (the candidate is a second session of the same bytes). On a loaded shared
+//   host the difference is within the noise of two identical processes (several MB either way).
 // Run alone: npx tsx bench/shadow.ts [--reps N] [--calls N]
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -180,7 +181,7 @@ async function memoryFigures(root: string, artifactBytes: number): Promise<Bench
     // a copy of the data folder: the parent's agents hold the originals
     const dir = join(root, `mem-${which}`);
     cpSync(join(root, which), dir, { recursive: true });
-    const { stdout } = await execFileP(process.execPath, ['--import', 'tsx', self, '--memory', dir], { encoding: 'utf8', timeout: 60_000 });
+    const { stdout } = await execFileP(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--memory', dir], { encoding: 'utf8', timeout: 60_000 });
     return (JSON.parse(stdout.trim().split('\n').pop()!) as { rss: number }).rss;
   };
   const [without, withShadow] = await Promise.all([rss('off'), rss('on')]);
@@ -197,6 +198,7 @@ async function memoryChild(dataDir: string): Promise<void> {
     if (i % 10 === 0) await yieldToLoop();
   }
   await new Promise((r) => setTimeout(r, 50));
+  (globalThis as { gc?: () => void }).gc?.(); // what stays resident, not garbage not yet collected
   const rss = process.memoryUsage.rss();
   await agent.stop();
   process.stdout.write(`${JSON.stringify({ rss, shadow: agent.shadowCandidate !== null })}\n`);

@@ -286,12 +286,13 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       -- Shadow mode (issue 17): the shadow part of each telemetry window (device-agent/shadow.ts), stored
       -- once per (device_id, seq) like the window itself. manifest_sha256 is the candidate held in
       -- shadow; outputs_json holds its per-output sums (shared/shadow-figures.ts), which add up across
-      -- windows and devices. received_at is epoch ms (the server's clock).
+      -- windows and devices; histograms_json the candidate's output drift histograms (its own baseline's
+      -- bins), when its manifest has one. received_at is epoch ms (the server's clock).
       CREATE TABLE shadow_windows (
         device_id TEXT NOT NULL, seq INTEGER NOT NULL,
         manifest_sha256 TEXT NOT NULL, active_manifest_sha256 TEXT,
         samples INTEGER NOT NULL, errors INTEGER NOT NULL, dropped INTEGER NOT NULL,
-        active_ms REAL NOT NULL, candidate_ms REAL NOT NULL, outputs_json TEXT NOT NULL,
+        active_ms REAL NOT NULL, candidate_ms REAL NOT NULL, outputs_json TEXT NOT NULL, histograms_json TEXT,
         received_at INTEGER NOT NULL,
         PRIMARY KEY (device_id, seq)
       ) WITHOUT ROWID;

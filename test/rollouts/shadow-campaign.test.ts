@@ -118,6 +118,10 @@ describe('a campaign wave in shadow first', () => {
       expect(failed, JSON.stringify(ev.map((e) => e.type))).toBeDefined();
       const d = failed!.detail as { failures: string[]; samples: number; groups: { hardware: string; devices: number; figures: { samples: number; agreement: number; outputs: { probs: { sqnrDb: number | null; maxAbsError: number } } } }[] };
       expect(d.samples).toBeGreaterThanOrEqual(400);
+      // the figures come from the shadow windows the server stored (once per device and seq)
+      const stored = server.app.fleet.db.prepare('SELECT COUNT(*) AS n, COUNT(DISTINCT device_id || \':\' || seq) AS u, SUM(samples) AS s FROM shadow_windows WHERE manifest_sha256 = ?').get(bad.manifestSha256) as { n: number; u: number; s: number };
+      expect(stored.n).toBe(stored.u);
+      expect(stored.s).toBeGreaterThanOrEqual(d.samples);
       expect(d.failures.length).toBe(1);
       expect(d.failures[0]).toMatch(/^hardware cam-b: probs: top-1 agreement 0\.\d{4} is below the minimum 0\.99/);
       const [a, b] = [d.groups.find((g) => g.hardware === 'cam-a')!, d.groups.find((g) => g.hardware === 'cam-b')!];
