@@ -42,6 +42,7 @@ export const SECTIONS: BenchSection[] = [
   { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
   { name: 'multiModel', run: async () => (await import('./multi-model.ts')).benchMultiModel() },
   { name: 'delta', run: async () => (await import('./delta.ts')).benchDelta() },
+  { name: 'shadow', run: async () => (await import('./shadow.ts')).benchShadow() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

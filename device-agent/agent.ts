@@ -47,6 +47,7 @@ import { Staging } from './staging.ts';
 import { slotModels, StateStore, type AgentState, type ProbationRecord, type RepairRecord, type SlotModel, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
+import { ShadowRunner, type ShadowPhase } from './shadow.ts'; // shadow mode (issue 17)
 
 /**
  * Points of an update where deps.onPhase is called, in order. The crash test kills the process at each
@@ -55,7 +56,8 @@ import { TelemetryWindow } from './telemetry-window.ts';
 export type UpdatePhase =
   | 'download:start' | 'download:chunk' | 'download:done' | 'verify:done' | 'health:done' | 'write:manifest' | 'write:artifact'
   | 'switch:before' | 'switch:after' | 'probation:start' | 'probation:inference' | 'probation:end'
-  | 'revert:before' | 'revert:after';
+  | 'revert:before' | 'revert:after'
+  | ShadowPhase; // shadow mode (device-agent/shadow.ts)
 
 /** `n`: the chunk (download:chunk), the inference (probation:inference), or which model of a set (the other install phases of a multi-model install) */
 export interface PhaseInfo { modelId?: string; version?: number; artifactSha256?: string; n?: number }
@@ -156,6 +158,8 @@ export class FleetAgent extends EventEmitter {
   private stopped = false;
   private readonly stopping = new AbortController();
   private readonly status: StatusReporter;
+  /** shadow mode (issue 17): the candidate held next to the active model */
+  private readonly shadow: ShadowRunner;
   /** how the agent proves who it is: tokens from its key pair, a legacy secret, or nothing; null until start() */
   identity: DeviceIdentity | null = null;
   private lastClockCheck = -Infinity;
@@ -184,7 +188,19 @@ export class FleetAgent extends EventEmitter {
       emit: (s) => this.emit('status', s),
     });
     this.gate = new UpdateGate({ timeZone: config.timeZone, now: deps.windowClock ?? this.now, freeDiskBytes: () => freeDiskBytes(config.dataDir), pollMs: config.conditionPollSeconds * 1000 });
+    // shadow hook: the runner gets the agent's parts; it never touches `current` or probation
+    this.shadow = new ShadowRunner({
+      deviceId: config.deviceId, config, now: this.now, random: this.random, status: this.status,
+      log: this.log, phase: (p, info) => this.phase(p, info), state: () => this.state, save: () => this.store.save(this.state),
+      slots: this.slots, staging: this.staging, runtime: this.runtime, fetch: this.fetch, authorization: this.authorization,
+      signal: this.stopping.signal, claimSlot: (slot) => this.claimSlot(slot),
+    });
   }
+
+  /** the candidate held in shadow (issue 17), or null */
+  get shadowCandidate() { return this.shadow.candidate; }
+  /** shadow inputs compared, dropped and failed since the candidate was loaded (null without one) */
+  get shadowCounts() { return this.shadow.counts; }
 
   /** the last status reported (progress or outcome) */
   get lastStatus(): Status | null { return this.status.last; }
@@ -231,6 +247,7 @@ export class FleetAgent extends EventEmitter {
     for (const r of recovery.reports) this.log('crash_recovery', { deviceId: this.deviceId, state: r.state, ...r.extra });
 
     await this.restoreActive();
+    await this.shadow.restore(); // shadow hook: a candidate on record is loaded again from its slot
     this.window = new TelemetryWindow(this.now);
     this.window.setBaseline(this.current?.manifest.driftBaseline);
     const p = this.state.probation;
@@ -292,6 +309,7 @@ export class FleetAgent extends EventEmitter {
       if (!closed) await within(500, new Promise<void>((resolve) => client.end(true, {}, () => resolve())));
     }
     this.probation = null;
+    await this.shadow.stop(); // shadow hook
     if (this.current) {
       const c = this.current;
       this.current = null;
@@ -342,6 +360,8 @@ export class FleetAgent extends EventEmitter {
       const ms = deviceMsOf(out) ?? performance.now() - t0;
       this.window.record(ms, true, primary ? feeds : undefined, primary ? out : undefined);
       if (this.probation) this.probe(c, ms, true);
+      // shadow hook: maybe queue this input for the candidate (no await); a shadow candidate is for the primary model
+      if (primary) this.shadow.offer(feeds, out, ms);
       return out;
     } catch (err) {
       if (isNotAModelError(err)) throw err; // the simulator's own failure (model-runtime.ts): not the model's
@@ -468,6 +488,8 @@ export class FleetAgent extends EventEmitter {
   private sendTelemetry(): void {
     if (this.stopped) return;
     const t = this.window.cut(this.deviceId, this.nextTelemetrySeq(), this.active);
+    const shadow = this.shadow.cut(); // shadow hook: the candidate's figures ride with the window
+    if (shadow) t.shadow = shadow;
     try {
       this.outbox.add(t, !this.client?.connected);
     } catch (err) {
@@ -594,10 +616,15 @@ export class FleetAgent extends EventEmitter {
     // already running it: that is the outcome, in the same write
     const already = news ? null : this.status.queue('active', base);
     this.store.save(this.state);
-    if (already) return this.status.announce(already);
+    const device = { deviceId: this.deviceId, hardware: this.config.hardware, agentVersion: AGENT_VERSION };
+    if (already) {
+      this.status.announce(already);
+      return this.shadow.reconcile(msg, v, this.trust(), device, this.cache); // shadow hook
+    }
 
     try {
       await this.install(v, msg.manifest.signed, slot, base);
+      await this.shadow.reconcile(msg, v, this.trust(), device, this.cache); // shadow hook
     } catch (err) {
       if (err instanceof WaitInterrupted) return; // [#18] stopped while waiting: left to the next start, as a crash would be
       // only a slot the update had claimed is cleared; before that, both slots are as they were
@@ -619,6 +646,7 @@ export class FleetAgent extends EventEmitter {
    */
   private claimSlot(slot: SlotName): void {
     this.state = claimSlot(this.state, slot);
+    this.shadow.onSlotClaimed(slot); // shadow hook: a candidate held there is released (the record dropped it)
     if (this.probation?.record.previous === slot) this.probation.record = { ...this.probation.record, previous: null };
     this.store.save(this.state);
     this.slots.clear(slot);

@@ -60,6 +60,16 @@ export const AgentConfig = z.object({
     backoffMaxMs: z.number().int().min(1).default(30_000),
     timeoutMs: z.number().int().min(100).default(30_000),
   }).strict().default({ retries: 5, backoffMs: 500, backoffMaxMs: 30_000, timeoutMs: 30_000 }),
+  /**
+   * Shadow mode (device-agent/shadow.ts, docs/agent.md): maxRssBytes is the memory ceiling: a candidate
+   * whose load would take the agent's resident memory over it is refused (SHADOW_MEMORY); queue is how
+   * many sampled inputs may wait for the runtime to be idle, maxWaitMs how long one may wait (then dropped).
+   */
+  shadow: z.object({
+    maxRssBytes: z.number().int().positive().optional(),
+    queue: z.number().int().min(1).max(64).default(4),
+    maxWaitMs: z.number().int().min(1).max(60_000).default(1000),
+  }).strict().default({ queue: 4, maxWaitMs: 1000 }),
   /** fetching a damaged slot again after the start (each attempt is a whole download with its own retries) */
   repair: z.object({
     attempts: z.number().int().min(1).max(100).default(5),

@@ -82,6 +82,21 @@ export const RepairRecord = z.object({
 }).strict();
 export type RepairRecord = z.infer<typeof RepairRecord>;
 
+/**
+ * A candidate held in shadow (device-agent/shadow.ts) in the inactive slot, whose record (slots[slot])
+ * is set in the same write. Until that write the claimed slot has no record, so a crash while the
+ * candidate is fetched, checked or written leaves files that the next start clears.
+ */
+export const ShadowRecord = z.object({
+  slot: SlotName,
+  manifestSha256: Sha256Hex,
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  directorSeq: z.number().int().nonnegative(),
+  sampleRate: z.number().min(0).max(1),
+}).strict();
+export type ShadowRecord = z.infer<typeof ShadowRecord>;
+
 export const AgentState = z.object({
   format: z.literal(1),
   trust: z.object({
@@ -105,6 +120,8 @@ export const AgentState = z.object({
   outbox: z.array(Status).max(1000).default([]),
   /** slots being fetched again (at most one job per slot) */
   repairs: z.array(RepairRecord).max(2).default([]),
+  /** the candidate held in shadow, if any */
+  shadow: ShadowRecord.nullable().default(null),
 }).strict();
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -135,6 +152,7 @@ export class StateStore {
       statusSeq: Date.now(),
       outbox: [],
       repairs: [],
+      shadow: null,
     };
   }
 

@@ -10,6 +10,8 @@ export function claimSlot(current: AgentState, slot: SlotName): AgentState {
   if (s.previous === slot) s.previous = null;
   if (s.probation?.previous === slot) s.probation.previous = null;
   if (s.update) s.update.slot = slot;
+  // a candidate held in shadow there goes with it (a promotion staged its bytes from the slot first)
+  if (s.shadow?.slot === slot) s.shadow = null;
   return s;
 }
 

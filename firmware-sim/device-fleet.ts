@@ -54,7 +54,8 @@ export class DeviceFleet {
       const latency = lm
         ? { baseMs: lm.baseMs, factorByArtifact: {}, sample: latencySampler(lm, 0x9e3779b1 ^ (s.first + local) * 7919), costRatioByArtifact: s.costRatioByArtifact ?? {} }
         : { baseMs: DEFAULT_DEVICE_MS, factorByArtifact: {} };
-      return { brokenArtifacts: {}, latency };
+      const inputMix = s.groups[groupIndex(local)].inputs;
+      return { brokenArtifacts: {}, latency, ...(inputMix ? { inputMix } : {}) };
     });
     this.fleet = new SimulatedFleet({
       count: s.count, firstIndex: s.first, baseDir: s.baseDir, idPrefix: s.idPrefix,

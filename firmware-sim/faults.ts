@@ -23,6 +23,8 @@ export interface FaultProfile {
   };
   /** workload inputs shifted and scaled (a drifting sensor): x * scale + offset */
   inputDrift?: { offset: number; scale?: number };
+  /** the group's own inputs: every `every`-th call, element `element` drawn from [min, max) (scenario.ts InputMix) */
+  inputMix?: { element: number; every: number; min: number; max: number };
 }
 
 /**
@@ -42,6 +44,8 @@ export interface FaultCounts {
   slowedInferences: number;
   /** workload calls whose inputs were drifted */
   driftedInputs: number;
+  /** workload calls drawn from the group's own input distribution (InputMix) */
+  mixedInputs: number;
   /** reads of a skewed device clock (the agent checks signatures and expiry against it) */
   skewedClockReads: number;
   /** devices switched off by the offline fault, and started again */
@@ -57,7 +61,7 @@ export interface SimulatorHealth {
 }
 
 export const noFaults = (): FaultCounts => ({
-  connectionsCut: 0, downloadsCut: 0, chunksDelayed: 0, brokenInferences: 0, slowedInferences: 0, driftedInputs: 0, skewedClockReads: 0, offlineStops: 0, offlineRestarts: 0,
+  connectionsCut: 0, downloadsCut: 0, chunksDelayed: 0, brokenInferences: 0, slowedInferences: 0, driftedInputs: 0, mixedInputs: 0, skewedClockReads: 0, offlineStops: 0, offlineRestarts: 0,
 });
 
 export function addFaultCounts(into: FaultCounts, more: FaultCounts): FaultCounts {
@@ -109,6 +113,21 @@ export class FaultyRuntime implements ModelRuntime {
       },
     };
   }
+}
+
+/** Call `n` of a device: on every `every`-th one, element `element` of each float input from [min, max) (seeded by device and call). */
+export function applyInputMix(feeds: Feeds, mix: FaultProfile['inputMix'], device: number, n: number): Feeds {
+  if (!mix || n % mix.every !== mix.every - 1) return feeds;
+  const out: Feeds = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    const src = t.data as ArrayLike<number>;
+    if ((t.type ?? 'float32') !== 'float32' || mix.element >= src.length) { out[name] = t; continue; }
+    const data = Float32Array.from(src);
+    const u = ((Math.imul(device + 1, 0x9e3779b1) ^ Math.imul(n + 1, 0x85ebca6b)) >>> 0) / 2 ** 32;
+    data[mix.element] = mix.min + (mix.max - mix.min) * u;
+    out[name] = { ...t, data };
+  }
+  return out;
 }
 
 export function applyInputDrift(feeds: Feeds, drift: FaultProfile['inputDrift']): Feeds {

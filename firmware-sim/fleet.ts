@@ -9,7 +9,7 @@ import { SharedOrtRuntime, type ModelRuntime } from '../device-agent/model-runti
 import type { Feeds } from '../runtime/onnx-session.ts';
 import type { Status } from '../shared/messages.ts';
 import { isNotAModelError } from '../device-agent/model-runtime.ts';
-import { applyInputDrift, FaultyRuntime, noFaults, type FaultProfile, type SimulatorHealth } from './faults.ts';
+import { applyInputDrift, applyInputMix, FaultyRuntime, noFaults, type FaultProfile, type SimulatorHealth } from './faults.ts';
 import { SignatureCache } from '../shared/verify-desired.ts';
 
 export interface FleetOptions {
@@ -149,7 +149,9 @@ export class SimulatedFleet {
         if (busy[i]) { st.busy++; return; }
         const drift = this.opts.faults?.(i).inputDrift;
         if (drift) this.faultCounts.driftedInputs++;
-        const feeds = applyInputDrift(w.inputs(i, calls[i]++), drift);
+        const mix = this.opts.faults?.(i).inputMix;
+        if (mix && calls[i] % mix.every === mix.every - 1) this.faultCounts.mixedInputs++;
+        const feeds = applyInputDrift(applyInputMix(w.inputs(i, calls[i]), mix, (this.opts.firstIndex ?? 0) + i, calls[i]++), drift);
         st.calls++;
         busy[i] = true;
         agent.infer(feeds).then(

@@ -16,7 +16,7 @@ import { checkExpect } from './expect.ts';
 import type { FaultCounts } from './faults.ts';
 import { FleetProcesses, type ProcessReport } from './fleet-processes.ts';
 import { measureCosts, type ArtifactCost } from './latency-model.ts';
-import { tinyClassifier, tinyReference } from './sample-models.ts';
+import { tinyClassifier, tinyReference, trappedClassifier } from './sample-models.ts';
 import { parseScenario, type Scenario, type ScenarioInput } from './scenario.ts';
 import { judgeValidity, type Validity } from './validity.ts';
 import { workloadInputs, type ModelKind } from './workload.ts';
@@ -106,6 +106,12 @@ async function models(kind: Scenario['model']): Promise<ModelPlan> {
     const reference = tinyReference();
     return { modelId: 'sim-model', baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [tinyClassifier(2), { quantize: 'none', reference, ...hc }] };
   }
+  if (kind === 'tiny-trap') {
+    // shadow-mode scenarios: the candidate is the baseline bit for bit on inputs in [0,1) (golden inputs
+    // included) and picks class 2 (which the baseline almost never picks) whenever element 7 is 1 or more (only a group with its own inputs sees that)
+    const reference = tinyReference();
+    return { modelId: 'sim-model', baseline: [tinyClassifier(1), { quantize: 'none', reference, ...hc }], candidate: [trappedClassifier(1, { threshold: 1, toClass: 2 }), { quantize: 'none', reference, ...hc }] };
+  }
   const { buildDigitsModel, DIGITS_INPUT } = await import('../server/training/digits.ts');
   const d = await buildDigitsModel();
   const reference = { inputs: { [DIGITS_INPUT]: encodeTensor('float32', d.reference.shape, d.reference.inputs) }, labels: d.reference.labels };
@@ -153,7 +159,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     if (candidate.artifactSha256 !== want) throw new Error(`the candidate was changed on push (artifact ${candidate.artifactSha256}, file ${want})`);
   }
   // what devices feed: a built-in model's inputs, or a real bundle's health-check inputs
-  const workloadModel: ModelKind = typeof sc.model === 'object' ? { inputs: await healthCheckInputs(call, (pushedBaseline ?? candidate).manifest) } : sc.model;
+  const workloadModel: ModelKind = typeof sc.model === 'object' ? { inputs: await healthCheckInputs(call, (pushedBaseline ?? candidate).manifest) } : sc.model === 'tiny-trap' ? 'tiny' : sc.model;
   const reference = pushedBaseline ?? candidate;
   const costs = await artifactCosts(call, [reference, candidate], (await workloadInputs(workloadModel))(0, 0));
   log(`artifact cost: baseline ${costs.baseline.meanMs.toFixed(4)} ms, candidate ${costs.candidate.meanMs.toFixed(4)} ms (${costs.ratio.toFixed(3)}x)`);
@@ -206,7 +212,8 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const campaignCpu = process.cpuUsage(campaignCpu0);
     if (profiler) await profiler.stop(process.env.FLEET_SIM_CPU_PROFILE!);
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
-    const gateFailed = events.find((e) => e.type === 'gate_failed');
+    // a wave run in shadow first fails its shadow gate before any device switched (issue 17)
+    const gateFailed = events.find((e) => e.type === 'gate_failed' || e.type === 'shadow_gate_failed');
     const reverted = events.find((e) => e.type === 'reverted');
     const { devices, faults, processes } = await fleet.summary();
     monitor.stop();

@@ -38,6 +38,19 @@ export const LatencyModel = z.object({
 }).strict();
 export type LatencyModel = z.infer<typeof LatencyModel>;
 
+/**
+ * The group's own input distribution (shadow-mode scenarios, issue 17): on every `every`-th call of each
+ * device of the group, element `element` of each float input is drawn from [min, max) instead, so the
+ * group sees inputs other groups never see (a camera that looks at something the others do not).
+ */
+export const InputMix = z.object({
+  element: z.number().int().min(0),
+  every: z.number().int().min(1),
+  min: z.number(),
+  max: z.number(),
+}).strict().refine((m) => m.max > m.min, { message: 'inputs.max must be above inputs.min' });
+export type InputMix = z.infer<typeof InputMix>;
+
 export const DeviceGroup = z.object({
   /** share of the fleet (the shares are normalised) */
   share: z.number().positive(),
@@ -45,6 +58,8 @@ export const DeviceGroup = z.object({
   tags: z.array(z.string()).default([]),
   faults: FaultSpec.default({}),
   latencyModel: LatencyModel.optional(),
+  /** this group's own workload inputs (see InputMix) */
+  inputs: InputMix.optional(),
 }).strict();
 export type DeviceGroup = z.infer<typeof DeviceGroup>;
 
@@ -112,7 +127,7 @@ export const Scenario = z.object({
     deviceDisk: z.enum(['memory', 'tmp']).default('memory'),
   }).strict(),
   /** built-in models, or real bundles' artifacts from files (a rehearsal on a twin: firmware-sim/twin.ts) */
-  model: z.union([z.enum(['tiny', 'digits']), ModelFiles]).default('tiny'),
+  model: z.union([z.enum(['tiny', 'digits', 'tiny-trap']), ModelFiles]).default('tiny'),
   /** roll the baseline model to every device first (so latency gates have a "before") */
   baseline: z.boolean().default(true),
   /** campaign options (manifestSha256 is filled in with the candidate) */

@@ -11,7 +11,7 @@ const ISO_PATTERN: RegExp | null = (() => {
   return p instanceof RegExp ? p : null;
 })();
 
-const TOP_KEYS = new Set(['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes', 'inputHistograms', 'outputHistograms']);
+const TOP_KEYS = new Set(['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes', 'inputHistograms', 'outputHistograms', 'shadow']);
 const REQUIRED = ['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes'];
 
 const isPlain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && Object.getPrototypeOf(x) === Object.prototype;
@@ -41,6 +41,36 @@ function histograms(x: unknown): boolean {
   return true;
 }
 
+const SHADOW_KEYS = ['modelId', 'version', 'manifestSha256', 'samples', 'errors', 'dropped', 'activeMs', 'candidateMs', 'outputs', 'outputHistograms'];
+const SUMS_KEYS = ['kind', 'positions', 'agree', 'signal', 'noise', 'dot', 'candidateSq', 'maxAbsError'];
+const nonNegative = (x: unknown): boolean => finite(x) && (x as number) >= 0;
+
+function modelFields(a: Record<string, unknown>): boolean {
+  if (typeof a.modelId !== 'string' || !ID_PATTERN.test(a.modelId)) return false;
+  if (typeof a.version !== 'number' || !Number.isSafeInteger(a.version) || a.version <= 0) return false;
+  return typeof a.manifestSha256 === 'string' && SHA256_HEX_PATTERN.test(a.manifestSha256);
+}
+
+/** ShadowTelemetry (messages.ts): the candidate's figures of a window (shadow mode, issue 17) */
+function shadow(x: unknown): boolean {
+  if (!isPlain(x)) return false;
+  for (const k of Object.keys(x)) if (!SHADOW_KEYS.includes(k)) return false;
+  for (const k of SHADOW_KEYS) if (k !== 'outputHistograms' && !Object.prototype.hasOwnProperty.call(x, k)) return false;
+  if (!modelFields(x)) return false;
+  if (!count(x.samples) || !count(x.errors) || !count(x.dropped) || !nonNegative(x.activeMs) || !nonNegative(x.candidateMs)) return false;
+  const outs = x.outputs;
+  if (!isPlain(outs)) return false;
+  for (const name of Object.keys(outs)) {
+    const o = outs[name];
+    if (!isPlain(o) || !onlyKeys(o, SUMS_KEYS)) return false;
+    if (o.kind !== 'classifier' && o.kind !== 'fidelity') return false;
+    if (!count(o.positions) || !count(o.agree)) return false;
+    if (!nonNegative(o.signal) || !nonNegative(o.noise) || !finite(o.dot) || !nonNegative(o.candidateSq) || !nonNegative(o.maxAbsError)) return false;
+  }
+  if ('outputHistograms' in x && !histograms(x.outputHistograms)) return false;
+  return true;
+}
+
 /** True only for a value `Telemetry.safeParse` accepts unchanged; false means "ask zod". */
 export function isTelemetry(x: unknown): x is Telemetry {
   if (!ISO_PATTERN || !isPlain(x)) return false;
@@ -51,16 +81,12 @@ export function isTelemetry(x: unknown): x is Telemetry {
   if (typeof x.windowStart !== 'string' || !ISO_PATTERN.test(x.windowStart)) return false;
   if (typeof x.windowEnd !== 'string' || !ISO_PATTERN.test(x.windowEnd)) return false;
   const a = x.active;
-  if (a !== null) {
-    if (!isPlain(a) || !onlyKeys(a, ['modelId', 'version', 'manifestSha256'])) return false;
-    if (typeof a.modelId !== 'string' || !ID_PATTERN.test(a.modelId)) return false;
-    if (typeof a.version !== 'number' || !Number.isSafeInteger(a.version) || a.version <= 0) return false;
-    if (typeof a.manifestSha256 !== 'string' || !SHA256_HEX_PATTERN.test(a.manifestSha256)) return false;
-  }
+  if (a !== null && (!isPlain(a) || !onlyKeys(a, ['modelId', 'version', 'manifestSha256']) || !modelFields(a))) return false;
   const l = x.latencyMs;
   if (!isPlain(l) || !onlyKeys(l, ['p50', 'p95', 'p99', 'max'])) return false;
   if (!finite(l.p50) || !finite(l.p95) || !finite(l.p99) || !finite(l.max)) return false;
   if ('inputHistograms' in x && !histograms(x.inputHistograms)) return false;
   if ('outputHistograms' in x && !histograms(x.outputHistograms)) return false;
+  if ('shadow' in x && !shadow(x.shadow)) return false;
   return true;
 }

@@ -191,6 +191,17 @@ export const DesiredState = z.object({
   delta: z.object({ baseSha256: Sha256Hex, sha256: Sha256Hex, length: z.number().int().positive() }).strict().optional(),
   /** Optional: maintenance windows and conditions for this update's download and switch (shared/update-policy.ts) */
   policy: UpdatePolicy.optional(),
+  /**
+   * Shadow mode (issue 17): hold this candidate next to the active model and run it on a sample of the
+   * live inputs (`sampleRate`, 0..1), its outputs never returned. Its manifest travels in
+   * DesiredMessage.shadowManifest; absent: no shadow (a shadow the device holds is unloaded).
+   */
+  shadow: z.object({
+    modelId: ModelId,
+    version: z.number().int().positive(),
+    manifestSha256: Sha256Hex,
+    sampleRate: z.number().min(0).max(1),
+  }).strict().optional(),
 }).strict();
 export type DesiredState = z.infer<typeof DesiredState>;
 
@@ -201,6 +212,8 @@ export const DesiredMessage = z.object({
   director: Envelope,
   /** the manifests of the desired state's `models`, in the same order (a multi-model assignment only) */
   manifests: z.array(Envelope).min(1).max(15).optional(),
+  /** the shadow candidate's manifest envelope, when the desired state names a shadow */
+  shadowManifest: Envelope.optional(),
 }).strict();
 export type DesiredMessage = z.infer<typeof DesiredMessage>;
 
@@ -214,6 +227,9 @@ export const UpdateState = z.enum([
   'recovered',
   // an update held back by its maintenance window or conditions (reason WAIT_*; shared/update-policy.ts): neither failed nor late
   'waiting',
+  // shadow mode (device-agent/shadow.ts): the candidate the status names is loaded in shadow, could not
+  // be (reason), or was unloaded; the active model is unchanged by all three
+  'shadow_loaded', 'shadow_failed', 'shadow_unloaded',
 ]);
 export type UpdateState = z.infer<typeof UpdateState>;
 
@@ -238,6 +254,44 @@ export const Status = z.object({
 }).strict();
 export type Status = z.infer<typeof Status>;
 
+/**
+ * One output compared between the shadow candidate and the active model over a window, as sums that add
+ * up across windows and devices (shared/shadow-figures.ts turns them into the push gate's measures):
+ * classifier outputs count top-1 positions and agreements; every output sums active^2 (signal),
+ * (active - candidate)^2 (noise), active * candidate and candidate^2 for SQNR and cosine.
+ */
+export const ShadowOutputSums = z.object({
+  kind: z.enum(['classifier', 'fidelity']),
+  positions: z.number().int().nonnegative(),
+  agree: z.number().int().nonnegative(),
+  signal: z.number().nonnegative(),
+  noise: z.number().nonnegative(),
+  dot: z.number(),
+  candidateSq: z.number().nonnegative(),
+  maxAbsError: z.number().nonnegative(),
+}).strict();
+export type ShadowOutputSums = z.infer<typeof ShadowOutputSums>;
+
+/** A window's shadow figures: the candidate held in shadow, run on `samples` live inputs. */
+export const ShadowTelemetry = z.object({
+  modelId: ModelId,
+  version: z.number().int().positive(),
+  manifestSha256: Sha256Hex,
+  /** inputs run on both models and compared */
+  samples: z.number().int().nonnegative(),
+  /** candidate runs that threw (not compared) */
+  errors: z.number().int().nonnegative(),
+  /** sampled inputs dropped because the runtime was busy or the queue full */
+  dropped: z.number().int().nonnegative(),
+  /** summed latency over the compared samples: active (the caller's call) and candidate (the shadow run) */
+  activeMs: z.number().nonnegative(),
+  candidateMs: z.number().nonnegative(),
+  outputs: z.record(z.string(), ShadowOutputSums),
+  /** the candidate's output drift histograms, binned by its own manifest's baseline */
+  outputHistograms: z.record(z.string(), Histogram).optional(),
+}).strict();
+export type ShadowTelemetry = z.infer<typeof ShadowTelemetry>;
+
 export const Telemetry = z.object({
   deviceId: DeviceId,
   seq: z.number().int().nonnegative(),
@@ -250,6 +304,8 @@ export const Telemetry = z.object({
   rssBytes: z.number().int().nonnegative(),
   inputHistograms: z.record(z.string(), Histogram).optional(),
   outputHistograms: z.record(z.string(), Histogram).optional(),
+  /** shadow mode: figures of the candidate held in shadow during this window */
+  shadow: ShadowTelemetry.optional(),
 }).strict();
 export type Telemetry = z.infer<typeof Telemetry>;
 

@@ -34,6 +34,7 @@ export const ReasonCode = z.enum([
   'WAIT_DISK',            // waiting: less free disk than the policy asks for
   'SUPERSEDED',           // a newer assignment arrived while this one was waiting: this one is dropped
   'DELTA_FAILED',         // the offered delta could not be used (base changed on disk, delta corrupt, rebuilt hash mismatch): the full artifact was downloaded instead
+  'SHADOW_MEMORY',        // a shadow candidate would take the agent over its memory ceiling (config shadow.maxRssBytes)
 ]);
 export type ReasonCode = z.infer<typeof ReasonCode>;
 

@@ -301,6 +301,34 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
     `,
   },
   {
+    version: 9,
+    name: 'shadow-inference',
+    sql: `
+      -- Shadow mode (issue 17): the shadow part of each telemetry window (device-agent/shadow.ts), stored
+      -- once per (device_id, seq) like the window itself. manifest_sha256 is the candidate held in
+      -- shadow; outputs_json holds its per-output sums (shared/shadow-figures.ts), which add up across
+      -- windows and devices; histograms_json the candidate's output drift histograms (its own baseline's
+      -- bins), when its manifest has one. received_at is epoch ms (the server's clock).
+      CREATE TABLE shadow_windows (
+        device_id TEXT NOT NULL, seq INTEGER NOT NULL,
+        manifest_sha256 TEXT NOT NULL, active_manifest_sha256 TEXT,
+        samples INTEGER NOT NULL, errors INTEGER NOT NULL, dropped INTEGER NOT NULL,
+        active_ms REAL NOT NULL, candidate_ms REAL NOT NULL, outputs_json TEXT NOT NULL, histograms_json TEXT,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX shadow_windows_manifest ON shadow_windows(manifest_sha256, received_at);
+      -- A campaign wave run in shadow first: when its devices were given the candidate in shadow, and
+      -- how its shadow gate ended ('running', 'passed', 'failed').
+      CREATE TABLE campaign_shadow (
+        campaign_id TEXT NOT NULL, wave INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'passed', 'failed')),
+        started_at INTEGER NOT NULL, finished_at INTEGER,
+        PRIMARY KEY (campaign_id, wave)
+      ) WITHOUT ROWID;
+    `,
+  },
+  {
     version: 10,
     name: 'delta-bundles',
     sql: `

@@ -12,7 +12,11 @@ import type { FleetBus } from '../mqtt/broker.ts';
 
 export interface AssignResult { deviceId: string; seq: number }
 /** [#18] a campaign's maintenance windows and conditions, signed into each desired state; [#19] the rest of a multi-model set */
-export interface AssignOptions { policy?: UpdatePolicy; set?: AssignSet }
+export interface AssignOptions { policy?: UpdatePolicy; set?: AssignSet; shadow?: ShadowAssignment }
+/** The same, with the shadow candidate's manifest envelope resolved (assignEnvelope) */
+export interface EnvelopeOptions { policy?: UpdatePolicy; set?: AssignSet; shadow?: HeldShadow }
+/** A shadow candidate's envelope and the sample rate the devices run it at */
+type HeldShadow = { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; sampleRate: number };
 
 /** The other models of a multi-model assignment (issue 19), and the release the set is, if any. */
 export interface AssignSet {
@@ -21,6 +25,9 @@ export interface AssignSet {
   /** the set's pipeline, with its golden vectors (shared/messages.ts Chain) */
   chain?: Chain;
 }
+
+/** Shadow mode (issue 17): a candidate the devices hold next to the assigned model, run on `sampleRate` of their inputs. */
+export interface ShadowAssignment { manifestSha256: string; sampleRate: number }
 
 export class Director {
   private tagPolicySql: ReturnType<Db['prepare']> | null = null;
@@ -44,7 +51,10 @@ export class Director {
    */
   async assign(manifestSha256: string, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
     const { envelope, manifest } = this.bundleEnvelope(manifestSha256);
-    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction, opts);
+    const shadow = opts.shadow;
+    const held = shadow ? { ...this.bundleEnvelope(shadow.manifestSha256), sampleRate: shadow.sampleRate } : undefined;
+    if (held && shadow!.manifestSha256 === manifestSha256) throw new AppError('FLEET_ERR_SHADOW_IS_ACTIVE', 'the shadow candidate must differ from the assigned model', 400);
+    return this.assignEnvelope(envelope, manifest, deviceIds, inTransaction, { ...opts, shadow: held });
   }
 
   /**
@@ -60,8 +70,8 @@ export class Director {
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */
-  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: AssignOptions = {}): Promise<AssignResult[]> {
-    const set = opts.set;
+  async assignEnvelope(envelope: Envelope, manifest: Pick<Manifest, 'modelId' | 'version'>, deviceIds: string[], inTransaction?: (assigned: AssignResult[]) => void, opts: EnvelopeOptions = {}): Promise<AssignResult[]> {
+    const { set, shadow } = opts;
     const signer = this.keys.signerFor('director');
     const keyset = this.keys.keysetEnvelope;
     const now = new Date();
@@ -82,18 +92,23 @@ export class Director {
       // The same text as JSON.stringify({keyset, manifest, director[, manifests]}) (a test holds them equal): the key
       // set and manifests, the bulk of each message, are serialized once per call, not once per device.
       const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
-      const tail = extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}}` : '}';
+      const tail = (extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}` : '')
+        // shadow mode: the candidate's manifest travels beside the assigned one (absent: byte-for-byte as before)
+        + (shadow ? `,"shadowManifest":${JSON.stringify(shadow.envelope)}` : '') + '}';
       const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}`;
       const setFields = extras.length || set?.release || set?.chain ? {
         ...(extras.length ? { models: extras.map((e) => ({ modelId: e.manifest.modelId, version: e.manifest.version, manifestSha256: e.digest })) } : {}),
         ...(set?.release ? { release: set.release } : {}),
         ...(set?.chain ? { chain: set.chain } : {}),
       } : {};
+      const shadowDigest = shadow ? envelopeDigest(shadow.envelope) : '';
+      const shadowBlobs = shadow ? blobsOf(shadow.envelope) : [];
       for (const deviceId of deviceIds) {
         const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
         const desired: DesiredState = {
           type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
           modelId: manifest.modelId, version: manifest.version, manifestSha256: digest, ...setFields,
+          ...(shadow ? { shadow: { modelId: shadow.manifest.modelId, version: shadow.manifest.version, manifestSha256: shadowDigest, sampleRate: shadow.sampleRate } } : {}),
         };
         const offer = offers.get(deviceId);
         if (offer) desired.delta = offer;
@@ -102,6 +117,8 @@ export class Director {
         const payload = desiredPayload(signDocument(desired, signer));
         save.run(digest, payload, expires, deviceId);
         for (const [i, g] of grants.entries()) for (const blob of i === 0 && offer ? [...g.blobs, offer.sha256] : g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
+        // the shadow candidate's blobs are the device's to fetch as well
+        for (const blob of shadowBlobs) grant.run(deviceId, shadowDigest, blob, shadow!.manifest.modelId, shadow!.manifest.version, seq, now.toISOString());
         out.push({ deviceId, seq, payload });
       }
       inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
@@ -154,24 +171,26 @@ export class Director {
   async resignAll(): Promise<{ reissued: number }> {
     const current = this.keys.keyset.version;
     const rows = this.db.prepare('SELECT device_id, desired_json FROM devices WHERE desired_json IS NOT NULL').all() as { device_id: string; desired_json: string }[];
-    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; set?: AssignSet; deviceIds: string[]; policy?: UpdatePolicy }>();
+    const byManifest = new Map<string, { envelope: Envelope; manifest: Pick<Manifest, 'modelId' | 'version'>; set?: AssignSet; deviceIds: string[]; policy?: UpdatePolicy; shadow?: HeldShadow }>();
     for (const r of rows) {
       const msg = JSON.parse(r.desired_json) as DesiredMessage;
       if ((JSON.parse(msg.keyset.signed) as { version: number }).version >= current) continue;
       const desired = JSON.parse(msg.director.signed) as DesiredState;
-      // a multi-model assignment is re-issued as the same set
+      // a multi-model assignment is re-issued as the same set, and a shadow the desired state named is named again
+      const shadow = desired.shadow && msg.shadowManifest
+        ? { envelope: msg.shadowManifest, manifest: { modelId: desired.shadow.modelId, version: desired.shadow.version }, sampleRate: desired.shadow.sampleRate } : undefined;
       const set: AssignSet | undefined = desired.models && msg.manifests ? {
         extras: desired.models.map((m, i) => ({ envelope: msg.manifests![i], manifest: { modelId: m.modelId, version: m.version } })),
         ...(desired.release ? { release: desired.release } : {}),
         ...(desired.chain ? { chain: desired.chain } : {}),
       } : desired.release || desired.chain ? { extras: [], ...(desired.release ? { release: desired.release } : {}), ...(desired.chain ? { chain: desired.chain } : {}) } : undefined;
-      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : '', desired.chain ? JSON.stringify(desired.chain) : '', JSON.stringify(desired.policy ?? null)].join('+');
-      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [], policy: desired.policy };
+      const key = [desired.manifestSha256, ...(desired.models ?? []).map((m) => m.manifestSha256), desired.release ? `${desired.release.name}:${desired.release.version}` : '', desired.chain ? JSON.stringify(desired.chain) : '', JSON.stringify(desired.policy ?? null), desired.shadow ? `${desired.shadow.manifestSha256}:${desired.shadow.sampleRate}` : ''].join('+');
+      const group = byManifest.get(key) ?? { envelope: msg.manifest, manifest: { modelId: desired.modelId, version: desired.version }, set, deviceIds: [], policy: desired.policy, shadow };
       group.deviceIds.push(r.device_id);
       byManifest.set(key, group);
     }
     let reissued = 0;
-    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, { set: g.set, policy: g.policy })).length;
+    for (const g of byManifest.values()) reissued += (await this.assignEnvelope(g.envelope, g.manifest, g.deviceIds, undefined, { set: g.set, policy: g.policy, shadow: g.shadow })).length;
     return { reissued };
   }
 

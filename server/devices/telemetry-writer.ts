@@ -53,6 +53,9 @@ export class TelemetryWriter {
       manifest_sha256, count, errors, p50, p95, p99, max_ms, rss_bytes, histograms_json, received_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const hardwareOf = this.db.prepare('SELECT hardware FROM devices WHERE device_id = ?').pluck();
+    // shadow mode (issue 17): the candidate's figures of the window, beside it
+    const insertShadow = this.db.prepare(`INSERT OR IGNORE INTO shadow_windows (device_id, seq, manifest_sha256, active_manifest_sha256, samples, errors, dropped,
+      active_ms, candidate_ms, outputs_json, histograms_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     const rollups = new RollupBatch();
     const nowMs = this.now();
     const now = new Date(nowMs).toISOString();
@@ -67,6 +70,9 @@ export class TelemetryWriter {
           this.stored++;
           stored.push(t);
           rollups.add(t, this.hardwareOf(t.deviceId, hardwareOf));
+          const sh = t.shadow;
+          if (sh) insertShadow.run(t.deviceId, t.seq, sh.manifestSha256, t.active?.manifestSha256 ?? null, sh.samples, sh.errors, sh.dropped, sh.activeMs, sh.candidateMs, JSON.stringify(sh.outputs),
+            sh.outputHistograms ? JSON.stringify(sh.outputHistograms) : null, nowMs);
         } else this.duplicates++;
       }
       learned = rollups.write(this.db, this.rollupCache);

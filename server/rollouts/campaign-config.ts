@@ -4,6 +4,20 @@ import { z } from 'zod';
 import { DeviceId, ModelId, Sha256Hex } from '../../shared/ids.ts';
 import { UpdatePolicy } from '../../shared/update-policy.ts';
 
+/**
+ * Shadow first (issue 17, docs/agent.md "Shadow mode"): the wave's devices hold the candidate in shadow
+ * next to the model they run, on `sampleRate` of their live inputs, before any of them serves it. The
+ * shadow gate (GateConfig.shadow) is judged once `minDevices` devices have reported shadow figures,
+ * `minSamples` inputs were compared across them and `soakSeconds` have passed since the shadow was assigned.
+ */
+export const ShadowWave = z.object({
+  minSamples: z.number().int().min(1).default(500),
+  minDevices: z.number().int().min(1).default(1),
+  soakSeconds: z.number().min(0).default(60),
+  sampleRate: z.number().gt(0).max(1).default(0.1),
+}).strict();
+export type ShadowWave = z.infer<typeof ShadowWave>;
+
 export const WaveSpec = z.object({
   /** cumulative share of the target reached by the end of this wave */
   percent: z.number().gt(0).max(100),
@@ -15,6 +29,8 @@ export const WaveSpec = z.object({
   minReporting: z.number().int().min(0).default(1),
   /** inferences on the new model (across the wave) before the gate is judged */
   minInferences: z.number().int().min(0).default(0),
+  /** run this wave in shadow first (absent: devices switch at once, as before) */
+  shadow: ShadowWave.optional(),
 }).strict();
 export type WaveSpec = z.infer<typeof WaveSpec>;
 
@@ -60,6 +76,21 @@ export type SequentialConfig = z.infer<typeof SequentialConfig>;
 /** What a campaign stored before the sequential test existed is judged by: the fixed limits alone. */
 export const SEQUENTIAL_OFF: SequentialConfig = { ...SequentialConfig.parse({}), enabled: false };
 
+/**
+ * The shadow gate: the push gate's measures (server/quantize/accuracy-gate.ts) on each device's live
+ * inputs, judged per hardware group: classifier outputs by top-1 agreement, other outputs by SQNR and
+ * cosine (the fidelity loss), the candidate's latency over the active model's on the same inputs, and
+ * the share of candidate runs that failed.
+ */
+export const ShadowGate = z.object({
+  minAgreement: z.number().min(0).max(1).default(0.99),
+  minSqnrDb: z.number().default(20),
+  minCosine: z.number().min(-1).max(1).default(0.99),
+  maxLatencyRatio: z.number().gt(0).default(1.5),
+  maxErrorRate: z.number().min(0).max(1).default(0.01),
+}).strict();
+export type ShadowGate = z.infer<typeof ShadowGate>;
+
 export const GateConfig = z.object({
   /** install/health-check failures and probation reverts: the gate fails when BOTH the rate and the count reach these */
   failureRate: z.number().min(0).max(1).default(0.05),
@@ -79,6 +110,8 @@ export const GateConfig = z.object({
   haltOnDrift: z.enum(['alert', 'critical', 'never']).default('alert'),
   /** the sequential test beside these fixed limits, which stay as hard guardrails */
   sequential: SequentialConfig.default(SequentialConfig.parse({})),
+  /** the shadow gate of waves run in shadow first */
+  shadow: ShadowGate.default(ShadowGate.parse({})),
 }).strict();
 export type GateConfig = z.infer<typeof GateConfig>;
 

@@ -20,6 +20,8 @@ import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
 import { deviceEvidence, gateFigures } from './gate-figures.ts';
 import type { SequentialVerdict } from './sequential.ts';
+import { judgeShadow, shadowGateFigures } from './shadow-gate.ts';
+import type { ShadowWave } from './campaign-config.ts';
 
 const LATE_JOINER_CHECK_MS = 5000;
 /** how often a wave in flight or soaking reads its paired telemetry for the sequential test */
@@ -103,8 +105,10 @@ export class RolloutEngine {
         break;
       case 'abort':
         this.store.setStatus(id, 'aborted', now);
+        await this.unloadShadow(c, 'campaign aborted'); // shadow mode: no device keeps holding the candidate
         break;
       case 'revert':
+        await this.unloadShadow(c, 'campaign reverted');
         this.store.event(id, 'manual_action', actor, { action });
         await this.startRevert(c, actor, 'operator asked for a revert');
         return this.store.get(id);
@@ -165,6 +169,10 @@ export class RolloutEngine {
       this.addLateJoiners(c, config.target, config.waves.length);
     }
 
+    // shadow first (issue 17): the wave's devices hold the candidate in shadow until its shadow gate passes
+    const shadowSpec = config.waves[c.current_wave].shadow;
+    if (shadowSpec && !(await this.shadowFirst(c, config, shadowSpec, now))) return;
+
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
     const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
@@ -218,6 +226,73 @@ export class RolloutEngine {
     this.store.setWave(id, step.toWave, now);
     this.store.event(id, 'wave_started', 'engine', { wave: step.toWave + 1 });
     await this.assignDue({ ...c, current_wave: step.toWave }, config.rateLimitPerMinute, now);
+  }
+
+  // ---- shadow first (issue 17) ---------------------------------------------------------------
+
+  /** The wave's pending devices that run a model (other than the candidate), by the manifest they run. */
+  private shadowDevices(c: CampaignRow, wave: number): Map<string, string[]> {
+    const rows = this.deps.db.prepare(`SELECT cd.device_id, d.active_manifest_sha256 AS active FROM campaign_devices cd JOIN devices d ON d.device_id = cd.device_id
+      WHERE cd.campaign_id = ? AND cd.wave = ? AND cd.state = 'pending' AND d.active_manifest_sha256 IS NOT NULL AND d.active_manifest_sha256 != ?`)
+      .all(c.campaign_id, wave, c.manifest_sha256) as { device_id: string; active: string }[];
+    const by = new Map<string, string[]>();
+    for (const r of rows) by.set(r.active, [...(by.get(r.active) ?? []), r.device_id]);
+    return by;
+  }
+
+  /**
+   * True once the wave's shadow gate has passed (then the wave is assigned as usual: a device promotes
+   * the candidate from its shadow slot, no second download). Until then: assign the shadow (a desired
+   * state naming the model each device runs, with the candidate in shadow), then judge its figures; a
+   * failed gate unloads the candidate everywhere and halts before any device serves it.
+   */
+  private async shadowFirst(c: CampaignRow, config: CampaignRequest, spec: ShadowWave, now: number): Promise<boolean> {
+    const db = this.deps.db;
+    const id = c.campaign_id, wave = c.current_wave;
+    const row = db.prepare('SELECT state, started_at FROM campaign_shadow WHERE campaign_id = ? AND wave = ?').get(id, wave) as { state: string; started_at: number } | undefined;
+    if (row?.state === 'passed') return true;
+    if (!row || row.state === 'failed') {
+      // (a failed shadow gate halted the campaign; running again means an operator resumed it: shadow again)
+      let devices = 0;
+      for (const [active, ids] of this.shadowDevices(c, wave)) {
+        await this.deps.director.assign(active, ids, undefined, { shadow: { manifestSha256: c.manifest_sha256, sampleRate: spec.sampleRate } });
+        devices += ids.length;
+      }
+      db.prepare(`INSERT INTO campaign_shadow (campaign_id, wave, state, started_at) VALUES (?, ?, 'running', ?)
+        ON CONFLICT(campaign_id, wave) DO UPDATE SET state = 'running', started_at = excluded.started_at, finished_at = NULL`).run(id, wave, now);
+      this.store.event(id, 'shadow_started', 'engine', { wave: wave + 1, devices, sampleRate: spec.sampleRate });
+      this.holdReasons.set(id, `wave ${wave + 1}: candidate assigned in shadow to ${devices} devices`);
+      return false;
+    }
+    const figures = shadowGateFigures(db, id, wave, c.manifest_sha256, row.started_at);
+    const step = judgeShadow(spec, config.gates.shadow, config.gates.minLatencyDeltaMs, figures, row.started_at, now);
+    if (step.kind === 'hold') { this.holdReasons.set(id, `wave ${wave + 1} in shadow: ${step.why}`); return false; }
+    const done = db.prepare('UPDATE campaign_shadow SET state = ?, finished_at = ? WHERE campaign_id = ? AND wave = ?');
+    if (step.kind === 'pass') {
+      done.run('passed', now, id, wave);
+      this.store.event(id, 'shadow_gate_passed', 'engine', { wave: wave + 1, ...step.verdict });
+      return true;
+    }
+    done.run('failed', now, id, wave);
+    this.store.event(id, 'shadow_gate_failed', 'engine', { wave: wave + 1, ...step.verdict });
+    await this.unloadShadow(c, 'shadow gate failed');
+    this.store.setStatus(id, 'halted', now, { haltedAt: now });
+    this.store.event(id, 'halted', 'engine', { wave: wave + 1, inShadow: true });
+    this.holdReasons.set(id, `wave ${wave + 1}: shadow gate failed: ${step.verdict.failures.join('; ')}`);
+    return false;
+  }
+
+  /** Devices that were given the candidate in shadow get a desired state without it (the model they run). */
+  private async unloadShadow(c: CampaignRow, why: string): Promise<void> {
+    const rows = this.deps.db.prepare(`SELECT wave FROM campaign_shadow WHERE campaign_id = ? AND state IN ('running', 'failed')`).all(c.campaign_id) as { wave: number }[];
+    let devices = 0;
+    for (const { wave } of rows) {
+      for (const [active, ids] of this.shadowDevices(c, wave)) {
+        await this.deps.director.assign(active, ids);
+        devices += ids.length;
+      }
+    }
+    if (rows.length) this.store.event(c.campaign_id, 'shadow_unloaded', 'engine', { devices, reason: why });
   }
 
   /** Assign pending and retrying devices of the waves reached so far, within the rate limit. */

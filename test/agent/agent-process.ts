@@ -58,7 +58,7 @@ const stateText = readFileSync(join(dataDir, 'state.json'), 'utf8');
 const state = JSON.parse(stateText) as { active: 'a' | 'b' | null };
 const activeFile = state.active ? join(dataDir, 'slots', `${state.active}.onnx`) : null;
 emit({
-  event: 'ready', pid: process.pid, active: agent.active, activeSet: agent.activeSet, onProbation: agent.onProbation,
+  event: 'ready', pid: process.pid, active: agent.active, activeSet: agent.activeSet, onProbation: agent.onProbation, shadow: agent.shadowCandidate,
   disk: {
     state, slotFiles: readdirSync(join(dataDir, 'slots')),
     activeFileSha256: activeFile && existsSync(activeFile) ? createHash('sha256').update(readFileSync(activeFile)).digest('hex') : null,
@@ -94,7 +94,7 @@ const stop = async () => {
 };
 createInterface({ input: process.stdin }).on('line', (line) => {
   const cmd = JSON.parse(line) as { crashAt?: string; stop?: boolean };
-  if (cmd.crashAt) setCrash(cmd.crashAt);
+  if (cmd.crashAt) { setCrash(cmd.crashAt); emit({ event: 'armed', at: cmd.crashAt }); } // tests may wait for it before they act
   if (cmd.stop) void stop();
 });
 process.once('SIGTERM', () => void stop());

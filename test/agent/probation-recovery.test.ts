@@ -54,7 +54,7 @@ const rec = (version: number) => ({ manifestSha256: String(version).repeat(64).s
 function state(over: Partial<AgentState>): AgentState {
   return {
     format: 1, trust: { rootPublicKey: 'x', keysetVersion: 1, lastSeq: 3, lastDirectorSig: null, versionFloors: { m: 2 }, timeFloor: 0 },
-    slots: { a: rec(1), b: null }, active: 'a', previous: null, telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], repairs: [], ...over,
+    slots: { a: rec(1), b: null }, active: 'a', previous: null, telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], repairs: [], shadow: null, ...over,
   };
 }
 

@@ -6,7 +6,7 @@ import { abandonUpdate, claimSlot, failProbation, finishRepair, switchTo } from 
 const rec = (version: number): SlotRecord => ({ manifestSha256: String(version).padStart(64, '0'), modelId: 'm', version, artifactSha256: 'b'.repeat(64), length: 10 });
 const base = (over: Partial<AgentState> = {}): AgentState => ({
   format: 1, trust: { rootPublicKey: 'x', keysetVersion: 1, lastSeq: 3, lastDirectorSig: null, versionFloors: { m: 2 }, timeFloor: 0 },
-  slots: { a: rec(1), b: rec(2) }, active: 'b', previous: 'a', telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], repairs: [], ...over,
+  slots: { a: rec(1), b: rec(2) }, active: 'b', previous: 'a', telemetrySeq: 0, update: null, probation: null, statusSeq: 0, outbox: [], repairs: [], shadow: null, ...over,
 });
 const onProbation = (previous: 'a' | 'b' | null): ProbationRecord => ({ slot: 'b', previous, manifestSha256: rec(2).manifestSha256, modelId: 'm', version: 2, directorSeq: 3, startedAt: 1, cleanStop: false });
 const update = { slot: null, manifestSha256: rec(3).manifestSha256, modelId: 'm', version: 3, artifactSha256: 'c'.repeat(64), directorSeq: 4 };

@@ -37,6 +37,21 @@ function mutate(base: Json, rand: () => number): Json {
   return v;
 }
 
+/** a window carrying shadow figures (shadow mode, issue 17) */
+function withShadow(deviceId: string, seq: number): Json {
+  const t = JSON.parse(telemetryPayload(deviceId, seq).toString()) as Record<string, Json>;
+  const k = seq % 13;
+  t.shadow = {
+    modelId: 'digits', version: 4, manifestSha256: 'a'.repeat(64), samples: 60 + k, errors: k % 2, dropped: k % 3, activeMs: 12.5 + k, candidateMs: 14.25 + k,
+    outputs: {
+      probabilities: { kind: 'classifier', positions: 60 + k, agree: 58, signal: 41.5, noise: 0.125 + k / 100, dot: 41.2, candidateSq: 40.9, maxAbsError: 0.3 },
+      embedding: { kind: 'fidelity', positions: 0, agree: 0, signal: 9, noise: 0, dot: -0.5, candidateSq: 9, maxAbsError: 0 },
+    },
+    outputHistograms: { probabilities: { kind: 'argmax', edges: [], counts: Array.from({ length: 10 }, (_, i) => 5 + ((i + k) % 4)) } },
+  };
+  return t;
+}
+
 describe('fast telemetry check', () => {
   it('accepts every valid window the bench and agents send', () => {
     for (let seq = 0; seq < 300; seq++) {
@@ -63,6 +78,33 @@ describe('fast telemetry check', () => {
       else fastStricter++;
     }
     // the mutations reach both sides: most are refused, some are still valid (and then the fast check agrees)
+    expect(refusedByZod).toBeGreaterThan(5000);
+    expect(acceptedByBoth).toBeGreaterThan(300);
+    expect(fastStricter).toBe(0);
+  });
+
+  it('shadow figures: accepts every valid window with them, never a mutated one zod refuses (10,000 seeded mutations)', () => {
+    for (let seq = 0; seq < 100; seq++) {
+      const t = withShadow(`dev-${seq}`, seq);
+      expect(Telemetry.safeParse(t).success).toBe(true);
+      expect(isTelemetry(t)).toBe(true);
+    }
+    const rand = seededRandom(20261117);
+    let refusedByZod = 0, acceptedByBoth = 0, fastStricter = 0;
+    for (let i = 0; i < 10_000; i++) {
+      let v = withShadow(`dev-${i % 50}`, i) as Record<string, Json>;
+      // most mutations land inside the shadow part (a small share of the whole window's paths)
+      for (let m = rand() < 0.3 ? 2 : 1; m > 0; m--) {
+        if (rand() < 0.8 && v.shadow !== null && typeof v.shadow === 'object' && paths(v.shadow).length > 1) v.shadow = mutate(v.shadow, rand);
+        else v = mutate(v, rand) as Record<string, Json>;
+      }
+      const zodOk = Telemetry.safeParse(v).success;
+      const fastOk = isTelemetry(v);
+      if (fastOk) expect(zodOk, JSON.stringify(v)).toBe(true);
+      if (!zodOk) refusedByZod++;
+      else if (fastOk) acceptedByBoth++;
+      else fastStricter++;
+    }
     expect(refusedByZod).toBeGreaterThan(5000);
     expect(acceptedByBoth).toBeGreaterThan(300);
     expect(fastStricter).toBe(0);

@@ -1,0 +1,215 @@
+// Shadow mode's cost to the device (issue 17), on the digits model (batch 1):
+// - caller latency: two agents in this process serve the same model from their slots; one also holds a
+//   candidate in shadow at the campaign default sample rate (0.1). Each call is timed on its own, from
+//   the call to its answer. Repetitions alternate the two agents; the figures are medians over
+//   repetitions of each repetition's p50 and p95. Two workloads:
+//     paced: device code calls every millisecond (a sensor at 1 kHz, the model busy ~4% of the time);
+//            the target applies here: with shadow within 10% of without, p50 and p95;
+//     saturated: back to back, yielding to the event loop between calls (the model busy all the time):
+//            reported, no target. A call that arrives while a shadow run holds the runtime waits for it,
+//            so the slowest tenth of calls is slower by about one inference.
+// - memory: one agent per child process, without and with the shadow loaded, resident set after the
+//   same calls and a full GC (the candidate is a second session of the same bytes). On a loaded shared
+//   host the difference is within the noise of two identical processes (several MB either way).
+// Run alone: npx tsx bench/shadow.ts [--reps N] [--calls N]
+import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { FleetAgent } from '../device-agent/agent.ts';
+import { parseAgentConfig } from '../device-agent/config.ts';
+import { StateStore } from '../device-agent/state-store.ts';
+import { createSession, ort } from '../runtime/onnx-session.ts';
+import { canonicalJson } from '../shared/canonical-json.ts';
+import { b64, sha256Hex } from '../shared/crypto.ts';
+import type { Manifest } from '../shared/messages.ts';
+import { encodeTensor } from '../shared/tensor-codec.ts';
+import { AGENT_VERSION, ONNXRUNTIME_WEB_RANGE } from '../shared/version.ts';
+import { buildDigitsModel, DIGITS_INPUT, DIGITS_OUTPUT } from '../server/training/digits.ts';
+
+const execFileP = promisify(execFile);
+const DEFAULT_SAMPLE_RATE = 0.1; // server/rollouts/campaign-config.ts ShadowWave
+const TARGET_RATIO = 1.1;
+
+interface Workload {
+  callerLatencyMs: { off: { p50: number; p95: number }; on: { p50: number; p95: number } };
+  /** on / off */
+  ratio: { p50: number; p95: number };
+  shadow: { sampleRate: number; offered: number; compared: number; dropped: number; errors: number };
+  runs: { repetitions: number; callsPerRepetition: number; p50Off: number[]; p50On: number[]; p95Off: number[]; p95On: number[] };
+}
+
+export interface BenchShadowResult {
+  paced: Workload;
+  saturated: Workload;
+  /** paced: with shadow / without, p50 and p95 both <= 1.1 */
+  target: { maxRatio: number; met: boolean };
+  memory: { rssWithoutShadowBytes: number; rssWithShadowBytes: number; shadowRssBytes: number; artifactBytes: number };
+}
+
+async function digitsManifest(onnx: Uint8Array, sample: Float32Array, version: number): Promise<Manifest> {
+  const s = await createSession(onnx);
+  const out = await s.run({ [DIGITS_INPUT]: new ort.Tensor('float32', sample, [1, sample.length]) });
+  await s.release();
+  const probs = out[DIGITS_OUTPUT];
+  const now = Date.now();
+  return {
+    type: 'manifest', modelId: 'digits', version,
+    artifact: { sha256: sha256Hex(onnx), length: onnx.byteLength, format: 'onnx' },
+    quantization: { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 },
+    io: { inputs: [{ name: DIGITS_INPUT, type: 'float32', shape: ['N', sample.length] }], outputs: [{ name: DIGITS_OUTPUT, type: 'float32', shape: ['N', 10] }] },
+    runtime: { onnxruntimeWeb: ONNXRUNTIME_WEB_RANGE, minAgentVersion: AGENT_VERSION },
+    hardwareTargets: [],
+    healthCheck: {
+      vectors: [{ inputs: { [DIGITS_INPUT]: encodeTensor('float32', [1, sample.length], sample) }, outputs: { [DIGITS_OUTPUT]: encodeTensor('float32', probs.dims, probs.data as Float32Array) } }],
+      atol: 1e-4, rtol: 1e-3, latencyBudgetMs: 250,
+    },
+    driftBaseline: {
+      inputs: { [DIGITS_INPUT]: { kind: 'values', edges: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], counts: new Array(10).fill(1) } },
+      outputs: { [DIGITS_OUTPUT]: { kind: 'argmax', edges: [], counts: new Array(10).fill(1) } },
+    },
+    lineage: {},
+    issuedAt: new Date(now).toISOString(), expires: new Date(now + 86400_000).toISOString(),
+  };
+}
+
+/** What an install (slot a) and a shadow load (slot b) leave on disk; the agent restores both at start. */
+async function seed(dataDir: string, onnx: Uint8Array, sample: Float32Array, shadow: boolean): Promise<void> {
+  mkdirSync(join(dataDir, 'slots'), { recursive: true });
+  const store = new StateStore(dataDir);
+  const state = store.load(b64.encode(new Uint8Array(32)));
+  for (const [slot, version] of (shadow ? [['a', 1], ['b', 2]] : [['a', 1]]) as ['a' | 'b', number][]) {
+    const m = await digitsManifest(onnx, sample, version);
+    const text = canonicalJson(m);
+    writeFileSync(join(dataDir, 'slots', `${slot}.onnx`), onnx);
+    writeFileSync(join(dataDir, 'slots', `${slot}.manifest.json`), text);
+    state.slots[slot] = { manifestSha256: sha256Hex(text), modelId: m.modelId, version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    if (slot === 'b') state.shadow = { slot, manifestSha256: sha256Hex(text), modelId: m.modelId, version, directorSeq: 1, sampleRate: DEFAULT_SAMPLE_RATE };
+  }
+  state.active = 'a';
+  store.save(state);
+}
+
+function startAgent(deviceId: string, dataDir: string): FleetAgent {
+  return new FleetAgent(parseAgentConfig({
+    deviceId, dataDir, rootPublicKey: b64.encode(new Uint8Array(32)),
+    // nothing listens there: the agent serves from its slots without a server
+    mqttUrl: 'mqtt://127.0.0.1:9', serverUrl: 'http://127.0.0.1:9', reconnectMinMs: 60_000, telemetryWindowMs: 3_600_000,
+  }));
+}
+
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+const median = (xs: number[]) => quantile(xs, 0.5);
+
+export async function benchShadow(opts: { repetitions?: number; calls?: number } = {}): Promise<BenchShadowResult> {
+  const repetitions = opts.repetitions ?? 7;
+  const calls = opts.calls ?? 300;
+  const digits = await buildDigitsModel();
+  const [n, d] = digits.reference.shape;
+  const samples = Array.from({ length: 16 }, (_, k) => digits.reference.inputs.slice((k % n) * d, (k % n + 1) * d));
+  const root = mkdtempSync(join(tmpdir(), 'fleet-bench-shadow-'));
+  const agents: FleetAgent[] = [];
+  try {
+    await seed(join(root, 'off'), digits.onnx, samples[0], false);
+    await seed(join(root, 'on'), digits.onnx, samples[0], true);
+    const off = startAgent('bench-off', join(root, 'off'));
+    const on = startAgent('bench-on', join(root, 'on'));
+    agents.push(off, on);
+    await off.start();
+    await on.start();
+    if (!on.shadowCandidate) throw new Error('bench: the seeded shadow did not load');
+    const memory = await memoryFigures(root, digits.onnx.byteLength); // first: the children must not compete with the latency runs
+    const workload = async (pause: () => Promise<void>, count: number): Promise<Workload> => {
+      const run = async (a: FleetAgent, k: number) => {
+        const ms: number[] = [];
+        for (let i = 0; i < k; i++) {
+          const t0 = performance.now();
+          await a.infer({ [DIGITS_INPUT]: { data: samples[i & 15], dims: [1, d] } });
+          ms.push(performance.now() - t0);
+          await pause(); // device code between calls: where a shadow run can take its turn
+        }
+        return ms;
+      };
+      await run(off, 200);
+      await run(on, 200);
+      const before = on.shadowCounts!;
+      const p50Off: number[] = [], p50On: number[] = [], p95Off: number[] = [], p95On: number[] = [];
+      for (let r = 0; r < repetitions; r++) {
+        for (const a of r % 2 === 0 ? [off, on] : [on, off]) {
+          const ms = await run(a, count);
+          (a === off ? p50Off : p50On).push(quantile(ms, 0.5));
+          (a === off ? p95Off : p95On).push(quantile(ms, 0.95));
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50)); // the last queued shadow runs
+      const after = on.shadowCounts!;
+      const latency = { off: { p50: median(p50Off), p95: median(p95Off) }, on: { p50: median(p50On), p95: median(p95On) } };
+      return {
+        callerLatencyMs: latency, ratio: { p50: latency.on.p50 / latency.off.p50, p95: latency.on.p95 / latency.off.p95 },
+        shadow: {
+          sampleRate: DEFAULT_SAMPLE_RATE, offered: repetitions * count, compared: after.compared - before.compared,
+          dropped: after.dropped - before.dropped, errors: after.errors - before.errors,
+        },
+        runs: { repetitions, callsPerRepetition: count, p50Off, p50On, p95Off, p95On },
+      };
+    };
+    const paced = await workload(() => new Promise((r) => setTimeout(r, 1)), calls);
+    const saturated = await workload(yieldToLoop, calls * 2);
+    return {
+      paced, saturated,
+      target: { maxRatio: TARGET_RATIO, met: paced.ratio.p50 <= TARGET_RATIO && paced.ratio.p95 <= TARGET_RATIO },
+      memory,
+    };
+  } finally {
+    for (const a of agents) await a.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** One agent per child process (fresh heap each, both at once): resident set after 1,000 calls, without and with the shadow. */
+async function memoryFigures(root: string, artifactBytes: number): Promise<BenchShadowResult['memory']> {
+  const self = fileURLToPath(import.meta.url);
+  const rss = async (which: 'off' | 'on') => {
+    // a copy of the data folder: the parent's agents hold the originals
+    const dir = join(root, `mem-${which}`);
+    cpSync(join(root, which), dir, { recursive: true });
+    const { stdout } = await execFileP(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--memory', dir], { encoding: 'utf8', timeout: 60_000 });
+    return (JSON.parse(stdout.trim().split('\n').pop()!) as { rss: number }).rss;
+  };
+  const [without, withShadow] = await Promise.all([rss('off'), rss('on')]);
+  return { rssWithoutShadowBytes: without, rssWithShadowBytes: withShadow, shadowRssBytes: withShadow - without, artifactBytes };
+}
+
+async function memoryChild(dataDir: string): Promise<void> {
+  const digits = await buildDigitsModel();
+  const [, d] = digits.reference.shape;
+  const agent = startAgent('bench-mem', dataDir);
+  await agent.start();
+  for (let i = 0; i < 1000; i++) {
+    await agent.infer({ [DIGITS_INPUT]: { data: digits.reference.inputs.slice(0, d), dims: [1, d] } });
+    if (i % 10 === 0) await yieldToLoop();
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  (globalThis as { gc?: () => void }).gc?.(); // what stays resident, not garbage not yet collected
+  const rss = process.memoryUsage.rss();
+  await agent.stop();
+  process.stdout.write(`${JSON.stringify({ rss, shadow: agent.shadowCandidate !== null })}\n`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const { values } = parseArgs({ options: { reps: { type: 'string' }, calls: { type: 'string' }, memory: { type: 'string' } } });
+  if (values.memory) await memoryChild(values.memory);
+  else {
+    const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+    console.log(JSON.stringify(await benchShadow({ repetitions: num(values.reps), calls: num(values.calls) }), null, 2));
+  }
+  process.exit(0);
+}

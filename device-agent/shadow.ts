@@ -1,0 +1,393 @@
+// Shadow mode (issue 17): a candidate model held next to the active one and run on a sample of the live
+// infer() inputs, its outputs never returned. It is fetched and verified through the same chain as an
+// update (staging, SHA-256, golden health check) into the inactive slot, recorded in the state record
+// in one durable write (state.shadow with the slot's record), and restored from the slot after a restart.
+// Promotion is an ordinary desired state naming the candidate as the active model: the install stages
+// the artifact from this slot (agent.ts stageFromSlot), so nothing is downloaded again.
+//
+// Off the caller's critical path: infer() answers first, then offers the input here; a sampled input is
+// copied into a small bounded queue and run only when the WASM runtime has nothing else to do (every
+// call into onnxruntime-web goes through one queue, runtime/onnx-session.ts), so a caller waits at most
+// for one candidate run that started while the runtime was idle. Inputs that wait longer than
+// shadow.maxWaitMs, or find the queue full, are dropped and counted.
+import { runtimeQueueStats, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
+import type { DesiredMessage, Manifest, ShadowOutputSums, ShadowTelemetry, Status } from '../shared/messages.ts';
+import { UpdateRefused } from '../shared/reason-codes.ts';
+import { addSample, emptySums, outputKind } from '../shared/shadow-figures.ts';
+import { verifyShadow, type VerifiedShadow } from '../shared/verify-shadow.ts';
+import type { DeviceIdentity, SignatureCache, TrustState, VerifiedDesired } from '../shared/verify-desired.ts';
+import { stageArtifact } from './artifact-fetch.ts';
+import type { AgentConfig } from './config.ts';
+import { disk } from './disk.ts';
+import { fsyncDir, writeFileDurable } from './durable-file.ts';
+import { healthVectors } from './golden-set.ts';
+import { runHealthCheck } from './health-check.ts';
+import { deviceMsOf, isNotAModelError, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
+import type { SlotFiles } from './slot-files.ts';
+import type { Staging } from './staging.ts';
+import type { AgentState, ShadowRecord, SlotName } from './state-store.ts';
+import type { StatusReporter } from './status-reporter.ts';
+import { TelemetryWindow } from './telemetry-window.ts';
+
+/** Points of a shadow's life where the agent's onPhase is called (crash tests kill the process there). */
+export type ShadowPhase =
+  | 'shadow:download:start' | 'shadow:download:chunk' | 'shadow:download:done' | 'shadow:health:done'
+  | 'shadow:write:manifest' | 'shadow:write:artifact' | 'shadow:loaded' | 'shadow:sample' | 'shadow:unloaded';
+
+export interface ShadowHost {
+  deviceId: string;
+  config: AgentConfig;
+  now(): number;
+  random(): number;
+  log(event: string, fields: Record<string, unknown>): void;
+  phase(phase: ShadowPhase, info: { modelId?: string; version?: number; artifactSha256?: string; n?: number }): void;
+  state(): AgentState;
+  save(): void;
+  status: StatusReporter;
+  slots: SlotFiles;
+  staging: Staging;
+  runtime: ModelRuntime;
+  fetch: typeof fetch | undefined;
+  authorization: () => string | undefined;
+  signal: AbortSignal;
+  /** the agent's own claim of a slot (one durable write; a probation stops naming it as its revert target) */
+  claimSlot(slot: SlotName): void;
+  /** resident memory now (default process.memoryUsage.rss) */
+  rss?: () => number;
+  /** true while the runtime has calls waiting or running (default: the WASM queue's figures) */
+  busy?: () => boolean;
+}
+
+interface Held {
+  record: ShadowRecord;
+  model: LoadedModel;
+  manifest: Manifest;
+  kinds: Map<string, ShadowOutputSums['kind']>;
+  sums: Record<string, ShadowOutputSums>;
+  samples: number; errors: number; dropped: number; activeMs: number; candidateMs: number;
+  /** the candidate's drift histograms, by its own baseline */
+  window: TelemetryWindow;
+  /** since it was loaded: compared samples (phase counter), and dropped inputs and errors of windows already cut */
+  total: number;
+  totalDropped: number;
+  totalErrors: number;
+}
+
+interface Sample { feeds: Feeds; active: Outputs; activeMs: number; at: number }
+
+/** memory a model takes while loaded, estimated before anything is fetched: the bytes and the session built from them */
+const LOAD_FACTOR = 2;
+
+function copyFeeds(feeds: Feeds): Feeds {
+  const out: Feeds = {};
+  for (const [name, t] of Object.entries(feeds)) out[name] = { ...t, data: Array.isArray(t.data) ? [...t.data] : t.data.slice(), dims: [...t.dims] };
+  return out;
+}
+
+export class ShadowRunner {
+  private held: Held | null = null;
+  private readonly queue: Sample[] = [];
+  private pumping = false;
+  private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  private stopped = false;
+  private readonly rss: () => number;
+  private readonly busy: () => boolean;
+
+  constructor(private readonly host: ShadowHost) {
+    this.rss = host.rss ?? (() => process.memoryUsage.rss());
+    this.busy = host.busy ?? (() => { const q = runtimeQueueStats(); return q.waiting + q.running > 0; });
+  }
+
+  /** the candidate held in shadow, or null */
+  get candidate(): { modelId: string; version: number; manifestSha256: string; sampleRate: number } | null {
+    const r = this.held?.record;
+    return r ? { modelId: r.modelId, version: r.version, manifestSha256: r.manifestSha256, sampleRate: r.sampleRate } : null;
+  }
+
+  // ---- on the caller's path: constant time, no await -----------------------------------------
+
+  /** since the candidate was loaded: inputs compared, dropped, and candidate errors (the bench reads these) */
+  get counts(): { compared: number; dropped: number; errors: number } | null {
+    const h = this.held;
+    return h ? { compared: h.total, dropped: h.totalDropped + h.dropped, errors: h.totalErrors + h.errors } : null;
+  }
+
+  /** After infer() has its answer: maybe queue this input for the candidate. */
+  offer(feeds: Feeds, active: Outputs, activeMs: number): void {
+    const h = this.held;
+    if (!h || this.stopped || !(this.host.random() < h.record.sampleRate)) return;
+    if (this.queue.length >= this.host.config.shadow.queue) { h.dropped++; return; }
+    this.queue.push({ feeds: copyFeeds(feeds), active, activeMs, at: performance.now() });
+    this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.pumping || this.timer || this.stopped) return;
+    // At once (setImmediate: after the caller's answer and its continuation), so the run is over long
+    // before a device's next timer-driven call; when the runtime was busy, again in a millisecond.
+    const fire = () => { this.timer = null; void this.pump(); };
+    this.timer = ms === 0 ? setImmediate(fire) : setTimeout(fire, ms);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length && this.held && !this.stopped) {
+        const maxWait = this.host.config.shadow.maxWaitMs;
+        while (this.queue.length && performance.now() - this.queue[0].at > maxWait) { this.queue.shift(); this.held.dropped++; }
+        if (!this.queue.length) break;
+        if (this.busy()) { this.pumping = false; this.schedule(1); return; }
+        await this.runOne(this.held, this.queue.shift()!);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async runOne(h: Held, s: Sample): Promise<void> {
+    const t0 = performance.now();
+    let out: Outputs;
+    try {
+      out = await h.model.run(s.feeds);
+    } catch (err) {
+      if (this.held !== h) return;
+      if (isNotAModelError(err)) h.dropped++;
+      else { h.errors++; h.window.record(0, false); }
+      return;
+    }
+    if (this.held !== h) return;
+    const ms = deviceMsOf(out) ?? performance.now() - t0;
+    let comparable = true;
+    const adds: [string, typeof out[string]][] = [];
+    for (const [name, a] of Object.entries(s.active)) {
+      const c = out[name];
+      if (!c) { comparable = false; break; }
+      adds.push([name, c]);
+      const kind = h.kinds.get(name) ?? 'fidelity';
+      const sums = h.sums[name] ??= emptySums(kind);
+      if (!addSample(sums, a, c)) comparable = false;
+    }
+    if (!comparable) { h.errors++; h.window.record(0, false); return; }
+    h.samples++;
+    h.total++;
+    h.activeMs += s.activeMs;
+    h.candidateMs += ms;
+    h.window.record(ms, true, undefined, out);
+    this.host.phase('shadow:sample', { modelId: h.record.modelId, version: h.record.version, n: h.total });
+  }
+
+  /** The window's figures (and fresh counters for the next one); undefined without a shadow. */
+  cut(): ShadowTelemetry | undefined {
+    const h = this.held;
+    if (!h) return undefined;
+    const w = h.window.cut(this.host.deviceId, 0, null);
+    const t: ShadowTelemetry = {
+      modelId: h.record.modelId, version: h.record.version, manifestSha256: h.record.manifestSha256,
+      samples: h.samples, errors: h.errors, dropped: h.dropped, activeMs: h.activeMs, candidateMs: h.candidateMs,
+      outputs: h.sums,
+      ...(w.outputHistograms ? { outputHistograms: w.outputHistograms } : {}),
+    };
+    h.sums = {};
+    h.totalDropped += h.dropped; h.totalErrors += h.errors;
+    h.samples = 0; h.errors = 0; h.dropped = 0; h.activeMs = 0; h.candidateMs = 0;
+    return t;
+  }
+
+  // ---- desired states (serialised with installs by the agent) ------------------------------
+
+  /**
+   * After the active part of a verified desired state is settled: hold the shadow it names (fetch,
+   * verify, load), keep the one already held, or unload it when the desired state names none.
+   */
+  async reconcile(msg: DesiredMessage, v: VerifiedDesired, trust: TrustState, device: DeviceIdentity, cache: SignatureCache): Promise<void> {
+    if (this.stopped) return;
+    const state = this.host.state();
+    let vs: VerifiedShadow | null;
+    try {
+      vs = verifyShadow(msg, v, trust, device, this.host.now(), cache);
+    } catch (err) {
+      if (!(err instanceof UpdateRefused)) throw err;
+      const named = v.desired.shadow!;
+      await this.unload(null);
+      this.host.status.durable('shadow_failed', { directorSeq: v.desired.seq, manifestSha256: named.manifestSha256, modelId: named.modelId, version: named.version, reason: err.reason, detail: err.message });
+      return;
+    }
+    if (!vs) {
+      if (state.shadow) await this.unload({ directorSeq: v.desired.seq, detail: 'the desired state names no shadow any more' });
+      return;
+    }
+    const base = { directorSeq: v.desired.seq, manifestSha256: vs.manifestSha256, modelId: vs.manifest.modelId, version: vs.manifest.version };
+    if (state.shadow?.manifestSha256 === vs.manifestSha256 && this.held) {
+      // already held: only the sample rate (and the assignment it answers) may change
+      state.shadow = { ...state.shadow, sampleRate: vs.sampleRate, directorSeq: v.desired.seq };
+      this.held.record = state.shadow;
+      this.host.status.durable('shadow_loaded', { ...base, detail: `already held in shadow; sample rate ${vs.sampleRate}` });
+      return;
+    }
+    if (state.shadow) await this.unload({ directorSeq: v.desired.seq, detail: `replaced by ${vs.manifest.modelId} v${vs.manifest.version}` });
+    try {
+      await this.load(vs, v.desired.seq);
+    } catch (err) {
+      if (!(err instanceof UpdateRefused)) throw err;
+      this.host.status.durable('shadow_failed', { ...base, reason: err.reason, detail: err.message });
+    }
+  }
+
+  private checkMemory(m: Manifest, when: 'before' | 'after'): void {
+    const ceiling = this.host.config.shadow.maxRssBytes;
+    if (ceiling === undefined) return;
+    const rss = this.rss();
+    const need = when === 'before' ? rss + LOAD_FACTOR * m.artifact.length : rss;
+    if (need > ceiling) {
+      throw new UpdateRefused('SHADOW_MEMORY', when === 'before'
+        ? `holding ${m.modelId} v${m.version} in shadow needs about ${mb(need)} (resident ${mb(rss)} + ${LOAD_FACTOR} x ${mb(m.artifact.length)} artifact), over the ceiling of ${mb(ceiling)} (shadow.maxRssBytes)`
+        : `with ${m.modelId} v${m.version} loaded in shadow the agent holds ${mb(rss)}, over the ceiling of ${mb(ceiling)} (shadow.maxRssBytes); unloaded`);
+    }
+  }
+
+  private async load(vs: VerifiedShadow, directorSeq: number): Promise<void> {
+    const h = this.host;
+    const m = vs.manifest;
+    const state = h.state();
+    if (!state.active) throw new UpdateRefused('MALFORMED', 'no active model to compare a shadow with');
+    this.checkMemory(m, 'before');
+    const slot: SlotName = state.active === 'a' ? 'b' : 'a';
+    const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
+    h.phase('shadow:download:start', info);
+    let chunks = 0;
+    const { path: part, bytes } = await stageArtifact({
+      staging: h.staging, config: h.config, authorization: h.authorization, artifact: m.artifact, fetch: h.fetch, random: h.random, signal: h.signal,
+      onChunk: () => h.phase('shadow:download:chunk', { ...info, n: ++chunks }),
+      onDownloaded: (dl) => { h.log('shadow_download_done', { deviceId: h.deviceId, ...dl }); h.phase('shadow:download:done', info); },
+    });
+    const golden = await healthVectors(m, { ...h.config, authorization: h.authorization, dest: `${part}.golden.tmp`, random: h.random, fetch: h.fetch });
+    let model: LoadedModel;
+    try {
+      model = await h.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
+    } catch (err) {
+      h.staging.remove(m.artifact.sha256);
+      throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the shadow candidate: ${(err as Error).message}`);
+    }
+    let claimed = false;
+    try {
+      this.checkMemory(m, 'after');
+      const health = await runHealthCheck(model, m.healthCheck, golden);
+      h.log('shadow_health_check_passed', { deviceId: h.deviceId, ...health });
+      h.phase('shadow:health:done', info);
+      if (this.stopped) throw new Error('agent stopping');
+      // the inactive slot (the revert target, if any) is given up for the candidate, in one durable write
+      h.claimSlot(slot);
+      claimed = true;
+      writeFileDurable(h.slots.path(slot, 'manifest.json'), vs.manifestText);
+      h.phase('shadow:write:manifest', info);
+      disk.renameSync(part, h.slots.path(slot, 'onnx'));
+      fsyncDir(h.slots.dir);
+      h.phase('shadow:write:artifact', info);
+    } catch (err) {
+      await model.release();
+      h.staging.remove(m.artifact.sha256);
+      if (claimed) h.slots.clear(slot); // no record names it: nothing else to undo
+      throw err;
+    }
+    const record: ShadowRecord = { slot, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, sampleRate: vs.sampleRate };
+    const s = h.state();
+    s.slots[slot] = { manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    s.shadow = record;
+    const outcome = h.status.queue('shadow_loaded', { directorSeq, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, detail: `held in shadow in slot ${slot}; sample rate ${vs.sampleRate}` });
+    h.save();
+    h.phase('shadow:loaded', info);
+    this.hold(record, model, m);
+    h.status.announce(outcome);
+  }
+
+  private hold(record: ShadowRecord, model: LoadedModel, m: Manifest): void {
+    const window = new TelemetryWindow(this.host.now);
+    window.setBaseline(m.driftBaseline ? { inputs: {}, outputs: m.driftBaseline.outputs } : undefined);
+    const kinds = new Map(m.io.outputs.map((o) => [o.name, outputKind(o)] as const));
+    this.held = { record, model, manifest: m, kinds, sums: {}, samples: 0, errors: 0, dropped: 0, activeMs: 0, candidateMs: 0, window, total: 0, totalDropped: 0, totalErrors: 0 };
+  }
+
+  /** Drop the shadow: record and slot in one write (reported unless `report` is null), then its files and session. */
+  async unload(report: { directorSeq: number; detail: string } | null): Promise<void> {
+    const h = this.host;
+    const s = h.state();
+    const r = s.shadow;
+    const held = this.held;
+    this.held = null;
+    this.queue.length = 0;
+    if (r) {
+      s.shadow = null;
+      if (s.slots[r.slot] && s.active !== r.slot) s.slots[r.slot] = null;
+      const outcome = report ? h.status.queue('shadow_unloaded', { directorSeq: report.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version, detail: report.detail }) : null;
+      h.save();
+      if (s.active !== r.slot) h.slots.clear(r.slot);
+      h.phase('shadow:unloaded', { modelId: r.modelId, version: r.version });
+      if (outcome) h.status.announce(outcome);
+    }
+    await held?.model.release();
+  }
+
+  /** The agent claimed `slot` (an install, a promotion): a candidate held there is gone from the record already. */
+  onSlotClaimed(slot: SlotName): void {
+    const held = this.held;
+    if (held?.record.slot !== slot) return;
+    this.held = null;
+    this.queue.length = 0;
+    void held.model.release();
+  }
+
+  // ---- start and stop ----------------------------------------------------------------------
+
+  /**
+   * At start, after the active model is restored: a shadow on record is loaded again from its slot (its
+   * bytes and manifest checked against the record). One that does not verify, load or fit is dropped, said why.
+   */
+  async restore(): Promise<void> {
+    const h = this.host;
+    const s = h.state();
+    const r = s.shadow;
+    if (!r) return;
+    const rec = s.slots[r.slot];
+    const about = { directorSeq: r.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version };
+    const drop = (reason: Status['reason'], detail: string) => {
+      s.shadow = null;
+      if (s.active !== r.slot && s.previous !== r.slot) s.slots[r.slot] = null;
+      const outcome = h.status.queue('shadow_failed', { ...about, reason, detail });
+      h.save();
+      if (!s.slots[r.slot]) h.slots.clear(r.slot);
+      h.status.announce(outcome);
+    };
+    if (!rec || rec.manifestSha256 !== r.manifestSha256 || s.active === r.slot || s.previous === r.slot) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} no longer holds it; dropped`);
+    const read = h.slots.readVerified(r.slot, rec);
+    if ('error' in read) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} does not verify (${read.error}); dropped`);
+    try {
+      this.checkMemory(read.manifest, 'before');
+    } catch (err) {
+      return drop('SHADOW_MEMORY', (err as Error).message);
+    }
+    let model: LoadedModel;
+    try {
+      model = await h.runtime.load(read.bytes, { sha256: rec.artifactSha256, sessionConfig: read.manifest.quantization.sessionConfig });
+    } catch (err) {
+      return drop('LOAD_FAILED', `the shadow candidate would not load at start: ${(err as Error).message}`);
+    }
+    if (this.stopped) { await model.release(); return; }
+    this.hold(r, model, read.manifest);
+    h.log('shadow_restored', { deviceId: h.deviceId, slot: r.slot, modelId: r.modelId, version: r.version });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) { clearTimeout(this.timer as NodeJS.Timeout); clearImmediate(this.timer as NodeJS.Immediate); }
+    this.timer = null;
+    this.queue.length = 0;
+    const held = this.held;
+    this.held = null;
+    await held?.model.release();
+  }
+}
+
+function mb(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
