@@ -121,7 +121,7 @@ async function overview() {
     el('h2', null, 'Devices'),
     table('devices', ['Device', 'Hardware', 'Online', 'Active model', 'Freshness', 'Last status'], d.devices.map((x) => [
       link(`#/devices/${x.deviceId}`, x.deviceId), x.hardware, x.online ? 'yes' : 'no',
-      x.active ? `${x.active.modelId} v${x.active.version}` : x.claimedActive ? `claims ${x.claimedActive.modelId} v${x.claimedActive.version} (unverified)` : '',
+      x.active ? activeText(x) : x.claimedActive ? `claims ${x.claimedActive.modelId} v${x.claimedActive.version} (unverified)` : '',
       x.freshness ? (x.freshness.stale ? 'STALE' : 'fresh') : '',
       x.lastStatus ? `${x.lastStatus.state}${x.lastStatus.reason ? ` (${x.lastStatus.reason})` : ''}` : ''])),
     el('h2', null, 'Bundles'),
@@ -281,6 +281,12 @@ async function modelView(modelId) {
 
 // ---- device -----------------------------------------------------------------------------------
 
+/** a device's active model, or every model it runs (issue 19: the primary first, and the release they are) */
+function activeText(x) {
+  if (x.models && x.models.length > 1) return `${x.models.map((m) => `${m.modelId} v${m.version}${m.unverified ? ' (unverified)' : ''}`).join(', ')}${x.release ? ` (release ${x.release.name} v${x.release.version})` : ''}`;
+  return x.active ? `${x.active.modelId} v${x.active.version}` : '';
+}
+
 async function deviceView(deviceId) {
   const to = new Date(), from = new Date(to.getTime() - 7 * 86400e3);
   const [d, t] = await Promise.all([
@@ -290,7 +296,7 @@ async function deviceView(deviceId) {
   return [
     el('h2', { id: 'device-title' }, `Device ${d.deviceId}`),
     table('device-info', ['Hardware', 'Online', 'Active model', 'Agent', 'Last seen', 'Campaign'], [[
-      d.hardware, d.online ? 'yes' : 'no', d.active ? `${d.active.modelId} v${d.active.version}` : '', d.agentVersion, d.lastSeen,
+      d.hardware, d.online ? 'yes' : 'no', activeText(d), d.agentVersion, d.lastSeen,
       d.campaign ? link(`#/campaigns/${d.campaign.campaignId}`, `${d.campaign.campaignStatus}: ${d.campaign.state}${d.campaign.reason ? ` (${d.campaign.reason})` : ''}`) : '']]),
     el('h3', null, 'Telemetry per hour, last 7 days'),
     telemetryCharts('device', t.series, (s) => `${s.modelId} v${s.version}`),
