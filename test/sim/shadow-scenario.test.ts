@@ -15,6 +15,11 @@ describe('shadow first on a simulated fleet', { timeout: 240_000 }, () => {
     const wave = (sc.campaign as { waves: { shadow: { minDevices: number; minSamples: number } }[] }).waves[0];
     wave.shadow.minDevices = 16;
     wave.shadow.minSamples = 800;
+    // The simulator calls a run invalid when its event loop missed more than 10% of the due workload calls
+    // (a host too loaded for its latency figures to mean anything). Nothing here rests on latency or on the
+    // call rate (what matters is which inputs were compared), so on this shared 2-core host a run that
+    // missed up to half of them still counts.
+    sc.limits = { maxSkippedShare: 0.5 };
     const o = await runScenario(sc);
     expect(o.check?.misses ?? [], JSON.stringify(o.campaign)).toEqual([]);
     expect(o.campaign.status).toBe('halted');
