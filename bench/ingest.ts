@@ -66,8 +66,8 @@ interface RunFigures {
   publisherCpu: number; brokerCpu: number; brokerEventLoop: number;
   /** CPU time of the broker process per message (less sensitive to other load than wall time) */
   brokerCpuUsPerMessage: number;
-  /** wall and CPU time inside TelemetryWriter.flush (SQLite transactions), shares of the run's wall time */
-  sqliteFlushShare?: number; sqliteFlushCpuShare?: number;
+  /** the telemetry writer thread's event-loop utilization over the run (its share of one core spent storing) */
+  writerThreadEventLoop?: number | null;
 }
 
 export async function benchIngest(opts: BenchIngestOptions = {}) {
@@ -92,16 +92,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
       await ask(child, { type: 'connect', group: 'server', port: app.fleet.broker.port, devices: ids.map((id) => ({ id, password: secrets.get(id) })) }, 'connected', 60_000);
 
       const writer = app.fleet.ingest.telemetry;
-      // Instrument this instance's flush (wall time in SQLite, including any checkpoint fsync).
-      const flush = writer.flush.bind(writer);
-      let flushMs = 0, flushCpuMs = 0;
-      writer.flush = () => {
-        const t = performance.now(), c0 = process.cpuUsage();
-        flush();
-        const c = process.cpuUsage(c0);
-        flushMs += performance.now() - t;
-        flushCpuMs += (c.user + c.system) / 1000;
-      };
+      await writer.started();
       const counters = app.fleet.ingest.counters;
       const figures: RunFigures[] = [];
       // one unmeasured run each first: JIT, SQLite page cache and socket buffers warm for both
@@ -118,7 +109,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
         const count = target === 'raw' ? () => raw.count : () => writer.stored;
         const before = count();
         const dup0 = writer.duplicates, drop0 = counters.dropped.telemetry ?? 0;
-        const cpu0 = process.cpuUsage(), elu0 = eventLoopUtilization(), flush0 = flushMs, flushCpu0 = flushCpuMs;
+        const cpu0 = process.cpuUsage(), elu0 = eventLoopUtilization(), writerElu0 = writer.eventLoopUtilization();
         const t0 = performance.now();
         const published = ask<Msg & { acked: number; cpuMs: number }>(child, { type: 'go', group: target, inflight }, 'published', 120_000);
         // Stop waiting when everything arrived, or nothing has for 5 s (then the difference is lost).
@@ -128,7 +119,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
           if (c !== last) { last = c; lastChange = tEnd = performance.now(); }
           return c - before >= n || performance.now() - lastChange > 5000;
         }, 180_000, 1);
-        const cpu = process.cpuUsage(cpu0), elu = eventLoopUtilization(elu0), runFlushMs = flushMs - flush0, runFlushCpuMs = flushCpuMs - flushCpu0;
+        const cpu = process.cpuUsage(cpu0), elu = eventLoopUtilization(elu0), writerElu = writer.eventLoopUtilization(writerElu0 ?? undefined);
         const pub = await published;
         const ms = tEnd - t0;
         if (!warmup) figures.push({
@@ -136,11 +127,11 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
           // fractions of one core over the run: which process was saturated
           publisherCpu: round(pub.cpuMs / ms), brokerCpu: round((cpu.user + cpu.system) / 1000 / ms), brokerEventLoop: round(elu.utilization),
           brokerCpuUsPerMessage: round((cpu.user + cpu.system) / n),
-          ...(target === 'server' ? { sqliteFlushShare: round(runFlushMs / ms), sqliteFlushCpuShare: round(runFlushCpuMs / ms) } : {}),
+          ...(target === 'server' ? { writerThreadEventLoop: writerElu ? round(writerElu.utilization) : null } : {}),
         });
         if (target === 'server') {
           await new Promise((resolve) => setTimeout(resolve, 100)); // a late duplicate would show up here
-          writer.flush();
+          await writer.flush();
           const rows = (app.fleet.db.prepare('SELECT COUNT(*) AS c FROM telemetry WHERE seq >= ? AND seq < ?').get(seqBase, seqBase + perClient) as { c: number }).c;
           integrity.published += pub.acked;
           integrity.stored += rows;
@@ -164,7 +155,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
         },
         // every window published once must be a row once: rows == published, no losses
         integrity: { ...integrity, exactlyOnce: integrity.stored === integrity.published && integrity.lost === 0 },
-        ingestStepCostUs: ingestStepCosts(dir),
+        ingestStepCostUs: await ingestStepCosts(dir),
         runs: {
           runsEach: runs, clients, perClient, messagesPerRun: n, inflightPerClient: inflight, qos: 1,
           payloadBytes: telemetryPayload(ids[0], 0).length,
@@ -219,7 +210,7 @@ async function startRawBroker() {
  * CPU microseconds per message (process.cpuUsage: less skewed by other load than wall time), median
  * of 5 repetitions after one warm-up.
  */
-function ingestStepCosts(dir: string) {
+async function ingestStepCosts(dir: string) {
   const payloads = deviceIds(100).flatMap((id) => Array.from({ length: 50 }, (_, s) => telemetryPayload(id, s)));
   const cpuUs = (fn: () => void) => { const c0 = process.cpuUsage(); fn(); const c = process.cpuUsage(c0); return (c.user + c.system) / payloads.length; };
   const jsonUs: number[] = [], zodUs: number[] = [], insertUs: number[] = [];
@@ -228,8 +219,10 @@ function ingestStepCosts(dir: string) {
     const j = cpuUs(() => { raw = payloads.map((p) => JSON.parse(p.toString('utf8'))); });
     const z = cpuUs(() => { parsed = raw.map((r) => Telemetry.parse(r)); });
     const db = openDatabase(join(dir, `steps-${rep}.db`));
-    const writer = new TelemetryWriter(db);
-    const ins = cpuUs(() => { for (const t of parsed) writer.add(t); writer.flush(); });
+    // on the main thread here, so its CPU is this process's: what one window costs SQLite (the server's writer thread pays it)
+    const writer = new TelemetryWriter(db, { thread: 'main', maxBatch: 500 });
+    const ins = cpuUs(() => { for (const t of parsed) void writer.add(t); void writer.flush(); });
+    await writer.close();
     db.close();
     if (rep > 0) { jsonUs.push(j); zodUs.push(z); insertUs.push(ins); }
   }

@@ -112,7 +112,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     assignments.stop();
     await rollouts.stop();
     await broker.close();
-    ingest.stop();
+    await ingest.stop();
     db.close();
   });
 
