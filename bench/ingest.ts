@@ -1,13 +1,14 @@
 // Telemetry ingest: windows stored per second through the real server (aedes with the fleet's auth,
-// ACL, packet guard and rate limiter, then zod validation, then batched SQLite inserts), next to a bare
+// ACL, packet guard and rate limiter, then validation, then the writer thread's batched SQLite inserts), next to a bare
 // aedes broker whose in-process subscriber only counts: the same `clients` MQTT connections from the
 // same publisher child process, QoS 1, the same payload bytes (a realistic Telemetry JSON with drift
 // histograms). The publishers get a process of their own so both brokers face the same load and share
 // the CPU with it alike; both brokers live in this process, idle while the other runs.
 // Runs alternate raw/server in an ABBA order so drift on a noisy machine hits both alike.
 // A run's clock starts when the publishers are told to go (payloads are prebuilt) and stops when the
-// last message is counted (raw) or its row is committed to SQLite (server; the writer flushes every
-// 500 rows or 50 ms). Afterwards the rows are counted in SQLite: each window stored exactly once.
+// last message is counted (raw) or its row is committed to SQLite (server; the writer thread commits
+// whatever has arrived, up to 512 windows a transaction). Afterwards the rows are counted in SQLite:
+// each window stored exactly once.
 // Run alone: npx tsx bench/ingest.ts [--clients N] [--per-client N] [--runs N] [--inflight N]
 import { Aedes } from 'aedes';
 import { createServer, type AddressInfo } from 'node:net';

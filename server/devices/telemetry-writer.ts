@@ -1,7 +1,7 @@
 // Telemetry windows, validated on the main thread, are stored by a writer thread with its own SQLite
 // connection (server/telemetry/writer-thread.ts): the main thread only posts them. Windows added in the
 // same turn of the event loop go as one batch (at most maxBatch); add() returns a promise that settles
-// once its window is committed, and the MQTT handler returns it, so a device's PUBACK means "stored".
+// once its window is committed (device-ingest.ts holds the broker's delivery on it while the writer is behind).
 // Storage is idempotent ((device_id, seq) is the key; rollups count newly stored windows only), so a
 // batch sent again after the thread died is still stored once. An in-memory database (tests, tools)
 // cannot be shared with a thread: it is written on the main thread, by the same WindowStore.
@@ -57,6 +57,10 @@ export class TelemetryWriter {
     else this.startThread();
   }
 
+  /** windows added and not yet answered by the writer (committed, found stored, or failed) */
+  get backlog(): number { return this.waiting; }
+  private waiting = 0;
+
   /** where windows are written: 'thread' or 'main' */
   get thread(): 'thread' | 'main' { return this.local ? 'main' : 'thread'; }
 
@@ -80,6 +84,7 @@ export class TelemetryWriter {
     }
     b.windows.push(t);
     b.texts.push(text ?? JSON.stringify(t));
+    this.waiting++;
     if (b.windows.length >= this.maxBatch) this.send();
     return b.settled;
   }
@@ -127,6 +132,7 @@ export class TelemetryWriter {
     const b = this.inFlight.get(id);
     if (!b) return;
     this.inFlight.delete(id);
+    this.waiting -= b.windows.length;
     const storedAt = this.now();
     outcomes.forEach((o, i) => {
       if (o === 'stored') {

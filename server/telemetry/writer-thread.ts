@@ -45,10 +45,15 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
       while (take < queue.length && (take === 0 || n + queue[take].texts.length <= data.maxWindowsPerTransaction)) n += queue[take++].texts.length;
       const group = queue.slice(0, take);
       queue = queue.slice(take);
-      const windows: Telemetry[] = [];
-      for (const b of group) for (const text of b.texts) windows.push(JSON.parse(text) as Telemetry);
+      // texts the main thread validated; one that does not parse (never expected) fails alone
+      const parsed: (Telemetry | null)[] = [];
+      for (const b of group) for (const text of b.texts) {
+        try { parsed.push(JSON.parse(text) as Telemetry); } catch { parsed.push(null); }
+      }
       // one received time per transaction: the earliest batch's (the rows' received_at)
-      const outcomes = store.store(windows, group[0].receivedAt);
+      const stored = store.store(parsed.filter((t): t is Telemetry => t !== null), group[0].receivedAt);
+      let k = 0;
+      const outcomes: WindowOutcome[] = parsed.map((t) => (t ? stored[k++] : 'failed'));
       let at = 0;
       for (const b of group) {
         send({ type: 'done', id: b.id, outcomes: outcomes.slice(at, at + b.texts.length) });
