@@ -7,7 +7,7 @@
 // Runs alternate raw/server in an ABBA order so drift on a noisy machine hits both alike.
 // A run's clock starts when the publishers are told to go (payloads are prebuilt) and stops when the
 // last message is counted (raw) or its row is committed to SQLite (server; the writer thread commits
-// whatever has arrived, up to 512 windows a transaction). Afterwards the rows are counted in SQLite:
+// whatever has arrived, up to 1,000 windows a transaction). Afterwards the rows are counted in SQLite:
 // each window stored exactly once.
 // Run alone: npx tsx bench/ingest.ts [--clients N] [--per-client N] [--runs N] [--inflight N]
 import { Aedes } from 'aedes';
@@ -148,7 +148,9 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
         storedPerSecond: round(storedPerSecond),
         rawBrokerPerSecond: round(rawPerSecond),
         ingestVsRawBroker: round(storedPerSecond / rawPerSecond),
-        target: '>= 0.8',
+        target: '>= 0.9',
+        // why the target is out of reach on this machine (measured by the fields below)
+        floor: 'the raw broker spends ~20 us of CPU per message; the server adds auth, ACL, rate limiter, packet guard, JSON.parse and the validator on the broker thread, and the writer thread ~35-50 us per window (raw row with its three indexes ~20, rollups ~20); with the publishers on the same 2 cores the server needs ~4x the raw broker CPU per message, and the writer thread alone caps storage near 20-30k windows/s',
         // what each message costs the broker process in CPU, server vs raw (median over runs)
         cpuUsPerMessage: {
           server: round(median(serverRuns.map((f) => f.brokerCpuUsPerMessage))),

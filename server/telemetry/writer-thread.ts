@@ -22,7 +22,7 @@ export type FromWriter =
 export interface WriterThreadData { dbFile: string; maxWindowsPerTransaction: number }
 
 /** Windows per transaction at most: a longer write would hold SQLite's write lock from the main connection longer. */
-export const MAX_WINDOWS_PER_TRANSACTION = 512;
+export const MAX_WINDOWS_PER_TRANSACTION = 1000;
 
 function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void {
   const send = (m: FromWriter) => port.postMessage(m);
