@@ -79,6 +79,25 @@ describe('telemetry writer thread', () => {
     expect(rows(d)).toBe(301);
   });
 
+  it('a main-connection transaction that reads, then writes while the writer thread has a batch to commit, neither fails nor loses a row', async () => {
+    const d = open();
+    const w = writer(d);
+    await w.started();
+    await w.add(win({ deviceId: 'd1', seq: 1, minute: 0, manifest: A })); // the thread is up and has written once
+    const pending = w.add(win({ deviceId: 'd1', seq: 2, minute: 1, manifest: A }));
+    w['send'](); // posted now: the thread tries to commit while the main thread sits in its transaction
+    const before = d.transaction(() => {
+      const n = rows(d); // a read first: a deferred transaction would take its snapshot here
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // the thread has 300 ms to try to commit
+      d.prepare("UPDATE devices SET tags_json = '[\"x\"]' WHERE device_id = 'd1'").run(); // then a write
+      return n;
+    })();
+    await pending;
+    expect(before).toBe(1);
+    expect(rows(d)).toBe(2);
+    expect(d.prepare("SELECT tags_json FROM devices WHERE device_id = 'd1'").pluck().get()).toBe('["x"]');
+  });
+
   it('an in-memory database is written on the main thread by the same store', async () => {
     const d = open(':memory:');
     const w = writer(d);
