@@ -86,7 +86,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
   });
   const director = new Director(db, keys, broker, config.desiredTtlSeconds);
-  const ingest = new DeviceIngest(db, app.log);
+  const ingest = new DeviceIngest(db, app.log, { telemetryWriter: config.telemetryWriter });
   await ingest.start(broker);
   await director.republishAll();
   const assignments = new AssignmentLoop(db, director, app.log);

@@ -16,9 +16,10 @@ export class DeviceIngest {
   readonly telemetry: TelemetryWriter;
   private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
 
-  constructor(private readonly db: Db, private readonly log: FastifyBaseLogger) {
+  constructor(private readonly db: Db, private readonly log: FastifyBaseLogger, opts: { telemetryWriter?: 'thread' | 'main' } = {}) {
     this.sql = prepareStatements(db);
     this.telemetry = new TelemetryWriter(db, {
+      thread: opts.telemetryWriter,
       onError: (err) => this.log.error({ err, event: 'telemetry_writer_failed' }, 'telemetry writer failed'),
     });
     // listeners hear a window after the commit that stored it, and only the first time
