@@ -1,13 +1,16 @@
 // Telemetry ingest: windows stored per second through the real server (aedes with the fleet's auth,
-// ACL, packet guard and rate limiter, then zod validation, then batched SQLite inserts), next to a bare
+// ACL, packet guard and rate limiter, then validation, then the writer thread's batched SQLite inserts), next to a bare
 // aedes broker whose in-process subscriber only counts: the same `clients` MQTT connections from the
 // same publisher child process, QoS 1, the same payload bytes (a realistic Telemetry JSON with drift
-// histograms). The publishers get a process of their own so both brokers face the same load and share
-// the CPU with it alike; both brokers live in this process, idle while the other runs.
-// Runs alternate raw/server in an ABBA order so drift on a noisy machine hits both alike.
+// histograms). The publishers get a process of their own so the brokers face the same load and share
+// the CPU with it alike; the brokers live in this process, idle while another runs.
+// A third target, 'inline', is the same server with telemetryWriter 'main' (the writer on the broker's
+// thread, as before issue 13): before and after in the same run. The three run in rotating order so
+// drift on a noisy machine hits all alike.
 // A run's clock starts when the publishers are told to go (payloads are prebuilt) and stops when the
-// last message is counted (raw) or its row is committed to SQLite (server; the writer flushes every
-// 500 rows or 50 ms). Afterwards the rows are counted in SQLite: each window stored exactly once.
+// last message is counted (raw) or its row is committed to SQLite (server; the writer thread commits
+// whatever has arrived, up to 1,000 windows a transaction). Afterwards the rows are counted in SQLite:
+// each window stored exactly once.
 // Run alone: npx tsx bench/ingest.ts [--clients N] [--per-client N] [--runs N] [--inflight N]
 import { Aedes } from 'aedes';
 import { createServer, type AddressInfo } from 'node:net';
@@ -61,13 +64,13 @@ export function telemetryPayload(deviceId: string, seq: number): Buffer {
 const deviceIds = (n: number) => Array.from({ length: n }, (_, i) => `bench-${String(i).padStart(5, '0')}`);
 
 interface RunFigures {
-  target: 'raw' | 'server'; messages: number; counted: number; ms: number; perSecond: number;
+  target: 'raw' | 'server' | 'inline'; messages: number; counted: number; ms: number; perSecond: number;
   /** fractions of one core over the run, and the broker process's event-loop utilization: which side was busy */
   publisherCpu: number; brokerCpu: number; brokerEventLoop: number;
   /** CPU time of the broker process per message (less sensitive to other load than wall time) */
   brokerCpuUsPerMessage: number;
-  /** wall and CPU time inside TelemetryWriter.flush (SQLite transactions), shares of the run's wall time */
-  sqliteFlushShare?: number; sqliteFlushCpuShare?: number;
+  /** the telemetry writer thread's event-loop utilization over the run (its share of one core spent storing) */
+  writerThreadEventLoop?: number | null;
 }
 
 export async function benchIngest(opts: BenchIngestOptions = {}) {
@@ -84,41 +87,40 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
     // The product's defaults (auth on, rate limit 100/s with a 2,000 burst per device); a run sends
     // perClient <= 2,000 per device, inside the burst, so the limiter is paid for but never trips.
     const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'silent', bootstrapAdminToken: adminToken });
+    // "before", in the same run: the same server with the writer on the broker's thread (telemetryWriter: 'main')
+    const inlineApp = await buildServer({ dataDir: join(dir, 'server-inline'), httpPort: 0, mqttPort: 0, logLevel: 'silent', bootstrapAdminToken: adminToken, telemetryWriter: 'main' });
     const raw = await startRawBroker();
     const child = forkRole(THIS_FILE, 'publisher');
     try {
-      const secrets = await enroll(app, adminToken, ids);
+      const servers = { server: app, inline: inlineApp };
+      for (const [group, a] of Object.entries(servers)) {
+        const secrets = await enroll(a, adminToken, ids);
+        await ask(child, { type: 'connect', group, port: a.fleet.broker.port, devices: ids.map((id) => ({ id, password: secrets.get(id) })) }, 'connected', 60_000);
+      }
       await ask(child, { type: 'connect', group: 'raw', port: raw.port, devices: ids.map((id) => ({ id })) }, 'connected', 60_000);
-      await ask(child, { type: 'connect', group: 'server', port: app.fleet.broker.port, devices: ids.map((id) => ({ id, password: secrets.get(id) })) }, 'connected', 60_000);
+      await app.fleet.ingest.telemetry.started();
 
-      const writer = app.fleet.ingest.telemetry;
-      // Instrument this instance's flush (wall time in SQLite, including any checkpoint fsync).
-      const flush = writer.flush.bind(writer);
-      let flushMs = 0, flushCpuMs = 0;
-      writer.flush = () => {
-        const t = performance.now(), c0 = process.cpuUsage();
-        flush();
-        const c = process.cpuUsage(c0);
-        flushMs += performance.now() - t;
-        flushCpuMs += (c.user + c.system) / 1000;
-      };
-      const counters = app.fleet.ingest.counters;
       const figures: RunFigures[] = [];
-      // one unmeasured run each first: JIT, SQLite page cache and socket buffers warm for both
-      const order: ('raw' | 'server' | 'warmup-raw' | 'warmup-server')[] = ['warmup-raw', 'warmup-server'];
-      for (let r = 0; r < runs; r++) order.push(...(r % 2 === 0 ? ['raw', 'server'] as const : ['server', 'raw'] as const));
-      let serverRun = 0;
-      const integrity = { published: 0, stored: 0, duplicates: 0, dropped: 0, lost: 0 };
+      type Target = RunFigures['target'];
+      // one unmeasured run each first: JIT, SQLite page cache and socket buffers warm for all; then the
+      // three in a rotating order so drift on a noisy machine hits all alike
+      const order: { target: Target; warmup: boolean }[] = (['raw', 'server', 'inline'] as const).map((target) => ({ target, warmup: true }));
+      const rotations: Target[][] = [['raw', 'server', 'inline'], ['inline', 'raw', 'server'], ['server', 'inline', 'raw']];
+      for (let r = 0; r < runs; r++) order.push(...rotations[r % 3].map((target) => ({ target, warmup: false })));
+      const serverRuns0 = { server: 0, inline: 0 };
+      const integrityOf = () => ({ published: 0, stored: 0, duplicates: 0, dropped: 0, lost: 0 });
+      const integrity = { server: integrityOf(), inline: integrityOf() };
 
-      for (const step of order) {
-        const warmup = step.startsWith('warmup-');
-        const target = step.replace('warmup-', '') as 'raw' | 'server';
-        const seqBase = target === 'server' ? serverRun++ * perClient : 0;
+      for (const { target, warmup } of order) {
+        const a = target === 'raw' ? null : servers[target];
+        const writer = a?.fleet.ingest.telemetry ?? null;
+        const counters = a?.fleet.ingest.counters ?? null;
+        const seqBase = target === 'raw' ? 0 : serverRuns0[target]++ * perClient;
         await ask(child, { type: 'arm', group: target, seqBase, perClient }, 'armed', 60_000);
-        const count = target === 'raw' ? () => raw.count : () => writer.stored;
+        const count = writer ? () => writer.stored : () => raw.count;
         const before = count();
-        const dup0 = writer.duplicates, drop0 = counters.dropped.telemetry ?? 0;
-        const cpu0 = process.cpuUsage(), elu0 = eventLoopUtilization(), flush0 = flushMs, flushCpu0 = flushCpuMs;
+        const dup0 = writer?.duplicates ?? 0, drop0 = counters?.dropped.telemetry ?? 0;
+        const cpu0 = process.cpuUsage(), elu0 = eventLoopUtilization(), writerElu0 = writer?.eventLoopUtilization() ?? null;
         const t0 = performance.now();
         const published = ask<Msg & { acked: number; cpuMs: number }>(child, { type: 'go', group: target, inflight }, 'published', 120_000);
         // Stop waiting when everything arrived, or nothing has for 5 s (then the difference is lost).
@@ -128,7 +130,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
           if (c !== last) { last = c; lastChange = tEnd = performance.now(); }
           return c - before >= n || performance.now() - lastChange > 5000;
         }, 180_000, 1);
-        const cpu = process.cpuUsage(cpu0), elu = eventLoopUtilization(elu0), runFlushMs = flushMs - flush0, runFlushCpuMs = flushCpuMs - flushCpu0;
+        const cpu = process.cpuUsage(cpu0), elu = eventLoopUtilization(elu0), writerElu = writerElu0 ? writer!.eventLoopUtilization(writerElu0) : null;
         const pub = await published;
         const ms = tEnd - t0;
         if (!warmup) figures.push({
@@ -136,39 +138,44 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
           // fractions of one core over the run: which process was saturated
           publisherCpu: round(pub.cpuMs / ms), brokerCpu: round((cpu.user + cpu.system) / 1000 / ms), brokerEventLoop: round(elu.utilization),
           brokerCpuUsPerMessage: round((cpu.user + cpu.system) / n),
-          ...(target === 'server' ? { sqliteFlushShare: round(runFlushMs / ms), sqliteFlushCpuShare: round(runFlushCpuMs / ms) } : {}),
+          ...(target === 'server' ? { writerThreadEventLoop: writerElu ? round(writerElu.utilization) : null } : {}),
         });
-        if (target === 'server') {
+        if (a && writer && counters && target !== 'raw') {
           await new Promise((resolve) => setTimeout(resolve, 100)); // a late duplicate would show up here
-          writer.flush();
-          const rows = (app.fleet.db.prepare('SELECT COUNT(*) AS c FROM telemetry WHERE seq >= ? AND seq < ?').get(seqBase, seqBase + perClient) as { c: number }).c;
-          integrity.published += pub.acked;
-          integrity.stored += rows;
-          integrity.duplicates += writer.duplicates - dup0;
-          integrity.dropped += (counters.dropped.telemetry ?? 0) - drop0;
-          integrity.lost += n - rows;
+          await writer.flush();
+          const rows = (a.fleet.db.prepare('SELECT COUNT(*) AS c FROM telemetry WHERE seq >= ? AND seq < ?').get(seqBase, seqBase + perClient) as { c: number }).c;
+          const i = integrity[target];
+          i.published += pub.acked;
+          i.stored += rows;
+          i.duplicates += writer.duplicates - dup0;
+          i.dropped += (counters.dropped.telemetry ?? 0) - drop0;
+          i.lost += n - rows;
         }
       }
-      const rawRuns = figures.filter((f) => f.target === 'raw'), serverRuns = figures.filter((f) => f.target === 'server');
-      const rawPerSecond = median(rawRuns.map((f) => f.perSecond));
-      const storedPerSecond = median(serverRuns.map((f) => f.perSecond));
+      const runsOf = (t: Target) => figures.filter((f) => f.target === t);
+      const rawPerSecond = median(runsOf('raw').map((f) => f.perSecond));
+      const storedPerSecond = median(runsOf('server').map((f) => f.perSecond));
+      const inlinePerSecond = median(runsOf('inline').map((f) => f.perSecond));
+      const cpuOf = (t: Target) => round(median(runsOf(t).map((f) => f.brokerCpuUsPerMessage)));
       return {
         storedPerSecond: round(storedPerSecond),
         rawBrokerPerSecond: round(rawPerSecond),
         ingestVsRawBroker: round(storedPerSecond / rawPerSecond),
-        target: '>= 0.8',
-        // what each message costs the broker process in CPU, server vs raw (median over runs)
-        cpuUsPerMessage: {
-          server: round(median(serverRuns.map((f) => f.brokerCpuUsPerMessage))),
-          raw: round(median(rawRuns.map((f) => f.brokerCpuUsPerMessage))),
-        },
+        target: '>= 0.9',
+        // before (issue 13): the writer on the broker's thread, measured in the same run
+        writerOnBrokerThread: { storedPerSecond: round(inlinePerSecond), ingestVsRawBroker: round(inlinePerSecond / rawPerSecond), cpuUsPerMessage: cpuOf('inline') },
+        // why the target is out of reach on this machine (measured by the fields below)
+        floor: 'the raw broker spends ~20 us of CPU per message; the server adds auth, ACL, rate limiter, packet guard, JSON.parse and the validator on the broker thread, and the writer thread ~35-50 us per window (raw row with its three indexes ~20, rollups ~20); with the publishers on the same 2 cores the server needs ~4x the raw broker CPU per message, and the writer thread alone caps storage near 20-30k windows/s',
+        // what each message costs the broker process in CPU (all its threads), server vs raw (median over runs)
+        cpuUsPerMessage: { server: cpuOf('server'), raw: cpuOf('raw') },
         // every window published once must be a row once: rows == published, no losses
-        integrity: { ...integrity, exactlyOnce: integrity.stored === integrity.published && integrity.lost === 0 },
-        ingestStepCostUs: ingestStepCosts(dir),
+        integrity: { ...integrity.server, exactlyOnce: integrity.server.stored === integrity.server.published && integrity.server.lost === 0 },
+        integrityWriterOnBrokerThread: { ...integrity.inline, exactlyOnce: integrity.inline.stored === integrity.inline.published && integrity.inline.lost === 0 },
+        ingestStepCostUs: await ingestStepCosts(dir),
         runs: {
           runsEach: runs, clients, perClient, messagesPerRun: n, inflightPerClient: inflight, qos: 1,
           payloadBytes: telemetryPayload(ids[0], 0).length,
-          setup: 'publishers: one child process with all connections; both brokers in the bench process; runs ABBA-interleaved',
+          setup: 'publishers: one child process with all connections; the raw broker and both servers (writer thread, writer on the broker thread) in the bench process; runs in rotating order',
           figures,
         },
         cpus: cpuCount(),
@@ -178,6 +185,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
       await stopChild(child);
       await raw.close();
       await app.close();
+      await inlineApp.close();
     }
   });
 }
@@ -219,7 +227,7 @@ async function startRawBroker() {
  * CPU microseconds per message (process.cpuUsage: less skewed by other load than wall time), median
  * of 5 repetitions after one warm-up.
  */
-function ingestStepCosts(dir: string) {
+async function ingestStepCosts(dir: string) {
   const payloads = deviceIds(100).flatMap((id) => Array.from({ length: 50 }, (_, s) => telemetryPayload(id, s)));
   const cpuUs = (fn: () => void) => { const c0 = process.cpuUsage(); fn(); const c = process.cpuUsage(c0); return (c.user + c.system) / payloads.length; };
   const jsonUs: number[] = [], zodUs: number[] = [], insertUs: number[] = [];
@@ -228,8 +236,10 @@ function ingestStepCosts(dir: string) {
     const j = cpuUs(() => { raw = payloads.map((p) => JSON.parse(p.toString('utf8'))); });
     const z = cpuUs(() => { parsed = raw.map((r) => Telemetry.parse(r)); });
     const db = openDatabase(join(dir, `steps-${rep}.db`));
-    const writer = new TelemetryWriter(db);
-    const ins = cpuUs(() => { for (const t of parsed) writer.add(t); writer.flush(); });
+    // on the main thread here, so its CPU is this process's: what one window costs SQLite (the server's writer thread pays it)
+    const writer = new TelemetryWriter(db, { thread: 'main', maxBatch: 500 });
+    const ins = cpuUs(() => { for (const t of parsed) void writer.add(t); void writer.flush(); });
+    await writer.close();
     db.close();
     if (rep > 0) { jsonUs.push(j); zodUs.push(z); insertUs.push(ins); }
   }

@@ -4,8 +4,9 @@
 //    wall time, devices per second, the server's peak RSS and CPU seconds (N = 1,000 and 10,000);
 //  - revert: a 3x latency regression fails its gate in the first wave (haltedInWave, and
 //    targetHaltInWave1: halted in wave 1 by the sequential test); time from the gate failure to every
-//    touched device back on its previous model (from the campaign's own events).
-import { cpus } from 'node:os';
+//    touched device back on its previous model (from the campaign's own events); devices10000: every
+//    device of a 10,000-device fleet touched by one wave, then reverted (target < 15 s).
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runScenario } from '../firmware-sim/run-scenario.ts';
 
@@ -26,13 +27,20 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
       fleetStartSeconds: o.timings.fleetStartMs / 1000,
       serverPeakRssMB: o.server.peakRssMB, serverCpuSeconds: o.server.cpuSeconds,
       targetUnder60sFor10k: n === 10_000 ? (o.timings.rolloutMs ?? Infinity) < 60_000 : undefined,
+      // issue 13: 10,000 devices in < 20 s, the server's CPU during the campaign <= 1.5 ms per device updated
+      target: n === 10_000 ? '< 20 s' : undefined,
+      serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
+      serverCpuMsPerDevice: o.devicesOn.candidate ? Math.round((o.server.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
+      serverCpuMsPerDeviceTarget: '<= 1.5',
+      loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
     };
   }
   return { ...out, runs: 1, cpus: cpus().length };
 }
 
-export async function benchRevert(opts: { devices?: number } = {}) {
+export async function benchRevert(opts: { devices?: number; all?: number } = {}) {
   const n = opts.devices ?? 1000;
+  const all = opts.all ?? 10_000;
   const o = await runScenario({
     name: `revert-${n}`,
     fleet: { devices: n, processes: 1, telemetryWindowMs: 1000, inferencesPerSecond: 5, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
@@ -63,11 +71,45 @@ export async function benchRevert(opts: { devices?: number } = {}) {
     gateFailedAfterSeconds: failedAt === null ? null : failedAt / 1000,
     devicesOnCandidate: o.devicesOn.candidate, untouchedOnBaseline: o.devicesOn.baseline,
     runs: 1, cpus: cpus().length,
+    [`devices${all}`]: all > 0 ? await benchRevertAll(all) : undefined,
+  };
+}
+
+/**
+ * Issue 13: every device of a large fleet touched, then reverted. One wave of 100% with a 3x latency
+ * regression: the gate fails once every device runs the candidate, and the engine sends each its previous
+ * model again (staged from the slot that still holds it). revertSeconds: from the gate failure to every
+ * touched device back on its previous model (the campaign's own 'reverted' event).
+ */
+export async function benchRevertAll(n: number) {
+  const o = await runScenario({
+    name: `revert-all-${n}`,
+    fleet: { devices: n, processes: n > 2000 ? 2 : 1, telemetryWindowMs: 2000, inferencesPerSecond: 1, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
+    model: 'tiny',
+    campaign: {
+      waves: [{ percent: 100, soakSeconds: 4, minReporting: 20, minInferences: 200 }],
+      gates: { sequential: { windowsPerDevice: 1 } },
+      deviceDeadlineSeconds: 600,
+    },
+    timeoutMs: 600_000,
+  });
+  const gate = o.campaign.events.find((e) => e.type === 'gate_failed');
+  return {
+    status: o.campaign.status, devices: n, touched: o.devicesTouched, gateFailure: o.campaign.failures,
+    revertSeconds: o.timings.revertMs === null ? null : o.timings.revertMs / 1000,
+    target: '< 15 s',
+    gateFailedAfterSeconds: gate ? gate.at / 1000 : null,
+    devicesOnBaselineAfter: o.devicesOn.baseline, devicesOnCandidateAfter: o.devicesOn.candidate,
+    serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
+    loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
-  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert() }, null, 2));
+  // npx tsx bench/rollout.ts [sizes...] [--revert-all N] (N = 0 skips the all-devices revert run)
+  const flag = process.argv.indexOf('--revert-all');
+  const all = flag > 0 ? Number(process.argv[flag + 1]) : 0;
+  const sizes = process.argv.slice(2).filter((a, i, xs) => a !== '--revert-all' && xs[i - 1] !== '--revert-all').map(Number).filter((n) => n > 0);
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all }) }, null, 2));
   process.exit(0);
 }

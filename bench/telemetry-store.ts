@@ -75,13 +75,13 @@ export async function benchTelemetryStore(o: TelemetryStoreOptions = {}) {
     const small = openDatabase(join(dir, 'small.db'));
     const ins = small.prepare("INSERT INTO devices (device_id, hardware, first_seen, last_seen) VALUES (?, ?, 'x', 'x')");
     for (let d = 0; d < devices; d++) ins.run(`dev-${d}`, HW[d % 4]);
-    const writer = new TelemetryWriter(small, 500, 1_000_000);
+    const writer = new TelemetryWriter(small, { maxBatch: 500 });
     const rand = seededRandom(7);
     const t0 = performance.now();
     for (let m = 0; m < minutes; m++) {
       for (let d = 0; d < devices; d++) writer.add(windowOf(rand, `dev-${d}`, m, T0 + m * 60_000, d % 2 ? 2 : 1));
     }
-    writer.flush();
+    await writer.close();
     const writeMs = performance.now() - t0;
     const windows = devices * minutes;
     const b = tableBytes(small);

@@ -92,7 +92,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   });
   const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction);
   const director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
-  const ingest = new DeviceIngest(db, app.log);
+  const ingest = new DeviceIngest(db, app.log, { telemetryWriter: config.telemetryWriter });
   await ingest.start(broker);
   await director.republishAll();
   const assignments = new AssignmentLoop(db, director, app.log);
@@ -118,7 +118,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     assignments.stop();
     await rollouts.stop();
     await broker.close();
-    ingest.stop();
+    await ingest.stop();
     db.close();
   });
 

@@ -75,6 +75,8 @@ export const ServerConfig = z.object({
   telemetryDeviceHourRetentionDays: z.coerce.number().positive().default(90),
   telemetryPruneIntervalSeconds: z.coerce.number().min(0).default(60),
   telemetryPruneMaxRows: z.coerce.number().int().positive().default(50_000),
+  /** where telemetry windows are written: 'thread' (a worker thread with its own SQLite connection) or 'main' (the broker's thread, as before issue 13) */
+  telemetryWriter: z.enum(['thread', 'main']).default('thread'),
   /** GET /metrics (Prometheus): 'viewer' needs a viewer token (the default), 'public' needs none */
   metricsAccess: z.enum(['viewer', 'public']).default('viewer'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),

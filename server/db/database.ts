@@ -13,8 +13,21 @@ export function openDatabase(file: string): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  immediateTransactions(db);
   migrate(db);
   return db;
+}
+
+/**
+ * Every db.transaction() begins with BEGIN IMMEDIATE (the write lock at once). The telemetry writer thread
+ * writes on a second connection: a deferred transaction that read first and wrote later would find the
+ * database changed since its snapshot and fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout retries.
+ * Taking the lock at BEGIN makes it wait (busy_timeout) for the other connection's commit instead.
+ * `.deferred` is still there for a transaction that only reads.
+ */
+function immediateTransactions(db: Db): void {
+  const transaction = db.transaction.bind(db);
+  db.transaction = ((fn: Parameters<Db['transaction']>[0]) => transaction(fn).immediate) as Db['transaction'];
 }
 
 export function migrate(db: Db): number {

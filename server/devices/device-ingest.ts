@@ -16,15 +16,27 @@ export class DeviceIngest {
   readonly telemetry: TelemetryWriter;
   private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
 
-  constructor(private readonly db: Db, private readonly log: FastifyBaseLogger) {
+  constructor(private readonly db: Db, private readonly log: FastifyBaseLogger, opts: { telemetryWriter?: 'thread' | 'main' } = {}) {
     this.sql = prepareStatements(db);
-    this.telemetry = new TelemetryWriter(db);
+    this.telemetry = new TelemetryWriter(db, {
+      thread: opts.telemetryWriter,
+      onError: (err) => this.log.error({ err, event: 'telemetry_writer_failed' }, 'telemetry writer failed'),
+    });
+    // listeners hear a window after the commit that stored it, and only the first time
+    this.telemetry.outcomes = (windows, outcomes) => windows.forEach((t, i) => {
+      if (outcomes[i] === 'stored') this.heard('telemetry', t.deviceId, t);
+      else if (outcomes[i] === 'duplicate') this.counters.duplicates.telemetry = (this.counters.duplicates.telemetry ?? 0) + 1;
+      else {
+        this.counters.dropped.telemetry = (this.counters.dropped.telemetry ?? 0) + 1;
+        this.log.error({ deviceId: t.deviceId, seq: t.seq, event: 'telemetry_store_failed' }, 'telemetry window not stored');
+      }
+    });
   }
 
   async start(bus: FleetBus): Promise<void> {
     await bus.subscribe(topics.all('presence'), (t, p) => this.handle('presence', t, p, Presence, (m) => this.onPresence(m)));
     await bus.subscribe(topics.all('status'), (t, p) => this.queueStatus(t, p));
-    await bus.subscribe(topics.all('telemetry'), (t, p) => this.handle('telemetry', t, p, Telemetry, (m) => this.telemetry.add(m), isTelemetry));
+    await bus.subscribe(topics.all('telemetry'), (t, p) => this.queueTelemetry(t, p));
   }
 
   /** Called after a message is stored (the rollout engine and tests listen here). */
@@ -33,9 +45,26 @@ export class DeviceIngest {
     return () => this.listeners.delete(fn);
   }
 
-  stop(): void {
+  /** Apply queued statuses, store queued telemetry, and stop the telemetry writer thread. */
+  async stop(): Promise<void> {
     this.flushStatuses();
-    this.telemetry.flush();
+    await this.telemetry.close();
+  }
+
+  // Telemetry is validated here and stored by the writer thread (telemetry-writer.ts). The embedded
+  // broker sends a QoS 1 PUBACK before it delivers the message to us (aedes 1.2 lib/handlers/publish.js),
+  // so holding the handler cannot delay the PUBACK; it only holds the broker's delivery slots (100) and
+  // the device's socket. The handler lets go at once, so the writer gathers large transactions, and
+  // holds on (until the window's commit) only while more than TELEMETRY_BACKLOG windows wait for the
+  // writer: devices that send faster than SQLite stores are slowed down instead of filling memory.
+  private static readonly TELEMETRY_BACKLOG = 4096;
+
+  private queueTelemetry(topic: string, payload: Buffer): Promise<void> | void {
+    const text = payload.toString('utf8');
+    const t = this.accept('telemetry', topic, text, Telemetry, isTelemetry);
+    if (!t) return;
+    const committed = this.telemetry.add(t, text);
+    if (this.telemetry.backlog > DeviceIngest.TELEMETRY_BACKLOG) return committed;
   }
 
   // Status messages are applied in batches, one transaction for all that arrived within a couple of
@@ -48,7 +77,7 @@ export class DeviceIngest {
   private static readonly STATUS_DELAY_MS = 2;
 
   private queueStatus(topic: string, payload: Buffer): Promise<void> | void {
-    const status = this.accept('status', topic, payload, Status);
+    const status = this.accept('status', topic, payload.toString('utf8'), Status);
     if (!status) return;
     return new Promise<void>((done) => {
       this.statusQueue.push({ status, done });
@@ -86,7 +115,7 @@ export class DeviceIngest {
 
   /** `store` returns false for a message it already had (a resend): listeners do not hear it twice. */
   private handle<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, store: (msg: z.infer<S>) => boolean | void, fast?: (x: unknown) => boolean): void {
-    const msg = this.accept(kind, topic, payload, schema, fast);
+    const msg = this.accept(kind, topic, payload.toString('utf8'), schema, fast);
     if (!msg) return;
     if (store(msg) === false) {
       this.counters.duplicates[kind] = (this.counters.duplicates[kind] ?? 0) + 1;
@@ -107,7 +136,7 @@ export class DeviceIngest {
   }
 
   /** The message if it is on a fleet topic, is JSON, passes its schema and names the topic's device; otherwise dropped (counted, logged). */
-  private accept<S extends z.ZodType>(kind: TopicKind, topic: string, payload: Buffer, schema: S, fast?: (x: unknown) => boolean): z.infer<S> | null {
+  private accept<S extends z.ZodType>(kind: TopicKind, topic: string, text: string, schema: S, fast?: (x: unknown) => boolean): z.infer<S> | null {
     const where = parseTopic(topic);
     const drop = (why: string): null => {
       this.counters.dropped[kind] = (this.counters.dropped[kind] ?? 0) + 1;
@@ -117,7 +146,7 @@ export class DeviceIngest {
     if (!where) return drop('not a fleet topic');
     let raw: unknown;
     try {
-      raw = JSON.parse(payload.toString('utf8'));
+      raw = JSON.parse(text);
     } catch {
       return drop('payload is not JSON');
     }

@@ -1,83 +1,214 @@
-// Telemetry windows are written in batches (one transaction per few hundred rows is ~10x faster than a
-// commit per row) and idempotently: (device_id, seq) is the key, so a window resent after a reconnect
-// is stored once. Each newly stored window is added to the per-minute and per-hour rollups in the same
-// transaction (server/telemetry/rollups.ts).
+// Telemetry windows, validated on the main thread, are stored by a writer thread with its own SQLite
+// connection (server/telemetry/writer-thread.ts): the main thread only posts them. Windows added in the
+// same turn of the event loop go as one batch (at most maxBatch); add() returns a promise that settles
+// once its window is committed (device-ingest.ts holds the broker's delivery on it while the writer is behind).
+// Storage is idempotent ((device_id, seq) is the key; rollups count newly stored windows only), so a
+// batch sent again after the thread died is still stored once. An in-memory database (tests, tools)
+// cannot be shared with a thread: it is written on the main thread, by the same WindowStore.
+import { Worker } from 'node:worker_threads';
+import type { EventLoopUtilization } from 'node:perf_hooks';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import type { Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
-import { RollupBatch, RollupCache } from '../telemetry/rollups.ts';
+import { WindowStore, type WindowOutcome } from '../telemetry/window-store.ts';
+import { MAX_WINDOWS_PER_TRANSACTION, type FromWriter, type ToWriter, type WriterThreadData } from '../telemetry/writer-thread.ts';
+
+export interface TelemetryWriterOptions {
+  /** windows per batch posted to the writer (default 256) */
+  maxBatch?: number;
+  /** the clock stamped into received_at and told to onStored */
+  now?: () => number;
+  /** 'thread' (default for a database file) or 'main' (always used for an in-memory database) */
+  thread?: 'thread' | 'main';
+  /** told when the writer thread fails (it is restarted and its unanswered batches are sent again) */
+  onError?: (err: Error) => void;
+}
+
+interface Batch { id: number; windows: Telemetry[]; texts: string[]; receivedAt: number; done: () => void; settled: Promise<void> }
 
 export class TelemetryWriter {
-  private pending: Telemetry[] = [];
-  private timer: NodeJS.Timeout | null = null;
   stored = 0;
   duplicates = 0;
-  /** told of each window stored for the first time, with when it was stored (metrics listen here) */
+  /** windows SQLite would not store (logged by the caller through onError; the device is acknowledged) */
+  failed = 0;
+  /** told of each window stored for the first time, after its commit, with when it was stored (metrics listen here) */
   onStored: ((t: Telemetry, storedAt: number) => void) | null = null;
-  /** the rollup rows written last (a device's next window in the hour merges without reading its row back) */
-  private readonly rollupCache = new RollupCache();
-  /** device id -> hardware class, as the devices table says (read once per device) */
-  private readonly hardware = new Map<string, string | null>();
 
-  constructor(private readonly db: Db, private readonly maxBatch = 500, private readonly maxDelayMs = 50, private readonly now: () => number = Date.now) {}
+  private pending: Batch | null = null;
+  private readonly inFlight = new Map<number, Batch>();
+  private nextId = 1;
+  private immediate: NodeJS.Immediate | null = null;
+  private readonly maxBatch: number;
+  private readonly now: () => number;
+  private readonly onError: (err: Error) => void;
+  /** main-thread store (in-memory database) or the writer thread */
+  private local: WindowStore | null = null;
+  private worker: Worker | null = null;
+  private ready: Promise<void> | null = null;
+  private restarts = 0;
+  private closing = false;
 
-  /** a presence message may name a new hardware class: read it again at the device's next window */
+  constructor(private readonly db: Db, opts: TelemetryWriterOptions = {}) {
+    this.maxBatch = opts.maxBatch ?? 256;
+    this.now = opts.now ?? Date.now;
+    this.onError = opts.onError ?? (() => {});
+    if (db.memory || opts.thread === 'main') this.local = new WindowStore(db);
+    else this.startThread();
+  }
+
+  /** windows added and not yet answered by the writer (committed, found stored, or failed) */
+  get backlog(): number { return this.waiting; }
+  private waiting = 0;
+
+  /** where windows are written: 'thread' or 'main' */
+  get thread(): 'thread' | 'main' { return this.local ? 'main' : 'thread'; }
+
+  /** a presence message may name a new hardware class: the writer reads it again at the device's next window */
   forgetHardware(deviceId: string): void {
-    this.hardware.delete(deviceId);
+    if (this.local) this.local.forgetHardware(deviceId);
+    else this.post({ type: 'forget', deviceId });
   }
 
-  private hardwareOf(deviceId: string, query: { get(id: string): unknown }): string | null {
-    let hw = this.hardware.get(deviceId);
-    if (hw === undefined) {
-      hw = (query.get(deviceId) as string | null | undefined) ?? null;
-      // a device seen before its first presence has no class yet: asked again next time
-      if (hw !== null) {
-        if (this.hardware.size > 100_000) this.hardware.clear();
-        this.hardware.set(deviceId, hw);
-      }
+  /**
+   * Queue one validated window; `text` is its JSON as received (sent to the thread as is, cheaper than
+   * cloning the object). Settles after the commit that stored it (or found it already stored).
+   */
+  add(t: Telemetry, text?: string): Promise<void> {
+    let b = this.pending;
+    if (!b) {
+      let done!: () => void;
+      const settled = new Promise<void>((resolve) => { done = resolve; });
+      b = this.pending = { id: this.nextId++, windows: [], texts: [], receivedAt: 0, done, settled };
+      this.immediate = setImmediate(() => this.send());
     }
-    return hw;
+    b.windows.push(t);
+    b.texts.push(text ?? JSON.stringify(t));
+    this.waiting++;
+    if (b.windows.length >= this.maxBatch) this.send();
+    return b.settled;
   }
 
-  add(t: Telemetry): void {
-    this.pending.push(t);
-    if (this.pending.length >= this.maxBatch) this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.maxDelayMs);
+  /** Send what is queued and wait until everything added so far is committed. */
+  async flush(): Promise<void> {
+    this.send();
+    await Promise.all([...this.inFlight.values()].map((b) => b.settled));
   }
 
-  flush(): void {
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (this.pending.length === 0) return;
-    const batch = this.pending;
-    this.pending = [];
-    const insert = this.db.prepare(`INSERT OR IGNORE INTO telemetry (device_id, seq, window_start, window_end, model_id, version,
-      manifest_sha256, count, errors, p50, p95, p99, max_ms, rss_bytes, histograms_json, received_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    const hardwareOf = this.db.prepare('SELECT hardware FROM devices WHERE device_id = ?').pluck();
-    // shadow mode (issue 17): the candidate's figures of the window, beside it
-    const insertShadow = this.db.prepare(`INSERT OR IGNORE INTO shadow_windows (device_id, seq, manifest_sha256, active_manifest_sha256, samples, errors, dropped,
-      active_ms, candidate_ms, outputs_json, histograms_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    const rollups = new RollupBatch();
-    const nowMs = this.now();
-    const now = new Date(nowMs).toISOString();
-    const stored: Telemetry[] = [];
-    let learned: { commit(): void } | null = null;
-    this.db.transaction(() => {
-      for (const t of batch) {
-        const hist = t.inputHistograms || t.outputHistograms ? JSON.stringify({ inputs: t.inputHistograms, outputs: t.outputHistograms }) : null;
-        const r = insert.run(t.deviceId, t.seq, t.windowStart, t.windowEnd, t.active?.modelId ?? null, t.active?.version ?? null,
-          t.active?.manifestSha256 ?? null, t.count, t.errors, t.latencyMs.p50, t.latencyMs.p95, t.latencyMs.p99, t.latencyMs.max, t.rssBytes, hist, now);
-        if (r.changes) {
-          this.stored++;
-          stored.push(t);
-          rollups.add(t, this.hardwareOf(t.deviceId, hardwareOf));
-          const sh = t.shadow;
-          if (sh) insertShadow.run(t.deviceId, t.seq, sh.manifestSha256, t.active?.manifestSha256 ?? null, sh.samples, sh.errors, sh.dropped, sh.activeMs, sh.candidateMs, JSON.stringify(sh.outputs),
-            sh.outputHistograms ? JSON.stringify(sh.outputHistograms) : null, nowMs);
-        } else this.duplicates++;
-      }
-      learned = rollups.write(this.db, this.rollupCache);
-    })();
-    learned!.commit();
-    if (this.onStored) for (const t of stored) this.onStored(t, nowMs);
+  /** Flush, then stop the writer thread (its connection closes after the last commit). */
+  async close(): Promise<void> {
+    await this.flush();
+    this.closing = true;
+    const w = this.worker;
+    this.worker = null;
+    if (w) {
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      w.postMessage({ type: 'close' } satisfies ToWriter);
+      await exited;
+    }
   }
+
+  private send(): void {
+    if (this.immediate) { clearImmediate(this.immediate); this.immediate = null; }
+    const b = this.pending;
+    if (!b) return;
+    this.pending = null;
+    b.receivedAt = this.now();
+    this.inFlight.set(b.id, b);
+    if (this.local) this.answered(b.id, this.storeHere(this.local, b));
+    else this.post({ type: 'batch', id: b.id, texts: b.texts, receivedAt: b.receivedAt });
+  }
+
+  private storeHere(store: WindowStore, b: Batch): WindowOutcome[] {
+    try {
+      return store.store(b.windows, b.receivedAt);
+    } catch (err) {
+      this.onError(err as Error);
+      return b.windows.map(() => 'failed');
+    }
+  }
+
+  private answered(id: number, outcomes: WindowOutcome[]): void {
+    const b = this.inFlight.get(id);
+    if (!b) return;
+    this.inFlight.delete(id);
+    this.waiting -= b.windows.length;
+    const storedAt = this.now();
+    outcomes.forEach((o, i) => {
+      if (o === 'stored') {
+        this.stored++;
+        if (this.onStored) this.onStored(b.windows[i], storedAt);
+      } else if (o === 'duplicate') this.duplicates++;
+      else this.failed++;
+    });
+    this.outcomes?.(b.windows, outcomes);
+    b.done();
+  }
+
+  /** the device ingest hears each batch's outcomes here (to tell its listeners of newly stored windows) */
+  outcomes: ((windows: Telemetry[], outcomes: WindowOutcome[]) => void) | null = null;
+
+  private post(m: ToWriter): void {
+    this.worker?.postMessage(m);
+  }
+
+  // ---- the writer thread ---------------------------------------------------------------------
+
+  private startThread(): void {
+    const data: WriterThreadData = { dbFile: this.db.name, maxWindowsPerTransaction: MAX_WINDOWS_PER_TRANSACTION };
+    const w = this.worker = spawnWriterThread(data);
+    this.ready = new Promise<void>((resolve) => {
+      w.on('message', (m: FromWriter) => {
+        if (m.type === 'ready') resolve();
+        else if (m.type === 'done') this.answered(m.id, m.outcomes);
+        else if (m.type === 'failed') this.onError(new Error(m.message));
+      });
+    });
+    w.on('error', (err) => this.onError(err));
+    w.on('exit', (code) => {
+      if (this.closing || this.worker !== w) return;
+      this.worker = null;
+      this.restart(new Error(`telemetry writer thread exited with code ${code}`));
+    });
+  }
+
+  /**
+   * The thread died: start another and send it every unanswered batch again (those it had committed
+   * are found already stored). Windows keep their PUBACK until then. After repeated deaths the windows
+   * are written on the main thread, so nothing waits forever.
+   */
+  private restart(why: Error): void {
+    this.onError(why);
+    const unanswered = [...this.inFlight.values()];
+    if (++this.restarts > 3) {
+      const local = this.local = new WindowStore(this.db);
+      for (const b of unanswered) this.answered(b.id, this.storeHere(local, b));
+      return;
+    }
+    this.startThread();
+    for (const b of unanswered) this.post({ type: 'batch', id: b.id, texts: b.texts, receivedAt: b.receivedAt });
+  }
+
+  /** the writer thread's event-loop utilization (as performance.eventLoopUtilization); null on the main thread */
+  eventLoopUtilization(prev?: EventLoopUtilization): EventLoopUtilization | null {
+    return this.worker ? this.worker.performance.eventLoopUtilization(prev) : null;
+  }
+
+  /** resolves once the writer thread has opened its connection (immediately for the main-thread writer) */
+  async started(): Promise<void> {
+    await this.ready;
+  }
+}
+
+/**
+ * Built (dist/), the thread runs the compiled writer-thread.js beside this file. From TypeScript sources
+ * (tsx, vitest) it first registers tsx's loader in the new thread, then imports writer-thread.ts.
+ */
+function spawnWriterThread(data: WriterThreadData): Worker {
+  const self = import.meta.url;
+  if (!self.endsWith('.ts')) return new Worker(new URL('../telemetry/writer-thread.js', self), { workerData: data });
+  const api = pathToFileURL(createRequire(self).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
+  const entry = new URL('../telemetry/writer-thread.ts', self).href;
+  const boot = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(entry)});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { workerData: data });
 }

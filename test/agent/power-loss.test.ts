@@ -130,7 +130,7 @@ describe('power loss at every write of real updates', () => {
   const quiet = (dataDir: string) => waitFor(() => readState(dataDir).outbox.length === 0, 15_000, 'status outbox empty');
   const db = () => server.app.fleet.db;
   const statusRows = (id: string) => db().prepare('SELECT seq, state, reason, manifest_sha256 AS manifest FROM status_events WHERE device_id = ? AND seq IS NOT NULL').all(id) as { seq: number; state: string; reason: string | null; manifest: string | null }[];
-  const telemetrySeqs = (id: string) => { server.app.fleet.ingest.telemetry.flush(); return (db().prepare('SELECT seq FROM telemetry WHERE device_id = ?').all(id) as { seq: number }[]).map((r) => r.seq); };
+  const telemetrySeqs = async (id: string) => { await server.app.fleet.ingest.telemetry.flush(); return (db().prepare('SELECT seq FROM telemetry WHERE device_id = ?').all(id) as { seq: number }[]).map((r) => r.seq); };
 
   async function passProbation(agent: FleetAgent, manifestSha256: string) {
     const passed = agent.waitForStatus((s) => s.manifestSha256 === manifestSha256 && s.state === 'probation_passed');
@@ -155,8 +155,8 @@ describe('power loss at every write of real updates', () => {
     return { agent, dataDir };
   }
 
-  function begin(id: string, dataDir: string) {
-    const base = { status: new Set(statusRows(id).map((r) => r.seq)), telemetry: new Set(telemetrySeqs(id)) };
+  async function begin(id: string, dataDir: string) {
+    const base = { status: new Set(statusRows(id).map((r) => r.seq)), telemetry: new Set(await telemetrySeqs(id)) };
     recorder.begin(dataDir);
     recording = id;
     return base;
@@ -210,7 +210,7 @@ describe('power loss at every write of real updates', () => {
       const dataDir = join(server.dir, 'pl', id);
       mkdirSync(dataDir, { recursive: true });
       await enrollKeys(server, [{ deviceId: id, dataDir }]);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       const agent = await startAt(id, dataDir);
       await install(agent, id, v1);
       await passProbation(agent, v1.manifestSha256);
@@ -222,7 +222,7 @@ describe('power loss at every write of real updates', () => {
       // install: v1 -> v2, probation passed
       const id = 'pl-install';
       const { agent, dataDir } = await deviceOnV1(id);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       await install(agent, id, v2);
       await passProbation(agent, v2.manifestSha256);
       await quiet(dataDir);
@@ -235,7 +235,7 @@ describe('power loss at every write of real updates', () => {
       const rt = new FaultRuntime();
       rt.faults.set(v3.manifest.artifact.sha256, { kind: 'error' });
       const { agent, dataDir } = await deviceOnV1(id, rt);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       const reverted = agent.waitForStatus((s) => s.manifestSha256 === v3.manifestSha256 && s.state === 'reverted');
       await install(agent, id, v3);
       await agent.infer(feeds).catch(() => {});
@@ -251,7 +251,7 @@ describe('power loss at every write of real updates', () => {
       const { agent, dataDir } = await deviceOnV1(id);
       await install(agent, id, v2);
       await quiet(dataDir);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       await install(agent, id, v3);
       await passProbation(agent, v3.manifestSha256);
       await quiet(dataDir);
@@ -265,7 +265,7 @@ describe('power loss at every write of real updates', () => {
       await install(agent, id, v2);
       await passProbation(agent, v2.manifestSha256);
       await quiet(dataDir);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       const refused = agent.waitForStatus((s) => s.state === 'rejected' && s.reason === 'ROLLBACK');
       await server.app.fleet.director.assign(v1.manifestSha256, [id]);
       await refused;
@@ -283,7 +283,7 @@ describe('power loss at every write of real updates', () => {
       await agent.stop();
       const s = readState(dataDir);
       truncateSync(join(dataDir, 'slots', `${s.active}.onnx`), 100);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       const again = await startAt(id, dataDir);
       // it falls back to v1 at once and fetches v2 again in the background: then v2 is active again
       await waitFor(() => again.active?.manifestSha256 === v2.manifestSha256, 15_000, 'v2 repaired and active');
@@ -298,7 +298,7 @@ describe('power loss at every write of real updates', () => {
       const { agent, dataDir } = await deviceOnV1(id);
       await agent.stop();
       expect(readTree(dataDir).files.size).toBeGreaterThan(0);
-      const base = begin(id, dataDir);
+      const base = await begin(id, dataDir);
       const again = await startAt(id, dataDir, over);
       let windows = 0;
       again.on('telemetry', () => windows++);
@@ -342,7 +342,7 @@ describe('power loss at every write of real updates', () => {
     const keepStatus = new Set([...run.base.status, ...marks.filter((m) => m.what === 'status').map((m) => m.seq)]);
     const keepTelemetry = new Set([...run.base.telemetry, ...marks.filter((m) => m.what === 'telemetry').map((m) => m.seq)]);
     for (const r of statusRows(run.id)) if (!keepStatus.has(r.seq)) db().prepare('DELETE FROM status_events WHERE device_id = ? AND seq = ?').run(run.id, r.seq);
-    for (const seq of telemetrySeqs(run.id)) if (!keepTelemetry.has(seq)) db().prepare('DELETE FROM telemetry WHERE device_id = ? AND seq = ?').run(run.id, seq);
+    for (const seq of await telemetrySeqs(run.id)) if (!keepTelemetry.has(seq)) db().prepare('DELETE FROM telemetry WHERE device_id = ? AND seq = ?').run(run.id, seq);
 
     // what must come of it
     const slotIntact = (slot: 'a' | 'b' | null) => {
@@ -406,8 +406,8 @@ describe('power loss at every write of real updates', () => {
         }
       }
       if (windows.length) {
-        try { await waitFor(() => { const got = new Set(telemetrySeqs(run.id)); return windows.every((w) => got.has(w)); }, 15_000, 'windows stored'); } catch {
-          return fail(`telemetry windows ${windows} on disk never reached the server (has ${telemetrySeqs(run.id)}, sent ${telemetry}, files ${[...s.files.keys()]}, statusSeq ${j.telemetrySeq})`);
+        try { await waitFor(async () => { const got = new Set(await telemetrySeqs(run.id)); return windows.every((w) => got.has(w)); }, 15_000, 'windows stored'); } catch {
+          return fail(`telemetry windows ${windows} on disk never reached the server (has ${await telemetrySeqs(run.id)}, sent ${telemetry}, files ${[...s.files.keys()]}, statusSeq ${j.telemetrySeq})`);
         }
       }
       if (run.over.telemetryWindowMs) {

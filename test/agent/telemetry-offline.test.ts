@@ -81,7 +81,7 @@ describe('telemetry across being offline', () => {
     await waitFor(() => agent!.outboxSize === 0 && online() === 1, 15_000, 'the outbox to drain');
     await agent.stop();
     agent = null;
-    server.app.fleet.ingest.telemetry.flush();
+    await server.app.fleet.ingest.telemetry.flush();
 
     const rows = db.prepare('SELECT seq, count, histograms_json FROM telemetry WHERE device_id = ? ORDER BY seq').all(deviceId) as { seq: number; count: number; histograms_json: string | null }[];
     const seqs = rows.map((r) => r.seq);

@@ -158,7 +158,7 @@ describe('fuzz', () => {
       presence: () => ({ deviceId: 'fuzz-dev', online: true, ts: now, hardware: 'cam', tags: ['a'] }),
     };
     const ingest = server.app.fleet.ingest;
-    const total = () => [...Object.values(ingest.counters.accepted), ...Object.values(ingest.counters.dropped)].reduce((a, b) => a + b, 0);
+    const total = () => [...Object.values(ingest.counters.accepted), ...Object.values(ingest.counters.dropped), ...Object.values(ingest.counters.duplicates)].reduce((a, b) => a + b, 0);
     const before = total();
     for (let n = 0; n < MQTT_PAYLOADS; n++) {
       const kind = pick(['status', 'telemetry', 'presence'] as const);
@@ -172,7 +172,7 @@ describe('fuzz', () => {
     await waitFor(() => total() - before >= MQTT_PAYLOADS, 60_000, `all ${MQTT_PAYLOADS} payloads handled`);
     expect(device.connected).toBe(true);
     expect(await stillServing(server)).toBe(true);
-    server.app.fleet.ingest.telemetry.flush();
+    await server.app.fleet.ingest.telemetry.flush();
     expect(server.app.fleet.db.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   }, 120_000);

@@ -26,7 +26,16 @@ function open(): Db {
   return db;
 }
 
-afterEach(() => {
+/** a writer (its own thread on the test's database file), closed after the test */
+let writers: TelemetryWriter[] = [];
+function writer(d: Db, now: () => number): TelemetryWriter {
+  const w = new TelemetryWriter(d, { now });
+  writers.push(w);
+  return w;
+}
+
+afterEach(async () => {
+  await Promise.all(writers.map((w) => w.close())); writers = [];
   db?.close(); db = null;
   if (dir) rmSync(dir, { recursive: true, force: true });
   dir = null;
@@ -60,17 +69,17 @@ describe('latency histogram', () => {
 });
 
 describe('rollups', () => {
-  it('adds windows per minute, per hour and per device hour, and counts a resent window once', () => {
+  it('adds windows per minute, per hour and per device hour, and counts a resent window once', async () => {
     const d = open();
-    const w = new TelemetryWriter(d, 500, 50, () => T0 + 3 * 60_000);
+    const w = writer(d, () => T0 + 3 * 60_000);
     w.add(win({ deviceId: 'd1', seq: 1, minute: 0, manifest: A, count: 100, errors: 2, x: [1, 2, 3] }));
     w.add(win({ deviceId: 'd2', seq: 1, minute: 0, manifest: A, count: 50, errors: 0, x: [3, 2, 1] }));
     w.add(win({ deviceId: 'd3', seq: 1, minute: 0, manifest: A, count: 10, errors: 10 }));
     w.add(win({ deviceId: 'd1', seq: 2, minute: 1, manifest: A, count: 100, errors: 0 }));
     w.add(win({ deviceId: 'd1', seq: 3, minute: 1, manifest: B, version: 2, count: 7, errors: 1 }));
-    w.flush();
+    await w.flush();
     w.add(win({ deviceId: 'd1', seq: 1, minute: 0, manifest: A, count: 100, errors: 2 })); // resent
-    w.flush();
+    await w.flush();
     expect(w.stored).toBe(5);
     expect(w.duplicates).toBe(1);
     // minute rows: (0, A, cam-a), (0, A, cam-b), (1, A, cam-a), (1, B, cam-a)
@@ -103,10 +112,10 @@ describe('rollups', () => {
 });
 
 describe('retention', () => {
-  it('prunes raw windows past their retention in bounded ticks, keeps those an unfinished campaign judges, and its gate figures stay the same', () => {
+  it('prunes raw windows past their retention in bounded ticks, keeps those an unfinished campaign judges, and its gate figures stay the same', async () => {
     const d = open();
     const received = T0;
-    const w = new TelemetryWriter(d, 500, 50, () => received);
+    const w = writer(d, () => received);
     // model A (the old one) and B (the campaign's new one) on d1 and d2; model C on d3, in no campaign
     const C = sha('c');
     let seq = 0;
@@ -115,7 +124,7 @@ describe('retention', () => {
       w.add(win({ deviceId: 'd2', seq: ++seq, minute: m, manifest: B, version: 2, p95: 25, p99: 35, x: [10, 20, 30] }));
       w.add(win({ deviceId: 'd3', seq: ++seq, minute: m, manifest: C, version: 3 }));
     }
-    w.flush();
+    await w.flush();
     expect(count(d, 'telemetry')).toBe(15);
     // a running campaign of B whose device d2 ran A before (rows as the engine writes them)
     d.prepare("INSERT INTO models (model_id, latest_version, created_at) VALUES ('tiny', 3, 'x')").run();

@@ -32,7 +32,7 @@ describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
     ingest.telemetry.add(win({ start, deviceId: 'd1', seq: 1, minute: 0, manifest, count: 100, errors: 1, x: shifted }));
     ingest.telemetry.add(win({ start, deviceId: 'd1', seq: 2, minute: 1, manifest, count: 100, errors: 1, x: shifted }));
     ingest.telemetry.add(win({ start, deviceId: 'd2', seq: 1, minute: 1, manifest, count: 50, errors: 5, x: shifted }));
-    ingest.telemetry.flush();
+    await ingest.telemetry.flush();
   });
   afterAll(async () => { await server?.close(); });
 

@@ -1,0 +1,81 @@
+// The telemetry writer thread: a worker_thread with its own SQLite connection (WAL lets the main
+// connection read and write meanwhile) that stores the windows the main thread validated. Batches that
+// arrive while one is being written are stored together, one transaction for all of them, and each
+// batch gets its answer (what happened to each window) after that commit. Started by
+// server/devices/telemetry-writer.ts; the protocol is the two message types below.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Telemetry } from '../../shared/messages.ts';
+import { openDatabase } from '../db/database.ts';
+import { WindowStore, type WindowOutcome } from './window-store.ts';
+
+export type ToWriter =
+  /** windows as the JSON text the device sent (already validated on the main thread), received at `receivedAt` (ms) */
+  | { type: 'batch'; id: number; texts: string[]; receivedAt: number }
+  | { type: 'forget'; deviceId: string }
+  | { type: 'close' };
+
+export type FromWriter =
+  | { type: 'ready' }
+  | { type: 'done'; id: number; outcomes: WindowOutcome[] }
+  | { type: 'failed'; message: string };
+
+export interface WriterThreadData { dbFile: string; maxWindowsPerTransaction: number }
+
+/** Windows per transaction at most: a longer write would hold SQLite's write lock from the main connection longer. */
+export const MAX_WINDOWS_PER_TRANSACTION = 1000;
+
+function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void {
+  const send = (m: FromWriter) => port.postMessage(m);
+  let db: ReturnType<typeof openDatabase>;
+  try {
+    db = openDatabase(data.dbFile); // the main thread migrated it already: nothing to apply here
+  } catch (err) {
+    send({ type: 'failed', message: `telemetry writer cannot open ${data.dbFile}: ${(err as Error).message}` });
+    return;
+  }
+  const store = new WindowStore(db);
+  let queue: Extract<ToWriter, { type: 'batch' }>[] = [];
+  let scheduled = false;
+
+  const drain = () => {
+    scheduled = false;
+    while (queue.length > 0) {
+      // batches in arrival order, whole, up to the transaction's size (a bigger single batch goes alone)
+      let n = 0, take = 0;
+      while (take < queue.length && (take === 0 || n + queue[take].texts.length <= data.maxWindowsPerTransaction)) n += queue[take++].texts.length;
+      const group = queue.slice(0, take);
+      queue = queue.slice(take);
+      // texts the main thread validated; one that does not parse (never expected) fails alone
+      const parsed: (Telemetry | null)[] = [];
+      for (const b of group) for (const text of b.texts) {
+        try { parsed.push(JSON.parse(text) as Telemetry); } catch { parsed.push(null); }
+      }
+      // one received time per transaction: the earliest batch's (the rows' received_at)
+      const stored = store.store(parsed.filter((t): t is Telemetry => t !== null), group[0].receivedAt);
+      let k = 0;
+      const outcomes: WindowOutcome[] = parsed.map((t) => (t ? stored[k++] : 'failed'));
+      let at = 0;
+      for (const b of group) {
+        send({ type: 'done', id: b.id, outcomes: outcomes.slice(at, at + b.texts.length) });
+        at += b.texts.length;
+      }
+    }
+  };
+
+  port.on('message', (m: ToWriter) => {
+    if (m.type === 'batch') {
+      queue.push(m);
+      // messages already waiting are delivered before setImmediate runs: they join this transaction
+      if (!scheduled) { scheduled = true; setImmediate(drain); }
+    } else if (m.type === 'forget') {
+      store.forgetHardware(m.deviceId);
+    } else if (m.type === 'close') {
+      drain();
+      db.close();
+      port.close();
+    }
+  });
+  send({ type: 'ready' });
+}
+
+if (parentPort) run(parentPort, workerData as WriterThreadData);
