@@ -19,7 +19,10 @@ import { accessRoutes } from './routes/access.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { loadTlsMaterial } from './tls.ts';
-import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.ts';
+import { startEmbeddedBroker, type FleetBroker } from './mqtt/broker.ts';
+import { startExternalBroker } from './mqtt/external-bus.ts';
+import { DynsecControl } from './mqtt/dynsec.ts';
+import { readFileSync } from 'node:fs';
 import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { keyRoutes } from './routes/keys.ts';
@@ -41,7 +44,7 @@ export interface Fleet {
   db: Db;
   blobs: BlobStore;
   keys: KeyStore;
-  broker: EmbeddedBroker;
+  broker: FleetBroker;
   director: Director;
   ingest: DeviceIngest;
   assignments: AssignmentLoop;
@@ -80,12 +83,21 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     writeAudit(db, { actor: 'server', action: 'tokens.bootstrap', target: 'bootstrap-admin', detail: { role: 'admin' }, source: 'config' });
   }
   if (config.allowUnenrolledDevices) app.log.warn({ event: 'insecure_config' }, 'allowUnenrolledDevices is on: devices without a credential may connect (development only)');
-  const broker = await startEmbeddedBroker({
-    host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
-    credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
-    ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
-  });
-  const director = new Director(db, keys, broker, config.desiredTtlSeconds);
+  // the director exists before the broker (an external broker that lost our session gets every desired state again)
+  let director: Director | null = null;
+  const broker: FleetBroker = config.brokerMode === 'embedded'
+    ? await startEmbeddedBroker({
+      host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
+      credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
+      ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
+    })
+    : await startExternalBroker({
+      urls: config.brokerUrls, username: config.brokerUsername, password: config.brokerPassword, clientId: config.brokerClientId,
+      ...(config.brokerCaFile ? { ca: readFileSync(config.brokerCaFile, 'utf8') } : {}),
+      log: app.log, onSessionLost: async () => { await director?.republishAll(); },
+    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : undefined);
+  if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
+  director = new Director(db, keys, broker, config.desiredTtlSeconds);
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
