@@ -59,8 +59,8 @@ export interface Mosquitto {
   adminPassword: string;
   /** the broker's log so far (stderr/stdout), for failure messages */
   log(): string;
-  /** stop it (SIGTERM) and start it again on the same port, folder and dynsec state */
-  restart(): Promise<void>;
+  /** stop it (SIGTERM, or the signal given) and start it again on the same port, folder and dynsec state; whileDown runs in between */
+  restart(opts?: { signal?: NodeJS.Signals; whileDown?: () => void | Promise<void> }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -115,8 +115,9 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   return {
     url: `mqtt://127.0.0.1:${port}`, port, dir, adminUser, adminPassword,
     log: () => output,
-    async restart() {
-      await stopChild(child);
+    async restart(o = {}) {
+      await stopChild(child, 5000, o.signal);
+      await o.whileDown?.();
       await launch();
     },
     async stop() {
