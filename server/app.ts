@@ -22,6 +22,7 @@ import { loadTlsMaterial } from './tls.ts';
 import { startEmbeddedBroker, type FleetBroker } from './mqtt/broker.ts';
 import { startExternalBroker } from './mqtt/external-bus.ts';
 import { DynsecControl } from './mqtt/dynsec.ts';
+import { NatsUsersFile } from './mqtt/nats-auth.ts';
 import { readFileSync } from 'node:fs';
 import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -83,6 +84,11 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     writeAudit(db, { actor: 'server', action: 'tokens.bootstrap', target: 'bootstrap-admin', detail: { role: 'admin' }, source: 'config' });
   }
   if (config.allowUnenrolledDevices) app.log.warn({ event: 'insecure_config' }, 'allowUnenrolledDevices is on: devices without a credential may connect (development only)');
+  // NATS: the users file is written (and every node reloaded) before the server connects as one of its users
+  const natsUsers = config.brokerDeviceAuth === 'nats'
+    ? new NatsUsersFile({ usersFile: config.natsUsersFile!, pidFiles: config.natsPidFiles, serverUser: config.brokerUsername!, serverPassword: config.brokerPassword!, log: app.log })
+    : null;
+  await natsUsers?.init((ids) => credentials.withActiveSecret(ids));
   // the director exists before the broker (an external broker that lost our session gets every desired state again)
   let director: Director | null = null;
   const broker: FleetBroker = config.brokerMode === 'embedded'
@@ -94,8 +100,8 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     : await startExternalBroker({
       urls: config.brokerUrls, username: config.brokerUsername, password: config.brokerPassword, clientId: config.brokerClientId,
       ...(config.brokerCaFile ? { ca: readFileSync(config.brokerCaFile, 'utf8') } : {}),
-      log: app.log, onSessionLost: async () => { await director?.republishAll(); },
-    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : undefined);
+      log: app.log, maxPayloadBytes: config.maxMqttPayloadBytes, onSessionLost: async () => { await director?.republishAll(); },
+    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : natsUsers ? () => natsUsers : undefined);
   if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
   director = new Director(db, keys, broker, config.desiredTtlSeconds);
   const ingest = new DeviceIngest(db, app.log);

@@ -97,7 +97,14 @@ export const ServerConfig = z.object({
    * 'dynsec' (mosquitto's dynamic security plugin, driven live over $CONTROL; brokerUsername must be its
    * admin), or 'none' (the broker's own configuration or plugin does it: docs/brokers.md).
    */
-  brokerDeviceAuth: z.enum(['dynsec', 'none']).default('none'),
+  brokerDeviceAuth: z.enum(['dynsec', 'nats', 'none']).default('none'),
+  /**
+   * brokerDeviceAuth 'nats': the NATS config include the server writes (an authorization block: its own
+   * user and one per device) and the pid files of the nodes it signals to reload it (same machine).
+   */
+  natsUsersFile: z.string().min(1).optional(),
+  natsPidFiles: z.union([z.string(), z.array(z.string())]).optional()
+    .transform((v) => (v === undefined ? [] : (Array.isArray(v) ? v : v.split(',')).map((u) => u.trim()).filter(Boolean))),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
 }).strict();
 export type ServerConfig = Readonly<z.infer<typeof ServerConfig>>;
@@ -114,6 +121,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
   FLEET_BROKER_MODE: 'brokerMode', FLEET_BROKER_URLS: 'brokerUrls', FLEET_BROKER_USERNAME: 'brokerUsername', FLEET_BROKER_PASSWORD: 'brokerPassword',
   FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth',
+  FLEET_NATS_USERS_FILE: 'natsUsersFile', FLEET_NATS_PID_FILES: 'natsPidFiles',
 };
 
 /** Every environment variable the server reads, and the field it sets (README lists them: test/unit/config-docs.test.ts). */
@@ -142,5 +150,8 @@ export function parseServerConfig(input: ServerConfigInput): ServerConfig {
   if (b.brokerMode === 'external' && b.brokerUrls.length === 0) throw new Error('invalid server config: brokerMode external needs brokerUrls (FLEET_BROKER_URLS), e.g. mqtt://broker.example:1883');
   if (b.brokerMode === 'embedded' && (b.brokerUrls.length > 0 || b.brokerDeviceAuth !== 'none')) throw new Error('invalid server config: brokerUrls and brokerDeviceAuth are for brokerMode external (FLEET_BROKER_MODE=external)');
   if (b.brokerDeviceAuth === 'dynsec' && !b.brokerUsername) throw new Error('invalid server config: brokerDeviceAuth dynsec needs brokerUsername and brokerPassword: the dynamic security admin (mosquitto_ctrl dynsec init)');
+  if (b.brokerDeviceAuth === 'nats' && (!b.natsUsersFile || b.natsPidFiles.length === 0 || !b.brokerUsername || !b.brokerPassword)) {
+    throw new Error('invalid server config: brokerDeviceAuth nats needs natsUsersFile, natsPidFiles (FLEET_NATS_USERS_FILE, FLEET_NATS_PID_FILES), brokerUsername and brokerPassword');
+  }
   return Object.freeze(parsed.data);
 }

@@ -32,6 +32,8 @@ export interface ExternalBrokerOptions {
   /** the broker answered CONNACK without our session: what it held (retained states, queued messages) may be gone */
   onSessionLost?: () => void | Promise<void>;
   random?: () => number;
+  /** messages from devices over this are dropped before any handler sees them (some brokers, NATS 2.9's MQTT listener, do not limit payloads) */
+  maxPayloadBytes?: number;
 }
 
 export interface ExternalBroker extends FleetBroker {
@@ -41,6 +43,8 @@ export interface ExternalBroker extends FleetBroker {
   connected(): Promise<void>;
   /** times the link came up (1 after the first connect) */
   readonly connects: number;
+  /** device messages dropped for being over maxPayloadBytes */
+  readonly oversizeDropped: number;
 }
 
 type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
@@ -96,6 +100,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
   const subs: { filter: string; handler: Handler }[] = [];
   const online = new Set<string>();
   let connects = 0;
+  let oversizeDropped = 0;
   let streamGeneration = 0;
   let closing = false;
   let waiters: (() => void)[] = [];
@@ -131,6 +136,11 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
   client.handleMessage = (packet: IPublishPacket, callback: (err?: Error) => void) => {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     const topic = packet.topic;
+    if (opts.maxPayloadBytes !== undefined && payload.length > opts.maxPayloadBytes && parseTopic(topic)) {
+      oversizeDropped++;
+      opts.log.warn({ topic, bytes: payload.length, event: 'mqtt_payload_dropped' }, `payload of ${payload.length} bytes is over the ${opts.maxPayloadBytes}-byte limit`);
+      return callback(); // acknowledged: a resend would be just as large
+    }
     notePresence(topic, payload);
     const pending: Promise<void>[] = [];
     for (const s of subs) {
@@ -180,6 +190,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     port: 0,
     client,
     get connects() { return connects; },
+    get oversizeDropped() { return oversizeDropped; },
     connected,
     connectedClients: () => online.size,
     deviceAccess: access,
