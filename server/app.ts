@@ -23,6 +23,7 @@ import { startEmbeddedBroker, type FleetBroker } from './mqtt/broker.ts';
 import { startExternalBroker } from './mqtt/external-bus.ts';
 import { DynsecControl } from './mqtt/dynsec.ts';
 import { NatsUsersFile } from './mqtt/nats-auth.ts';
+import { DesiredResync } from './devices/desired-resync.ts';
 import { readFileSync } from 'node:fs';
 import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
@@ -107,6 +108,8 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   const ingest = new DeviceIngest(db, app.log);
   await ingest.start(broker);
   await director.republishAll();
+  const resync = broker.kind === 'external' ? new DesiredResync(db, broker, app.log) : null;
+  resync?.start(config.brokerResyncSeconds * 1000);
   const assignments = new AssignmentLoop(db, director, app.log);
   assignments.start(ingest);
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
@@ -125,6 +128,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   app.decorate('fleet', { config, db, blobs, keys, broker, director, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
   app.addHook('onClose', async () => {
     retention.stop();
+    resync?.stop();
     metrics.stop();
     freshness.stop();
     assignments.stop();

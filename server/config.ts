@@ -98,6 +98,8 @@ export const ServerConfig = z.object({
    * admin), or 'none' (the broker's own configuration or plugin does it: docs/brokers.md).
    */
   brokerDeviceAuth: z.enum(['dynsec', 'nats', 'none']).default('none'),
+  /** external broker: how often desired states that online devices have not acted on are published again (server/devices/desired-resync.ts; 0 = never) */
+  brokerResyncSeconds: z.coerce.number().min(0).default(15),
   /**
    * brokerDeviceAuth 'nats': the NATS config include the server writes (an authorization block: its own
    * user and one per device) and the pid files of the nodes it signals to reload it (same machine).

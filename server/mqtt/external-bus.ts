@@ -32,6 +32,12 @@ export interface ExternalBrokerOptions {
   /** the broker answered CONNACK without our session: what it held (retained states, queued messages) may be gone */
   onSessionLost?: () => void | Promise<void>;
   random?: () => number;
+  /**
+   * a publish the broker has not acknowledged (PUBACK) after this long: the link is treated as broken
+   * and reconnected, and mqtt.js sends the message again (MQTT 3.1.1 resends only on a new connection).
+   * A NATS node whose stream leader died takes a publish and never acknowledges it.
+   */
+  publishAckTimeoutMs?: number;
   /** messages from devices over this are dropped before any handler sees them (some brokers, NATS 2.9's MQTT listener, do not limit payloads) */
   maxPayloadBytes?: number;
 }
@@ -45,6 +51,8 @@ export interface ExternalBroker extends FleetBroker {
   readonly connects: number;
   /** device messages dropped for being over maxPayloadBytes */
   readonly oversizeDropped: number;
+  /** times the link was cut because a publish went unacknowledged */
+  readonly ackTimeouts: number;
 }
 
 type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
@@ -98,6 +106,20 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
   const client = mqtt.connect(o);
 
   const subs: { filter: string; handler: Handler }[] = [];
+  const unacked = new Map<number, number>(); // publish number -> when it was sent
+  let publishNo = 0;
+  let ackTimeouts = 0;
+  const ackTimeoutMs = opts.publishAckTimeoutMs ?? 10_000;
+  const ackWatch = setInterval(() => {
+    if (!client.connected || unacked.size === 0) return;
+    const oldest = unacked.values().next().value as number;
+    if (Date.now() - oldest < ackTimeoutMs) return;
+    ackTimeouts++;
+    opts.log.warn({ event: 'broker_ack_timeout', unacked: unacked.size, ackTimeoutMs }, 'the broker has not acknowledged a publish: reconnecting to send it again');
+    for (const k of unacked.keys()) unacked.set(k, Date.now()); // a fresh period on the next connection
+    client.stream.destroy();
+  }, Math.min(2000, ackTimeoutMs));
+  ackWatch.unref();
   const online = new Set<string>();
   let connects = 0;
   let oversizeDropped = 0;
@@ -108,6 +130,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
   client.on('connect', (connack) => {
     connects++;
     streamGeneration++;
+    for (const k of unacked.keys()) unacked.set(k, Date.now()); // mqtt.js sends them again now
     backoff = minMs;
     client.options.reconnectPeriod = jittered(backoff);
     opts.log.info({ event: 'broker_connected', sessionPresent: connack.sessionPresent, connects }, 'connected to the external broker');
@@ -191,13 +214,20 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     client,
     get connects() { return connects; },
     get oversizeDropped() { return oversizeDropped; },
+    get ackTimeouts() { return ackTimeouts; },
     connected,
     connectedClients: () => online.size,
     deviceAccess: access,
     disconnect: () => false, // a broker we do not run: a device's session ends through deviceAccess (revocation) or not at all
     publish(topic, payload, { qos, retain }) {
       // offline, mqtt.js queues it (in memory) and sends it on reconnect; the SQLite row is the durable copy
-      return new Promise((resolve, reject) => client.publish(topic, payload, { qos, retain }, (err) => (err ? reject(err) : resolve())));
+      const n = ++publishNo;
+      if (qos === 1) unacked.set(n, Date.now());
+      return new Promise((resolve, reject) => client.publish(topic, payload, { qos, retain }, (err) => {
+        unacked.delete(n);
+        if (err) reject(err);
+        else resolve();
+      }));
     },
     subscribe(filter, handler) {
       subs.push({ filter, handler });
@@ -209,6 +239,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     },
     async close() {
       closing = true;
+      clearInterval(ackWatch);
       await access?.close?.();
       await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     },
