@@ -57,6 +57,8 @@ export interface Mosquitto {
   dir: string;
   adminUser: string;
   adminPassword: string;
+  /** the running broker's process id */
+  pid(): number | undefined;
   /** the broker's log so far (stderr/stdout), for failure messages */
   log(): string;
   /** stop it (SIGTERM, or the signal given) and start it again on the same port, folder and dynsec state; whileDown runs in between */
@@ -115,6 +117,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
   return {
     url: `mqtt://127.0.0.1:${port}`, port, dir, adminUser, adminPassword,
     log: () => output,
+    pid: () => child.pid,
     async restart(o = {}) {
       await stopChild(child, 5000, o.signal);
       await o.whileDown?.();
