@@ -25,6 +25,7 @@ import { topics } from '../shared/topics.ts';
 import { telemetryPayload } from './ingest.ts';
 import { ask, childRole, forkRole, isMain, round, runAlone, serveParent, stopChild, waitUntil } from './util.ts';
 import { pushBundle } from '../test/helpers/harness.ts';
+import { subscribeChecked } from '../device-agent/subscribe-check.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PER_CHILD = 2500;
@@ -53,6 +54,8 @@ export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object>
   }
   return { devicesPerMode: sizes, note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
 }
+
+const progress = (line: string) => process.stderr.write(`[brokers] ${line}\n`);
 
 async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number): Promise<object> {
   let mosquitto: Mosquitto | null = null;
@@ -91,6 +94,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
       for (const d of r.json().devices as { deviceId: string; secret: string }[]) secrets.set(d.deviceId, d.secret);
     }
     const enrollMs = performance.now() - tEnroll;
+    progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
 
     // connect: devices spread over the nodes (each lists them all, starting at its own)
     const tConnect = performance.now();
@@ -103,6 +107,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     }
     await Promise.all(batches);
     const connectMs = performance.now() - tConnect;
+    progress(`${mode}: connected in ${Math.round(connectMs)} ms`);
     const online = await waitUntil(() => s.app.fleet.broker.connectedClients() >= n, 120_000, 50);
 
     // rollout: one desired state to every device; done when each one's `active` report is stored
@@ -112,6 +117,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     await s.app.fleet.director.assign(bundle.manifestSha256, ids);
     const rolledOut = await waitUntil(() => count() >= n, 600_000, 50);
     const rolloutMs = performance.now() - tRollout;
+    progress(`${mode}: rollout ${rolledOut ? 'done' : 'INCOMPLETE'} in ${Math.round(rolloutMs)} ms (${count()} of ${n})`);
 
     const memory = {
       serverRssMb: mb(process.memoryUsage().rss),
@@ -182,7 +188,9 @@ function devicesChild(): void {
           });
           c.once('connect', () => {
             c.publish(topics.presence(d.id), JSON.stringify({ deviceId: d.id, online: true, ts: new Date().toISOString() }), { qos: 1, retain: true });
-            c.subscribe(topics.desired(d.id), { qos: 1 }, () => resolve());
+            // checked, as the agent does: a busy cluster may refuse a subscription (SUBACK 0x80)
+            subscribeChecked(c, [topics.desired(d.id)]);
+            resolve();
           });
           clients.push({ id: d.id, c });
         })));

@@ -40,6 +40,8 @@ export const SECTIONS: BenchSection[] = [
   { name: 'telemetryStore', run: async () => (await import('./telemetry-store.ts')).benchTelemetryStore() },
   { name: 'simulator', run: async () => (await import('./simulator.ts')).benchSimulator() },
   { name: 'canaryStats', run: async () => (await import('./canary-stats.ts')).benchCanaryStats() },
+  // issue 15: 30,000 devices on a 3-node NATS cluster, 10,000 on mosquitto and on the embedded broker (long: tens of minutes)
+  { name: 'brokers', run: async () => (await import('./brokers.ts')).benchBrokers() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

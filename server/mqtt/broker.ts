@@ -33,6 +33,8 @@ export interface DeviceAccessSync {
   readonly acceptsKeyPairs: boolean;
   /** a device got a bearer secret (enrollment, or an admin issued or rotated it): it may connect with it from now on, any older one no longer; true if the broker knew the device before (its old session, if any, was dropped) */
   secretIssued(deviceId: string, secret: string): Promise<boolean>;
+  /** many devices at once (an enrollment batch): as secretIssued for each, in as few round trips as the broker allows */
+  secretsIssued?(devices: { deviceId: string; secret: string }[]): Promise<void>;
   /** the device's credential was revoked: the broker forgets it and drops its connection; true if the broker knew it */
   revoked(deviceId: string): Promise<boolean>;
   close?(): Promise<void>;

@@ -137,6 +137,18 @@ export class DynsecControl implements DeviceAccessSync {
     return !known.error;
   }
 
+  /** An enrollment batch: 100 devices per control message (one round trip each, not two per device). */
+  async secretsIssued(devices: { deviceId: string; secret: string }[]): Promise<void> {
+    for (let i = 0; i < devices.length; i += 100) {
+      const chunk = devices.slice(i, i + 100);
+      await this.must(chunk.flatMap((d) => [{ command: 'deleteClient', username: d.deviceId }, { command: 'deleteRole', rolename: deviceRole(d.deviceId) }]), 'forget devices', /not found/i);
+      await this.must(chunk.flatMap((d) => [
+        { command: 'createRole', rolename: deviceRole(d.deviceId), textname: DEVICE_TEXT, acls: deviceAcls(d.deviceId) },
+        { command: 'createClient', username: d.deviceId, clientid: d.deviceId, password: d.secret, textname: DEVICE_TEXT, roles: [{ rolename: deviceRole(d.deviceId) }] },
+      ]), 'add devices');
+    }
+  }
+
   async revoked(deviceId: string): Promise<boolean> {
     const [client] = await this.must([
       { command: 'deleteClient', username: deviceId },

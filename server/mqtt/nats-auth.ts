@@ -59,6 +59,12 @@ export class NatsUsersFile implements DeviceAccessSync {
     return known;
   }
 
+  /** an enrollment batch: one write and one reload */
+  async secretsIssued(devices: { deviceId: string; secret: string }[]): Promise<void> {
+    for (const d of devices) this.devices.set(d.deviceId, d.secret);
+    await this.apply();
+  }
+
   async revoked(deviceId: string): Promise<boolean> {
     const known = this.devices.delete(deviceId);
     await this.apply();

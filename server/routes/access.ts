@@ -70,7 +70,11 @@ export async function accessRoutes(app: FastifyInstance): Promise<void> {
     const access = broker.deviceAccess;
     if (access) {
       // the broker learns each new secret before the device does; one it refused leaves that device unenrolled
-      await onBroker('enrollment', async () => { for (const d of devices) if (d.secret) await access.secretIssued(d.deviceId, d.secret); },
+      const issued = devices.flatMap((d) => (d.secret ? [{ deviceId: d.deviceId, secret: d.secret }] : []));
+      await onBroker('enrollment', async () => {
+        if (access.secretsIssued) await access.secretsIssued(issued);
+        else for (const d of issued) await access.secretIssued(d.deviceId, d.secret);
+      },
         () => devices.forEach((d) => credentials.revoke(d.deviceId)));
     }
     const ids = asked.map((d) => d.deviceId);
