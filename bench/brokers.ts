@@ -48,6 +48,7 @@ export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object>
     if (sizes[mode] <= 0) continue;
     try {
       out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5);
+      progress(`${mode}: ${JSON.stringify(out[mode])}`);
     } catch (err) {
       out[mode] = { error: (err as Error).message };
     }
