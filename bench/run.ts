@@ -43,6 +43,8 @@ export const SECTIONS: BenchSection[] = [
   { name: 'multiModel', run: async () => (await import('./multi-model.ts')).benchMultiModel() },
   { name: 'delta', run: async () => (await import('./delta.ts')).benchDelta() },
   { name: 'shadow', run: async () => (await import('./shadow.ts')).benchShadow() },
+  // issue 15: 30,000 devices on a 3-node NATS cluster, 10,000 on mosquitto and on the embedded broker (long: tens of minutes)
+  { name: 'brokers', run: async () => (await import('./brokers.ts')).benchBrokers() },
 ];
 
 export async function runBench(sections: BenchSection[] = SECTIONS) {

@@ -19,6 +19,7 @@ import { topics } from '../shared/topics.ts';
 import { verifyDesired, verifyKeySet, SignatureCache, type TrustState, type VerifiedDesired } from '../shared/verify-desired.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
 import { connectBounded } from './bounded-mqtt.ts';
+import { subscribeChecked } from './subscribe-check.ts';
 import { pinnedFetch, readCaFile } from './pinned-fetch.ts';
 import type { AgentConfig } from './config.ts';
 import { stageArtifact, type Staged } from './artifact-fetch.ts';
@@ -456,7 +457,8 @@ export class FleetAgent extends EventEmitter {
       // a hello says where the device stands; then the outcomes not yet acknowledged, oldest first
       this.status.progress(this.current ? 'active' : 'idle', {});
       this.status.flush();
-      client.subscribe([topics.desired(this.deviceId), topics.freshness()], { qos: 1 });
+      // issue 15 hook: a refused SUBACK (a broker cluster mid-failover) is retried, then the link dropped
+      subscribeChecked(client, [topics.desired(this.deviceId), topics.freshness()], { onRefused: (why, attempt) => this.log('mqtt_subscribe_refused', { deviceId: this.deviceId, why, attempt }) });
       this.flushOutbox();
       this.emit('connected');
     });

@@ -8,16 +8,29 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Duplex } from 'node:stream';
 import { PacketSizeGuard } from '../shared/mqtt-packet-size.ts';
 
-/** mqtt.connect(url, opts), with each connection's incoming packets limited to maxIncomingPacketBytes. */
+/**
+ * mqtt.connect(url, opts), with each connection's incoming packets limited to maxIncomingPacketBytes.
+ * url may list several brokers separated by commas: the first is tried first, and each reconnect goes
+ * to the next one in the list (then round again), so a device fails over from a dead node to a live one.
+ */
 export function connectBounded(url: string, maxIncomingPacketBytes: number, onViolation: (why: string) => void, opts: IClientOptions): MqttClient {
+  const urls = url.split(',').map((u) => u.trim()).filter(Boolean);
+  // mqtt.js moves through `servers` one entry per connection attempt
+  const servers = urls.length > 1 ? { servers: urls.map(serverEntry) } : {};
   // mqtt.connect picks the transport (tcp, tls, ws) from the URL; wrap what it builds, on every reconnect
-  const client = mqtt.connect(url, { ...opts, manualConnect: true });
+  const client = mqtt.connect(urls[0], { ...opts, ...servers, manualConnect: true });
   const internal = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
   const build = internal.streamBuilder;
   internal.streamBuilder = (c) => boundIncoming(build(c), maxIncomingPacketBytes, onViolation);
   client.options.manualConnect = false; // end() reads it: with it set, an ended client could reconnect
   client.connect();
   return client;
+}
+
+function serverEntry(url: string): { host: string; port: number; protocol: 'mqtt' | 'mqtts' } {
+  const u = new URL(url);
+  const protocol = u.protocol === 'mqtts:' ? 'mqtts' : 'mqtt';
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : protocol === 'mqtts' ? 8883 : 1883, protocol };
 }
 
 /**

@@ -3,12 +3,23 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { Base64, DeviceId } from '../shared/ids.ts';
 
+/** the broker URLs in an mqttUrl (one, or several separated by commas) */
+export function brokerUrls(mqttUrl: string): string[] {
+  return mqttUrl.split(',').map((u) => u.trim()).filter(Boolean);
+}
+
 export const AgentConfig = z.object({
   deviceId: DeviceId,
   hardware: z.string().min(1).max(64).default('generic'),
   tags: z.array(z.string().min(1).max(64)).max(32).default([]),
   dataDir: z.string().min(1),
-  mqttUrl: z.string().regex(/^mqtts?:\/\/|^tcp:\/\//, 'mqttUrl must start with mqtt://, mqtts:// or tcp://'),
+  /**
+   * The broker, or several separated by commas (a cluster's nodes, or a primary and a standby): the
+   * agent connects to the first and, each time the connection is lost or refused, tries the next one
+   * in turn (bounded-mqtt.ts), with its usual backoff between attempts.
+   */
+  mqttUrl: z.string().max(4096).refine((s) => brokerUrls(s).length > 0 && brokerUrls(s).length <= 16 && brokerUrls(s).every((u) => /^(mqtts?|tcp):\/\/[^\s,]+$/.test(u)),
+    'mqttUrl must be one URL starting with mqtt://, mqtts:// or tcp://, or up to 16 of them separated by commas'),
   serverUrl: z.string().url(),
   /**
    * PEM CA certificate(s) the device pins for TLS: with mqtts:// the broker's certificate, with https://
@@ -87,7 +98,7 @@ export function parseAgentConfig(input: unknown): AgentConfig {
     throw new Error(`invalid agent config: ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   // a device that pins a CA asked for TLS: a plain URL would send its credential in clear text
-  if (r.data.caFile && !/^mqtts:\/\//.test(r.data.mqttUrl)) throw new Error(`invalid agent config: mqttUrl: caFile is set, so the broker must be mqtts:// (got ${r.data.mqttUrl})`);
+  if (r.data.caFile && !brokerUrls(r.data.mqttUrl).every((u) => /^mqtts:\/\//.test(u))) throw new Error(`invalid agent config: mqttUrl: caFile is set, so the broker must be mqtts:// (got ${r.data.mqttUrl})`);
   if (r.data.caFile && !r.data.serverUrl.startsWith('https://')) throw new Error(`invalid agent config: serverUrl: caFile is set, so the server must be https:// (got ${r.data.serverUrl})`);
   return Object.freeze(r.data);
 }

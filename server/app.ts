@@ -20,7 +20,12 @@ import { accessRoutes } from './routes/access.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { KeyStore } from './keys/key-store.ts';
 import { loadTlsMaterial } from './tls.ts';
-import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.ts';
+import { startEmbeddedBroker, type FleetBroker } from './mqtt/broker.ts';
+import { startExternalBroker } from './mqtt/external-bus.ts';
+import { DynsecControl } from './mqtt/dynsec.ts';
+import { NatsUsersFile } from './mqtt/nats-auth.ts';
+import { DesiredResync } from './devices/desired-resync.ts';
+import { readFileSync } from 'node:fs';
 import { bundleRoutes } from './routes/bundles.ts';
 import { deviceRoutes } from './routes/devices.ts';
 import { keyRoutes } from './routes/keys.ts';
@@ -44,7 +49,7 @@ export interface Fleet {
   db: Db;
   blobs: BlobStore;
   keys: KeyStore;
-  broker: EmbeddedBroker;
+  broker: FleetBroker;
   director: Director;
   /** [#18] delta bundles: made when a bundle is pushed, offered by the director */
   deltas: DeltaStore;
@@ -85,16 +90,32 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     writeAudit(db, { actor: 'server', action: 'tokens.bootstrap', target: 'bootstrap-admin', detail: { role: 'admin' }, source: 'config' });
   }
   if (config.allowUnenrolledDevices) app.log.warn({ event: 'insecure_config' }, 'allowUnenrolledDevices is on: devices without a credential may connect (development only)');
-  const broker = await startEmbeddedBroker({
-    host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
-    credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
-    ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
-  });
+  // NATS: the users file is written (and every node reloaded) before the server connects as one of its users
+  const natsUsers = config.brokerDeviceAuth === 'nats'
+    ? new NatsUsersFile({ usersFile: config.natsUsersFile!, pidFiles: config.natsPidFiles, serverUser: config.brokerUsername!, serverPassword: config.brokerPassword!, log: app.log })
+    : null;
+  await natsUsers?.init((ids) => credentials.withActiveSecret(ids));
+  // the director exists before the broker (an external broker that lost our session gets every desired state again)
+  let director: Director | null = null;
+  const broker: FleetBroker = config.brokerMode === 'embedded'
+    ? await startEmbeddedBroker({
+      host: config.mqttHost, port: config.mqttPort, maxPayloadBytes: config.maxMqttPayloadBytes, log: app.log,
+      credentials, allowUnenrolled: config.allowUnenrolledDevices, rateLimit: config.mqttRateLimit,
+      ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
+    })
+    : await startExternalBroker({
+      urls: config.brokerUrls, username: config.brokerUsername, password: config.brokerPassword, clientId: config.brokerClientId,
+      ...(config.brokerCaFile ? { ca: readFileSync(config.brokerCaFile, 'utf8') } : {}),
+      log: app.log, maxPayloadBytes: config.maxMqttPayloadBytes, onSessionLost: async () => { await director?.republishAll(); },
+    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : natsUsers ? () => natsUsers : undefined);
+  if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
   const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction);
-  const director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
+  director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
   const ingest = new DeviceIngest(db, app.log, { telemetryWriter: config.telemetryWriter });
   await ingest.start(broker);
   await director.republishAll();
+  const resync = broker.kind === 'external' ? new DesiredResync(db, broker, app.log) : null;
+  resync?.start(config.brokerResyncSeconds * 1000);
   const assignments = new AssignmentLoop(db, director, app.log);
   assignments.start(ingest);
   const rollouts = new RolloutEngine({ db, director, ingest, keys, log: app.log, manifestTtlDays: config.manifestTtlDays, tickMs: config.rolloutTickMs });
@@ -113,6 +134,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
   app.decorate('fleet', { config, db, blobs, keys, broker, director, deltas, ingest, assignments, rollouts, apiTokens, credentials, freshness, metrics, retention });
   app.addHook('onClose', async () => {
     retention.stop();
+    resync?.stop();
     metrics.stop();
     freshness.stop();
     assignments.stop();

@@ -79,6 +79,36 @@ export const ServerConfig = z.object({
   telemetryWriter: z.enum(['thread', 'main']).default('thread'),
   /** GET /metrics (Prometheus): 'viewer' needs a viewer token (the default), 'public' needs none */
   metricsAccess: z.enum(['viewer', 'public']).default('viewer'),
+  /**
+   * Where devices connect (docs/brokers.md). 'embedded' (the default): the server's own aedes broker on
+   * mqttHost:mqttPort. 'external': a broker the server did not start (mosquitto, a NATS cluster's MQTT
+   * listener, ...); the server is one privileged client of it, at brokerUrls (comma-separated or a
+   * list: tried in turn), as brokerUsername/brokerPassword with the fixed client id brokerClientId (its
+   * persistent session), over mqtts:// pinned to brokerCaFile when given.
+   */
+  brokerMode: z.enum(['embedded', 'external']).default('embedded'),
+  brokerUrls: z.union([z.string(), z.array(z.string())]).optional()
+    .transform((v) => (v === undefined ? [] : (Array.isArray(v) ? v : v.split(',')).map((u) => u.trim()).filter(Boolean)))
+    .pipe(z.array(z.string().regex(/^(mqtts?|tcp|ssl):\/\/[^\s]+$/, 'each broker URL starts with mqtt://, mqtts://, tcp:// or ssl://')).max(16)),
+  brokerUsername: z.string().min(1).max(256).optional(),
+  brokerPassword: z.string().min(1).max(1024).optional(),
+  brokerClientId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'brokerClientId is 1-64 characters of A-Z a-z 0-9 . _ -').default('fleet-server'),
+  brokerCaFile: z.string().min(1).optional(),
+  /**
+   * Who keeps the external broker's device credentials and topic ACL in step with the server's:
+   * 'dynsec' (mosquitto's dynamic security plugin, driven live over $CONTROL; brokerUsername must be its
+   * admin), or 'none' (the broker's own configuration or plugin does it: docs/brokers.md).
+   */
+  brokerDeviceAuth: z.enum(['dynsec', 'nats', 'none']).default('none'),
+  /** external broker: how often desired states that online devices have not acted on are published again (server/devices/desired-resync.ts; 0 = never) */
+  brokerResyncSeconds: z.coerce.number().min(0).default(15),
+  /**
+   * brokerDeviceAuth 'nats': the NATS config include the server writes (an authorization block: its own
+   * user and one per device) and the pid files of the nodes it signals to reload it (same machine).
+   */
+  natsUsersFile: z.string().min(1).optional(),
+  natsPidFiles: z.union([z.string(), z.array(z.string())]).optional()
+    .transform((v) => (v === undefined ? [] : (Array.isArray(v) ? v : v.split(',')).map((u) => u.trim()).filter(Boolean))),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
   /**
    * Delta bundles (docs/agent.md): a device that runs artifact A and is assigned B is offered a delta
@@ -99,6 +129,9 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TELEMETRY_HOUR_RETENTION_DAYS: 'telemetryHourRetentionDays', FLEET_TELEMETRY_DEVICE_HOUR_RETENTION_DAYS: 'telemetryDeviceHourRetentionDays', FLEET_METRICS_ACCESS: 'metricsAccess',
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
   FLEET_DELTA_MAX_FRACTION: 'deltaMaxFraction',
+  FLEET_BROKER_MODE: 'brokerMode', FLEET_BROKER_URLS: 'brokerUrls', FLEET_BROKER_USERNAME: 'brokerUsername', FLEET_BROKER_PASSWORD: 'brokerPassword',
+  FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth',
+  FLEET_NATS_USERS_FILE: 'natsUsersFile', FLEET_NATS_PID_FILES: 'natsPidFiles',
 };
 
 /** Every environment variable the server reads, and the field it sets (README lists them: test/unit/config-docs.test.ts). */
@@ -123,5 +156,12 @@ export function parseServerConfig(input: ServerConfigInput): ServerConfig {
   const { tlsCertFile, tlsKeyFile, tlsCaFile } = parsed.data;
   if (!tlsCertFile !== !tlsKeyFile) throw new Error('invalid server config: TLS needs both tlsCertFile and tlsKeyFile (FLEET_TLS_CERT_FILE, FLEET_TLS_KEY_FILE), or neither');
   if (tlsCaFile && !tlsCertFile) throw new Error('invalid server config: tlsCaFile (FLEET_TLS_CA_FILE) is the chain of a certificate: give tlsCertFile and tlsKeyFile too');
+  const b = parsed.data;
+  if (b.brokerMode === 'external' && b.brokerUrls.length === 0) throw new Error('invalid server config: brokerMode external needs brokerUrls (FLEET_BROKER_URLS), e.g. mqtt://broker.example:1883');
+  if (b.brokerMode === 'embedded' && (b.brokerUrls.length > 0 || b.brokerDeviceAuth !== 'none')) throw new Error('invalid server config: brokerUrls and brokerDeviceAuth are for brokerMode external (FLEET_BROKER_MODE=external)');
+  if (b.brokerDeviceAuth === 'dynsec' && !b.brokerUsername) throw new Error('invalid server config: brokerDeviceAuth dynsec needs brokerUsername and brokerPassword: the dynamic security admin (mosquitto_ctrl dynsec init)');
+  if (b.brokerDeviceAuth === 'nats' && (!b.natsUsersFile || b.natsPidFiles.length === 0 || !b.brokerUsername || !b.brokerPassword)) {
+    throw new Error('invalid server config: brokerDeviceAuth nats needs natsUsersFile, natsPidFiles (FLEET_NATS_USERS_FILE, FLEET_NATS_PID_FILES), brokerUsername and brokerPassword');
+  }
   return Object.freeze(parsed.data);
 }

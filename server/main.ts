@@ -29,5 +29,6 @@ try {
   process.exit(1);
 }
 const secure = !!config.tlsCertFile;
-console.log(`fleet server: ${secure ? 'https' : 'http'}://${config.httpHost}:${(app.server.address() as { port: number }).port} ${secure ? 'mqtts' : 'mqtt'}://${config.mqttHost}:${app.fleet.broker.port} data=${config.dataDir}${secure ? ' (TLS only)' : ''}`);
+const mqttWhere = config.brokerMode === 'external' ? `external broker ${config.brokerUrls.join(',')}` : `${secure ? 'mqtts' : 'mqtt'}://${config.mqttHost}:${app.fleet.broker.port}`;
+console.log(`fleet server: ${secure ? 'https' : 'http'}://${config.httpHost}:${(app.server.address() as { port: number }).port} ${mqttWhere} data=${config.dataDir}${secure ? ' (TLS only)' : ''}`);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void app.close().then(() => process.exit(0)); });

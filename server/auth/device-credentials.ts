@@ -152,6 +152,12 @@ export class DeviceCredentials extends EventEmitter {
     return !!row?.secret_sha256 && digestsEqual(row.secret_sha256, secretDigest(secret));
   }
 
+  /** Of these devices, the ones holding an active bearer secret (an external broker's clients are checked against it at start). */
+  withActiveSecret(deviceIds: string[]): Set<string> {
+    const q = this.db.prepare("SELECT 1 FROM device_credentials WHERE device_id = ? AND revoked_at IS NULL AND kind = 'secret'");
+    return new Set(deviceIds.filter((d) => q.get(d)));
+  }
+
   /** HTTP bearer: which device holds this secret (null when none, or revoked). */
   deviceFor(secret: string): DevicePrincipal | null {
     if (!looksLikeSecret(secret, 'deviceSecret')) return null;

@@ -7,14 +7,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Status, Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
 import type { DeviceIngest } from '../devices/device-ingest.ts';
-import type { EmbeddedBroker } from '../mqtt/broker.ts';
+import type { FleetBroker } from '../mqtt/broker.ts';
 import { quantile, merge, type LatencyHistogram } from '../telemetry/latency-histogram.ts';
 
 const CAMPAIGN_STATES = ['running', 'paused', 'halted', 'reverting', 'reverted', 'completed', 'aborted'];
 /** the fleet inference gauges cover this much recent telemetry (minute rollups) */
 export const RECENT_WINDOW_S = 300;
 
-export interface MetricsDeps { db: Db; broker: EmbeddedBroker; ingest: DeviceIngest; now?: () => number }
+export interface MetricsDeps { db: Db; broker: FleetBroker; ingest: DeviceIngest; now?: () => number }
 
 export class FleetMetrics {
   readonly registry = new Registry();

@@ -22,13 +22,41 @@ export interface FleetBus {
   subscribe(filter: string, handler: (topic: string, payload: Buffer) => void | Promise<void>): Promise<void>;
 }
 
-export interface EmbeddedBroker extends FleetBus {
+/**
+ * Keeps a broker's own device authentication in step with the server's credentials, for an external
+ * broker that enforces them itself (mosquitto's dynamic security plugin: server/mqtt/dynsec.ts; a NATS
+ * cluster's generated users: server/mqtt/nats-auth.ts). The embedded broker has none: it asks the
+ * server's credentials on every CONNECT.
+ */
+export interface DeviceAccessSync {
+  /** can devices with a key pair (signed, single-use tokens) connect? A broker that checks passwords only cannot verify them */
+  readonly acceptsKeyPairs: boolean;
+  /** a device got a bearer secret (enrollment, or an admin issued or rotated it): it may connect with it from now on, any older one no longer; true if the broker knew the device before (its old session, if any, was dropped) */
+  secretIssued(deviceId: string, secret: string): Promise<boolean>;
+  /** many devices at once (an enrollment batch): as secretIssued for each, in as few round trips as the broker allows */
+  secretsIssued?(devices: { deviceId: string; secret: string }[]): Promise<void>;
+  /** the device's credential was revoked: the broker forgets it and drops its connection; true if the broker knew it */
+  revoked(deviceId: string): Promise<boolean>;
+  close?(): Promise<void>;
+}
+
+/** What the server holds of its broker, embedded or external (server/mqtt/external-bus.ts). */
+export interface FleetBroker extends FleetBus {
+  readonly kind: 'embedded' | 'external';
+  /** the embedded broker's MQTT port; 0 for an external broker */
   readonly port: number;
-  readonly aedes: Aedes;
+  /** devices connected (external: devices whose retained presence says online) */
   connectedClients(): number;
   /** drop a device's connection at once (its credential was revoked); true if it was connected */
   disconnect(clientId: string): boolean;
+  /** set for an external broker that enforces device credentials itself */
+  readonly deviceAccess?: DeviceAccessSync;
   close(): Promise<void>;
+}
+
+export interface EmbeddedBroker extends FleetBroker {
+  readonly kind: 'embedded';
+  readonly aedes: Aedes;
 }
 
 export interface BrokerOptions {
@@ -136,6 +164,7 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   const port = (server.address() as AddressInfo).port;
 
   return {
+    kind: 'embedded',
     port,
     aedes,
     connectedClients: () => aedes.connectedClients,

@@ -74,16 +74,16 @@ export const accessContract = {
   }),
   enroll: defineRoute({
     method: 'POST', path: '/v1/enroll', summary: 'register devices with an enrollment token (the token in the body is the credential)', tags, access: 'public',
-    body: EnrollRequest, responses: { 201: Enrolled, ...errors(400, 401, 403, 409, 429) },
+    body: EnrollRequest, responses: { 201: Enrolled, ...errors(400, 401, 403, 409, 429, 503) },
   }),
   issueCredential: defineRoute({
     method: 'POST', path: '/v1/devices/:deviceId/credentials', summary: "register a device's public key (or, with no body, issue a legacy bearer secret), replacing any previous credential", tags, access: 'admin',
     params: DeviceParams, body: CredentialRequest, bodyOptional: true,
-    responses: { 201: z.union([z.object({ deviceId: z.string(), publicKey: z.string() }), z.object({ deviceId: z.string(), secret: z.string() })]), ...errors(400, 401, 403) },
+    responses: { 201: z.union([z.object({ deviceId: z.string(), publicKey: z.string() }), z.object({ deviceId: z.string(), secret: z.string() })]), ...errors(400, 401, 403, 409, 503) },
   }),
   revokeDevice: defineRoute({
     method: 'POST', path: '/v1/devices/:deviceId/revoke', summary: "revoke a device's credential and end its MQTT session", tags, access: 'admin',
-    params: DeviceParams, responses: { 200: DeviceRevoked, ...errors(400, 401, 403) },
+    params: DeviceParams, responses: { 200: DeviceRevoked, ...errors(400, 401, 403, 503) },
   }),
   credentialStatus: defineRoute({
     method: 'GET', path: '/v1/devices/:deviceId/credential', summary: "a device's current credential (kind, public key, since when)", tags, access: 'admin',

@@ -7,6 +7,7 @@
 // rehearsal: no desired-state message is published on the real broker and no campaign is created.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
+import type { EmbeddedBroker } from '../../server/mqtt/broker.ts';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -58,7 +59,7 @@ describe('fleetctl campaigns rehearse on a twin of a real fleet', { timeout: DEV
   beforeAll(async () => {
     server = await startTestServer();
     dir = tempDir('rehearse-');
-    server.app.fleet.broker.aedes.on('publish', (packet) => { if (packet.topic.endsWith('/desired')) desiredPublished++; });
+    (server.app.fleet.broker as EmbeddedBroker).aedes.on('publish', (packet) => { if (packet.topic.endsWith('/desired')) desiredPublished++; });
     const ref = { reference: tinyReference(), healthCheck: { latencyBudgetMs: 10_000 }, quantize: 'none' as const };
     baseline = await pushBundle(server, 'detector', costlyClassifier(1, 4), ref);
     broken = await pushBundle(server, 'detector', costlyClassifier(3, 12), ref); // 3x the baseline's layers

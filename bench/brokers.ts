@@ -1,0 +1,221 @@
+// Brokers: the same fleet server on each broker shape, with light simulated devices in child processes
+// (raw MQTT clients: a device id, its bearer secret, its own topics; no model runtime, so tens of
+// thousands fit on this machine):
+//   embedded  - the server's own aedes broker
+//   mosquitto - one mosquitto, device auth by its dynamic security plugin (kept in step by the server)
+//   nats      - a 3-node NATS JetStream cluster (MQTT listener, streams R3), devices spread over the nodes
+// For each: connect time (all devices connected), rollout time (one desired state to every device until
+// every device's `active` report is stored; devices answer at once, so this is the broker's fan-out and
+// the server's status ingest, not downloads), memory (server RSS, each broker process's RSS, and per
+// 1,000 devices), and telemetry ingest (windows stored per second by the server as a client of that
+// broker, next to what a plain subscriber on the same broker receives per second in the same burst:
+// the broker's own rate).
+// The issue's sizes (30,000 on the cluster, 10,000 on mosquitto and embedded) are the defaults of
+// `npm run bench`; run smaller alone: npx tsx bench/brokers.ts --embedded 1000 --mosquitto 1000 --nats 1000
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { ChildProcess } from 'node:child_process';
+import { startTestServer, type TestServer } from '../test/helpers/harness.ts';
+import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.ts';
+import { startNatsCluster, type NatsCluster } from '../test/helpers/nats-cluster.ts';
+import { tinyClassifier } from '../firmware-sim/sample-models.ts';
+import { topics } from '../shared/topics.ts';
+import { telemetryPayload } from './ingest.ts';
+import { ask, childRole, forkRole, isMain, round, runAlone, serveParent, stopChild, waitUntil } from './util.ts';
+import { pushBundle } from '../test/helpers/harness.ts';
+import { subscribeChecked } from '../device-agent/subscribe-check.ts';
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const PER_CHILD = 2500;
+
+export interface BenchBrokersOptions { embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number }
+
+const rssOf = (pid: number | undefined): number | null => {
+  if (!pid) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch { return null; }
+};
+const mb = (b: number | null) => (b === null ? null : round(b / 1048576, 1));
+
+export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object> {
+  const sizes = { embedded: o.embedded ?? 10_000, mosquitto: o.mosquitto ?? 10_000, nats: o.nats ?? 30_000 };
+  const out: Record<string, object> = {};
+  for (const mode of ['embedded', 'mosquitto', 'nats'] as const) {
+    if (sizes[mode] <= 0) continue;
+    try {
+      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5);
+      progress(`${mode}: ${JSON.stringify(out[mode])}`);
+    } catch (err) {
+      out[mode] = { error: (err as Error).message };
+    }
+  }
+  return { devicesPerMode: sizes, note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+}
+
+const progress = (line: string) => process.stderr.write(`[brokers] ${line}\n`);
+
+async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number): Promise<object> {
+  let mosquitto: Mosquitto | null = null;
+  let nats: NatsCluster | null = null;
+  let server: TestServer | null = null;
+  const children: ChildProcess[] = [];
+  let raw: MqttClient | null = null;
+  try {
+    const rssBefore = process.memoryUsage().rss;
+    let deviceUrls: string[];
+    let brokerPids: Record<string, number | undefined> = {};
+    if (mode === 'embedded') {
+      server = await startTestServer({ config: { mqttRateLimit: { perSecond: 1000, burst: 100_000 }, freshnessIntervalSeconds: 0 } });
+      deviceUrls = [server.mqttUrl];
+    } else if (mode === 'mosquitto') {
+      mosquitto = await startMosquitto();
+      server = await startTestServer({ config: { brokerMode: 'external', brokerUrls: mosquitto.url, brokerUsername: mosquitto.adminUser, brokerPassword: mosquitto.adminPassword, brokerDeviceAuth: 'dynsec', freshnessIntervalSeconds: 0 } });
+      deviceUrls = [mosquitto.url];
+      brokerPids = { mosquitto: mosquitto.pid() };
+    } else {
+      nats = await startNatsCluster();
+      server = await startTestServer({ config: {
+        brokerMode: 'external', brokerUrls: nats.urls, brokerUsername: nats.serverUser, brokerPassword: nats.serverPassword,
+        brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
+      } });
+      deviceUrls = nats.nodes.map((x) => x.mqttUrl);
+      brokerPids = Object.fromEntries(nats.nodes.map((x) => [x.name, Number(readFileSync(x.pidFile, 'utf8').trim())]));
+    }
+    const s = server;
+    const ids = Array.from({ length: n }, (_, i) => `bb-${String(i).padStart(6, '0')}`);
+    const secrets = new Map<string, string>();
+    const tEnroll = performance.now();
+    for (let i = 0; i < ids.length; i += 5000) {
+      const r = await s.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: s.enrollmentToken, deviceIds: ids.slice(i, i + 5000) } });
+      if (r.statusCode !== 201) throw new Error(`enroll: ${r.statusCode} ${r.body}`);
+      for (const d of r.json().devices as { deviceId: string; secret: string }[]) secrets.set(d.deviceId, d.secret);
+    }
+    const enrollMs = performance.now() - tEnroll;
+    progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
+
+    // connect: devices spread over the nodes (each lists them all, starting at its own)
+    const tConnect = performance.now();
+    const batches: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i += PER_CHILD) {
+      const child = forkRole(THIS_FILE, 'devices');
+      children.push(child);
+      const devices = ids.slice(i, i + PER_CHILD).map((id, k) => ({ id, password: secrets.get(id)!, urls: deviceUrls.map((_u, j) => deviceUrls[(i + k + j) % deviceUrls.length]) }));
+      batches.push(ask(child, { type: 'connect', devices }, 'connected', 600_000));
+    }
+    await Promise.all(batches);
+    const connectMs = performance.now() - tConnect;
+    progress(`${mode}: connected in ${Math.round(connectMs)} ms`);
+    const online = await waitUntil(() => s.app.fleet.broker.connectedClients() >= n, 120_000, 50);
+
+    // rollout: one desired state to every device; done when each one's `active` report is stored
+    const bundle = await pushBundle(s, 'bench', tinyClassifier(1));
+    const count = () => (s.app.fleet.db.prepare("SELECT COUNT(DISTINCT device_id) AS n FROM status_events WHERE state = 'active' AND manifest_sha256 = ?").get(bundle.manifestSha256) as { n: number }).n;
+    const tRollout = performance.now();
+    await s.app.fleet.director.assign(bundle.manifestSha256, ids);
+    const rolledOut = await waitUntil(() => count() >= n, 600_000, 50);
+    const rolloutMs = performance.now() - tRollout;
+    progress(`${mode}: rollout ${rolledOut ? 'done' : 'INCOMPLETE'} in ${Math.round(rolloutMs)} ms (${count()} of ${n})`);
+
+    const memory = {
+      serverRssMb: mb(process.memoryUsage().rss),
+      // growth of this process since the mode started (it ran the modes before it too: a rough figure)
+      serverGrowthPer1000DevicesMb: round((process.memoryUsage().rss - rssBefore) / 1048576 / (n / 1000), 2),
+      brokerRssMb: Object.fromEntries(Object.entries(brokerPids).map(([k, pid]) => [k, mb(rssOf(pid))])),
+      // each broker process's whole RSS divided by the thousands of devices (on NATS every node holds all three replicas)
+      brokerRssPer1000DevicesMb: Object.fromEntries(Object.entries(brokerPids).map(([k, pid]) => [k, round((rssOf(pid) ?? 0) / 1048576 / (n / 1000), 2)])),
+      childrenRssMb: children.map((c) => mb(rssOf(c.pid))),
+    };
+
+    // telemetry: every device sends telemetryPerDevice windows; stored rows/s at the server, and what a
+    // plain subscriber on the same broker receives per second (the broker's own rate) in the same burst
+    let rawCount = 0;
+    let rawLast = 0;
+    if (mode !== 'embedded') {
+      const user = mode === 'mosquitto' ? { username: mosquitto!.adminUser, password: mosquitto!.adminPassword } : { username: nats!.serverUser, password: nats!.serverPassword };
+      raw = mqtt.connect(deviceUrls[0], { ...user, clientId: `bench-raw-${Date.now()}`, clean: true, protocolVersion: 4, reconnectPeriod: 0 });
+      await new Promise<void>((res, rej) => { raw!.once('connect', () => res()); raw!.once('error', rej); });
+      await raw.subscribeAsync(topics.all('telemetry'), { qos: 0 });
+      raw.on('message', () => { rawCount++; rawLast = performance.now(); });
+    }
+    const rows = () => (s.app.fleet.db.prepare('SELECT COUNT(*) AS n FROM telemetry').get() as { n: number }).n;
+    const rows0 = rows();
+    const total = n * telemetryPerDevice;
+    const tTel = performance.now();
+    await Promise.all(children.map((c) => ask(c, { type: 'telemetry', perDevice: telemetryPerDevice }, 'sent', 600_000)));
+    const stored = await waitUntil(() => rows() - rows0 >= total, 600_000, 20);
+    const telMs = performance.now() - tTel;
+    const rawMs = rawLast ? rawLast - tTel : null;
+
+    return {
+      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), allOnlineAtServer: online,
+      rolloutMs: Math.round(rolloutMs), rolledOut,
+      memory,
+      telemetry: {
+        windows: total, stored: rows() - rows0, complete: stored,
+        serverStoredPerSecond: Math.round((rows() - rows0) / (telMs / 1000)),
+        brokerRawPerSecond: rawMs ? Math.round(rawCount / (rawMs / 1000)) : null,
+        rawReceived: mode === 'embedded' ? null : rawCount,
+      },
+    };
+  } finally {
+    raw?.end(true);
+    await Promise.all(children.map((c) => stopChild(c)));
+    await server?.close();
+    await mosquitto?.stop();
+    await nats?.stop();
+  }
+}
+
+/** In a child: up to PER_CHILD devices that connect, answer desired states with `active`, and send telemetry on request. */
+function devicesChild(): void {
+  const clients: { id: string; c: MqttClient }[] = [];
+  let seq = 1;
+  serveParent(async (m) => {
+    if (m.type === 'connect') {
+      const devices = m.devices as { id: string; password: string; urls: string[] }[];
+      for (let i = 0; i < devices.length; i += 200) {
+        await Promise.all(devices.slice(i, i + 200).map((d) => new Promise<void>((resolve) => {
+          const servers = d.urls.map((u) => { const x = new URL(u); return { host: x.hostname, port: Number(x.port), protocol: 'mqtt' as const }; });
+          const c = mqtt.connect({ ...servers[0], servers, clientId: d.id, username: d.id, password: d.password, clean: true, protocolVersion: 4, reconnectPeriod: 2000 + Math.random() * 2000, keepalive: 120, connectTimeout: 60_000 });
+          c.on('error', () => {});
+          c.on('message', (_t, payload) => {
+            try {
+              const msg = JSON.parse(payload.toString()) as { director: { signed: string } };
+              const desired = JSON.parse(msg.director.signed) as { seq: number; manifestSha256: string };
+              c.publish(topics.status(d.id), JSON.stringify({ deviceId: d.id, seq: seq++, ts: new Date().toISOString(), state: 'active', directorSeq: desired.seq, manifestSha256: desired.manifestSha256, active: null, agentVersion: 'bench' }), { qos: 1 });
+            } catch { /* not a desired state */ }
+          });
+          c.once('connect', () => {
+            c.publish(topics.presence(d.id), JSON.stringify({ deviceId: d.id, online: true, ts: new Date().toISOString() }), { qos: 1, retain: true });
+            // checked, as the agent does: a busy cluster may refuse a subscription (SUBACK 0x80)
+            subscribeChecked(c, [topics.desired(d.id)]);
+            resolve();
+          });
+          clients.push({ id: d.id, c });
+        })));
+      }
+      return { type: 'connected' };
+    }
+    if (m.type === 'telemetry') {
+      const per = m.perDevice as number;
+      const base = Date.now() % 1_000_000_000;
+      await Promise.all(clients.map(({ id, c }) => Promise.all(Array.from({ length: per }, (_x, k) => c.publishAsync(topics.telemetry(id), telemetryPayload(id, base + k), { qos: 1 })))));
+      return { type: 'sent' };
+    }
+  }, async () => { await Promise.all(clients.map(({ c }) => c.endAsync(true))); });
+}
+
+if (childRole() === 'devices') devicesChild();
+else if (isMain(import.meta.url)) {
+  const { values } = parseArgs({ options: { embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' } } });
+  await runAlone(() => benchBrokers({
+    embedded: values.embedded !== undefined ? Number(values.embedded) : undefined,
+    mosquitto: values.mosquitto !== undefined ? Number(values.mosquitto) : undefined,
+    nats: values.nats !== undefined ? Number(values.nats) : undefined,
+    telemetryPerDevice: values.telemetry !== undefined ? Number(values.telemetry) : undefined,
+  }));
+}
