@@ -1,6 +1,7 @@
-// External brokers only: a desired state the device has not acted on is published again. An external
-// broker can accept (PUBACK) a desired state and still never deliver it: a NATS cluster whose stream
-// or consumer leader died moved on without it (seen in test/e2e/nats-failover.test.ts). So every
+// External brokers only: a desired state the device has not acted on is published again. A guard: a
+// clustered broker may accept (PUBACK) a desired state and still not deliver it while a node fails (the
+// loss test/e2e/nats-failover.test.ts first showed was the agent's unchecked resubscription, fixed in
+// device-agent/subscribe-check.ts; this stays as defence in depth). So every
 // intervalMs, each online device whose reports name no director sequence at or above its stored desired
 // one, and that was already in that state at the previous look, gets the same stored bytes again
 // (retained). The agent ignores a signed assignment it already has (same signature), so this is safe;

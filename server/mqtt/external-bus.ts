@@ -35,7 +35,7 @@ export interface ExternalBrokerOptions {
   /**
    * a publish the broker has not acknowledged (PUBACK) after this long: the link is treated as broken
    * and reconnected, and mqtt.js sends the message again (MQTT 3.1.1 resends only on a new connection).
-   * A NATS node whose stream leader died takes a publish and never acknowledges it.
+   * A guard for a clustered broker that loses an in-flight publish while a node fails.
    */
   publishAckTimeoutMs?: number;
   /** messages from devices over this are dropped before any handler sees them (some brokers, NATS 2.9's MQTT listener, do not limit payloads) */
