@@ -51,20 +51,16 @@ export class DeviceIngest {
     await this.telemetry.close();
   }
 
-  // Telemetry is validated here and stored by the writer thread (telemetry-writer.ts). The embedded
-  // broker sends a QoS 1 PUBACK before it delivers the message to us (aedes 1.2 lib/handlers/publish.js),
-  // so holding the handler cannot delay the PUBACK; it only holds the broker's delivery slots (100) and
-  // the device's socket. The handler lets go at once, so the writer gathers large transactions, and
-  // holds on (until the window's commit) only while more than TELEMETRY_BACKLOG windows wait for the
-  // writer: devices that send faster than SQLite stores are slowed down instead of filling memory.
-  private static readonly TELEMETRY_BACKLOG = 4096;
-
+  // Telemetry is validated here and stored by the writer thread (telemetry-writer.ts). The handler's
+  // promise settles at the commit that stored the window, and the broker holds the device's PUBACK until
+  // then (server/mqtt/broker.ts runs the handlers before aedes acknowledges; the external bus acknowledges
+  // after them), so a window the device forgets is a stored window. The writer gathers the windows of
+  // many devices into one transaction; only one device's next window waits for its previous commit.
   private queueTelemetry(topic: string, payload: Buffer): Promise<void> | void {
     const text = payload.toString('utf8');
     const t = this.accept('telemetry', topic, text, Telemetry, isTelemetry);
     if (!t) return;
-    const committed = this.telemetry.add(t, text);
-    if (this.telemetry.backlog > DeviceIngest.TELEMETRY_BACKLOG) return committed;
+    return this.telemetry.add(t, text);
   }
 
   // Status messages are applied in batches, one transaction for all that arrived within a couple of

@@ -11,6 +11,7 @@ import { DEVICE_TOKEN_PREFIX } from '../../shared/device-token.ts';
 import { RateLimiter, type RateLimit } from '../auth/rate-limit.ts';
 import { mayPublish, maySubscribe } from './acl.ts';
 import { guardSocket } from './packet-guard.ts';
+import { topicMatches } from './topic-match.ts';
 
 export interface FleetBus {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
@@ -82,6 +83,21 @@ const refuseConnect = (returnCode: 2 | 4 | 5, message: string): AuthenticateErro
 export async function startEmbeddedBroker(opts: BrokerOptions): Promise<EmbeddedBroker> {
   const limiter = opts.rateLimit ? new RateLimiter(opts.rateLimit) : null;
   const maxPacketBytes = opts.maxPacketBytes ?? opts.maxPayloadBytes + 8 * 1024;
+  type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
+  /** the server's own subscriptions, run before the PUBACK of a device's QoS 1/2 message (authorizePublish) */
+  const handled: { filter: string; handler: Handler }[] = [];
+  /** payloads whose handlers already ran before their PUBACK: their delivery skips them */
+  const ranBeforeAck = new WeakSet<Buffer>();
+  /** a handler must not throw; a failure is logged and the message acknowledged (never settles as a rejection) */
+  const callHandler = (handler: Handler, topic: string, payload: Buffer): Promise<void> | undefined => {
+    try {
+      const p = handler(topic, payload);
+      return p ? p.catch((err: unknown) => { opts.log.error({ err, topic }, 'bus handler failed'); }) : undefined;
+    } catch (err) {
+      opts.log.error({ err, topic }, 'bus handler threw');
+      return undefined;
+    }
+  };
   const aedes = await Aedes.createBroker({
     id: opts.brokerId ?? 'fleet-broker', // stable id (aedes #754)
     // retained messages by topic: a device's subscription is one lookup, not a scan of the fleet's
@@ -124,6 +140,24 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
       if (!decision.ok) {
         opts.log.warn({ clientId: client?.id, topic: packet.topic, event: 'mqtt_publish_refused' }, decision.reason);
         return callback(new Error(decision.reason));
+      }
+      // aedes 1.2 writes a QoS 1 PUBACK before it delivers the message to any subscriber
+      // (lib/handlers/publish.js), so a handler's promise could not hold it there. A device's QoS 1/2
+      // message runs the server's handlers here instead, before aedes acknowledges it: the PUBACK waits
+      // for what they store. The payload is marked so the delivery that follows does not run them again.
+      if (client && packet.qos > 0) {
+        const run = handled.length ? handled.filter((h) => topicMatches(h.filter, packet.topic)) : [];
+        if (run.length) {
+          const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+          ranBeforeAck.add(packet.payload as Buffer);
+          const pending: Promise<void>[] = [];
+          for (const h of run) {
+            const p = callHandler(h.handler, packet.topic, payload);
+            if (p) pending.push(p);
+          }
+          if (pending.length === 0) return process.nextTick(() => callback(null));
+          return void Promise.all(pending).then(() => callback(null));
+        }
       }
       callback(null);
     },
@@ -180,18 +214,16 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
     },
     subscribe(filter, handler) {
       return new Promise((resolve) => {
+        handled.push({ filter, handler });
         aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
-          let pending: void | Promise<void> = undefined;
-          try {
-            pending = handler(packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
-          } catch (err) {
-            opts.log.error({ err, topic: packet.topic }, 'bus handler threw');
-          }
+          // a device's QoS 1/2 message already ran its handlers before its PUBACK (authorizePublish)
+          const pending = ranBeforeAck.has(packet.payload as Buffer) ? undefined
+            : callHandler(handler, packet.topic, Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
           // never cb() synchronously: mqemitter releases the next queued message inside cb, so a
           // synchronous handler recursed once per queued message; a backlog of telemetry from 1,000 devices
           // overflowed the stack and killed the server (issue 21's soak). nextTick (or the handler's
           // promise) unwinds first, in the same order.
-          if (pending) pending.then(() => cb(), (err: unknown) => { opts.log.error({ err, topic: packet.topic }, 'bus handler failed'); cb(); });
+          if (pending) pending.then(() => cb());
           else process.nextTick(cb);
         }, resolve);
       });

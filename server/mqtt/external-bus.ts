@@ -17,6 +17,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { FastifyBaseLogger } from 'fastify';
 import { parseTopic, TOPIC_ROOT } from '../../shared/topics.ts';
 import type { DeviceAccessSync, FleetBroker } from './broker.ts';
+import { topicMatches } from './topic-match.ts';
 
 export interface ExternalBrokerOptions {
   /** mqtt://, mqtts://, tcp:// or ssl:// URLs; tried in order, then round again */
@@ -57,17 +58,7 @@ export interface ExternalBroker extends FleetBroker {
 
 type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
 
-/** MQTT filter match ('+' one level, '#' the rest) */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
+export { topicMatches };
 
 export function parseBrokerUrl(url: string): { protocol: 'mqtt' | 'mqtts'; host: string; port: number } {
   let u: URL;
