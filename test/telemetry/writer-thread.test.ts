@@ -85,9 +85,9 @@ describe('telemetry writer thread', () => {
     await w.started();
     await w.add(win({ deviceId: 'd1', seq: 1, minute: 0, manifest: A })); // the thread is up and has written once
     const pending = w.add(win({ deviceId: 'd1', seq: 2, minute: 1, manifest: A }));
-    w['send'](); // posted now: the thread tries to commit while the main thread sits in its transaction
     const before = d.transaction(() => {
       const n = rows(d); // a read first: a deferred transaction would take its snapshot here
+      w['send'](); // posted only now (not before the transaction began: the thread could commit first): it tries to commit while the main thread sits in its transaction
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // the thread has 300 ms to try to commit
       d.prepare("UPDATE devices SET tags_json = '[\"x\"]' WHERE device_id = 'd1'").run(); // then a write
       return n;
