@@ -672,15 +672,7 @@ export class FleetAgent extends EventEmitter {
         let bytes: Buffer;
         try { bytes = readFileSync(this.slots.path(name, 'onnx', index)); } catch { continue; }
         if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) continue; // damaged: download instead
-        this.staging.removeExcept(a.sha256, keep);
-        const path = this.staging.path(a.sha256);
-        const fd = disk.openSync(path, 'w');
-        try {
-          disk.writeSync(fd, bytes);
-          disk.fsyncSync(fd);
-        } finally {
-          disk.closeSync(fd);
-        }
+        const path = this.staging.writeDurable(a.sha256, bytes, keep);
         this.log('artifact_from_slot', { deviceId: this.deviceId, slot: name, artifactSha256: a.sha256, bytes: a.length });
         this.status.progress('verifying', base);
         return { path, bytes };

@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import { applyDelta, DeltaError } from '../shared/delta.ts';
 import type { DesiredState, Manifest } from '../shared/messages.ts';
 import type { Staged } from './artifact-fetch.ts';
-import { disk } from './disk.ts';
 import type { SlotFiles } from './slot-files.ts';
 import type { Staging } from './staging.ts';
 import type { AgentState } from './state-store.ts';
@@ -53,14 +52,6 @@ export async function stageFromDelta(o: DeltaStageOptions): Promise<DeltaOutcome
     throw err;
   }
   // under the artifact's own staging name, durably: the install renames it into the slot
-  o.staging.removeExcept(a.sha256);
-  const path = o.staging.path(a.sha256);
-  const fd = disk.openSync(path, 'w');
-  try {
-    disk.writeSync(fd, rebuilt);
-    disk.fsyncSync(fd);
-  } finally {
-    disk.closeSync(fd);
-  }
+  const path = o.staging.writeDurable(a.sha256, rebuilt);
   return { staged: { path, bytes: rebuilt }, baseSlot: slot, deltaBytes: d.length };
 }

@@ -31,6 +31,24 @@ export class Staging {
     for (const name of readdirSync(this.dir)) if (!kept.has(name)) removeIfExists(join(this.dir, name));
   }
 
+  /**
+   * Bytes already checked (copied from a slot, rebuilt from a delta) staged under the artifact's own name,
+   * durably (fsynced): the install renames the file into a slot like a finished download. Other partial
+   * downloads go, but `keep` (as removeExcept).
+   */
+  writeDurable(artifactSha256: string, bytes: Uint8Array, keep: readonly string[] = []): string {
+    this.removeExcept(artifactSha256, keep);
+    const path = this.path(artifactSha256);
+    const fd = disk.openSync(path, 'w');
+    try {
+      disk.writeSync(fd, bytes);
+      disk.fsyncSync(fd);
+    } finally {
+      disk.closeSync(fd);
+    }
+    return path;
+  }
+
   remove(artifactSha256: string): void {
     removeIfExists(this.path(artifactSha256));
   }

@@ -17,8 +17,8 @@ export function emptySums(kind: ShadowOutputSums['kind']): ShadowOutputSums {
   return { kind, positions: 0, agree: 0, signal: 0, noise: 0, dot: 0, candidateSq: 0, maxAbsError: 0 };
 }
 
-/** Index of the largest value along the last axis, for every position (accuracy-gate.ts top1). */
-function top1(x: Tensor): number[] {
+/** Index of the largest value along the last axis, for every position (the push gate's top-1, server/quantize/accuracy-gate.ts, uses it too). */
+export function top1(x: { data: ArrayLike<unknown>; dims: readonly number[] }): number[] {
   const width = x.dims.length ? x.dims[x.dims.length - 1] : x.data.length;
   const rows = width ? Math.floor(x.data.length / width) : 0;
   const out: number[] = [];

@@ -18,6 +18,7 @@ import { AppError } from '../errors.ts';
 import { inspectModel } from '../onnx/inspect-model.ts';
 import type { IoSpec } from '../onnx/types.ts';
 import { ModelRunError, runOnSamples, type OutputTensor, type SampleOutputs } from '../bundles/run-samples.ts';
+import { top1 } from '../../shared/shadow-figures.ts';
 import type { RunSample } from '../bundles/samples.ts';
 import { QUANTIZED_SESSION_CONFIG } from './quantize.ts';
 
@@ -186,22 +187,6 @@ function judgeClassifier(name: string, f: OutputTensor[], q: OutputTensor[], lab
     }
   }
   out.passed = failures.length === 0;
-  return out;
-}
-
-/** Index of the largest value along the last axis, for every position. */
-function top1(x: OutputTensor): number[] {
-  const width = x.dims.length ? x.dims[x.dims.length - 1] : x.data.length;
-  const rows = width ? Math.floor(x.data.length / width) : 0;
-  const out: number[] = [];
-  for (let r = 0; r < rows; r++) {
-    let best = 0, bestValue = Number(x.data[r * width]);
-    for (let k = 1; k < width; k++) {
-      const v = Number(x.data[r * width + k]);
-      if (v > bestValue) { best = k; bestValue = v; }
-    }
-    out.push(best);
-  }
   return out;
 }
 
