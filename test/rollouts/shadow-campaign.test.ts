@@ -156,9 +156,11 @@ describe('a campaign wave in shadow first', () => {
       const created = await createCampaign(server, {
         manifestSha256: good.manifestSha256, target: { deviceIds: agents.map((a) => a.deviceId) },
         waves: [{ percent: 100, minDevices: 1, soakSeconds: 0, minReporting: 0, shadow: { minSamples: 400, minDevices: 4, soakSeconds: 0, sampleRate: 1 } }],
-        // wall-clock time of a sub-millisecond model on a loaded shared host is noise: the latency gate is
-        // table-tested (shadow-gate.test.ts); these campaigns are about what the candidate answers
-        gates: { shadow: { maxLatencyRatio: 50 } },
+        // wall-clock time of a sub-millisecond model on a loaded shared host is noise: the latency gates are
+        // table-tested (shadow-gate.test.ts, decide tests); these campaigns are about what the candidate
+        // answers. After the shadow passes, the wave's own gate judges the promoted model: a p99 of 2.4 ms
+        // against 0.34 ms on a loaded CI host halted it once, so latency differences under 100 ms do not count here.
+        gates: { minLatencyDeltaMs: 100, shadow: { maxLatencyRatio: 50 } },
       });
       expect(created.status).toBe(201);
       const id = created.body.campaignId as string;
