@@ -82,15 +82,15 @@ export async function benchAgentInference(opts: BenchAgentOptions = {}): Promise
   }
 }
 
-/** A manifest like the server's, with a drift baseline: 10 pixel bins and the 10 digit classes. */
-async function digitsManifest(onnx: Uint8Array, sample: Float32Array): Promise<Manifest> {
+/** A manifest like the server's, with a drift baseline: 10 pixel bins and the 10 digit classes (bench/shadow.ts uses it too). */
+export async function digitsManifest(onnx: Uint8Array, sample: Float32Array, version = 1): Promise<Manifest> {
   const s = await createSession(onnx);
   const out = await s.run({ [DIGITS_INPUT]: new ort.Tensor('float32', sample, [1, sample.length]) });
   await s.release();
   const probs = out[DIGITS_OUTPUT];
   const now = Date.now();
   return {
-    type: 'manifest', modelId: 'digits', version: 1,
+    type: 'manifest', modelId: 'digits', version,
     artifact: { sha256: sha256Hex(onnx), length: onnx.byteLength, format: 'onnx' },
     quantization: { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 },
     io: { inputs: [{ name: DIGITS_INPUT, type: 'float32', shape: ['N', sample.length] }], outputs: [{ name: DIGITS_OUTPUT, type: 'float32', shape: ['N', 10] }] },

@@ -19,16 +19,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { digitsManifest } from './agent.ts';
 import { FleetAgent } from '../device-agent/agent.ts';
 import { parseAgentConfig } from '../device-agent/config.ts';
 import { StateStore } from '../device-agent/state-store.ts';
-import { createSession, ort } from '../runtime/onnx-session.ts';
 import { canonicalJson } from '../shared/canonical-json.ts';
 import { b64, sha256Hex } from '../shared/crypto.ts';
-import type { Manifest } from '../shared/messages.ts';
-import { encodeTensor } from '../shared/tensor-codec.ts';
-import { AGENT_VERSION, ONNXRUNTIME_WEB_RANGE } from '../shared/version.ts';
-import { buildDigitsModel, DIGITS_INPUT, DIGITS_OUTPUT } from '../server/training/digits.ts';
+import { buildDigitsModel, DIGITS_INPUT } from '../server/training/digits.ts';
 
 const execFileP = promisify(execFile);
 const DEFAULT_SAMPLE_RATE = 0.1; // server/rollouts/campaign-config.ts ShadowWave
@@ -48,32 +45,6 @@ export interface BenchShadowResult {
   /** paced: with shadow / without, p50 and p95 both <= 1.1 */
   target: { maxRatio: number; met: boolean };
   memory: { rssWithoutShadowBytes: number; rssWithShadowBytes: number; shadowRssBytes: number; artifactBytes: number };
-}
-
-async function digitsManifest(onnx: Uint8Array, sample: Float32Array, version: number): Promise<Manifest> {
-  const s = await createSession(onnx);
-  const out = await s.run({ [DIGITS_INPUT]: new ort.Tensor('float32', sample, [1, sample.length]) });
-  await s.release();
-  const probs = out[DIGITS_OUTPUT];
-  const now = Date.now();
-  return {
-    type: 'manifest', modelId: 'digits', version,
-    artifact: { sha256: sha256Hex(onnx), length: onnx.byteLength, format: 'onnx' },
-    quantization: { scheme: 'none', perChannel: false, sessionConfig: {}, quantizedOps: 0, skippedOps: 0 },
-    io: { inputs: [{ name: DIGITS_INPUT, type: 'float32', shape: ['N', sample.length] }], outputs: [{ name: DIGITS_OUTPUT, type: 'float32', shape: ['N', 10] }] },
-    runtime: { onnxruntimeWeb: ONNXRUNTIME_WEB_RANGE, minAgentVersion: AGENT_VERSION },
-    hardwareTargets: [],
-    healthCheck: {
-      vectors: [{ inputs: { [DIGITS_INPUT]: encodeTensor('float32', [1, sample.length], sample) }, outputs: { [DIGITS_OUTPUT]: encodeTensor('float32', probs.dims, probs.data as Float32Array) } }],
-      atol: 1e-4, rtol: 1e-3, latencyBudgetMs: 250,
-    },
-    driftBaseline: {
-      inputs: { [DIGITS_INPUT]: { kind: 'values', edges: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], counts: new Array(10).fill(1) } },
-      outputs: { [DIGITS_OUTPUT]: { kind: 'argmax', edges: [], counts: new Array(10).fill(1) } },
-    },
-    lineage: {},
-    issuedAt: new Date(now).toISOString(), expires: new Date(now + 86400_000).toISOString(),
-  };
 }
 
 /** What an install (slot a) and a shadow load (slot b) leave on disk; the agent restores both at start. */

@@ -4,6 +4,7 @@ import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import { contractRoute } from './contract-route.ts';
+import type { Db } from '../db/database.ts';
 
 interface DeviceRow {
   device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
@@ -11,6 +12,15 @@ interface DeviceRow {
   active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
   last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null; claimed_active_json: string | null;
   freshness_stale: number | null; fresh_until: string | null; active_set_json?: string | null; active_release_json?: string | null;
+}
+
+/** The devices an assignment names: its `deviceIds`, or with `all` every device (of `hardware`, if given). */
+export function assignTargets(db: Db, body: { deviceIds?: string[]; all?: boolean; hardware?: string }): string[] {
+  if (!body.all) return body.deviceIds ?? [];
+  const rows = (body.hardware
+    ? db.prepare('SELECT device_id FROM devices WHERE hardware = ?').all(body.hardware)
+    : db.prepare('SELECT device_id FROM devices').all()) as { device_id: string }[];
+  return rows.map((r) => r.device_id);
 }
 
 export function deviceView(r: DeviceRow) {
@@ -50,14 +60,7 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
 
   contractRoute(app, c.assign, async ({ body }, req, reply) => {
     assertAssignable(keys, body.manifestSha256, director.bundleEnvelope(body.manifestSha256));
-    let deviceIds = body.deviceIds;
-    if (body.all) {
-      const rows = (body.hardware
-        ? db.prepare('SELECT device_id FROM devices WHERE hardware = ?').all(body.hardware)
-        : db.prepare('SELECT device_id FROM devices').all()) as { device_id: string }[];
-      deviceIds = rows.map((r) => r.device_id);
-    }
-    const assigned = await assignments.assign(body.manifestSha256, deviceIds!);
+    const assigned = await assignments.assign(body.manifestSha256, assignTargets(db, body));
     auditRequest(req, 'assignments.create', body.manifestSha256, {
       count: assigned.length, ...(body.all ? { all: true, hardware: body.hardware ?? null } : {}), deviceIds: assigned.slice(0, 100).map((a) => a.deviceId),
     });

@@ -14,6 +14,7 @@ import { ortMessage } from '../bundles/run-samples.ts';
 import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import { contractRoute } from './contract-route.ts';
+import { assignTargets } from './devices.ts';
 
 interface ReleaseRow { name: string; version: number; models_json: string; chain_json: string | null; created_by: string; created_at: string }
 type ReleaseModel = { modelId: string; version: number; manifestSha256: string };
@@ -121,15 +122,8 @@ export async function releaseRoutes(app: FastifyInstance): Promise<void> {
     if (!row) throw new AppError('FLEET_ERR_RELEASE_NOT_FOUND', `no release ${name}${body.version ? ` v${body.version}` : ''}`, 404);
     const models = JSON.parse(row.models_json) as ReleaseModel[];
     for (const m of models) assertAssignable(keys, m.manifestSha256, director.bundleEnvelope(m.manifestSha256));
-    let deviceIds = body.deviceIds;
-    if (body.all) {
-      const rows = (body.hardware
-        ? db.prepare('SELECT device_id FROM devices WHERE hardware = ?').all(body.hardware)
-        : db.prepare('SELECT device_id FROM devices').all()) as { device_id: string }[];
-      deviceIds = rows.map((r) => r.device_id);
-    }
     const chain = row.chain_json ? JSON.parse(row.chain_json) as Chain : undefined;
-    const assigned = await director.assignSet(models.map((m) => m.manifestSha256), deviceIds!, { name: row.name, version: row.version }, undefined, chain);
+    const assigned = await director.assignSet(models.map((m) => m.manifestSha256), assignTargets(db, body), { name: row.name, version: row.version }, undefined, chain);
     auditRequest(req, 'releases.assign', `${row.name}:${row.version}`, {
       count: assigned.length, ...(body.all ? { all: true, hardware: body.hardware ?? null } : {}), deviceIds: assigned.slice(0, 100).map((a) => a.deviceId),
     });
