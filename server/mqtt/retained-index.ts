@@ -6,6 +6,7 @@
 // filter with `+` or `#` (the server's, operators') still scans every retained message.
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
+import { levelsMatch } from './topic-match.ts';
 
 const require = createRequire(import.meta.url);
 const AsyncPersistence = require('aedes-persistence/asyncPersistence.js') as new (opts?: object) => object;
@@ -22,18 +23,7 @@ export function* retainedMatching(retained: Map<string, RetainedPacket>, pattern
     return;
   }
   const filter = pattern.split('/');
-  for (const [topic, packet] of retained) if (topicMatches(filter, topic)) yield packet;
-}
-
-/** MQTT filter matching as aedes-persistence's matcher does it: `+` one level, `#` the rest (zero or more levels). */
-export function topicMatches(filter: string[], topic: string): boolean {
-  const levels = topic.split('/');
-  for (let i = 0; i < filter.length; i++) {
-    if (filter[i] === '#') return true;
-    if (i >= levels.length) return false;
-    if (filter[i] !== '+' && filter[i] !== levels[i]) return false;
-  }
-  return filter.length === levels.length;
+  for (const [topic, packet] of retained) if (levelsMatch(filter, topic)) yield packet;
 }
 
 class IndexedRetainedPersistence extends (AsyncPersistence as unknown as new (opts?: object) => Record<string, unknown>) {

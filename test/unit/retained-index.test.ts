@@ -2,7 +2,8 @@
 // finds its one retained message by lookup, a wildcard filter scans with MQTT matching, an empty payload
 // deletes, and a device that connects gets its retained desired state through the real broker.
 import { describe, expect, it } from 'vitest';
-import { indexedMemoryPersistence, topicMatches } from '../../server/mqtt/retained-index.ts';
+import { indexedMemoryPersistence } from '../../server/mqtt/retained-index.ts';
+import { levelsMatch } from '../../server/mqtt/topic-match.ts';
 
 interface Persistence {
   storeRetained(p: object, cb: (err: Error | null) => void): void;
@@ -19,7 +20,7 @@ async function collect(s: AsyncIterable<{ topic: string }>): Promise<string[]> {
 
 describe('retained index', () => {
   it('matches MQTT filters level by level', () => {
-    const m = (f: string, t: string) => topicMatches(f.split('/'), t);
+    const m = (f: string, t: string) => levelsMatch(f.split('/'), t);
     expect(m('fleet/v1/dev-1/desired', 'fleet/v1/dev-1/desired')).toBe(true);
     expect(m('fleet/v1/+/desired', 'fleet/v1/dev-1/desired')).toBe(true);
     expect(m('fleet/v1/+/desired', 'fleet/v1/dev-1/status')).toBe(false);
