@@ -50,6 +50,14 @@ export class AgentProcess {
     this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
   }
 
+  /** Arm a SIGKILL at a crash point and wait until the process has read it (its `armed` line), so an
+   *  update started afterwards cannot pass the point before the process knows about it. */
+  async arm(at: string, timeoutMs = 30_000): Promise<void> {
+    const since = this.lines.length;
+    this.send({ crashAt: at });
+    await this.waitFor((l) => l.event === 'armed' && l.at === at, timeoutMs, since);
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
   }

@@ -165,7 +165,7 @@ describe('strict kill trials: SIGKILL at every phase of an update and inside its
         const target = await timed('push', push(plan.faulty ? models[2] : tinyClassifier(100 + fresh++)));
         const [phase, n] = plan.at.startsWith('disk:') ? [plan.at, 1] : [plan.at.replace(/:\d+$/, ''), Number(/:(\d+)$/.exec(plan.at)?.[1] ?? 1)];
         const linesBefore = proc.lines.length;
-        proc.send({ crashAt: plan.at });
+        await proc.arm(plan.at);
         await assign(server, target.manifestSha256, [deviceId]);
         const seq = plain(deviceId)!.seq;
         const exited = await timed('to the kill', Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]));

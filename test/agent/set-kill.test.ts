@@ -78,7 +78,7 @@ describe('strict kill trials for a release switch: never a mix', () => {
     for (const plan of plans) {
       const target = await pushSet();
       const linesBefore = proc.lines.length;
-      proc.send({ crashAt: plan.at });
+      await proc.arm(plan.at);
       await server.app.fleet.director.assignSet(target, [deviceId], { name: 'wakeword', version: fresh });
       const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 30_000))]);
       if (!exited) { proc.kill(); await proc.exited; fail(`${plan.at}: never reached (no kill within 30 s)`); }

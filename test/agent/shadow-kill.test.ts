@@ -66,7 +66,7 @@ describe('SIGKILL while a candidate is loaded, run and promoted in shadow', () =
       const since = p.lines.length;
       // armAfter: the kill point is armed once `act` is done (samples of the new shadow, not of one restored before it)
       // armed means the process read the line: the update it races with cannot pass the point first
-      const arm = async () => { const n = p.lines.length; p.send({ crashAt: at }); await p.waitFor((l) => l.event === 'armed' && l.at === at, 30_000, n); };
+      const arm = () => p.arm(at);
       if (!armAfter) await arm();
       await act();
       if (armAfter) await arm();

@@ -134,7 +134,7 @@ describe('killed on probation with the revert target damaged', () => {
       await assign(server, v1.manifestSha256, [deviceId]);
       await proc.waitFor((l) => l.event === 'status' && (l.status as Status).state === 'active' && (l.status as Status).manifestSha256 === v1.manifestSha256, 60_000);
       await proc.waitFor((l) => l.event === 'status' && (l.status as Status).state === 'probation_passed', 60_000);
-      proc.send({ crashAt: 'switch:after' });
+      await proc.arm('switch:after');
       await assign(server, v2.manifestSha256, [deviceId]);
       expect((await proc.exited).signal).toBe('SIGKILL');
       const killed = disk(dataDir);

@@ -90,7 +90,7 @@ describe('outcomes across crashes', () => {
       await waitFor(() => rows(deviceId).some((r) => r.state === 'probation_passed'), 20_000, 'v1 passes probation');
 
       // 1. the revert is written, then the process dies before it can say so
-      proc.send({ crashAt: 'revert:after' });
+      await proc.arm('revert:after');
       await assign(server, v2.manifestSha256, [deviceId]);
       expect((await proc.exited).signal).toBe('SIGKILL');
       expect(rows(deviceId).filter((r) => r.state === 'reverted')).toEqual([]);
@@ -103,7 +103,7 @@ describe('outcomes across crashes', () => {
 
       // 2. the switch to v3 is written, then the process dies: the restart reverts (a crash on probation),
       // and both the switch and the revert reach the server, in order, once each
-      proc.send({ crashAt: 'switch:after' });
+      await proc.arm('switch:after');
       await assign(server, v3.manifestSha256, [deviceId]);
       expect((await proc.exited).signal).toBe('SIGKILL');
       proc = new AgentProcess(spec);
