@@ -12,6 +12,7 @@ import { telemetryCommand } from './commands/telemetry.ts';
 import { accessCommands } from './commands/access.ts';
 import { deviceCommands } from './commands/devices.ts';
 import { releaseCommands } from './commands/releases.ts';
+import { tagPolicyCommands } from './commands/tag-policies.ts';
 import { contextOf, type Ctx, type Defaults } from './context.ts';
 import type { Io } from './output.ts';
 
@@ -36,5 +37,6 @@ export function buildProgram(defaults: Defaults, sink: Omit<Io, 'json'>): Comman
   devCaCommands(program, run);
   telemetryCommand(program, run);
   releaseCommands(program, run);
+  tagPolicyCommands(program, run);
   return program;
 }
