@@ -109,7 +109,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
       log: app.log, maxPayloadBytes: config.maxMqttPayloadBytes, onSessionLost: async () => { await director?.republishAll(); },
     }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : natsUsers ? () => natsUsers : undefined);
   if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
-  const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction);
+  const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction, (msg) => app.log.warn({ event: 'delta_failed' }, msg));
   director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);
   const ingest = new DeviceIngest(db, app.log, { telemetryWriter: config.telemetryWriter });
   await ingest.start(broker);
@@ -141,6 +141,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
     await rollouts.stop();
     await broker.close();
     await ingest.stop();
+    await deltas.close();
     db.close();
   });
 

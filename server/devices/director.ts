@@ -78,56 +78,68 @@ export class Director {
     const expires = new Date(now.getTime() + this.desiredTtlSeconds * 1000).toISOString();
     const digest = envelopeDigest(envelope);
     const out: { deviceId: string; seq: number; payload: string }[] = [];
-    const offers = this.deltaOffers(envelope, deviceIds);
-    const tagPolicies = !opts.policy && !!this.db.prepare('SELECT 1 FROM tag_policies LIMIT 1').get();
-    this.db.transaction(() => {
-      const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
-        ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
-      const save = this.db.prepare('UPDATE devices SET desired_manifest_sha256 = ?, desired_json = ?, desired_expires = ? WHERE device_id = ?');
-      // the server's own record of what it assigned: artifact access and the device view read it
-      const grant = this.db.prepare(`INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`);
-      const extras = (set?.extras ?? []).map((e) => ({ ...e, digest: envelopeDigest(e.envelope) }));
-      const grants = [{ digest, manifest, blobs: blobsOf(envelope) }, ...extras.map((e) => ({ digest: e.digest, manifest: e.manifest, blobs: blobsOf(e.envelope) }))];
-      // The same text as JSON.stringify({keyset, manifest, director[, manifests]}) (a test holds them equal): the key
-      // set and manifests, the bulk of each message, are serialized once per call, not once per device.
-      const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
-      const tail = (extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}` : '')
-        // shadow mode: the candidate's manifest travels beside the assigned one (absent: byte-for-byte as before)
-        + (shadow ? `,"shadowManifest":${JSON.stringify(shadow.envelope)}` : '') + '}';
-      const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}`;
-      const setFields = extras.length || set?.release || set?.chain ? {
-        ...(extras.length ? { models: extras.map((e) => ({ modelId: e.manifest.modelId, version: e.manifest.version, manifestSha256: e.digest })) } : {}),
-        ...(set?.release ? { release: set.release } : {}),
-        ...(set?.chain ? { chain: set.chain } : {}),
-      } : {};
-      const shadowDigest = shadow ? envelopeDigest(shadow.envelope) : '';
-      const shadowBlobs = shadow ? blobsOf(shadow.envelope) : [];
-      for (const deviceId of deviceIds) {
-        const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
-        const desired: DesiredState = {
-          type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
-          modelId: manifest.modelId, version: manifest.version, manifestSha256: digest, ...setFields,
-          ...(shadow ? { shadow: { modelId: shadow.manifest.modelId, version: shadow.manifest.version, manifestSha256: shadowDigest, sampleRate: shadow.sampleRate } } : {}),
-        };
-        const offer = offers.get(deviceId);
-        if (offer) desired.delta = offer;
-        const policy = opts.policy ?? (tagPolicies ? this.tagPolicyOf(deviceId) : undefined);
-        if (policy) desired.policy = policy;
-        const payload = desiredPayload(signDocument(desired, signer));
-        save.run(digest, payload, expires, deviceId);
-        for (const [i, g] of grants.entries()) for (const blob of i === 0 && offer ? [...g.blobs, offer.sha256] : g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
-        // the shadow candidate's blobs are the device's to fetch as well
-        for (const blob of shadowBlobs) grant.run(deviceId, shadowDigest, blob, shadow!.manifest.modelId, shadow!.manifest.version, seq, now.toISOString());
-        out.push({ deviceId, seq, payload });
-      }
-      inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
-    })();
+    // Sequence numbers follow the order of the calls: a call waiting for a delta being made (delta-store.ts)
+    // holds the ones after it, so a later assignment never gets the lower number.
+    await this.inOrder(async () => {
+      const offers = await this.deltaOffers(envelope, deviceIds);
+      const tagPolicies = !opts.policy && !!this.db.prepare('SELECT 1 FROM tag_policies LIMIT 1').get();
+      this.db.transaction(() => {
+        const bump = this.db.prepare(`INSERT INTO devices (device_id, first_seen, last_seen, desired_seq) VALUES (?, ?, ?, 1)
+          ON CONFLICT(device_id) DO UPDATE SET desired_seq = desired_seq + 1 RETURNING desired_seq`);
+        const save = this.db.prepare('UPDATE devices SET desired_manifest_sha256 = ?, desired_json = ?, desired_expires = ? WHERE device_id = ?');
+        // the server's own record of what it assigned: artifact access and the device view read it
+        const grant = this.db.prepare(`INSERT OR IGNORE INTO device_assignments (device_id, manifest_sha256, blob_sha256, model_id, version, first_seq, assigned_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?)`);
+        const extras = (set?.extras ?? []).map((e) => ({ ...e, digest: envelopeDigest(e.envelope) }));
+        const grants = [{ digest, manifest, blobs: blobsOf(envelope) }, ...extras.map((e) => ({ digest: e.digest, manifest: e.manifest, blobs: blobsOf(e.envelope) }))];
+        // The same text as JSON.stringify({keyset, manifest, director[, manifests]}) (a test holds them equal): the key
+        // set and manifests, the bulk of each message, are serialized once per call, not once per device.
+        const head = `{"keyset":${JSON.stringify(keyset)},"manifest":${JSON.stringify(envelope)},"director":`;
+        const tail = (extras.length ? `,"manifests":${JSON.stringify(extras.map((e) => e.envelope))}` : '')
+          // shadow mode: the candidate's manifest travels beside the assigned one (absent: byte-for-byte as before)
+          + (shadow ? `,"shadowManifest":${JSON.stringify(shadow.envelope)}` : '') + '}';
+        const desiredPayload = (director: Envelope) => `${head}${JSON.stringify(director)}${tail}`;
+        const setFields = extras.length || set?.release || set?.chain ? {
+          ...(extras.length ? { models: extras.map((e) => ({ modelId: e.manifest.modelId, version: e.manifest.version, manifestSha256: e.digest })) } : {}),
+          ...(set?.release ? { release: set.release } : {}),
+          ...(set?.chain ? { chain: set.chain } : {}),
+        } : {};
+        const shadowDigest = shadow ? envelopeDigest(shadow.envelope) : '';
+        const shadowBlobs = shadow ? blobsOf(shadow.envelope) : [];
+        for (const deviceId of deviceIds) {
+          const { desired_seq: seq } = bump.get(deviceId, now.toISOString(), now.toISOString()) as { desired_seq: number };
+          const desired: DesiredState = {
+            type: 'desired', deviceId, seq, issuedAt: now.toISOString(), expires,
+            modelId: manifest.modelId, version: manifest.version, manifestSha256: digest, ...setFields,
+            ...(shadow ? { shadow: { modelId: shadow.manifest.modelId, version: shadow.manifest.version, manifestSha256: shadowDigest, sampleRate: shadow.sampleRate } } : {}),
+          };
+          const offer = offers.get(deviceId);
+          if (offer) desired.delta = offer;
+          const policy = opts.policy ?? (tagPolicies ? this.tagPolicyOf(deviceId) : undefined);
+          if (policy) desired.policy = policy;
+          const payload = desiredPayload(signDocument(desired, signer));
+          save.run(digest, payload, expires, deviceId);
+          for (const [i, g] of grants.entries()) for (const blob of i === 0 && offer ? [...g.blobs, offer.sha256] : g.blobs) grant.run(deviceId, g.digest, blob, g.manifest.modelId, g.manifest.version, seq, now.toISOString());
+          // the shadow candidate's blobs are the device's to fetch as well
+          for (const blob of shadowBlobs) grant.run(deviceId, shadowDigest, blob, shadow!.manifest.modelId, shadow!.manifest.version, seq, now.toISOString());
+          out.push({ deviceId, seq, payload });
+        }
+        inTransaction?.(out.map(({ deviceId, seq }) => ({ deviceId, seq })));
+      })();
+    });
     // in parallel, a few hundred at a time: one by one, ten thousand round trips through the broker add up
     for (let i = 0; i < out.length; i += 500) {
       await Promise.all(out.slice(i, i + 500).map((o) => this.bus.publish(topics.desired(o.deviceId), o.payload, { qos: 1, retain: true })));
     }
     return out.map(({ deviceId, seq }) => ({ deviceId, seq }));
+  }
+
+  private ordered: Promise<unknown> = Promise.resolve();
+  /** runs `fn` after every call made before it has run (failures included) */
+  private inOrder<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.ordered.then(fn, fn);
+    this.ordered = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -146,16 +158,19 @@ export class Director {
    * runs, as the server's own records know it. Made before the transaction (building one takes CPU time),
    * once per distinct base.
    */
-  private deltaOffers(envelope: Envelope, deviceIds: string[]): Map<string, DeltaOffer> {
+  private async deltaOffers(envelope: Envelope, deviceIds: string[]): Promise<Map<string, DeltaOffer>> {
     const offers = new Map<string, DeltaOffer>();
     if (!this.deltas) return offers;
     const target = blobsOf(envelope)[0];
     if (!target) return offers;
-    const byBase = new Map<string, DeltaOffer | null>();
+    const baseOf = new Map<string, string>();
     for (const deviceId of deviceIds) {
       const base = this.deltas.activeArtifact(deviceId);
-      if (!base || base === target) continue;
-      if (!byBase.has(base)) byBase.set(base, this.deltas.offer(base, target));
+      if (base && base !== target) baseOf.set(deviceId, base);
+    }
+    const byBase = new Map<string, DeltaOffer | null>();
+    for (const base of new Set(baseOf.values())) byBase.set(base, await this.deltas.offer(base, target));
+    for (const [deviceId, base] of baseOf) {
       const offer = byBase.get(base);
       if (offer) offers.set(deviceId, offer);
     }

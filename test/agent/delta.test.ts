@@ -48,7 +48,8 @@ describe('delta bundles', () => {
     const w = initMlp(256, 128, 10, seed);
     const v1 = await pushBundle(server, model, exportMlpToOnnx(w, meta));
     const v2 = await pushBundle(server, model, exportMlpToOnnx(withHead(w, seed + 100), meta));
-    // made when v2 was pushed, from the model's earlier version: nothing to build while assigning
+    // made when v2 was pushed (in the builder's thread), from the model's earlier version: nothing to build while assigning
+    await server.app.fleet.deltas.idle();
     expect(server.app.fleet.db.prepare('SELECT COUNT(*) AS n FROM artifact_deltas WHERE base_sha256 = ? AND target_sha256 = ?').get(v1.manifest.artifact.sha256, v2.manifest.artifact.sha256)).toEqual({ n: 1 });
     const c = counting();
     const statuses: Status[] = [];
@@ -104,7 +105,7 @@ describe('delta bundles', () => {
   it('a delta tampered with on the server: refused by its signed SHA-256 before it is read, then the full artifact', async () => {
     const { agent, c, statuses, v1, v2 } = await onV1('delta-3', 'dtamper', 3);
     // the delta made when v2 was pushed: damage the stored blob
-    const offer = server.app.fleet.deltas.offer(v1.manifest.artifact.sha256, v2.manifest.artifact.sha256)!;
+    const offer = (await server.app.fleet.deltas.offer(v1.manifest.artifact.sha256, v2.manifest.artifact.sha256))!;
     const blob = join(server.dir, 'server', 'blobs', offer.sha256);
     const bytes = readFileSync(blob); bytes[bytes.length - 5] ^= 0x01; writeFileSync(blob, bytes);
     const done = outcome(agent, v2.manifestSha256);
