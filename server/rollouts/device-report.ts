@@ -25,6 +25,8 @@ export type CampaignDeviceStep =
   | { kind: 'reverted'; reason: string }
   /** failed or refused: assigned again (new sequence number) while attempts last, else failed for good */
   | { kind: 'retry'; reason: string | null }
+  /** [#18] restarted while it waited for its window or conditions: assigned again without using up an attempt */
+  | { kind: 'resume'; reason: string }
   | { kind: 'failed'; reason: string | null }
   | { kind: 'revert_done' }
   | { kind: 'revert_failed'; reason: string | null }
@@ -48,6 +50,9 @@ export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDev
   if (r.state !== 'assigned') return { kind: 'ignore' };
   if (s.state === 'active' && (aboutCampaign || runsCampaign)) return { kind: 'updated' };
   if (aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
+    // [#18] a device that restarted while it waited (it said so, and the new model never ran): a reboot during
+    // a wait of hours or days is no failure of the update. It must reach its wait again before the next one is free.
+    if (s.state === 'failed' && s.reason === 'CRASH_RECOVERY' && r.waitReason) return { kind: 'resume', reason: s.reason };
     return r.attempts <= r.maxRetries ? { kind: 'retry', reason: s.reason ?? null } : { kind: 'failed', reason: s.reason ?? null };
   }
   if (aboutCampaign && s.state === 'waiting') return { kind: 'waiting', reason: s.reason ?? 'WAIT_WINDOW' };

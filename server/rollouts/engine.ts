@@ -48,7 +48,7 @@ export class RolloutEngine {
   /** the sequential test's last verdict per campaign (decision, statistic, evidence), for GET /v1/campaigns/:id */
   readonly statistics = new Map<string, SequentialVerdict>();
   private readonly earlyCheck = new Map<string, number>();
-  private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement; waiting: Statement; working: Statement } | null = null;
+  private statusSql: { rows: Statement; done: Statement; revertFailed: Statement; reverted: Statement; updated: Statement; failed: Statement; waiting: Statement; working: Statement; resume: Statement } | null = null;
 
   constructor(private readonly deps: EngineDeps) {
     this.store = new CampaignStore(deps.db);
@@ -345,6 +345,8 @@ export class RolloutEngine {
       reverted: db.prepare(`UPDATE campaign_devices SET state = 'reverted', reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       updated: db.prepare(`UPDATE campaign_devices SET state = 'updated', reason = NULL, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
       failed: db.prepare(`UPDATE campaign_devices SET state = ?, reason = ?, finished_at = ? WHERE campaign_id = ? AND device_id = ?`),
+      // [#18] assigned again as if for the first time: the next assignment counts the attempt back
+      resume: db.prepare(`UPDATE campaign_devices SET state = 'retry', reason = ?, finished_at = NULL, attempts = MAX(attempts - 1, 0) WHERE campaign_id = ? AND device_id = ?`),
       // a device's claim that it waits counts only if what the server signed for it carries a policy
       waiting: db.prepare(`UPDATE campaign_devices SET wait_reason = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned'
         AND (SELECT json_extract(json_extract(desired_json, '$.director.signed'), '$.policy') IS NOT NULL FROM devices WHERE device_id = campaign_devices.device_id)`),
@@ -366,6 +368,7 @@ export class RolloutEngine {
         case 'reverted': q.reverted.run(step.reason, now, r.campaign_id, deviceId); break;
         case 'updated': q.updated.run(now, r.campaign_id, deviceId); break;
         case 'retry': q.failed.run('retry', step.reason, null, r.campaign_id, deviceId); break;
+        case 'resume': q.resume.run(step.reason, r.campaign_id, deviceId); break;
         case 'failed': q.failed.run('failed', step.reason, now, r.campaign_id, deviceId); break;
         case 'waiting': q.waiting.run(step.reason, r.campaign_id, deviceId); break;
         case 'working': q.working.run(now, r.campaign_id, deviceId); break;

@@ -205,6 +205,39 @@ describe('maintenance windows and conditions', () => {
     expect(server.app.fleet.db.prepare("SELECT attempts, state FROM plain_assignments WHERE device_id = 'restart-w'").get()).toEqual({ attempts: 2, state: 'done' });
   }, 60_000);
 
+  it('a campaign device restarted while it waits is assigned again without using up an attempt (maxRetries 0)', async () => {
+    const clock = { t: Date.parse('2026-11-30T12:00:00Z') };
+    const first = await device('reboot-w', 'UTC', clock);
+    const v1 = await pushBundle(server, 'reboot-w', tinyClassifier(31));
+    const waits = settled(first.agent, v1.manifestSha256, ['waiting']);
+    const created = await createCampaign(server, {
+      manifestSha256: v1.manifestSha256, target: { deviceIds: ['reboot-w'] }, waves: ONE_WAVE, deviceDeadlineSeconds: 3,
+      policy: { downloadWindows: [{ days: ALL_DAYS, start: '01:00', end: '03:00' }] },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.campaignId as string;
+    const w1 = await waits;
+    await waitFor(() => row(id, 'reboot-w').wait_reason === 'WAIT_WINDOW', 10_000, 'server knows it waits');
+    await first.agent.stop();
+    const attempts = () => (server.app.fleet.db.prepare("SELECT attempts FROM campaign_devices WHERE campaign_id = ? AND device_id = 'reboot-w'").get(id) as { attempts: number }).attempts;
+    expect(attempts()).toBe(1);
+
+    // the restart reports the interrupted update (CRASH_RECOVERY): not a failure of the update, it waits again
+    const again = await device('reboot-w', 'UTC', clock);
+    const w2 = await settled(again.agent, v1.manifestSha256, ['waiting']);
+    expect(w2.directorSeq).toBeGreaterThan(w1.directorSeq!);
+    await waitFor(() => row(id, 'reboot-w').wait_reason === 'WAIT_WINDOW', 10_000, 'server knows it waits again');
+    expect(row(id, 'reboot-w')).toMatchObject({ state: 'assigned', reason: 'CRASH_RECOVERY' });
+    expect(attempts()).toBe(1);
+    const done = outcome(again.agent, v1.manifestSha256);
+    clock.t = Date.parse('2026-12-01T01:30:00Z');
+    again.agent.gate.poke();
+    expect((await done).state).toBe('active');
+    await waitFor(() => row(id, 'reboot-w').state === 'updated', 10_000, 'updated');
+    expect(attempts()).toBe(1);
+    expect(server.app.fleet.db.prepare("SELECT state, reason FROM status_events WHERE device_id = 'reboot-w' AND reason = 'CRASH_RECOVERY'").all()).toEqual([{ state: 'failed', reason: 'CRASH_RECOVERY' }]);
+  }, 60_000);
+
   it('a device that claims to wait when what the server signed for it has no policy is timed out as usual', async () => {
     const say = (deviceId: string, kind: 'presence' | 'status', msg: object) =>
       server.app.fleet.broker.publish(topics[kind](deviceId), JSON.stringify({ deviceId, ts: new Date().toISOString(), ...msg }), { qos: 1, retain: false });

@@ -23,6 +23,10 @@ describe('campaignDeviceStep', () => {
     ['waiting about an older assignment: nothing', row(), st('waiting', { reason: 'WAIT_BUSY', directorSeq: 9 }), { kind: 'ignore' }],
     ['downloading after a wait: working', row({ waitReason: 'WAIT_BATTERY' }), st('downloading'), { kind: 'working' }],
     ['health check after a wait: working', row({ waitReason: 'WAIT_BUSY' }), st('health_check'), { kind: 'working' }],
+    ['restarted while it waited, no retries configured: resumed (assigned again, no attempt used)', row({ waitReason: 'WAIT_WINDOW' }), st('failed', { reason: 'CRASH_RECOVERY' }), { kind: 'resume', reason: 'CRASH_RECOVERY' }],
+    ['restarted while it waited, on its last attempt: resumed', row({ waitReason: 'WAIT_BATTERY', maxRetries: 1, attempts: 2 }), st('failed', { reason: 'CRASH_RECOVERY' }), { kind: 'resume', reason: 'CRASH_RECOVERY' }],
+    ['another failure after a wait: an ordinary failure', row({ waitReason: 'WAIT_WINDOW' }), st('failed', { reason: 'DOWNLOAD_FAILED' }), { kind: 'failed', reason: 'DOWNLOAD_FAILED' }],
+    ['a refusal after a wait: an ordinary failure', row({ waitReason: 'WAIT_WINDOW' }), st('rejected', { reason: 'CRASH_RECOVERY' }), { kind: 'failed', reason: 'CRASH_RECOVERY' }],
     ['probation passed (the switch was reported as active): nothing more', row(), st('probation_passed', { active: active(CAMPAIGN) }), { kind: 'ignore' }],
     // success
     ['active on the campaign assignment: updated', row(), st('active', { active: active(CAMPAIGN) }), { kind: 'updated' }],
