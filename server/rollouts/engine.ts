@@ -18,7 +18,7 @@ import { campaignDeviceStep } from './device-report.ts';
 import { allowedActions } from './campaign-actions.ts';
 import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
-import { deviceEvidence, gateFigures } from './gate-figures.ts';
+import { deviceEvidence, gateFigures, modelGateFigures } from './gate-figures.ts';
 import type { SequentialVerdict } from './sequential.ts';
 import { judgeShadow, shadowGateFigures } from './shadow-gate.ts';
 import type { ShadowWave } from './campaign-config.ts';
@@ -189,9 +189,13 @@ export class RolloutEngine {
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
     const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
+    const release = this.releaseOf(c);
     const figuresWithout = () => {
       const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
-      return gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+      const f = gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+      // [#19] a release: every model judged by its own figures as well
+      if (release) f.models = modelGateFigures(db, id, c.current_wave, release);
+      return f;
     };
     const figures = () => {
       const f = figuresWithout();
@@ -226,7 +230,7 @@ export class RolloutEngine {
       if (config.onGateFailure === 'revert') await this.startRevert(c, 'engine', step.verdict.failures.join('; '));
       else {
         this.store.setStatus(id, 'halted', now, { haltedAt: now });
-        this.store.event(id, 'halted', 'engine', { wave: c.current_wave + 1 });
+        this.store.event(id, 'halted', 'engine', { wave: c.current_wave + 1, ...(step.verdict.failedModels ? { models: step.verdict.failedModels } : {}) });
       }
       return;
     }

@@ -9,6 +9,8 @@ import { pushBundle, startTestServer, type TestServer } from '../helpers/harness
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { createCampaign, events, getCampaign, waitForCampaign, whyStopped } from '../helpers/campaigns.ts';
 import { startAgent } from '../agent/fixture.ts';
+import { FaultRuntime } from '../agent/fault-runtime.ts';
+import type { Feeds } from '../../runtime/onnx-session.ts';
 
 const IDS = ['mel', 'emb', 'kws'] as const;
 const WIDTH = { mel: 8, emb: 6, kws: 4 } as const;
@@ -21,6 +23,8 @@ const WAVES = [
 describe('campaigns of a release', { timeout: 120_000 }, () => {
   let server: TestServer;
   const agents: FleetAgent[] = [];
+  // every call reports 1 ms of device time (a 'slow' fault its own), so latency gates judge the modelled device, not the host's load
+  const runtimes: FaultRuntime[] = [];
   let seed = 100;
 
   /** the three models pushed again as new bundles; `slowEmb` gives emb a latency budget no run can meet */
@@ -52,7 +56,10 @@ describe('campaigns of a release', { timeout: 120_000 }, () => {
   let v1: { manifestSha256: string; artifactSha256: string }[];
   beforeAll(async () => {
     server = await startTestServer();
-    for (let i = 0; i < N; i++) agents.push(await startAgent(server, `rel-${i}`));
+    for (let i = 0; i < N; i++) {
+      runtimes.push(new FaultRuntime({ deviceMs: 1 }));
+      agents.push(await startAgent(server, `rel-${i}`, { telemetryWindowMs: 300 }, runtimes[i].deps()));
+    }
     // every device starts on release pipe v1, assigned at once
     v1 = await pushSet();
     await release('pipe');
@@ -139,5 +146,63 @@ describe('campaigns of a release', { timeout: 120_000 }, () => {
       expect(a.release).toEqual({ name: 'pipe', version: 2 });
     }
     for (const d of untouched) expect(setOf(byId.get(d.deviceId)!.a)).toEqual(before[byId.get(d.deviceId)!.i].set);
+  });
+
+  it('a release whose second model is slow on the devices (after its health check) halts in wave 1 naming that model', async () => {
+    const feedsOf = (id: (typeof IDS)[number]): Feeds => ({ x: { data: Float32Array.from({ length: WIDTH[id] }, (_, i) => Math.sin(i + 1) * 0.7), dims: [1, WIDTH[id]] } });
+    // the device code's calls: emb one in 41, so the device's overall latency hides a slow emb
+    let running = true;
+    let failedCalls = 0;
+    const work = agents.map(async (a) => {
+      while (running) {
+        for (const [id, n] of [['mel', 20], ['emb', 1], ['kws', 20]] as const) {
+          for (let k = 0; k < n; k++) await a.infer(id, feedsOf(id)).catch(() => { failedCalls++; });
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    });
+    const db = server.app.fleet.db;
+    const embRows = (sha: string) => (db.prepare(`SELECT COUNT(*) AS n FROM telemetry_models WHERE model_id = 'emb' AND manifest_sha256 = ? AND count > errors`).get(sha) as { n: number }).n;
+    try {
+      // per-model telemetry on the set each device runs now: the "before" figures
+      await waitFor('emb telemetry on every device', () => agents.every((a) => embRows(a.activeSet[1].manifestSha256) > 0));
+      const v4 = await pushSet();
+      for (const r of runtimes) r.faults.set(v4[1].artifactSha256, { kind: 'slow', ms: 5 });
+      expect((await release('pipe')).version).toBe(4);
+      const c = await createCampaign(server, {
+        release: 'pipe', onGateFailure: 'pause',
+        waves: [{ percent: 50, minDevices: 2, soakSeconds: 1, minReporting: 2, minInferences: 200 }, { percent: 100, soakSeconds: 1, minReporting: 2, minInferences: 200 }],
+        gates: { maxP99Ratio: 10, sequential: { enabled: false } },
+      });
+      expect(c.status, JSON.stringify(c.body)).toBe(201);
+      const end = await waitForCampaign(server, c.body.campaignId, ['halted', 'completed', 'reverted']);
+      expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('halted');
+      expect(end.devices).toEqual({ updated: 2, pending: 2 });
+      const ev = await events(server, c.body.campaignId);
+      const gate = ev.find((e) => e.type === 'gate_failed')!;
+      expect(gate.detail.wave).toBe(1);
+      expect(gate.detail.failedModels).toEqual(['emb']);
+      const failures = gate.detail.failures as string[];
+      expect(failures.length).toBeGreaterThanOrEqual(1);
+      // only emb's own figures failed: the device-wide figures passed (emb's calls are too few to move them)
+      for (const f of failures) expect(f).toMatch(/^model emb: p9[59] latency 5\.00 ms is 5\.00x the previous model's 1\.00 ms/);
+      expect(gate.detail.figures).toMatchObject({ 'emb:p95New': 5, 'emb:p95Old': 1, 'mel:p95Ratio': 1, 'kws:p95Ratio': 1, p95Ratio: 1 });
+      expect(ev.find((e) => e.type === 'halted')?.detail).toEqual({ wave: 1, models: ['emb'] });
+      // the device view shows each model's own telemetry
+      const touched = (await getCampaign(server, c.body.campaignId)).deviceList.filter((d) => d.state === 'updated');
+      expect(touched.map((d) => d.wave)).toEqual([0, 0]);
+      const dev = (await server.app.inject({ method: 'GET', url: `/v1/devices/${touched[0].deviceId}` })).json();
+      const emb = dev.modelTelemetry.models.find((m: { modelId: string; manifestSha256: string }) => m.modelId === 'emb' && m.manifestSha256 === v4[1].manifestSha256);
+      expect(emb).toMatchObject({ p50: 5, p95: 5, errors: 0 });
+      expect(emb.count).toBeGreaterThan(0);
+      expect(dev.modelTelemetry.models.find((m: { modelId: string; manifestSha256: string }) => m.modelId === 'mel' && m.manifestSha256 === v4[0].manifestSha256)).toMatchObject({ p95: 1, errors: 0 });
+      expect(dev.modelTelemetry.chain).toBeNull();
+      const aborted = await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` });
+      expect(aborted.statusCode).toBe(200);
+    } finally {
+      running = false;
+      await Promise.all(work);
+    }
+    expect(failedCalls).toBe(0);
   });
 });
