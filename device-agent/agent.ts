@@ -48,6 +48,7 @@ import { Staging } from './staging.ts';
 import { slotModels, StateStore, type AgentState, type ProbationRecord, type RepairRecord, type SlotModel, type SlotName, type SlotRecord } from './state-store.ts';
 import { TelemetryOutbox } from './telemetry-outbox.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
+import { timedChain } from './chain-telemetry.ts';
 import { ShadowRunner, type ShadowPhase } from './shadow.ts'; // shadow mode (issue 17)
 
 /**
@@ -343,7 +344,8 @@ export class FleetAgent extends EventEmitter {
     if (!c) throw new Error('no model is active on this device yet');
     const chain = c.record.chain;
     if (!chain) throw new UnknownModel('chain', c.units.map((x) => x.record.modelId));
-    return runChain(chain, feeds, (id, f) => this.runUnit(c, c.units.find((x) => x.record.modelId === id)!, f as Feeds));
+    // [#19] per-chain telemetry hook (device-agent/chain-telemetry.ts): the call end to end, once
+    return timedChain(this.window, () => runChain(chain, feeds, (id, f) => this.runUnit(c, c.units.find((x) => x.record.modelId === id)!, f as Feeds)));
   }
 
   /** true if the active set has a chain */
@@ -360,6 +362,7 @@ export class FleetAgent extends EventEmitter {
       const out = await u.model.run(feeds);
       const ms = deviceMsOf(out) ?? performance.now() - t0;
       this.window.record(ms, true, primary ? feeds : undefined, primary ? out : undefined);
+      if (c.units.length > 1) this.window.recordModel(u.record, ms, true); // [#19] per-model telemetry hook
       if (this.probation) this.probe(c, ms, true);
       // shadow hook: maybe queue this input for the candidate (no await); a shadow candidate is for the primary model
       if (primary) this.shadow.offer(feeds, out, ms);
@@ -367,6 +370,7 @@ export class FleetAgent extends EventEmitter {
     } catch (err) {
       if (isNotAModelError(err)) throw err; // the simulator's own failure (model-runtime.ts): not the model's
       this.window.record(0, false);
+      if (c.units.length > 1) this.window.recordModel(u.record, 0, false); // [#19] per-model telemetry hook
       if (this.probation) this.probe(c, 0, false);
       throw err;
     } finally {

@@ -1,7 +1,7 @@
 // Inference figures gathered over one window: counts, errors, latency percentiles, and drift histograms
 // over the bins of the active model's baseline (see shared/histogram.ts).
 import { binArgmax, binValues, emptyCounts } from '../shared/histogram.ts';
-import type { ActiveModel, Histogram, Manifest, Telemetry } from '../shared/messages.ts';
+import type { ActiveModel, CallFigures, Histogram, Manifest, Telemetry } from '../shared/messages.ts';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 
 /** per call and input: enough for a histogram over a window, cheap next to a ~25 µs inference */
@@ -50,6 +50,26 @@ export class TelemetryWindow {
 
   get count(): number { return this.latencies.length + this.errors; }
 
+  // [#19] per-model and per-chain figures, for a device running several models (absent otherwise, so a
+  // single-model window is unchanged)
+  private models = new Map<string, { model: ActiveModel; calls: Calls }>();
+  private chain: Calls | null = null;
+
+  /** One call of one model of a set (the call also counts in record()). */
+  recordModel(model: ActiveModel, ms: number, ok: boolean): void {
+    let m = this.models.get(model.modelId);
+    if (!m || m.model.manifestSha256 !== model.manifestSha256) {
+      // a new set switched in mid-window: the model's figures are of the manifest it runs now
+      this.models.set(model.modelId, m = { model: { modelId: model.modelId, version: model.version, manifestSha256: model.manifestSha256 }, calls: new Calls() });
+    }
+    m.calls.add(ms, ok);
+  }
+
+  /** One inferChain call, end to end. */
+  recordChain(ms: number, ok: boolean): void {
+    (this.chain ??= new Calls()).add(ms, ok);
+  }
+
   /** Close the window and start the next one. */
   cut(deviceId: string, seq: number, active: ActiveModel | null): Telemetry {
     const end = this.now();
@@ -64,6 +84,14 @@ export class TelemetryWindow {
       ...(this.inputs.length ? { inputHistograms: take(this.inputs) } : {}),
       ...(this.outputs.length ? { outputHistograms: take(this.outputs) } : {}),
     };
+    if (this.models.size) {
+      t.models = Object.fromEntries([...this.models].map(([id, m]) => [id, { version: m.model.version, manifestSha256: m.model.manifestSha256, ...m.calls.figures() }]));
+      this.models = new Map();
+    }
+    if (this.chain) {
+      t.chain = this.chain.figures();
+      this.chain = null;
+    }
     this.latencies = [];
     this.errors = 0;
     this.start = end;
@@ -84,4 +112,19 @@ function take(bins: Bins[]): Record<string, Histogram> {
     b.counts = new Array<number>(b.counts.length).fill(0);
   }
   return out;
+}
+
+/** [#19] one model's (or the chain's) calls over a window: count, errors, latency percentiles */
+class Calls {
+  private latencies: number[] = [];
+  private errors = 0;
+  add(ms: number, ok: boolean): void {
+    if (ok) this.latencies.push(ms); else this.errors++;
+    if (this.latencies.length > MAX_LATENCIES) this.latencies = this.latencies.filter((_, i) => i % 2 === 0);
+  }
+  figures(): CallFigures {
+    const sorted = this.latencies.sort((a, b) => a - b);
+    const q = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : 0);
+    return { count: sorted.length + this.errors, errors: this.errors, latencyMs: { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: sorted.length ? sorted[sorted.length - 1] : 0 } };
+  }
 }

@@ -11,7 +11,7 @@ const ISO_PATTERN: RegExp | null = (() => {
   return p instanceof RegExp ? p : null;
 })();
 
-const TOP_KEYS = new Set(['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes', 'inputHistograms', 'outputHistograms', 'shadow']);
+const TOP_KEYS = new Set(['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes', 'inputHistograms', 'outputHistograms', 'shadow', 'models', 'chain']);
 const REQUIRED = ['deviceId', 'seq', 'windowStart', 'windowEnd', 'active', 'count', 'errors', 'latencyMs', 'rssBytes'];
 
 const isPlain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && Object.getPrototypeOf(x) === Object.prototype;
@@ -71,6 +71,21 @@ function shadow(x: unknown): boolean {
   return true;
 }
 
+/** [#19] CallFigures (messages.ts): one model's or the chain's count, errors and latency; `model` adds version and manifestSha256 */
+function callFigures(x: unknown, model: boolean): boolean {
+  if (!isPlain(x) || !onlyKeys(x, model ? ['count', 'errors', 'latencyMs', 'version', 'manifestSha256'] : ['count', 'errors', 'latencyMs'])) return false;
+  if (!count(x.count) || !count(x.errors)) return false;
+  if (model && (typeof x.version !== 'number' || !Number.isSafeInteger(x.version) || x.version <= 0 || typeof x.manifestSha256 !== 'string' || !SHA256_HEX_PATTERN.test(x.manifestSha256))) return false;
+  const l = x.latencyMs;
+  return isPlain(l) && onlyKeys(l, ['p50', 'p95', 'p99', 'max']) && finite(l.p50) && finite(l.p95) && finite(l.p99) && finite(l.max);
+}
+
+function models(x: unknown): boolean {
+  if (!isPlain(x)) return false;
+  for (const k of Object.keys(x)) if (!ID_PATTERN.test(k) || !callFigures(x[k], true)) return false;
+  return true;
+}
+
 /** True only for a value `Telemetry.safeParse` accepts unchanged; false means "ask zod". */
 export function isTelemetry(x: unknown): x is Telemetry {
   if (!ISO_PATTERN || !isPlain(x)) return false;
@@ -88,5 +103,7 @@ export function isTelemetry(x: unknown): x is Telemetry {
   if ('inputHistograms' in x && !histograms(x.inputHistograms)) return false;
   if ('outputHistograms' in x && !histograms(x.outputHistograms)) return false;
   if ('shadow' in x && !shadow(x.shadow)) return false;
+  if ('models' in x && !models(x.models)) return false;
+  if ('chain' in x && !callFigures(x.chain, false)) return false;
   return true;
 }

@@ -292,6 +292,17 @@ export const ShadowTelemetry = z.object({
 }).strict();
 export type ShadowTelemetry = z.infer<typeof ShadowTelemetry>;
 
+/** [#19] The figures of one model (or of the chain) of a window, in the shapes the window uses for all calls. */
+export const CallFigures = z.object({
+  count: z.number().int().nonnegative(),
+  errors: z.number().int().nonnegative(),
+  latencyMs: z.object({ p50: z.number(), p95: z.number(), p99: z.number(), max: z.number() }).strict(),
+}).strict();
+export type CallFigures = z.infer<typeof CallFigures>;
+/** [#19] One model of a set's figures: which manifest it ran, and its calls */
+export const ModelFigures = CallFigures.extend({ version: z.number().int().positive(), manifestSha256: Sha256Hex }).strict();
+export type ModelFigures = z.infer<typeof ModelFigures>;
+
 export const Telemetry = z.object({
   deviceId: DeviceId,
   seq: z.number().int().nonnegative(),
@@ -306,6 +317,10 @@ export const Telemetry = z.object({
   outputHistograms: z.record(z.string(), Histogram).optional(),
   /** shadow mode: figures of the candidate held in shadow during this window */
   shadow: ShadowTelemetry.optional(),
+  /** [#19] a device running several models: each model's own figures by model id (the top-level figures count every call) */
+  models: z.record(ModelId, ModelFigures).optional(),
+  /** [#19] the chain's figures: one call of inferChain counts once here (its steps count under their models) */
+  chain: CallFigures.optional(),
 }).strict();
 export type Telemetry = z.infer<typeof Telemetry>;
 

@@ -20,7 +20,9 @@ const ACTIONS = CampaignAction.options;
 export const counts = (c: Pick<CampaignView, 'devices'>) => Object.entries(c.devices).map(([k, v]) => `${k} ${v}`).join(', ');
 // [#18] devices holding the update back for their maintenance window or conditions, by reason
 const waits = (c: CampaignView) => (c.deviceWaits && Object.keys(c.deviceWaits).length ? `  devices waiting: ${Object.entries(c.deviceWaits).map(([k, v]) => `${k} ${v}`).join(', ')}` : '');
-const line = (c: CampaignView) => `${c.campaignId}  ${c.modelId} v${c.version}  ${c.status}  wave ${c.wave}/${c.waves}  ${counts(c)}${c.waiting ? `  (${c.waiting})` : ''}${waits(c)}`;
+// [#19] a release campaign shows its release and every model of it
+const what = (c: CampaignView) => (c.release ? `release ${c.release.name} v${c.release.version} (${c.release.models.map((m) => `${m.modelId} v${m.version}`).join(', ')})` : `${c.modelId} v${c.version}`);
+const line = (c: CampaignView) => `${c.campaignId}  ${what(c)}  ${c.status}  wave ${c.wave}/${c.waves}  ${counts(c)}${c.waiting ? `  (${c.waiting})` : ''}${waits(c)}`;
 /** what the server allows now, so an operator never tries an action that will be refused */
 const actionsLine = (c: CampaignView) => `actions: ${c.actions.length ? c.actions.join(', ') : 'none (final)'}`;
 const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
@@ -57,15 +59,21 @@ export function campaignCommands(program: Command, run: Run): void {
     .action((_o: unknown, cmd: Command) => run(cmd, async (ctx) => {
       const body = await ctx.api.call(api.listCampaigns);
       emit(ctx.io, body, () => (body.campaigns.length ? table([['CAMPAIGN', 'MODEL', 'STATUS', 'WAVE', 'ACTIONS', 'DEVICES'],
-        ...body.campaigns.map((c) => [c.campaignId, `${c.modelId} v${c.version}`, c.status, `${c.wave}/${c.waves}`, c.actions.join(',') || '-', counts(c)])]) : ['no campaigns']));
+        ...body.campaigns.map((c) => [c.campaignId, what(c), c.status, `${c.wave}/${c.waves}`, c.actions.join(',') || '-', counts(c)])]) : ['no campaigns']));
     }));
 
-  campaigns.command('create').description('start a campaign for a bundle; options (waves, gates, target…) from a JSON file')
-    .argument('<manifestSha256>')
+  campaigns.command('create').description('start a campaign for a bundle, or for a release (--release); options (waves, gates, target…) from a JSON file')
+    .argument('[manifestSha256]', 'the bundle to roll out (or --release)')
+    .option('--release <name>', 'roll out a release (every model of it, as one set per device) instead of a bundle')
+    .option('--release-version <n>', 'the release\'s version (default: its latest)')
     .option('--config <file>', 'JSON with target, waves, gates, onGateFailure, rateLimitPerMinute, maxRetries, deviceDeadlineSeconds, lateJoiners')
     .option('--name <name>', 'a name for the campaign')
-    .action((shaArg: string, o: { config?: string; name?: string }, cmd: Command) => run(cmd, async (ctx) => {
-      const manifestSha256 = parseArg(ShaArg, shaArg, 'manifestSha256');
+    .action((shaArg: string | undefined, o: { config?: string; name?: string; release?: string; releaseVersion?: string }, cmd: Command) => run(cmd, async (ctx) => {
+      if ((shaArg === undefined) === (o.release === undefined)) throw new CliError('name exactly one of a bundle (manifestSha256) or --release <name>', 'FLEETCTL_ERR_USAGE');
+      if (o.releaseVersion !== undefined && o.release === undefined) throw new CliError('--release-version needs --release', 'FLEETCTL_ERR_USAGE');
+      const what = o.release !== undefined
+        ? { release: o.release, ...(o.releaseVersion !== undefined ? { releaseVersion: parseArg(z.coerce.number().int().positive(), o.releaseVersion, '--release-version') } : {}) }
+        : { manifestSha256: parseArg(ShaArg, shaArg!, 'manifestSha256') };
       let options: Record<string, unknown> = {};
       if (o.config) {
         try {
@@ -74,7 +82,7 @@ export function campaignCommands(program: Command, run: Run): void {
           throw new CliError(`--config ${o.config}: ${(err as Error).message}`, 'FLEETCTL_ERR_CONFIG');
         }
       }
-      const body = await ctx.api.call(api.createCampaign, { body: { ...options, ...(o.name ? { name: o.name } : {}), manifestSha256 } });
+      const body = await ctx.api.call(api.createCampaign, { body: { ...options, ...(o.name ? { name: o.name } : {}), ...what } });
       emit(ctx.io, body, () => [`started ${line(body)}`, actionsLine(body)]);
     }));
 
@@ -110,7 +118,7 @@ export function campaignCommands(program: Command, run: Run): void {
       } catch (err) {
         throw new CliError(`${file}: ${(err as Error).message}`, 'FLEETCTL_ERR_CONFIG');
       }
-      const parsed = CampaignRequest.safeParse({ manifestSha256: '0'.repeat(64), ...raw });
+      const parsed = CampaignRequest.safeParse(raw.release ? raw : { manifestSha256: '0'.repeat(64), ...raw });
       if (!parsed.success) {
         throw new CliError(`${file}: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`, 'FLEETCTL_ERR_CONFIG');
       }

@@ -94,11 +94,12 @@ export function rehearseCommand(campaigns: Command, run: Run): void {
       const { CampaignRequest } = await import('../../server/rollouts/campaign-config.ts');
       const parsed = CampaignRequest.safeParse(raw);
       if (!parsed.success) throw new CliError(`${file}: ${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`, 'FLEETCTL_ERR_CONFIG');
+      if (!parsed.data.manifestSha256) throw new CliError(`${file}: rehearse takes a campaign of one bundle (manifestSha256); a release campaign is not rehearsed`, 'FLEETCTL_ERR_CONFIG');
       const campaign = raw as Record<string, unknown>;
       // progress on stderr, with --json too (the report is the only thing on stdout)
       const say = (line: string) => ctx.io.err(line);
 
-      const candidate = await fetchBundle(ctx.api, parsed.data.manifestSha256);
+      const candidate = await fetchBundle(ctx.api, parsed.data.manifestSha256!);
       const shape = FleetShape.parse((await ctx.api.json('POST', '/v1/fleet/shape', { target: parsed.data.target, windowSeconds: opts.window })).body);
       // the baseline: what most targeted devices run now, other than the candidate
       const running = new Map<string, number>();

@@ -356,4 +356,28 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'release-campaigns-and-model-telemetry',
+    sql: `
+      -- Campaigns of a release (issue 19): release_json {name, version, models: [{modelId, version,
+      -- manifestSha256}], the primary first} (NULL for a campaign of one bundle). A campaign device keeps
+      -- the set it ran before (previous_set_json {models: [manifestSha256...], release}) so a revert puts
+      -- the whole set back, and the set the revert assigned (revert_set_json, the same shape).
+      ALTER TABLE campaigns ADD COLUMN release_json TEXT;
+      ALTER TABLE campaign_devices ADD COLUMN previous_set_json TEXT;
+      ALTER TABLE campaign_devices ADD COLUMN revert_set_json TEXT;
+      -- Per-model telemetry (issue 19): each model's (and the chain's, model_id '@chain') figures of a
+      -- window on a device running several models, stored once per (device_id, seq, model_id) like the
+      -- window itself. manifest_sha256 is the model's manifest (NULL for the chain); received_at epoch ms.
+      CREATE TABLE telemetry_models (
+        device_id TEXT NOT NULL, seq INTEGER NOT NULL, model_id TEXT NOT NULL,
+        manifest_sha256 TEXT, count INTEGER NOT NULL, errors INTEGER NOT NULL,
+        p50 REAL, p95 REAL, p99 REAL, max_ms REAL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq, model_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_models_manifest ON telemetry_models(manifest_sha256, device_id);
+    `,
+  },
 ];

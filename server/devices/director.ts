@@ -63,10 +63,15 @@ export class Director {
    * `models` and the message's `manifests`. The device installs all or none and switches them together.
    */
   async assignSet(manifestSha256s: string[], deviceIds: string[], release?: AssignSet['release'], inTransaction?: (assigned: AssignResult[]) => void, chain?: Chain): Promise<AssignResult[]> {
+    const { primary, set } = this.setOf(manifestSha256s, release, chain);
+    return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, { set });
+  }
+
+  /** A set's primary bundle and the rest as AssignOptions.set (a release campaign assigns it with its policy through assign()). */
+  setOf(manifestSha256s: string[], release?: AssignSet['release'], chain?: Chain): { primary: { envelope: Envelope; manifest: Manifest }; set: AssignSet } {
     if (manifestSha256s.length === 0) throw new AppError('FLEET_ERR_VALIDATION', 'a set names at least one model', 400);
     const [primary, ...others] = manifestSha256s.map((sha) => this.bundleEnvelope(sha));
-    const set: AssignSet = { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}), ...(chain ? { chain } : {}) };
-    return this.assignEnvelope(primary.envelope, primary.manifest, deviceIds, inTransaction, { set });
+    return { primary, set: { extras: others.map((o) => ({ envelope: o.envelope, manifest: o.manifest })), ...(release ? { release } : {}), ...(chain ? { chain } : {}) } };
   }
 
   /** Lower-level: assign any manifest envelope (tests use it to deliver manifests the server did not sign). */

@@ -126,7 +126,12 @@ export type CampaignTarget = z.infer<typeof CampaignTarget>;
 
 export const CampaignRequest = z.object({
   name: z.string().min(1).max(128).optional(),
-  manifestSha256: Sha256Hex,
+  /** the bundle to roll out; or, instead, `release` */
+  manifestSha256: Sha256Hex.optional(),
+  /** [#19] a release to roll out (every model of it as one signed set per device; docs/multi-model.md) instead of one bundle */
+  release: ModelId.optional(),
+  /** the release's version (default: its latest when the campaign is created; stored with the campaign) */
+  releaseVersion: z.number().int().positive().optional(),
   target: CampaignTarget.default({}),
   waves: z.array(WaveSpec).min(1).max(20).default(DEFAULT_WAVES as z.infer<typeof WaveSpec>[]),
   gates: GateConfig.default(GateConfig.parse({})),
@@ -142,6 +147,15 @@ export const CampaignRequest = z.object({
   /** maintenance windows and conditions for download and switch, signed into each device's desired state (docs/agent.md) */
   policy: UpdatePolicy.optional(),
 }).strict().superRefine((c, ctx) => {
+  // [#19] exactly one thing to roll out: a bundle or a release
+  if ((c.manifestSha256 === undefined) === (c.release === undefined)) {
+    ctx.addIssue({ code: 'custom', path: c.release === undefined ? ['manifestSha256'] : ['release'], message: 'name exactly one of manifestSha256 (a bundle) or release (a release name)' });
+  }
+  if (c.releaseVersion !== undefined && c.release === undefined) ctx.addIssue({ code: 'custom', path: ['releaseVersion'], message: 'releaseVersion needs release' });
+  if (c.release !== undefined) {
+    const i = c.waves.findIndex((w) => w.shadow);
+    if (i >= 0) ctx.addIssue({ code: 'custom', path: ['waves', i, 'shadow'], message: 'shadow waves are for single-bundle campaigns, not releases' });
+  }
   for (let i = 1; i < c.waves.length; i++) {
     if (c.waves[i].percent < c.waves[i - 1].percent) ctx.addIssue({ code: 'custom', path: ['waves', i, 'percent'], message: 'wave percentages must not decrease' });
   }

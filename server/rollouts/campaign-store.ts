@@ -10,6 +10,8 @@ export type DeviceState = 'pending' | 'assigned' | 'retry' | 'updated' | 'failed
 export interface CampaignRow {
   campaign_id: string; name: string | null; manifest_sha256: string; model_id: string; version: number; status: CampaignStatus;
   config_json: string; current_wave: number; wave_started_at: number; halted_at: number | null; created_by: string; created_at: string; updated_at: string;
+  /** [#19] a release campaign's release (release-campaign.ts CampaignRelease as JSON), null for one bundle */
+  release_json?: string | null;
 }
 
 export const ACTIVE_STATUSES: CampaignStatus[] = ['running', 'paused', 'halted', 'reverting'];
@@ -18,12 +20,13 @@ export class CampaignStore {
   constructor(readonly db: Db) {}
 
   insert(c: { name?: string; manifestSha256: string; modelId: string; version: number; config: CampaignRequest; actor: string; now: number;
-    devices: { deviceId: string; wave: number }[] }): string {
+    devices: { deviceId: string; wave: number }[]; releaseJson?: string }): string {
     const id = randomUUID();
     const iso = new Date(c.now).toISOString();
     this.db.transaction(() => {
       this.db.prepare(`INSERT INTO campaigns (campaign_id, name, manifest_sha256, model_id, version, status, config_json, current_wave, wave_started_at, created_by, created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, 'running', ?, 0, ?, ?, ?, ?)`).run(id, c.name ?? null, c.manifestSha256, c.modelId, c.version, JSON.stringify(c.config), c.now, c.actor, iso, iso);
+      if (c.releaseJson) this.db.prepare('UPDATE campaigns SET release_json = ? WHERE campaign_id = ?').run(c.releaseJson, id);
       const ins = this.db.prepare(`INSERT INTO campaign_devices (campaign_id, device_id, ordinal, wave, state) VALUES (?, ?, ?, ?, 'pending')`);
       c.devices.forEach((d, i) => ins.run(id, d.deviceId, i, d.wave));
       this.event(id, 'created', c.actor, { manifestSha256: c.manifestSha256, devices: c.devices.length, config: c.config });

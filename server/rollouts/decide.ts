@@ -30,6 +30,16 @@ export interface GateFigures {
   drift: { name: string; psi: number }[];
   /** per-device telemetry windows on the candidate and on the previous model, for the sequential test (absent: not read) */
   evidence?: DeviceEvidence[];
+  /** [#19] a release campaign: each model's own figures (per-model telemetry), every one judged by the same limits */
+  models?: ModelGateFigures[];
+}
+
+/** [#19] one model of a release: its calls on the devices of the waves so far, and its latency against the model it replaced */
+export interface ModelGateFigures {
+  modelId: string;
+  inferences: number;
+  errors: number;
+  latency: GateFigures['latency'];
 }
 
 export interface Verdict {
@@ -39,6 +49,8 @@ export interface Verdict {
   figures: Record<string, number | string | null>;
   /** the sequential test's decision, statistic and evidence so far, when it ran */
   sequential?: SequentialVerdict;
+  /** [#19] a release campaign: the models whose own figures failed the gate */
+  failedModels?: string[];
 }
 
 export type Step =
@@ -68,19 +80,15 @@ export function judgeGate(p: WaveProgress, f: GateFigures, g: GateConfig): Verdi
   };
   const fv = failureVerdict(p, g);
   if (fv) failures.push(fv);
-  if (f.inferences > 0) {
-    const errorRate = f.errors / f.inferences;
-    figures.errorRate = errorRate;
-    if (errorRate > g.maxErrorRate) failures.push(`inference error rate ${(errorRate * 100).toFixed(2)}% over the ${(g.maxErrorRate * 100).toFixed(2)}% limit`);
-  }
-  if (f.latency && f.latency.oldP95 > 0 && f.latency.oldP99 > 0) {
-    const r95 = f.latency.newP95 / f.latency.oldP95, r99 = f.latency.newP99 / f.latency.oldP99;
-    Object.assign(figures, { p95New: f.latency.newP95, p95Old: f.latency.oldP95, p95Ratio: r95, p99New: f.latency.newP99, p99Old: f.latency.oldP99, p99Ratio: r99 });
-    const d95 = f.latency.newP95 - f.latency.oldP95, d99 = f.latency.newP99 - f.latency.oldP99;
-    if (r95 > g.maxP95Ratio && d95 >= g.minLatencyDeltaMs) failures.push(`p95 latency ${f.latency.newP95.toFixed(2)} ms is ${r95.toFixed(2)}x the previous model's ${f.latency.oldP95.toFixed(2)} ms (limit ${g.maxP95Ratio}x)`);
-    if (r99 > g.maxP99Ratio && d99 >= g.minLatencyDeltaMs) failures.push(`p99 latency ${f.latency.newP99.toFixed(2)} ms is ${r99.toFixed(2)}x the previous model's ${f.latency.oldP99.toFixed(2)} ms (limit ${g.maxP99Ratio}x)`);
-  } else {
-    figures.p95Ratio = null;
+  callLimits(f, g, '', figures, failures);
+  // [#19] every model of a release by its own figures: one model's regression is not averaged away by the others
+  const failedModels: string[] = [];
+  for (const m of f.models ?? []) {
+    const before = failures.length;
+    figures[`${m.modelId}:inferences`] = m.inferences;
+    figures[`${m.modelId}:errors`] = m.errors;
+    callLimits(m, g, m.modelId, figures, failures);
+    if (failures.length > before) failedModels.push(m.modelId);
   }
   let worst: { name: string; psi: number; level: DriftLevel } | null = null;
   for (const d of f.drift) {
@@ -93,7 +101,30 @@ export function judgeGate(p: WaveProgress, f: GateFigures, g: GateConfig): Verdi
     const halts = g.haltOnDrift !== 'never' && (worst.level === 'critical' || (worst.level === 'alert' && g.haltOnDrift === 'alert'));
     (halts ? failures : warnings).push(line);
   }
-  return { passed: failures.length === 0, failures, warnings, figures };
+  return { passed: failures.length === 0, failures, warnings, figures, ...(failedModels.length ? { failedModels } : {}) };
+}
+
+/**
+ * The error-rate and latency limits on one set of calls: the campaign's (`model` '') or one model's of a
+ * release (its failures say `model <id>: `, its figures are keyed `<id>:`).
+ */
+function callLimits(f: Pick<GateFigures, 'inferences' | 'errors' | 'latency'>, g: GateConfig, model: string, figures: Verdict['figures'], failures: string[]): void {
+  const say = model ? `model ${model}: ` : '';
+  const key = (k: string) => (model ? `${model}:${k}` : k);
+  if (f.inferences > 0) {
+    const errorRate = f.errors / f.inferences;
+    figures[key('errorRate')] = errorRate;
+    if (errorRate > g.maxErrorRate) failures.push(`${say}inference error rate ${(errorRate * 100).toFixed(2)}% over the ${(g.maxErrorRate * 100).toFixed(2)}% limit`);
+  }
+  if (f.latency && f.latency.oldP95 > 0 && f.latency.oldP99 > 0) {
+    const r95 = f.latency.newP95 / f.latency.oldP95, r99 = f.latency.newP99 / f.latency.oldP99;
+    Object.assign(figures, { [key('p95New')]: f.latency.newP95, [key('p95Old')]: f.latency.oldP95, [key('p95Ratio')]: r95, [key('p99New')]: f.latency.newP99, [key('p99Old')]: f.latency.oldP99, [key('p99Ratio')]: r99 });
+    const d95 = f.latency.newP95 - f.latency.oldP95, d99 = f.latency.newP99 - f.latency.oldP99;
+    if (r95 > g.maxP95Ratio && d95 >= g.minLatencyDeltaMs) failures.push(`${say}p95 latency ${f.latency.newP95.toFixed(2)} ms is ${r95.toFixed(2)}x the previous model's ${f.latency.oldP95.toFixed(2)} ms (limit ${g.maxP95Ratio}x)`);
+    if (r99 > g.maxP99Ratio && d99 >= g.minLatencyDeltaMs) failures.push(`${say}p99 latency ${f.latency.newP99.toFixed(2)} ms is ${r99.toFixed(2)}x the previous model's ${f.latency.oldP99.toFixed(2)} ms (limit ${g.maxP99Ratio}x)`);
+  } else {
+    figures[key('p95Ratio')] = null;
+  }
 }
 
 export interface DecideInput {

@@ -4,6 +4,7 @@
 // device running the campaign's manifest also counts as updated (it may have settled before a restart).
 import type { Status } from '../../shared/messages.ts';
 import type { DeviceState } from './campaign-store.ts';
+import { reportedSet, sameList } from './release-campaign.ts';
 
 export interface CampaignDeviceRow {
   state: DeviceState;
@@ -17,6 +18,8 @@ export interface CampaignDeviceRow {
   revertManifest: string | null;
   /** [#18] WAIT_* while the device said it waits for its window or conditions */
   waitReason?: string | null;
+  /** [#19] a release campaign: every model of the release, the primary first (the device is updated when it runs all of them) */
+  campaignSet?: string[];
 }
 
 export type CampaignDeviceStep =
@@ -43,12 +46,13 @@ export function campaignDeviceStep(r: CampaignDeviceRow, s: Status): CampaignDev
     return { kind: 'ignore' };
   }
   const aboutCampaign = s.manifestSha256 === r.campaignManifest && (s.directorSeq ?? 0) >= (r.assignedSeq ?? Infinity);
-  const runsCampaign = s.active?.manifestSha256 === r.campaignManifest;
+  const runsCampaign = r.campaignSet ? sameList(reportedSet(s), r.campaignSet) : s.active?.manifestSha256 === r.campaignManifest;
   if (s.state === 'reverted' && s.manifestSha256 === r.campaignManifest && (r.state === 'updated' || r.state === 'assigned')) {
     return { kind: 'reverted', reason: s.reason ?? 'PROBATION_FAILED' };
   }
   if (r.state !== 'assigned') return { kind: 'ignore' };
-  if (s.state === 'active' && (aboutCampaign || runsCampaign)) return { kind: 'updated' };
+  // (a release: only the whole set active counts; a report about its assignment with another set does not)
+  if (s.state === 'active' && (r.campaignSet ? runsCampaign : aboutCampaign || runsCampaign)) return { kind: 'updated' };
   if (aboutCampaign && (s.state === 'failed' || s.state === 'rejected')) {
     // [#18] a device that restarted while it waited (it said so, and the new model never ran): a reboot during
     // a wait of hours or days is no failure of the update. It must reach its wait again before the next one is free.

@@ -18,10 +18,11 @@ import { campaignDeviceStep } from './device-report.ts';
 import { allowedActions } from './campaign-actions.ts';
 import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
-import { deviceEvidence, gateFigures } from './gate-figures.ts';
+import { deviceEvidence, gateFigures, modelGateFigures } from './gate-figures.ts';
 import type { SequentialVerdict } from './sequential.ts';
 import { judgeShadow, shadowGateFigures } from './shadow-gate.ts';
 import type { ShadowWave } from './campaign-config.ts';
+import { previousSet, releaseChain, resolveRelease, revertSet, type CampaignRelease, type DeviceSet } from './release-campaign.ts';
 
 const LATE_JOINER_CHECK_MS = 5000;
 /** how often a wave in flight or soaking reads its paired telemetry for the sequential test */
@@ -73,8 +74,17 @@ export class RolloutEngine {
 
   async create(input: CampaignRequestInput, actor: string): Promise<CampaignRow> {
     const config = CampaignRequest.parse(input);
-    const bundle = this.deps.director.bundleEnvelope(config.manifestSha256);
-    assertAssignable(this.deps.keys, config.manifestSha256, bundle);
+    // [#19] a release: every model of it must be assignable; its version is fixed now, so a restart or a
+    // later release version never changes what this campaign rolls out
+    const release = config.release ? resolveRelease(this.deps.db, config.release, config.releaseVersion) : null;
+    if (release) {
+      for (const m of release.models) assertAssignable(this.deps.keys, m.manifestSha256, this.deps.director.bundleEnvelope(m.manifestSha256));
+      config.releaseVersion = release.version;
+      config.manifestSha256 = release.models[0].manifestSha256;
+    }
+    const manifestSha256 = config.manifestSha256!;
+    const bundle = this.deps.director.bundleEnvelope(manifestSha256);
+    assertAssignable(this.deps.keys, manifestSha256, bundle);
     const targets = this.resolveTarget(config.target);
     if (targets.length === 0) throw new AppError('FLEET_ERR_NO_TARGET', 'no known device matches the campaign target', 422);
     const busy = this.store.busyDevices(targets.map((d) => d.device_id));
@@ -82,10 +92,13 @@ export class RolloutEngine {
       const campaigns = [...new Set(busy.map((b) => b.campaignId))];
       throw new AppError('FLEET_ERR_CAMPAIGN_CONFLICT', `${busy.length} target devices already belong to unfinished campaign(s) ${campaigns.join(', ')} (for example ${busy.slice(0, 3).map((b) => b.deviceId).join(', ')}); finish, abort or revert it first`, 409, { campaigns, devices: busy.slice(0, 50).map((b) => b.deviceId) });
     }
-    const ordered = spreadByHardware(targets, config.manifestSha256);
+    const ordered = spreadByHardware(targets, manifestSha256);
     const bounds = waveBoundaries(config.waves, ordered.length);
     const devices = ordered.map((d, i) => ({ deviceId: d.device_id, wave: bounds.findIndex((b) => i < b) }));
-    const id = this.store.insert({ name: config.name, manifestSha256: config.manifestSha256, modelId: bundle.manifest.modelId, version: bundle.manifest.version, config, actor, now: this.now(), devices });
+    // (a release campaign's stored config names the release and its version, not the primary bundle: exactly one of them)
+    const stored = release ? { ...config, manifestSha256: undefined } : config;
+    const id = this.store.insert({ name: config.name, manifestSha256, modelId: bundle.manifest.modelId, version: bundle.manifest.version, config: stored, actor, now: this.now(), devices,
+      ...(release ? { releaseJson: JSON.stringify(release) } : {}) });
     this.store.event(id, 'wave_started', 'engine', { wave: 1, devices: devices.filter((d) => d.wave === 0).length });
     await this.tick();
     return this.store.get(id);
@@ -176,9 +189,13 @@ export class RolloutEngine {
     await this.assignDue(c, config.rateLimitPerMinute, now);
 
     const input = { status: c.status, wave: c.current_wave, waves: config.waves, gates: config.gates, progress: this.store.progress(id, c.current_wave), now };
+    const release = this.releaseOf(c);
     const figuresWithout = () => {
       const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
-      return gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+      const f = gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
+      // [#19] a release: every model judged by its own figures as well
+      if (release) f.models = modelGateFigures(db, id, c.current_wave, release);
+      return f;
     };
     const figures = () => {
       const f = figuresWithout();
@@ -213,7 +230,7 @@ export class RolloutEngine {
       if (config.onGateFailure === 'revert') await this.startRevert(c, 'engine', step.verdict.failures.join('; '));
       else {
         this.store.setStatus(id, 'halted', now, { haltedAt: now });
-        this.store.event(id, 'halted', 'engine', { wave: c.current_wave + 1 });
+        this.store.event(id, 'halted', 'engine', { wave: c.current_wave + 1, ...(step.verdict.failedModels ? { models: step.verdict.failedModels } : {}) });
       }
       return;
     }
@@ -313,9 +330,43 @@ export class RolloutEngine {
     const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL, wait_reason = NULL, deadline_from = NULL,
       previous_manifest_sha256 = COALESCE(previous_manifest_sha256, (SELECT active_manifest_sha256 FROM devices WHERE device_id = ? AND active_manifest_sha256 != ?))
       WHERE campaign_id = ? AND device_id = ?`);
+    const release = this.releaseOf(c);
+    if (release) return this.assignRelease(c, release, ids, now);
     await this.deps.director.assign(c.manifest_sha256, ids, (assigned) => {
       for (const a of assigned) mark.run(now, a.seq, a.deviceId, c.manifest_sha256, c.campaign_id, a.deviceId);
     }, { policy: this.store.config(c).policy });
+  }
+
+  /** [#19] a release campaign's release, parsed once per campaign (null: a campaign of one bundle) */
+  private readonly releases = new Map<string, CampaignRelease | null>();
+  private releaseOf(c: Pick<CampaignRow, 'campaign_id' | 'release_json'>): CampaignRelease | null {
+    let r = this.releases.get(c.campaign_id);
+    if (r === undefined) {
+      r = c.release_json ? JSON.parse(c.release_json) as CampaignRelease : null;
+      if (this.releases.size > 1000) this.releases.clear();
+      this.releases.set(c.campaign_id, r);
+    }
+    return r;
+  }
+
+  /**
+   * [#19] Assign a release's set to devices: one signed desired state each naming every model (with the
+   * release's chain and the campaign's policy), and, in the director's transaction, what each device ran
+   * before (its whole set) so a revert can put all of it back.
+   */
+  private async assignRelease(c: CampaignRow, release: CampaignRelease, ids: string[], now: number): Promise<void> {
+    const db = this.deps.db;
+    const shas = release.models.map((m) => m.manifestSha256);
+    const { set } = this.deps.director.setOf(shas, { name: release.name, version: release.version }, releaseChain(db, release));
+    const device = db.prepare('SELECT active_manifest_sha256, active_set_json, active_release_json FROM devices WHERE device_id = ?');
+    const mark = db.prepare(`UPDATE campaign_devices SET state = 'assigned', attempts = attempts + 1, assigned_at = ?, assigned_seq = ?, finished_at = NULL, wait_reason = NULL, deadline_from = NULL,
+      previous_manifest_sha256 = COALESCE(previous_manifest_sha256, ?), previous_set_json = COALESCE(previous_set_json, ?) WHERE campaign_id = ? AND device_id = ?`);
+    await this.deps.director.assign(shas[0], ids, (assigned) => {
+      for (const a of assigned) {
+        const prev = previousSet(device.get(a.deviceId) as Parameters<typeof previousSet>[0], shas);
+        mark.run(now, a.seq, prev?.models[0] ?? null, prev ? JSON.stringify(prev) : null, c.campaign_id, a.deviceId);
+      }
+    }, { policy: this.store.config(c).policy, set });
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
@@ -338,7 +389,7 @@ export class RolloutEngine {
     const db = this.deps.db;
     // prepared once: every status message of a rollout comes through here
     const q = this.statusSql ??= {
-      rows: db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
+      rows: db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json, c.release_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
         WHERE cd.device_id = ? AND c.status IN (${ACTIVE_STATUSES.map(() => '?').join(',')})`),
       done: db.prepare(`UPDATE campaign_devices SET revert_state = 'done' WHERE campaign_id = ? AND device_id = ?`),
       revertFailed: db.prepare(`UPDATE campaign_devices SET revert_state = 'failed', reason = ? WHERE campaign_id = ? AND device_id = ?`),
@@ -354,13 +405,15 @@ export class RolloutEngine {
     };
     const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
       { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
-        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null }[];
+        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null; release_json: string | null }[];
     const now = this.now();
     for (const r of rows) {
       const step = campaignDeviceStep({
         state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
         maxRetries: this.maxRetriesOf(r.campaign_id, r.config_json), revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
         waitReason: r.wait_reason,
+        // [#19] a release campaign: updated means the whole set active
+        ...(r.release_json ? { campaignSet: this.releaseOf({ campaign_id: r.campaign_id, release_json: r.release_json })!.models.map((m) => m.manifestSha256) } : {}),
       }, s);
       switch (step.kind) {
         case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
@@ -402,7 +455,9 @@ export class RolloutEngine {
   private async continueRevert(c: CampaignRow): Promise<void> {
     const db = this.deps.db;
     const id = c.campaign_id;
-    const todo = db.prepare(`SELECT device_id, previous_manifest_sha256 FROM campaign_devices WHERE campaign_id = ? AND state != 'pending' AND revert_state IS NULL`).all(id) as
+    const release = this.releaseOf(c);
+    if (release) await this.revertRelease(c, release);
+    const todo = release ? [] : db.prepare(`SELECT device_id, previous_manifest_sha256 FROM campaign_devices WHERE campaign_id = ? AND state != 'pending' AND revert_state IS NULL`).all(id) as
       { device_id: string; previous_manifest_sha256: string | null }[];
     const byPrevious = new Map<string, string[]>();
     const none: string[] = [];
@@ -426,6 +481,40 @@ export class RolloutEngine {
       this.store.setStatus(id, 'reverted', now);
       const rows = db.prepare(`SELECT revert_state AS s, COUNT(*) AS n FROM campaign_devices WHERE campaign_id = ? AND revert_state IS NOT NULL GROUP BY revert_state`).all(id) as { s: string; n: number }[];
       this.store.event(id, 'reverted', 'engine', { ...Object.fromEntries(rows.map((r) => [r.s, r.n])), durationMs: now - (c.halted_at ?? now) });
+    }
+  }
+
+  /**
+   * [#19] A release campaign's revert: every touched device gets back the set it ran before, all models as
+   * one signed assignment (with its release and that release's chain), models the release replaced signed
+   * again at higher versions (release-campaign.ts revertSet). Devices with the same previous set share one.
+   */
+  private async revertRelease(c: CampaignRow, release: CampaignRelease): Promise<void> {
+    const db = this.deps.db;
+    const id = c.campaign_id;
+    const shas = release.models.map((m) => m.manifestSha256);
+    const todo = db.prepare(`SELECT device_id, previous_set_json FROM campaign_devices WHERE campaign_id = ? AND state != 'pending' AND revert_state IS NULL`).all(id) as
+      { device_id: string; previous_set_json: string | null }[];
+    const none = todo.filter((t) => !t.previous_set_json).map((t) => t.device_id);
+    if (none.length) {
+      const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'no_previous' WHERE campaign_id = ? AND device_id = ?`);
+      db.transaction(() => none.forEach((d) => mark.run(id, d)))();
+    }
+    const byPrevious = new Map<string, string[]>();
+    for (const t of todo) if (t.previous_set_json) byPrevious.set(t.previous_set_json, [...(byPrevious.get(t.previous_set_json) ?? []), t.device_id]);
+    const reissued = new Map<string, string>();
+    const reissue = (sha: string) => {
+      let n = reissued.get(sha);
+      if (!n) reissued.set(sha, n = reissueBundle({ db, keys: this.deps.keys, manifestTtlDays: this.deps.manifestTtlDays }, sha, { revertOf: true }).manifestSha256);
+      return n;
+    };
+    for (const [previousJson, deviceIds] of byPrevious) {
+      const existing = db.prepare(`SELECT revert_set_json AS s FROM campaign_devices WHERE campaign_id = ? AND previous_set_json = ? AND revert_set_json IS NOT NULL LIMIT 1`).get(id, previousJson) as { s: string } | undefined;
+      const back: DeviceSet = existing ? JSON.parse(existing.s) : revertSet(JSON.parse(previousJson) as DeviceSet, shas, reissue);
+      const backJson = existing?.s ?? JSON.stringify(back);
+      const { set } = this.deps.director.setOf(back.models, back.release ?? undefined, releaseChain(db, back.release));
+      const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'assigned', revert_manifest_sha256 = ?, revert_seq = ?, revert_set_json = ? WHERE campaign_id = ? AND device_id = ?`);
+      await this.deps.director.assign(back.models[0], deviceIds, (assigned) => assigned.forEach((a) => mark.run(back.models[0], a.seq, backJson, id, a.deviceId)), { set });
     }
   }
 

@@ -3,7 +3,8 @@
 // drift (PSI) of the summed histograms against the bundle's baseline.
 import type { Histogram, Manifest } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
-import type { GateFigures } from './decide.ts';
+import type { GateFigures, ModelGateFigures } from './decide.ts';
+import type { CampaignRelease } from './release-campaign.ts';
 import { CANDIDATE_WINDOWS_SKIPPED, type DeviceEvidence } from './sequential.ts';
 import { psi } from './psi.ts';
 
@@ -87,4 +88,29 @@ export function deviceEvidence(db: Db, campaignId: string, wave: number, manifes
   }
   return [...byDevice.values()].sort((a, b) => a.completeAt.localeCompare(b.completeAt) || a.deviceId.localeCompare(b.deviceId))
     .map(({ completeAt: _c, ...e }) => e);
+}
+
+/**
+ * [#19] A release campaign's figures per model, from per-model telemetry (telemetry_models): each model's
+ * calls and errors on the release's manifest of it, on devices of waves up to `wave` that reached the
+ * release, and its p95/p99 (medians over windows) against the same model's manifest in the set each
+ * device ran before (previous_set_json), on the same devices.
+ */
+export function modelGateFigures(db: Db, campaignId: string, wave: number, release: CampaignRelease): ModelGateFigures[] {
+  const newQ = db.prepare(`SELECT tm.count, tm.errors, tm.p95, tm.p99 FROM telemetry_models tm
+    JOIN campaign_devices cd ON cd.device_id = tm.device_id AND cd.campaign_id = ?
+    WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND tm.model_id = ? AND tm.manifest_sha256 = ?`);
+  const oldQ = db.prepare(`SELECT tm.p95, tm.p99 FROM telemetry_models tm
+    JOIN campaign_devices cd ON cd.device_id = tm.device_id AND cd.campaign_id = ?
+    WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND tm.model_id = ? AND tm.manifest_sha256 != ? AND tm.count > tm.errors
+      AND tm.manifest_sha256 IN (SELECT value FROM json_each(cd.previous_set_json, '$.models'))`);
+  return release.models.map((m) => {
+    const rows = newQ.all(campaignId, wave, m.modelId, m.manifestSha256) as { count: number; errors: number; p95: number; p99: number }[];
+    const old = oldQ.all(campaignId, wave, m.modelId, m.manifestSha256) as { p95: number; p99: number }[];
+    const timed = rows.filter((r) => r.count > r.errors);
+    const latency = old.length > 0 && timed.length > 0
+      ? { newP95: median(timed.map((r) => r.p95)), oldP95: median(old.map((r) => r.p95)), newP99: median(timed.map((r) => r.p99)), oldP99: median(old.map((r) => r.p99)) }
+      : null;
+    return { modelId: m.modelId, inferences: rows.reduce((a, r) => a + r.count, 0), errors: rows.reduce((a, r) => a + r.errors, 0), latency };
+  });
 }

@@ -21,11 +21,14 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
     devices: rollouts.store.counts(r.campaign_id), waiting: rollouts.holdReasons.get(r.campaign_id) ?? null,
     actions: allowedActions(r.status),
     deviceWaits: rollouts.store.waits(r.campaign_id),
+    // [#19] a release campaign names its release and every model of it
+    ...(r.release_json ? { release: JSON.parse(r.release_json) } : {}),
   });
 
   contractRoute(app, c.createCampaign, async ({ body }, req, reply) => {
     const row = await rollouts.create(body, actorOf(req));
-    auditRequest(req, 'campaigns.create', row.campaign_id, { name: row.name, manifestSha256: row.manifest_sha256, modelId: row.model_id, version: row.version });
+    auditRequest(req, 'campaigns.create', row.campaign_id, { name: row.name, manifestSha256: row.manifest_sha256, modelId: row.model_id, version: row.version,
+      ...(row.release_json ? { release: JSON.parse(row.release_json) } : {}) });
     reply.status(201);
     return view(row);
   });

@@ -5,6 +5,7 @@ import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import { contractRoute } from './contract-route.ts';
 import type { Db } from '../db/database.ts';
+import { deviceModelTelemetry } from '../devices/model-telemetry.ts';
 
 interface DeviceRow {
   device_id: string; hardware: string | null; tags_json: string; agent_version: string | null; online: number;
@@ -55,7 +56,10 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
     const row = db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
     if (!row) throw new AppError('FLEET_ERR_DEVICE_NOT_FOUND', `no device ${deviceId}`, 404);
     const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256, seq FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
-    return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events };
+    // [#19] per-model and chain telemetry of a device running several models
+    const modelTelemetry = deviceModelTelemetry(db, deviceId, Date.now());
+    return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events,
+      ...(modelTelemetry.models.length || modelTelemetry.chain ? { modelTelemetry } : {}) };
   });
 
   contractRoute(app, c.assign, async ({ body }, req, reply) => {

@@ -53,6 +53,10 @@ export class TelemetryRetention {
       const raw = this.db.prepare(`DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry WHERE received_at < ?
         AND (manifest_sha256 IS NULL OR manifest_sha256 NOT IN (SELECT value FROM json_each(?))) ORDER BY received_at LIMIT ?)`)
         .run(rawCutoff, JSON.stringify(keep), limit).changes;
+      // [#19] a window's per-model and chain rows go with the window (kept while it is kept), by the same cutoff
+      this.db.prepare(`DELETE FROM telemetry_models WHERE (device_id, seq, model_id) IN (SELECT tm.device_id, tm.seq, tm.model_id FROM telemetry_models tm
+        WHERE tm.received_at < ? AND NOT EXISTS (SELECT 1 FROM telemetry t WHERE t.device_id = tm.device_id AND t.seq = tm.seq) ORDER BY tm.received_at LIMIT ?)`)
+        .run(now - s.rawHours * 3600_000, limit);
       // rollup tables are WITHOUT ROWID: rows are named by their primary key
       const rollup = (table: string, pk: string, cutoff: number) => this.db.prepare(`DELETE FROM ${table} WHERE (${pk}) IN
         (SELECT ${pk} FROM ${table} WHERE bucket_start < ? ORDER BY bucket_start LIMIT ?)`).run(cutoff, limit).changes;

@@ -222,7 +222,10 @@ async function campaignView(id) {
   const halt = haltSummary(events);
   const failures = gateEvents.filter((e) => e.type === 'gate_failed').flatMap((e) => (e.detail.failures || []).map((f) => el('li', null, `wave ${e.detail.wave}: ${f}`)));
   return [
-    el('h2', { id: 'campaign-title' }, `Campaign ${c.name || short(c.campaignId)}: `, link(`#/models/${c.modelId}`, `${c.modelId} v${c.version}`)),
+    // [#19] a release campaign names its release and links every model of it
+    el('h2', { id: 'campaign-title' }, `Campaign ${c.name || short(c.campaignId)}: `, ...(c.release
+      ? [`release ${c.release.name} v${c.release.version} (`, ...c.release.models.flatMap((m, i) => [i ? ', ' : '', link(`#/models/${m.modelId}`, `${m.modelId} v${m.version}`)]), ')']
+      : [link(`#/models/${c.modelId}`, `${c.modelId} v${c.version}`)])),
     el('p', null, 'Status ', el('span', { id: 'campaign-status', className: `badge ${c.status}` }, c.status), ` · wave ${c.wave} of ${c.waves}`,
       c.waiting ? el('span', { id: 'campaign-waiting' }, ` · waiting for ${c.waiting}`) : null,
       c.deviceWaits && Object.keys(c.deviceWaits).length ? el('span', { id: 'campaign-device-waits' }, ` · devices waiting for their window or conditions: ${Object.entries(c.deviceWaits).map(([k, v]) => `${k} ${v}`).join(', ')}`) : null),
@@ -298,6 +301,12 @@ async function deviceView(deviceId) {
     table('device-info', ['Hardware', 'Online', 'Active model', 'Agent', 'Last seen', 'Campaign'], [[
       d.hardware, d.online ? 'yes' : 'no', activeText(d), d.agentVersion, d.lastSeen,
       d.campaign ? link(`#/campaigns/${d.campaign.campaignId}`, `${d.campaign.campaignStatus}: ${d.campaign.state}${d.campaign.reason ? ` (${d.campaign.reason})` : ''}`) : '']]),
+    // [#19] a device running several models: each model's (and the chain's) telemetry, last hour
+    d.modelTelemetry ? el('h3', null, 'Per model, last hour') : null,
+    d.modelTelemetry ? table('device-model-telemetry', ['Model', 'Manifest', 'Calls', 'Errors', 'p50 ms', 'p95 ms', 'p99 ms', 'Max ms'], [
+      ...d.modelTelemetry.models.map((m) => [m.modelId, short(m.manifestSha256), m.count, m.errors, fmt(m.p50), fmt(m.p95), fmt(m.p99), fmt(m.maxMs)]),
+      ...(d.modelTelemetry.chain ? [['chain', '', d.modelTelemetry.chain.count, d.modelTelemetry.chain.errors, fmt(d.modelTelemetry.chain.p50), fmt(d.modelTelemetry.chain.p95), fmt(d.modelTelemetry.chain.p99), fmt(d.modelTelemetry.chain.maxMs)]] : []),
+    ]) : null,
     el('h3', null, 'Telemetry per hour, last 7 days'),
     telemetryCharts('device', t.series, (s) => `${s.modelId} v${s.version}`),
     el('h3', null, 'History'),

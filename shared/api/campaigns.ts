@@ -25,6 +25,10 @@ export const CampaignView = z.object({
   devices: z.record(z.string(), z.number().int()).meta({ description: 'devices per state: pending, assigned, retry, updated, failed, reverted' }),
   waiting: z.string().nullable().meta({ description: 'what the current wave waits for before its gate is judged' }),
   actions: z.array(CampaignAction).meta({ description: 'the manual actions the engine allows now (POST /v1/campaigns/{campaignId}/{action})' }),
+  release: z.object({
+    name: z.string(), version: z.number().int(),
+    models: z.array(z.object({ modelId: z.string(), version: z.number().int(), manifestSha256: z.string() })),
+  }).optional().meta({ description: 'a release campaign: the release and every model of it, the primary first (modelId, version and manifestSha256 above are the primary\'s); absent for a campaign of one bundle' }),
   deviceWaits: z.record(z.string(), z.number().int()).optional().meta({ description: 'assigned devices that hold the update back for their maintenance window or conditions, per reason (WAIT_WINDOW, WAIT_BATTERY, WAIT_METERED, WAIT_BUSY, WAIT_DISK); they are neither failed nor late' }),
 }).meta({ id: 'Campaign' });
 export type CampaignView = z.infer<typeof CampaignView>;

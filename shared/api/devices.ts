@@ -21,6 +21,12 @@ export const DeviceView = z.object({
 }).meta({ id: 'Device' });
 export type DeviceView = z.infer<typeof DeviceView>;
 
+/** [#19] one model's (or the chain's) telemetry summed over a span: latency percentiles are the median of its windows' */
+const ModelFigures = z.object({
+  windows: z.number().int(), count: z.number().int(), errors: z.number().int(),
+  p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable(), maxMs: z.number().nullable(),
+});
+
 export const DeviceDetail = DeviceView.extend({
   assignment: z.object({
     manifestSha256: z.string(), seq: z.number().int(), attempts: z.number().int(), maxAttempts: z.number().int(), state: z.string(), reason: z.string().nullable(), updatedAt: Time,
@@ -30,6 +36,11 @@ export const DeviceDetail = DeviceView.extend({
     assignedSeq: z.number().int().nullable(), reason: z.string().nullable(), revertState: z.string().nullable(),
   }).nullable(),
   events: z.array(z.object({ ts: Time, state: z.string(), reason: z.string().nullable(), detail: z.string().nullable(), directorSeq: z.number().int().nullable(), manifestSha256: z.string().nullable(), seq: z.number().int().nullable() })),
+  modelTelemetry: z.object({
+    windowSeconds: z.number().int(),
+    models: z.array(ModelFigures.extend({ modelId: z.string(), manifestSha256: z.string() })),
+    chain: ModelFigures.nullable(),
+  }).optional().meta({ description: 'a device running several models (issue 19): each model\'s telemetry over the last hour (per manifest it ran), and its chain\'s; absent on a single-model device' }),
 });
 export type DeviceDetail = z.infer<typeof DeviceDetail>;
 

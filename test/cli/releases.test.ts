@@ -85,4 +85,20 @@ describe('fleetctl releases', () => {
     expect(chain.code).not.toBe(0);
     expect(chain.stderr).toContain('step 0 runs front, which is not in the set');
   }, 120_000);
+
+  it('campaigns create --release: a staged rollout of a release, shown with every model; a bundle and --release together is a usage error', async () => {
+    const cfg = join(dir, 'campaign.json');
+    writeFileSync(cfg, JSON.stringify({ target: { deviceIds: ['rel-dev-1', 'rel-dev-2'] }, waves: [{ percent: 100, soakSeconds: 3600 }] }));
+    const created = await fleetctl('campaigns', 'create', '--release', 'pipeline', '--release-version', '2', '--config', cfg);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toMatch(/^started \S+ {2}release pipeline v2 \(front v2, mid v2, cls v1\) {2}running {2}wave 1\/1/);
+    const id = created.stdout.split(/\s+/)[1];
+    const row = server.app.fleet.db.prepare('SELECT json_extract(release_json, \'$.name\') AS name, json_extract(config_json, \'$.releaseVersion\') AS v FROM campaigns WHERE campaign_id = ?').get(id);
+    expect(row).toEqual({ name: 'pipeline', v: 2 });
+    const both = await fleetctl('campaigns', 'create', 'a'.repeat(64), '--release', 'pipeline');
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('name exactly one of a bundle (manifestSha256) or --release <name>');
+    const aborted = await fleetctl('campaigns', 'abort', id);
+    expect(aborted.code, aborted.stderr).toBe(0);
+  }, 120_000);
 });

@@ -61,6 +61,26 @@ describe('decideWithFigures', () => {
     expect(v.figures.p95Ratio).toBe(2);
   });
 
+  it('[#19] judges every model of a release by its own figures and names the models that fail', () => {
+    const models = [
+      { modelId: 'mel', inferences: 1000, errors: 0, latency: { newP95: 1, oldP95: 1, newP99: 1, oldP99: 1 } },
+      { modelId: 'emb', inferences: 50, errors: 5, latency: { newP95: 5, oldP95: 1, newP99: 5, oldP99: 1 } },
+      { modelId: 'kws', inferences: 1000, errors: 0, latency: null },
+    ];
+    // the device-wide figures pass: emb's errors and latency are too few to move them
+    const v = judgeGate(progress({}), figures({ inferences: 2050, errors: 5, latency: { newP95: 1, oldP95: 1, newP99: 1, oldP99: 1 }, models }), gates);
+    expect(v.passed).toBe(false);
+    expect(v.failedModels).toEqual(['emb']);
+    expect(v.failures).toEqual([
+      'model emb: inference error rate 10.00% over the 2.00% limit',
+      "model emb: p95 latency 5.00 ms is 5.00x the previous model's 1.00 ms (limit 1.5x)",
+      "model emb: p99 latency 5.00 ms is 5.00x the previous model's 1.00 ms (limit 2x)",
+    ]);
+    expect(v.figures).toMatchObject({ 'mel:errorRate': 0, 'mel:p95Ratio': 1, 'emb:errors': 5, 'emb:p95Ratio': 5, 'kws:p95Ratio': null, p95Ratio: 1 });
+    // without per-model figures (a campaign of one bundle) the verdict has no failedModels
+    expect(judgeGate(progress({}), figures({}), gates)).not.toHaveProperty('failedModels');
+  });
+
   it("haltOnDrift 'critical' lets an alert pass with a warning", () => {
     const v = judgeGate(progress({}), figures({ drift: [{ name: 'input:x', psi: 0.25 }] }), GateConfig.parse({ haltOnDrift: 'critical' }));
     expect(v.passed).toBe(true);

@@ -7,6 +7,8 @@ import type { Status } from '../../shared/messages.ts';
 const CAMPAIGN = 'c'.repeat(64);
 const OLD = 'a'.repeat(64);
 const REVERT = 'e'.repeat(64);
+const EMB = '1'.repeat(64), KWS = '2'.repeat(64);
+const m = (modelId: string, manifestSha256: string) => ({ modelId, version: 1, manifestSha256 });
 const active = (manifestSha256: string) => ({ modelId: 'm', version: manifestSha256 === CAMPAIGN ? 2 : 1, manifestSha256 });
 
 const row = (r: Partial<CampaignDeviceRow> = {}): CampaignDeviceRow =>
@@ -55,6 +57,12 @@ describe('campaignDeviceStep', () => {
     ['revert assigned, device runs the revert manifest: revert done', row({ state: 'updated', revertState: 'assigned', revertManifest: REVERT }), st('active', { manifestSha256: REVERT, directorSeq: 20, active: active(REVERT) }), { kind: 'revert_done' }],
     ['revert assigned, the revert refused: revert failed', row({ state: 'updated', revertState: 'assigned', revertManifest: REVERT }), st('rejected', { manifestSha256: REVERT, directorSeq: 20, reason: 'ROLLBACK' }), { kind: 'revert_failed', reason: 'ROLLBACK' }],
     ['revert assigned, a late report about the campaign model: nothing', row({ state: 'assigned', revertState: 'assigned', revertManifest: REVERT }), st('active', { active: active(CAMPAIGN) }), { kind: 'ignore' }],
+    // [#19] a release campaign: updated only when the whole set runs (the primary alone is not enough)
+    ['release: active with the whole set: updated', row({ campaignSet: [CAMPAIGN, EMB, KWS] }), st('active', { active: active(CAMPAIGN), activeSet: [active(CAMPAIGN), m('emb', EMB), m('kws', KWS)] }), { kind: 'updated' }],
+    ['release: the primary active with an old emb (a hello before the switch): nothing', row({ campaignSet: [CAMPAIGN, EMB, KWS] }), st('active', { active: active(CAMPAIGN), activeSet: [active(CAMPAIGN), m('emb', OLD), m('kws', KWS)] }), { kind: 'ignore' }],
+    ['release: active on its assignment with another set: nothing', row({ campaignSet: [CAMPAIGN, EMB, KWS] }), st('active', { active: active(OLD), activeSet: [active(OLD), m('emb', EMB), m('kws', KWS)] }), { kind: 'ignore' }],
+    ['release: its set failed its health check: failed with its reason', row({ campaignSet: [CAMPAIGN, EMB, KWS] }), st('failed', { reason: 'LATENCY_BUDGET' }), { kind: 'failed', reason: 'LATENCY_BUDGET' }],
+    ['release of one model: active on it: updated', row({ campaignSet: [CAMPAIGN] }), st('active', { active: active(CAMPAIGN) }), { kind: 'updated' }],
   ];
   it.each(table)('%s', (_name, r, s, expected) => {
     expect(campaignDeviceStep(r, s)).toEqual(expected);

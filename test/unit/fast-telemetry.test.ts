@@ -52,6 +52,51 @@ function withShadow(deviceId: string, seq: number): Json {
   return t;
 }
 
+/** a window of a device running several models: per-model figures and the chain's (issue 19) */
+function withModels(deviceId: string, seq: number): Json {
+  const t = JSON.parse(telemetryPayload(deviceId, seq).toString()) as Record<string, Json>;
+  const k = seq % 11;
+  const lat = (base: number) => ({ p50: base, p95: base * 2 + k, p99: base * 3 + k, max: base * 4 + k });
+  t.models = {
+    'oww-mel': { count: 40 + k, errors: 0, latencyMs: lat(1.5), version: 3, manifestSha256: 'b'.repeat(64) },
+    'oww-emb': { count: 40 + k, errors: k % 3, latencyMs: lat(4.25), version: 5, manifestSha256: 'c'.repeat(64) },
+    kws_9: { count: 20, errors: 0, latencyMs: lat(0.5), version: 9, manifestSha256: 'd'.repeat(64) },
+  };
+  t.chain = { count: 20 + k, errors: k % 2, latencyMs: lat(7) };
+  return t;
+}
+
+/**
+ * Windows built by `build` must all pass both checks; then 10,000 mutations, most landing inside the
+ * `parts` (a small share of the whole window's paths): the fast check never accepts what zod refuses.
+ */
+function partMutations(build: (deviceId: string, seq: number) => Json, parts: string[], seed: number): void {
+  for (let seq = 0; seq < 100; seq++) {
+    const t = build(`dev-${seq}`, seq);
+    expect(Telemetry.safeParse(t).success).toBe(true);
+    expect(isTelemetry(t)).toBe(true);
+  }
+  const rand = seededRandom(seed);
+  let refusedByZod = 0, acceptedByBoth = 0, fastStricter = 0;
+  for (let i = 0; i < 10_000; i++) {
+    let v = build(`dev-${i % 50}`, i) as Record<string, Json>;
+    for (let m = rand() < 0.3 ? 2 : 1; m > 0; m--) {
+      const part = parts[Math.floor(rand() * parts.length)];
+      if (rand() < 0.8 && v[part] !== null && typeof v[part] === 'object' && paths(v[part]).length > 1) v[part] = mutate(v[part], rand);
+      else v = mutate(v, rand) as Record<string, Json>;
+    }
+    const zodOk = Telemetry.safeParse(v).success;
+    const fastOk = isTelemetry(v);
+    if (fastOk) expect(zodOk, JSON.stringify(v)).toBe(true);
+    if (!zodOk) refusedByZod++;
+    else if (fastOk) acceptedByBoth++;
+    else fastStricter++;
+  }
+  expect(refusedByZod).toBeGreaterThan(5000);
+  expect(acceptedByBoth).toBeGreaterThan(300);
+  expect(fastStricter).toBe(0);
+}
+
 describe('fast telemetry check', () => {
   it('accepts every valid window the bench and agents send', () => {
     for (let seq = 0; seq < 300; seq++) {
@@ -84,29 +129,10 @@ describe('fast telemetry check', () => {
   });
 
   it('shadow figures: accepts every valid window with them, never a mutated one zod refuses (10,000 seeded mutations)', () => {
-    for (let seq = 0; seq < 100; seq++) {
-      const t = withShadow(`dev-${seq}`, seq);
-      expect(Telemetry.safeParse(t).success).toBe(true);
-      expect(isTelemetry(t)).toBe(true);
-    }
-    const rand = seededRandom(20261117);
-    let refusedByZod = 0, acceptedByBoth = 0, fastStricter = 0;
-    for (let i = 0; i < 10_000; i++) {
-      let v = withShadow(`dev-${i % 50}`, i) as Record<string, Json>;
-      // most mutations land inside the shadow part (a small share of the whole window's paths)
-      for (let m = rand() < 0.3 ? 2 : 1; m > 0; m--) {
-        if (rand() < 0.8 && v.shadow !== null && typeof v.shadow === 'object' && paths(v.shadow).length > 1) v.shadow = mutate(v.shadow, rand);
-        else v = mutate(v, rand) as Record<string, Json>;
-      }
-      const zodOk = Telemetry.safeParse(v).success;
-      const fastOk = isTelemetry(v);
-      if (fastOk) expect(zodOk, JSON.stringify(v)).toBe(true);
-      if (!zodOk) refusedByZod++;
-      else if (fastOk) acceptedByBoth++;
-      else fastStricter++;
-    }
-    expect(refusedByZod).toBeGreaterThan(5000);
-    expect(acceptedByBoth).toBeGreaterThan(300);
-    expect(fastStricter).toBe(0);
+    partMutations(withShadow, ['shadow'], 20261117);
+  });
+
+  it('per-model and chain figures (issue 19): accepts every valid window with them, never a mutated one zod refuses (10,000 seeded mutations)', () => {
+    partMutations(withModels, ['models', 'chain'], 20261119);
   });
 });
