@@ -195,6 +195,7 @@ export class FleetAgent extends EventEmitter {
       log: this.log, phase: (p, info) => this.phase(p, info), state: () => this.state, save: () => this.store.save(this.state),
       slots: this.slots, staging: this.staging, runtime: this.runtime, fetch: this.fetch, authorization: this.authorization,
       signal: this.stopping.signal, claimSlot: (slot) => this.claimSlot(slot),
+      thread: config.shadow.thread && !deps.runtime, // shadow hook: an injected runtime (the simulator's shared one) keeps the candidate inline
     });
   }
 
