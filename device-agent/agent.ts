@@ -203,6 +203,8 @@ export class FleetAgent extends EventEmitter {
   get shadowCandidate() { return this.shadow.candidate; }
   /** shadow inputs compared, dropped and failed since the candidate was loaded (null without one) */
   get shadowCounts() { return this.shadow.counts; }
+  /** true when a shadow candidate runs in its own worker thread (config shadow.thread) */
+  get shadowInThread(): boolean { return this.shadow.inThread; }
 
   /** the last status reported (progress or outcome) */
   get lastStatus(): Status | null { return this.status.last; }

@@ -15,7 +15,7 @@ import type { ThreadReply, ThreadRequest } from './shadow-thread.ts';
 type Pending = { resolve: (r: ThreadReply & { ok: true }) => void; reject: (e: Error) => void };
 
 /** Built (dist/, the packaged agent), the thread runs the compiled shadow-thread.js beside this file; from sources it registers tsx first. */
-function spawnShadowThread(): Worker {
+export function spawnShadowThread(): Worker {
   const self = import.meta.url;
   if (!self.endsWith('.ts')) return new Worker(new URL('./shadow-thread.js', self));
   const api = pathToFileURL(createRequire(self).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
