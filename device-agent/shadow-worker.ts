@@ -1,27 +1,28 @@
-// A ModelRuntime whose sessions live in a worker thread (device-agent/shadow-thread.ts) with its own
+// A ModelRuntime whose sessions live in a worker thread (device-agent/shadow-thread.mjs) with its own
 // onnxruntime-web instance: what holds a shadow candidate off the caller's path (issue 17). The thread is
 // started at the first load and ended when its last session is released, so a device holding no shadow
 // pays nothing for it. The bytes are copied into the thread, which checks their SHA-256 again before it
 // builds the session. If the thread dies, every call waiting on it and every later run fails with an
 // error marked as not the model's (model-runtime.ts): the shadow runner counts those as dropped inputs,
 // not as candidate errors.
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Feeds, Outputs } from '../runtime/onnx-session.ts';
 import { DEVICE_MS, markNotAModelError, type LoadedModel, type ModelRuntime } from './model-runtime.ts';
-import type { ThreadReply, ThreadRequest } from './shadow-thread.ts';
 
+/** what device-agent/shadow-thread.mjs accepts and answers */
+type ThreadRequest =
+  | { op: 'load'; id: number; bytes: Uint8Array; sha256: string; sessionConfig: Record<string, string> }
+  | { op: 'run'; id: number; session: number; feeds: Feeds }
+  | { op: 'release'; id: number; session: number };
+type ThreadReply = { id: number; ok: true; session?: number; outputs?: unknown; ms?: number } | { id: number; ok: false; error: string };
 type Pending = { resolve: (r: ThreadReply & { ok: true }) => void; reject: (e: Error) => void };
 
-/** Built (dist/, the packaged agent), the thread runs the compiled shadow-thread.js beside this file; from sources it registers tsx first. */
+/**
+ * The thread is plain JavaScript (shadow-thread.mjs), beside this file in the sources and in dist/, and
+ * beside the bundle (lib/agent.mjs) in the packaged agent: no TypeScript loader in the thread.
+ */
 export function spawnShadowThread(): Worker {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return new Worker(new URL('./shadow-thread.js', self));
-  const api = pathToFileURL(createRequire(self).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
-  const entry = new URL('./shadow-thread.ts', self).href;
-  const boot = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`));
+  return new Worker(new URL('./shadow-thread.mjs', import.meta.url));
 }
 
 export class ThreadRuntime implements ModelRuntime {

@@ -56,7 +56,7 @@ describe('judgeShadow', () => {
       const step = judgeShadow(wave, gate, 1, c.f, T0, c.now ?? T0 + 10_000);
       expect(step.kind).toBe(c.kind);
       if (step.kind === 'hold') expect(step.why).toMatch(c.why!);
-      else expect(step.verdict.failures).toEqual(c.lines);
+      else expect((step as { verdict: { failures: string[] } }).verdict.failures).toEqual(c.lines);
     });
   }
 });
