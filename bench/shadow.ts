@@ -173,7 +173,7 @@ async function memoryFigures(root: string, artifactBytes: number): Promise<Bench
     // a copy of the data folder: the parent's agents hold the originals
     const dir = join(root, `mem-${which}`);
     cpSync(join(root, which), dir, { recursive: true });
-    const { stdout } = await execFileP(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--memory', dir, ...(which === 'inline' ? ['--inline'] : [])], { encoding: 'utf8', timeout: 60_000 });
+    const { stdout } = await execFileP(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--memory', dir, ...(which === 'inline' ? ['--inline'] : [])], { encoding: 'utf8', timeout: 240_000 });
     return (JSON.parse(stdout.trim().split('\n').pop()!) as { rss: number }).rss;
   };
   const [without, withShadow, inline] = await Promise.all([rss('off'), rss('on'), rss('inline')]);

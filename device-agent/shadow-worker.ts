@@ -22,7 +22,8 @@ type Pending = { resolve: (r: ThreadReply & { ok: true }) => void; reject: (e: E
  * beside the bundle (lib/agent.mjs) in the packaged agent: no TypeScript loader in the thread.
  */
 export function spawnShadowThread(): Worker {
-  return new Worker(new URL('./shadow-thread.mjs', import.meta.url));
+  // execArgv: []: the thread needs none of the agent's flags (tsx's --import would load a TypeScript loader into it)
+  return new Worker(new URL('./shadow-thread.mjs', import.meta.url), { execArgv: [] });
 }
 
 export class ThreadRuntime implements ModelRuntime {
