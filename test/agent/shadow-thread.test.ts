@@ -67,7 +67,7 @@ describe('shadow in a thread on a device', () => {
   it('compares every input while the caller\'s WASM queue runs only the caller\'s calls', async () => {
     const active = await pushBundle(server, 'shadow-th', tinyClassifier(81));
     const cand = await pushBundle(server, 'shadow-th', tinyClassifier(82));
-    const agent = await startAgent(server, 'shadow-th-1', { telemetryWindowMs: 3_600_000, shadow: { queue: 64, maxWaitMs: 60_000 } });
+    const agent = await startAgent(server, 'shadow-th-1', { telemetryWindowMs: 200, shadow: { queue: 64, maxWaitMs: 60_000 } });
     agents.push(agent);
     const done = outcome(agent, active.manifestSha256);
     await assign(server, active.manifestSha256, [agent.deviceId]);
@@ -85,5 +85,15 @@ describe('shadow in a thread on a device', () => {
     expect(runtimeQueueStats().completed - queueBefore).toBe(30); // the caller's 30 runs, and no candidate run
     expect(agent.shadowCounts!.dropped - countsBefore.dropped).toBe(0);
     expect(agent.shadowCounts!.errors - countsBefore.errors).toBe(0);
+
+    // the device view shows the shadow it holds, and its figures from the telemetry it sent
+    const view = async () => (await server.app.inject({ method: 'GET', url: `/v1/devices/${agent.deviceId}` })).json().shadow;
+    await waitFor(async () => (await view())?.samples === 30, 20_000, 'the device view counts 30 compared inputs');
+    const v = await view();
+    expect(v).toMatchObject({ modelId: 'shadow-th', version: cand.version, manifestSha256: cand.manifestSha256, sampleRate: 1, state: 'loaded', reason: null, samples: 30, errors: 0, dropped: 0 });
+    expect(Date.parse(v.since)).toBeGreaterThan(0);
+    expect(v.agreement).toBeGreaterThanOrEqual(0);
+    expect(v.agreement).toBeLessThanOrEqual(1);
+    expect(v.latencyRatio).toBeGreaterThan(0);
   }, 60_000);
 });

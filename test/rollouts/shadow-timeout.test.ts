@@ -67,6 +67,11 @@ describe('shadow phase deadline', () => {
       expect(row.active).toBe(v1.manifestSha256);
       expect(row.desired_json).not.toContain(cand.manifestSha256);
     }
+    // the campaign view's shadow wave, and the device views: nothing held any more
+    expect((await getCampaign(server, id) as unknown as { shadow: unknown[] }).shadow).toEqual([
+      { wave: 1, state: 'failed', startedAt: expect.any(String), finishedAt: expect.any(String), devices: 0, samples: 0, figures: { samples: 0, errorRate: 0, latencyRatio: null, agreement: null }, groups: [] },
+    ]);
+    for (const d of [refuser.deviceId, offline.deviceId]) expect((await server.app.inject({ method: 'GET', url: `/v1/devices/${d}` })).json().shadow).toBeNull();
     expect(refuser.shadowCandidate).toBeNull();
     expect(refuser.active?.manifestSha256).toBe(v1.manifestSha256);
   }, 120_000);
