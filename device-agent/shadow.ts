@@ -294,7 +294,8 @@ export class ShadowRunner {
     let claimed = false;
     try {
       this.checkMemory(m, 'after');
-      const health = await runHealthCheck(model, m.healthCheck, golden);
+      // in a thread: the run's time inside the thread (a loaded host's event loop is not the candidate's latency)
+      const health = await runHealthCheck(model, m.healthCheck, golden, { runtimeTime: this.threaded !== null });
       h.log('shadow_health_check_passed', { deviceId: h.deviceId, ...health });
       h.phase('shadow:health:done', info);
       if (this.stopped) throw new Error('agent stopping');
