@@ -85,10 +85,10 @@ interface Sample { feeds: Feeds; active: Outputs; activeMs: number; at: number }
 const LOAD_FACTOR = 2;
 /**
  * what the shadow thread itself adds before any model (a V8 isolate and a second onnxruntime-web WASM
- * instance: ~34 MB of compiled code for its 14 MB WASM module, its heap and the session), measured with
- * the digits model on x86-64 Node 20 (156 to 167 MB): bench/shadow.ts `memory.threadBytes`.
+ * instance: ~34 MB of compiled code for its 14 MB WASM module, its heap and the session; measured with
+ * the digits model on x86-64 Node 20: 122 to 179 MB in three runs, bench/shadow.ts `memory.threadBytes`).
  */
-export const THREAD_RSS_BYTES = 160 * 1024 * 1024;
+export const THREAD_RSS_BYTES = 176 * 1024 * 1024;
 
 function copyFeeds(feeds: Feeds): Feeds {
   const out: Feeds = {};

@@ -24,7 +24,7 @@ import { tinyClassifier } from '../helpers/tiny-models.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const INSTALLED_FILES = [
   'README.md', 'THIRD_PARTY_LICENSES.txt', 'agent.json.example', 'bin/fleet-agent.mjs', 'fleet-agent.service',
-  'lib/agent.mjs', 'lib/ort-wasm-simd-threaded.mjs', 'lib/ort-wasm-simd-threaded.wasm', 'package.json',
+  'lib/agent.mjs', 'lib/ort-wasm-simd-threaded.mjs', 'lib/ort-wasm-simd-threaded.wasm', 'lib/shadow-thread.mjs', 'package.json',
 ];
 
 function listFiles(dir: string, prefix = ''): string[] {
