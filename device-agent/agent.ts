@@ -196,6 +196,7 @@ export class FleetAgent extends EventEmitter {
       log: this.log, phase: (p, info) => this.phase(p, info), state: () => this.state, save: () => this.store.save(this.state),
       slots: this.slots, staging: this.staging, runtime: this.runtime, fetch: this.fetch, authorization: this.authorization,
       signal: this.stopping.signal, claimSlot: (slot) => this.claimSlot(slot),
+      thread: config.shadow.thread && !deps.runtime, // shadow hook: an injected runtime (the simulator's shared one) keeps the candidate inline
     });
   }
 
@@ -203,6 +204,8 @@ export class FleetAgent extends EventEmitter {
   get shadowCandidate() { return this.shadow.candidate; }
   /** shadow inputs compared, dropped and failed since the candidate was loaded (null without one) */
   get shadowCounts() { return this.shadow.counts; }
+  /** true when a shadow candidate runs in its own worker thread (config shadow.thread) */
+  get shadowInThread(): boolean { return this.shadow.inThread; }
 
   /** the last status reported (progress or outcome) */
   get lastStatus(): Status | null { return this.status.last; }

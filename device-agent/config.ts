@@ -74,13 +74,16 @@ export const AgentConfig = z.object({
   /**
    * Shadow mode (device-agent/shadow.ts, docs/agent.md): maxRssBytes is the memory ceiling: a candidate
    * whose load would take the agent's resident memory over it is refused (SHADOW_MEMORY); queue is how
-   * many sampled inputs may wait for the runtime to be idle, maxWaitMs how long one may wait (then dropped).
+   * many sampled inputs may wait for the runtime to be idle, maxWaitMs how long one may wait (then dropped);
+   * thread runs the candidate in its own worker thread with its own onnxruntime-web instance (off the
+   * caller's WASM queue; false: in the caller's runtime, only when it is idle).
    */
   shadow: z.object({
     maxRssBytes: z.number().int().positive().optional(),
     queue: z.number().int().min(1).max(64).default(4),
     maxWaitMs: z.number().int().min(1).max(60_000).default(1000),
-  }).strict().default({ queue: 4, maxWaitMs: 1000 }),
+    thread: z.boolean().default(true),
+  }).strict().default({ queue: 4, maxWaitMs: 1000, thread: true }),
   /** fetching a damaged slot again after the start (each attempt is a whole download with its own retries) */
   repair: z.object({
     attempts: z.number().int().min(1).max(100).default(5),

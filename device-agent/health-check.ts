@@ -4,7 +4,7 @@
 import type { GoldenVector, Manifest } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import { decodeTensor, worstToleranceExcess } from '../shared/tensor-codec.ts';
-import type { LoadedModel } from './model-runtime.ts';
+import { deviceMsOf, type LoadedModel } from './model-runtime.ts';
 import type { Feeds } from '../runtime/onnx-session.ts';
 
 export interface HealthReport { vectors: number; maxMs: number; worstExcess: number }
@@ -18,7 +18,12 @@ export function feedsFromJson(inputs: GoldenVector['inputs']): Feeds {
   return feeds;
 }
 
-export async function runHealthCheck(model: LoadedModel, hc: Manifest['healthCheck'], vectors: GoldenVector[] = hc.vectors): Promise<HealthReport> {
+/**
+ * `opts.runtimeTime`: judge the latency budget on the time the runtime reports for each run (DEVICE_MS:
+ * the shadow thread times the run inside the thread) instead of the wall time around the call, which for
+ * a thread also holds two message hops and the main event loop's lag.
+ */
+export async function runHealthCheck(model: LoadedModel, hc: Manifest['healthCheck'], vectors: GoldenVector[] = hc.vectors, opts: { runtimeTime?: boolean } = {}): Promise<HealthReport> {
   let maxMs = 0;
   let worst = -Infinity;
   if (vectors.length === 0) throw new UpdateRefused('HEALTH_CHECK_FAILED', 'the manifest gives no health-check vectors');
@@ -27,7 +32,8 @@ export async function runHealthCheck(model: LoadedModel, hc: Manifest['healthChe
   for (const [i, v] of vectors.entries()) {
     const t0 = performance.now();
     const out = await safeRun(model, feedsFromJson(v.inputs), `vector ${i}`);
-    maxMs = Math.max(maxMs, performance.now() - t0);
+    const wall = performance.now() - t0;
+    maxMs = Math.max(maxMs, opts.runtimeTime ? deviceMsOf(out) ?? wall : wall);
     for (const [name, expectedJson] of Object.entries(v.outputs)) {
       const actual = out[name];
       if (!actual) throw new UpdateRefused('HEALTH_CHECK_FAILED', `vector ${i}: model gave no output ${name}`);

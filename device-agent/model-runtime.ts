@@ -7,7 +7,8 @@ import { createSession, runSession, type Feeds, type Outputs } from '../runtime/
  * Simulated hardware only: a runtime that models a device's inference time puts it on the outputs under
  * this key, and the agent reports it instead of the host's wall time. A simulator process hosting
  * hundreds of devices would otherwise report its own event-loop lag as model latency (a 1.05x slower
- * model measured 2.8x). Real runtimes never set it; symbols stay out of Object.entries and JSON.
+ * model measured 2.8x). The shadow thread (shadow-worker.ts) sets it to the run's time inside the thread,
+ * without the message hops. Other real runtimes never set it; symbols stay out of Object.entries and JSON.
  */
 export const DEVICE_MS = Symbol('fleet.deviceMs');
 

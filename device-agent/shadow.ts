@@ -6,10 +6,13 @@
 // the artifact from this slot (agent.ts stageFromSlot), so nothing is downloaded again.
 //
 // Off the caller's critical path: infer() answers first, then offers the input here; a sampled input is
-// copied into a small bounded queue and run only when the WASM runtime has nothing else to do (every
-// call into onnxruntime-web goes through one queue, runtime/onnx-session.ts), so a caller waits at most
-// for one candidate run that started while the runtime was idle. Inputs that wait longer than
-// shadow.maxWaitMs, or find the queue full, are dropped and counted.
+// copied into a small bounded queue. By default (`shadow.thread`) the candidate's session lives in a
+// worker thread with its own onnxruntime-web instance (device-agent/shadow-worker.ts), so a caller never
+// waits in the WASM queue behind a shadow run; the thread runs one input at a time. Inline (the
+// simulator's shared runtime, or `shadow.thread: false`) the candidate shares the caller's WASM queue and
+// a sampled input runs only when that queue is idle, so a caller waits at most for one candidate run
+// that started while the runtime was idle. Inputs that wait longer than shadow.maxWaitMs, or find the
+// queue full, are dropped and counted.
 import { runtimeQueueStats, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
 import type { DesiredMessage, Manifest, ShadowOutputSums, ShadowTelemetry, Status } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
@@ -26,6 +29,7 @@ import { deviceMsOf, isNotAModelError, type LoadedModel, type ModelRuntime } fro
 import type { SlotFiles } from './slot-files.ts';
 import type { Staging } from './staging.ts';
 import type { AgentState, ShadowRecord, SlotName } from './state-store.ts';
+import { ThreadRuntime } from './shadow-worker.ts';
 import type { StatusReporter } from './status-reporter.ts';
 import { TelemetryWindow } from './telemetry-window.ts';
 
@@ -54,8 +58,10 @@ export interface ShadowHost {
   claimSlot(slot: SlotName): void;
   /** resident memory now (default process.memoryUsage.rss) */
   rss?: () => number;
-  /** true while the runtime has calls waiting or running (default: the WASM queue's figures) */
+  /** true while the runtime has calls waiting or running (default: the WASM queue's figures; never with a thread) */
   busy?: () => boolean;
+  /** run the candidate in its own worker thread (config shadow.thread; the agent passes false when its runtime is injected) */
+  thread?: boolean;
 }
 
 interface Held {
@@ -77,6 +83,12 @@ interface Sample { feeds: Feeds; active: Outputs; activeMs: number; at: number }
 
 /** memory a model takes while loaded, estimated before anything is fetched: the bytes and the session built from them */
 const LOAD_FACTOR = 2;
+/**
+ * what the shadow thread itself adds before any model (a V8 isolate and a second onnxruntime-web WASM
+ * instance: ~34 MB of compiled code for its 14 MB WASM module, its heap and the session; measured with
+ * the digits model on x86-64 Node 20: 122 to 179 MB in three runs, bench/shadow.ts `memory.threadBytes`).
+ */
+export const THREAD_RSS_BYTES = 176 * 1024 * 1024;
 
 function copyFeeds(feeds: Feeds): Feeds {
   const out: Feeds = {};
@@ -92,11 +104,20 @@ export class ShadowRunner {
   private stopped = false;
   private readonly rss: () => number;
   private readonly busy: () => boolean;
+  /** where the candidate's session lives: its own thread, or the agent's runtime */
+  private readonly runtime: ModelRuntime;
+  private readonly threaded: ThreadRuntime | null;
 
   constructor(private readonly host: ShadowHost) {
     this.rss = host.rss ?? (() => process.memoryUsage.rss());
-    this.busy = host.busy ?? (() => { const q = runtimeQueueStats(); return q.waiting + q.running > 0; });
+    this.threaded = host.thread ? new ThreadRuntime() : null;
+    this.runtime = this.threaded ?? host.runtime;
+    // a thread has its own WASM queue: the caller's queue being busy is no reason to wait
+    this.busy = host.busy ?? (this.threaded ? () => false : () => { const q = runtimeQueueStats(); return q.waiting + q.running > 0; });
   }
+
+  /** true when the candidate runs in its own thread (the bench and tests read it) */
+  get inThread(): boolean { return this.threaded !== null; }
 
   /** the candidate held in shadow, or null */
   get candidate(): { modelId: string; version: number; manifestSha256: string; sampleRate: number } | null {
@@ -238,10 +259,11 @@ export class ShadowRunner {
     const ceiling = this.host.config.shadow.maxRssBytes;
     if (ceiling === undefined) return;
     const rss = this.rss();
-    const need = when === 'before' ? rss + LOAD_FACTOR * m.artifact.length : rss;
+    const thread = when === 'before' && this.threaded && !this.threaded.running ? THREAD_RSS_BYTES : 0;
+    const need = when === 'before' ? rss + thread + LOAD_FACTOR * m.artifact.length : rss;
     if (need > ceiling) {
       throw new UpdateRefused('SHADOW_MEMORY', when === 'before'
-        ? `holding ${m.modelId} v${m.version} in shadow needs about ${mb(need)} (resident ${mb(rss)} + ${LOAD_FACTOR} x ${mb(m.artifact.length)} artifact), over the ceiling of ${mb(ceiling)} (shadow.maxRssBytes)`
+        ? `holding ${m.modelId} v${m.version} in shadow needs about ${mb(need)} (resident ${mb(rss)} + ${thread ? `${mb(thread)} shadow thread + ` : ''}${LOAD_FACTOR} x ${mb(m.artifact.length)} artifact), over the ceiling of ${mb(ceiling)} (shadow.maxRssBytes)`
         : `with ${m.modelId} v${m.version} loaded in shadow the agent holds ${mb(rss)}, over the ceiling of ${mb(ceiling)} (shadow.maxRssBytes); unloaded`);
     }
   }
@@ -264,7 +286,7 @@ export class ShadowRunner {
     const golden = await healthVectors(m, { ...h.config, authorization: h.authorization, dest: `${part}.golden.tmp`, random: h.random, fetch: h.fetch });
     let model: LoadedModel;
     try {
-      model = await h.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
+      model = await this.runtime.load(bytes, { sha256: m.artifact.sha256, sessionConfig: m.quantization.sessionConfig });
     } catch (err) {
       h.staging.remove(m.artifact.sha256);
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the shadow candidate: ${(err as Error).message}`);
@@ -272,7 +294,8 @@ export class ShadowRunner {
     let claimed = false;
     try {
       this.checkMemory(m, 'after');
-      const health = await runHealthCheck(model, m.healthCheck, golden);
+      // in a thread: the run's time inside the thread (a loaded host's event loop is not the candidate's latency)
+      const health = await runHealthCheck(model, m.healthCheck, golden, { runtimeTime: this.threaded !== null });
       h.log('shadow_health_check_passed', { deviceId: h.deviceId, ...health });
       h.phase('shadow:health:done', info);
       if (this.stopped) throw new Error('agent stopping');
@@ -368,7 +391,7 @@ export class ShadowRunner {
     }
     let model: LoadedModel;
     try {
-      model = await h.runtime.load(read.bytes, { sha256: rec.artifactSha256, sessionConfig: read.manifest.quantization.sessionConfig });
+      model = await this.runtime.load(read.bytes, { sha256: rec.artifactSha256, sessionConfig: read.manifest.quantization.sessionConfig });
     } catch (err) {
       return drop('LOAD_FAILED', `the shadow candidate would not load at start: ${(err as Error).message}`);
     }

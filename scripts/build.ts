@@ -16,4 +16,6 @@ rmSync(DIST, { recursive: true, force: true });
 execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', DIST], { stdio: 'inherit' });
 // server/routes/web.ts reads ../web/ (the fleet page and the API reference page) relative to itself
 cpSync(join(ROOT, 'server', 'web'), join(DIST, 'server', 'web'), { recursive: true });
+// the shadow candidate's thread is plain JavaScript that tsc does not compile (device-agent/shadow-worker.ts)
+cpSync(join(ROOT, 'device-agent', 'shadow-thread.mjs'), join(DIST, 'device-agent', 'shadow-thread.mjs'));
 console.log(`built ${DIST}: node dist/server/main.js`);

@@ -38,6 +38,14 @@ export async function packageAgent(outDir: string): Promise<AgentPackages> {
     banner: { js: "import { createRequire as __fleetCreateRequire } from 'node:module'; const require = __fleetCreateRequire(import.meta.url);" },
     legalComments: 'none', metafile: true, logLevel: 'warning',
   });
+  // the shadow candidate's thread (device-agent/shadow-worker.ts spawns lib/shadow-thread.mjs beside the bundle)
+  await build({
+    entryPoints: [join(ROOT, 'device-agent', 'shadow-thread.mjs')],
+    outfile: join(stage, 'lib', 'shadow-thread.mjs'),
+    bundle: true, platform: 'node', format: 'esm', target: 'node20',
+    banner: { js: "import { createRequire as __fleetCreateRequire } from 'node:module'; const require = __fleetCreateRequire(import.meta.url);" },
+    legalComments: 'none', logLevel: 'warning',
+  });
   for (const f of ORT_RUNTIME_FILES) copyFileSync(join(ORT_DIST, f), join(stage, 'lib', f));
 
   const bin = readFileSync(join(ROOT, 'packaging', 'agent', 'bin.mjs'), 'utf8').replace('__VERSION__', version);

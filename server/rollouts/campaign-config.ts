@@ -15,7 +15,12 @@ export const ShadowWave = z.object({
   minDevices: z.number().int().min(1).default(1),
   soakSeconds: z.number().min(0).default(60),
   sampleRate: z.number().gt(0).max(1).default(0.1),
-}).strict();
+  /**
+   * the shadow phase's deadline: a wave whose devices have not reached minDevices / minSamples this long
+   * after the shadow was assigned halts with SHADOW_TIMEOUT and the candidate is unloaded everywhere
+   */
+  maxSeconds: z.number().min(1).default(3600),
+}).strict().refine((w) => w.maxSeconds >= w.soakSeconds, { message: 'shadow.maxSeconds must be at least shadow.soakSeconds', path: ['maxSeconds'] });
 export type ShadowWave = z.infer<typeof ShadowWave>;
 
 export const WaveSpec = z.object({

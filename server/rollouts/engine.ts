@@ -20,7 +20,7 @@ import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
 import { deviceEvidence, gateFigures, modelGateFigures } from './gate-figures.ts';
 import type { SequentialVerdict } from './sequential.ts';
-import { judgeShadow, shadowGateFigures } from './shadow-gate.ts';
+import { judgeShadow, shadowGateFigures, shadowRefusals } from './shadow-gate.ts';
 import type { ShadowWave } from './campaign-config.ts';
 import { previousSet, releaseChain, resolveRelease, revertSet, type CampaignRelease, type DeviceSet } from './release-campaign.ts';
 
@@ -285,6 +285,16 @@ export class RolloutEngine {
     const step = judgeShadow(spec, config.gates.shadow, config.gates.minLatencyDeltaMs, figures, row.started_at, now);
     if (step.kind === 'hold') { this.holdReasons.set(id, `wave ${wave + 1} in shadow: ${step.why}`); return false; }
     const done = db.prepare('UPDATE campaign_shadow SET state = ?, finished_at = ? WHERE campaign_id = ? AND wave = ?');
+    if (step.kind === 'timeout') {
+      // shadow deadline: devices that refuse the shadow (SHADOW_MEMORY) or stay offline must not hold the campaign forever
+      done.run('failed', now, id, wave);
+      this.store.event(id, 'shadow_timeout', 'engine', { wave: wave + 1, ...step.timeout, refused: shadowRefusals(db, id, wave, c.manifest_sha256, row.started_at) });
+      await this.unloadShadow(c, 'shadow phase timed out');
+      this.store.setStatus(id, 'halted', now, { haltedAt: now });
+      this.store.event(id, 'halted', 'engine', { wave: wave + 1, inShadow: true, reason: 'SHADOW_TIMEOUT' });
+      this.holdReasons.set(id, `wave ${wave + 1}: ${step.timeout.reason}: ${step.timeout.why}`);
+      return false;
+    }
     if (step.kind === 'pass') {
       done.run('passed', now, id, wave);
       this.store.event(id, 'shadow_gate_passed', 'engine', { wave: wave + 1, ...step.verdict });

@@ -52,7 +52,11 @@ export interface ShadowVerdict {
   groups: ShadowGroupVerdict[];
 }
 
-export type ShadowStep = { kind: 'hold'; why: string } | { kind: 'pass'; verdict: ShadowVerdict } | { kind: 'halt'; verdict: ShadowVerdict };
+/** What the wave reached when its shadow phase ran out of time (shadow.maxSeconds). */
+export interface ShadowTimeout { reason: 'SHADOW_TIMEOUT'; why: string; devices: number; minDevices: number; samples: number; minSamples: number; maxSeconds: number }
+
+export type ShadowStep = { kind: 'hold'; why: string } | { kind: 'pass'; verdict: ShadowVerdict } | { kind: 'halt'; verdict: ShadowVerdict }
+  | { kind: 'timeout'; timeout: ShadowTimeout };
 
 const f4 = (x: number) => x.toFixed(4);
 
@@ -77,7 +81,8 @@ export function judgeFigures(label: string, f: ShadowFigures, g: ShadowGate, min
 }
 
 /**
- * Hold until the shadow has soaked, enough devices reported and enough inputs were compared; then every
+ * Hold until the shadow has soaked, enough devices reported and enough inputs were compared (or time out,
+ * shadow.maxSeconds after the shadow was assigned, with what was reached); then every
  * hardware group is judged on its own (a candidate that is wrong only on one group's inputs must not be
  * averaged away by the others), and any failure halts.
  */
@@ -85,7 +90,11 @@ export function judgeShadow(spec: ShadowWave, g: ShadowGate, minLatencyDeltaMs: 
   const left = startedAt + spec.soakSeconds * 1000 - now;
   if (left > 0) return { kind: 'hold', why: `soaking in shadow, ${Math.ceil(left / 1000)} s left` };
   if (f.devices < spec.minDevices || f.total.samples < spec.minSamples) {
-    return { kind: 'hold', why: `waiting for shadow figures: ${f.devices}/${spec.minDevices} devices reporting, ${f.total.samples}/${spec.minSamples} inputs compared` };
+    const reached = `${f.devices}/${spec.minDevices} devices reporting, ${f.total.samples}/${spec.minSamples} inputs compared`;
+    if (now - startedAt >= spec.maxSeconds * 1000) {
+      return { kind: 'timeout', timeout: { reason: 'SHADOW_TIMEOUT', why: `the shadow phase ran out of time (maxSeconds ${spec.maxSeconds}) with ${reached}`, devices: f.devices, minDevices: spec.minDevices, samples: f.total.samples, minSamples: spec.minSamples, maxSeconds: spec.maxSeconds } };
+    }
+    return { kind: 'hold', why: `waiting for shadow figures: ${reached}` };
   }
   const groups: ShadowGroupVerdict[] = f.groups.filter((x) => x.totals.samples + x.totals.errors > 0).map((x) => {
     const figures = shadowFigures(x.totals);
@@ -94,4 +103,23 @@ export function judgeShadow(spec: ShadowWave, g: ShadowGate, minLatencyDeltaMs: 
   const failures = groups.flatMap((x) => x.failures);
   const verdict: ShadowVerdict = { passed: failures.length === 0, failures, devices: f.devices, samples: f.total.samples, figures: shadowFigures(f.total), groups };
   return failures.length ? { kind: 'halt', verdict } : { kind: 'pass', verdict };
+}
+
+/**
+ * The wave's devices by the last shadow status they sent about `candidate` since the shadow was assigned:
+ * refusals by reason (SHADOW_MEMORY, ...), and how many said nothing at all (offline, or not there yet).
+ */
+export function shadowRefusals(db: Db, campaignId: string, wave: number, candidate: string, since: number): { byReason: Record<string, number>; silent: number } {
+  const rows = db.prepare(`SELECT cd.device_id,
+      (SELECT se.state || ' ' || COALESCE(se.reason, '') FROM status_events se WHERE se.device_id = cd.device_id AND se.manifest_sha256 = ?
+        AND se.state IN ('shadow_loaded', 'shadow_failed', 'shadow_unloaded') AND se.received_at >= ? ORDER BY se.id DESC LIMIT 1) AS last
+    FROM campaign_devices cd WHERE cd.campaign_id = ? AND cd.wave = ?`).all(candidate, new Date(since).toISOString(), campaignId, wave) as { device_id: string; last: string | null }[];
+  const byReason: Record<string, number> = {};
+  let silent = 0;
+  for (const r of rows) {
+    if (r.last === null) { silent++; continue; }
+    const [state, reason] = r.last.split(' ');
+    if (state === 'shadow_failed') byReason[reason || 'UNKNOWN'] = (byReason[reason || 'UNKNOWN'] ?? 0) + 1;
+  }
+  return { byReason, silent };
 }

@@ -6,6 +6,7 @@ import { allowedActions } from '../rollouts/campaign-actions.ts';
 import type { CampaignRow } from '../rollouts/campaign-store.ts';
 import { actorName, auditRequest } from '../audit/audit-log.ts';
 import { contractRoute } from './contract-route.ts';
+import { campaignShadow } from '../rollouts/shadow-view.ts';
 
 /** Who did it: the authenticated principal (a caller cannot name someone else). */
 export function actorOf(req: FastifyRequest): string {
@@ -38,7 +39,10 @@ export async function campaignRoutes(app: FastifyInstance): Promise<void> {
   contractRoute(app, c.getCampaign, async ({ params: { campaignId } }) => {
     const row = rollouts.store.get(campaignId);
     // statistics: the sequential test's last verdict (decision, statistic, evidence), null before it ran
-    return { ...view(row), config: JSON.parse(row.config_json), statistics: rollouts.statistics.get(campaignId) ?? null, deviceList: rollouts.store.devices(campaignId) };
+    return {
+      ...view(row), config: JSON.parse(row.config_json), statistics: rollouts.statistics.get(campaignId) ?? null, deviceList: rollouts.store.devices(campaignId),
+      shadow: campaignShadow(app.fleet.db, campaignId, row.manifest_sha256), // shadow mode (issue 17): per wave and hardware group
+    };
   });
 
   contractRoute(app, c.campaignEvents, async ({ params: { campaignId } }) => {

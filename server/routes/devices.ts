@@ -4,6 +4,7 @@ import { auditRequest } from '../audit/audit-log.ts';
 import { AppError } from '../errors.ts';
 import { assertAssignable } from '../keys/assignable.ts';
 import { contractRoute } from './contract-route.ts';
+import { deviceShadow } from '../rollouts/shadow-view.ts';
 import type { Db } from '../db/database.ts';
 import { deviceModelTelemetry } from '../devices/model-telemetry.ts';
 
@@ -13,6 +14,7 @@ interface DeviceRow {
   active_manifest_sha256: string | null; last_state: string | null; last_reason: string | null; last_detail: string | null;
   last_status_at: string | null; desired_seq: number; desired_manifest_sha256: string | null; claimed_active_json: string | null;
   freshness_stale: number | null; fresh_until: string | null; active_set_json?: string | null; active_release_json?: string | null;
+  desired_json?: string | null;
 }
 
 /** The devices an assignment names: its `deviceIds`, or with `all` every device (of `hardware`, if given). */
@@ -58,8 +60,11 @@ export async function deviceRoutes(app: FastifyInstance): Promise<void> {
     const events = db.prepare('SELECT ts, state, reason, detail, director_seq AS directorSeq, manifest_sha256 AS manifestSha256, seq FROM status_events WHERE device_id = ? ORDER BY id DESC LIMIT 50').all(deviceId);
     // [#19] per-model and chain telemetry of a device running several models
     const modelTelemetry = deviceModelTelemetry(db, deviceId, Date.now());
-    return { ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events,
-      ...(modelTelemetry.models.length || modelTelemetry.chain ? { modelTelemetry } : {}) };
+    return {
+      ...deviceView(row), assignment: assignments.view(deviceId, row.desired_seq), campaign: rollouts.store.forDevice(deviceId), events,
+      shadow: deviceShadow(db, deviceId, row.desired_json ?? null), // shadow mode (issue 17)
+      ...(modelTelemetry.models.length || modelTelemetry.chain ? { modelTelemetry } : {}),
+    };
   });
 
   contractRoute(app, c.assign, async ({ body }, req, reply) => {

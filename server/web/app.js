@@ -235,6 +235,11 @@ async function campaignView(id) {
     el('h3', null, 'Gates'),
     failures.length ? el('ul', { id: 'gate-failures', className: 'bad' }, ...failures) : null,
     table('gates', ['Wave', 'Check', 'Figure', 'Threshold', 'Result'], gateEvents.flatMap((e) => gateRows(e, gates, c.config.waves[e.detail.wave - 1]))),
+    // shadow mode (issue 17): each wave run in shadow, its figures per hardware group
+    c.shadow && c.shadow.length ? el('h3', null, 'Shadow') : null,
+    c.shadow && c.shadow.length ? table('campaign-shadow', ['Wave', 'State', 'Hardware', 'Devices', 'Compared', 'Agreement', 'Latency ratio', 'Error rate'],
+      c.shadow.flatMap((w) => w.groups.length ? w.groups.map((g) => [w.wave, w.state, g.hardware || '(unknown)', g.devices, g.samples, fig(g.agreement), fig(g.latencyRatio), fig(g.errorRate)])
+        : [[w.wave, w.state, '', w.devices, w.samples, '', '', '']])) : null,
     el('h3', null, 'Devices by state'), el('div', { className: 'cards', id: 'device-states' }, ...states),
     Object.keys(byRevert).length ? el('p', { id: 'revert-states' }, 'revert: ', Object.entries(byRevert).map(([k, v]) => `${k} ${v}`).join(', ')) : null,
     table('campaign-devices', ['Device', 'Wave', 'State', 'Reason', 'Revert', 'Attempts'], c.deviceList.filter((d) => d.state !== 'pending').map((d) => ({
@@ -284,6 +289,9 @@ async function modelView(modelId) {
 
 // ---- device -----------------------------------------------------------------------------------
 
+/** a figure to 4 decimals, or nothing */
+function fig(x) { return typeof x === 'number' ? x.toFixed(4) : ''; }
+
 /** a device's active model, or every model it runs (issue 19: the primary first, and the release they are) */
 function activeText(x) {
   if (x.models && x.models.length > 1) return `${x.models.map((m) => `${m.modelId} v${m.version}${m.unverified ? ' (unverified)' : ''}`).join(', ')}${x.release ? ` (release ${x.release.name} v${x.release.version})` : ''}`;
@@ -307,6 +315,11 @@ async function deviceView(deviceId) {
       ...d.modelTelemetry.models.map((m) => [m.modelId, short(m.manifestSha256), m.count, m.errors, fmt(m.p50), fmt(m.p95), fmt(m.p99), fmt(m.maxMs)]),
       ...(d.modelTelemetry.chain ? [['chain', '', d.modelTelemetry.chain.count, d.modelTelemetry.chain.errors, fmt(d.modelTelemetry.chain.p50), fmt(d.modelTelemetry.chain.p95), fmt(d.modelTelemetry.chain.p99), fmt(d.modelTelemetry.chain.maxMs)]] : []),
     ]) : null,
+    // shadow mode (issue 17): the candidate the device holds and its figures since it loaded it
+    d.shadow ? el('h3', null, 'Shadow') : null,
+    d.shadow ? table('device-shadow', ['Candidate', 'State', 'Since', 'Sample rate', 'Compared', 'Dropped', 'Errors', 'Agreement', 'Latency ratio'], [[
+      `${d.shadow.modelId} v${d.shadow.version}`, `${d.shadow.state}${d.shadow.reason ? ` (${d.shadow.reason})` : ''}`, d.shadow.since, d.shadow.sampleRate,
+      d.shadow.samples, d.shadow.dropped, d.shadow.errors, fig(d.shadow.agreement), fig(d.shadow.latencyRatio)]]) : null,
     el('h3', null, 'Telemetry per hour, last 7 days'),
     telemetryCharts('device', t.series, (s) => `${s.modelId} v${s.version}`),
     el('h3', null, 'History'),

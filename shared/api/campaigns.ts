@@ -44,6 +44,13 @@ export const CampaignDetail = CampaignView.extend({
     reason: z.string(),
   }).nullable().meta({ description: "the sequential test's last verdict: decision, reason, devices paired and observed, per metric (latency, errors) the estimate, confidence bounds, halt threshold and margin (docs/canary-statistics.md); null before it ran" }),
   deviceList: z.array(CampaignDevice),
+  // shadow mode (issue 17)
+  shadow: z.array(z.object({
+    wave: z.number().int(), state: z.enum(['running', 'passed', 'failed']), startedAt: Time, finishedAt: Time.nullable(),
+    devices: z.number().int(), samples: z.number().int(),
+    figures: z.looseObject({ samples: z.number().int(), errorRate: z.number(), latencyRatio: z.number().nullable(), agreement: z.number().nullable() }),
+    groups: z.array(z.looseObject({ hardware: z.string(), devices: z.number().int(), samples: z.number().int(), errorRate: z.number(), latencyRatio: z.number().nullable(), agreement: z.number().nullable() })),
+  })).optional().meta({ description: 'the waves run in shadow first: state (running, passed, failed: gate failed or SHADOW_TIMEOUT, see the events), devices reporting, inputs compared, and the figures per hardware group ("" = unknown hardware)' }),
 });
 export type CampaignDetail = z.infer<typeof CampaignDetail>;
 export const CampaignEvent = z.object({ id: z.number().int(), ts: Time, type: z.string(), actor: z.string(), detail: z.unknown() });

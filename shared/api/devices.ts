@@ -41,6 +41,12 @@ export const DeviceDetail = DeviceView.extend({
     models: z.array(ModelFigures.extend({ modelId: z.string(), manifestSha256: z.string() })),
     chain: ModelFigures.nullable(),
   }).optional().meta({ description: 'a device running several models (issue 19): each model\'s telemetry over the last hour (per manifest it ran), and its chain\'s; absent on a single-model device' }),
+  // shadow mode (issue 17)
+  shadow: z.object({
+    modelId: z.string().nullable(), version: z.number().int().nullable(), manifestSha256: z.string(), sampleRate: z.number().nullable(),
+    state: z.enum(['assigned', 'loaded', 'failed', 'unloaded']), reason: z.string().nullable(), detail: z.string().nullable(), since: Time.nullable(),
+    samples: z.number().int(), errors: z.number().int(), dropped: z.number().int(), agreement: z.number().nullable(), latencyRatio: z.number().nullable(),
+  }).nullable().optional().meta({ description: 'the candidate the device holds in shadow (docs/agent.md "Shadow mode"): assigned (named in its desired state, no word yet), loaded, failed (reason: SHADOW_MEMORY, ...) or unloaded; since it was loaded: inputs compared, candidate errors, dropped inputs, top-1 agreement and latency ratio (candidate / active) so far; null when it holds none' }),
 });
 export type DeviceDetail = z.infer<typeof DeviceDetail>;
 

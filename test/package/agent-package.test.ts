@@ -24,7 +24,7 @@ import { tinyClassifier } from '../helpers/tiny-models.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const INSTALLED_FILES = [
   'README.md', 'THIRD_PARTY_LICENSES.txt', 'agent.json.example', 'bin/fleet-agent.mjs', 'fleet-agent.service',
-  'lib/agent.mjs', 'lib/ort-wasm-simd-threaded.mjs', 'lib/ort-wasm-simd-threaded.wasm', 'package.json',
+  'lib/agent.mjs', 'lib/ort-wasm-simd-threaded.mjs', 'lib/ort-wasm-simd-threaded.wasm', 'lib/shadow-thread.mjs', 'package.json',
 ];
 
 function listFiles(dir: string, prefix = ''): string[] {
@@ -82,6 +82,18 @@ describe('npm tarball', () => {
     const specifiers = new Set([...bundleText.matchAll(/(?:\bfrom ?|require\(|\bimport\()"([^"./][^"]*)"/g)].map((m) => m[1]));
     expect([...specifiers].filter((x) => !isBuiltin(x)).sort()).toEqual(['bufferutil', 'supports-color', 'utf-8-validate']);
     expect(readFileSync(join(installed, 'THIRD_PARTY_LICENSES.txt'), 'utf8')).toMatch(/mqtt@[\s\S]*onnxruntime-web@[\s\S]*tweetnacl@[\s\S]*zod@/);
+    // the shadow candidate's thread (lib/shadow-thread.mjs) runs from the installed files alone: it loads
+    // onnxruntime-web's WASM from lib/ and answers a load (its hash checked) and a run
+    const model = tinyClassifier(2);
+    const probe = `import { Worker } from 'node:worker_threads'; import { createHash } from 'node:crypto';
+      const bytes = new Uint8Array(Buffer.from(${JSON.stringify(Buffer.from(model).toString('base64'))}, 'base64'));
+      const w = new Worker(${JSON.stringify(join(installed, 'lib', 'shadow-thread.mjs'))}, { execArgv: [] });
+      const ask = (m) => new Promise((r) => { w.once('message', r); w.postMessage(m); });
+      const load = await ask({ op: 'load', id: 1, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), sessionConfig: {} });
+      const run = await ask({ op: 'run', id: 2, session: load.session, feeds: { x: { data: new Float32Array(8), dims: [1, 8] } } });
+      console.log(JSON.stringify({ load: load.ok, run: run.ok, outputs: Object.keys(run.outputs ?? {}) })); await w.terminate();`;
+    const probed = execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: work, env: { PATH: '' }, encoding: 'utf8', timeout: 60_000 });
+    expect(JSON.parse(probed.trim())).toEqual({ load: true, run: true, outputs: ['probs'] });
 
     // a PATH with node and the installed command only
     const nodeBin = join(work, 'node-bin');
@@ -209,6 +221,7 @@ describe('Debian package', () => {
       './usr/lib/fleet-agent/lib/agent.mjs',
       './usr/lib/fleet-agent/lib/ort-wasm-simd-threaded.mjs',
       './usr/lib/fleet-agent/lib/ort-wasm-simd-threaded.wasm',
+      './usr/lib/fleet-agent/lib/shadow-thread.mjs',
       './usr/lib/fleet-agent/package.json',
       './usr/lib/systemd/system/fleet-agent.service',
       './usr/share/doc/fleet-agent/README.md',

@@ -135,6 +135,12 @@ describe('a campaign wave in shadow first', () => {
       expect(b.figures.agreement).toBeGreaterThan(0.85);
       expect(b.figures.agreement).toBeLessThan(0.95);
       expect(ev.find((e) => e.type === 'shadow_unloaded')?.detail).toMatchObject({ devices: 4, reason: 'shadow gate failed' });
+      // the campaign view shows the same wave per hardware group (figures from windows received since; at least the gate's)
+      const sv = (await getCampaign(server, id) as unknown as { shadow: { wave: number; state: string; groups: { hardware: string; devices: number; samples: number; agreement: number }[] }[] }).shadow;
+      expect(sv.map((x) => [x.wave, x.state])).toEqual([[1, 'failed']]);
+      expect(sv[0].groups.map((g) => [g.hardware, g.devices])).toEqual([['cam-a', 2], ['cam-b', 2]]);
+      expect(sv[0].groups[0].agreement).toBe(1);
+      expect(sv[0].groups[1].agreement).toBeLessThan(0.95);
 
       // nobody answered with the candidate: no device reported it active, every trap input got the active model's answer
       expect(activeReports.filter((s) => s.manifestSha256 === bad.manifestSha256 || s.active?.manifestSha256 === bad.manifestSha256)).toEqual([]);

@@ -51,12 +51,27 @@ describe('judgeShadow', () => {
       kind: 'halt', lines: ['hardware (unknown): candidate error rate 4.76% is over the maximum 1.00%'],
     },
   ];
+  it('shadow.maxSeconds: after the deadline, too few devices or samples time out with what was reached; enough figures are judged as usual', () => {
+    const w = ShadowWave.parse({ minSamples: 100, minDevices: 2, soakSeconds: 10, maxSeconds: 60 });
+    const few = figures([{ hardware: 'a', devices: 1, t: totals({ samples: 40 }) }]);
+    expect(judgeShadow(w, gate, 1, few, T0, T0 + 59_999).kind).toBe('hold');
+    expect(judgeShadow(w, gate, 1, few, T0, T0 + 60_000)).toEqual({ kind: 'timeout', timeout: {
+      reason: 'SHADOW_TIMEOUT', why: 'the shadow phase ran out of time (maxSeconds 60) with 1/2 devices reporting, 40/100 inputs compared',
+      devices: 1, minDevices: 2, samples: 40, minSamples: 100, maxSeconds: 60,
+    } });
+    const none = figures([]);
+    expect(judgeShadow(w, gate, 1, none, T0, T0 + 3_600_000)).toMatchObject({ kind: 'timeout', timeout: { devices: 0, samples: 0 } });
+    // enough figures after the deadline: judged, not timed out
+    expect(judgeShadow(w, gate, 1, figures([{ hardware: 'a', devices: 2, t: totals({}) }]), T0, T0 + 120_000).kind).toBe('pass');
+    expect(ShadowWave.parse({}).maxSeconds).toBe(3600);
+    expect(() => ShadowWave.parse({ soakSeconds: 120, maxSeconds: 60 })).toThrow(/shadow.maxSeconds must be at least shadow.soakSeconds/);
+  });
   for (const c of cases) {
     it(c.name, () => {
       const step = judgeShadow(wave, gate, 1, c.f, T0, c.now ?? T0 + 10_000);
       expect(step.kind).toBe(c.kind);
       if (step.kind === 'hold') expect(step.why).toMatch(c.why!);
-      else expect(step.verdict.failures).toEqual(c.lines);
+      else expect((step as { verdict: { failures: string[] } }).verdict.failures).toEqual(c.lines);
     });
   }
 });

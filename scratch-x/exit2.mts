@@ -1,0 +1,15 @@
+import { ThreadRuntime } from '../device-agent/shadow-worker.ts';
+import { tinyClassifier } from '../test/helpers/tiny-models.ts';
+import { sha256Hex } from '../shared/crypto.ts';
+import { Worker } from 'node:worker_threads';
+const rt = new ThreadRuntime(() => new Worker(new URL('../device-agent/shadow-thread.mjs', import.meta.url), { execArgv: [] }));
+const b = tinyClassifier(1);
+const m = await rt.load(b, { sha256: sha256Hex(b), sessionConfig: {} });
+const x = { x: { data: new Float32Array(8), dims: [1, 8] } };
+for (let i = 0; i < 100; i++) await m.run(x);
+const t = Date.now();
+await m.release();
+console.log('released', Date.now() - t, 'ms');
+const t2 = Date.now();
+process.on('exit', () => console.log('exit event', Date.now() - t2));
+console.log('uptime', Math.round(process.uptime()*1000)); process.exit(0);

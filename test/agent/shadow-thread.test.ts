@@ -1,0 +1,99 @@
+// The shadow candidate in its own thread (issue 17, device-agent/shadow-worker.ts): its runs never enter
+// the caller's WASM queue (counted: the main thread's queue sees exactly the caller's calls while the
+// candidate compared every input), the thread hashes the bytes it is sent again, its outputs are the
+// main runtime's to the bit, it ends with its last session, and a dead thread fails calls as "not the
+// model's" (counted as dropped inputs, not candidate errors).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worker } from 'node:worker_threads';
+import type { FleetAgent } from '../../device-agent/agent.ts';
+import { isNotAModelError, OrtRuntime } from '../../device-agent/model-runtime.ts';
+import { spawnShadowThread, ThreadRuntime } from '../../device-agent/shadow-worker.ts';
+import { runtimeQueueStats, type Feeds } from '../../runtime/onnx-session.ts';
+import { sha256Hex } from '../../shared/crypto.ts';
+import type { Status } from '../../shared/messages.ts';
+import { seededRandom } from '../../server/bundles/golden-vectors.ts';
+import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { tinyClassifier } from '../helpers/tiny-models.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { outcome, startAgent } from './fixture.ts';
+
+const inputsFor = (n: number, seed: number): Feeds[] => {
+  const rand = seededRandom(seed);
+  return Array.from({ length: n }, () => ({ x: { data: Float32Array.from({ length: 8 }, () => rand()), dims: [1, 8] } }));
+};
+
+describe('shadow thread runtime', () => {
+  it('checks the hash of the bytes it is sent, answers exactly like the main runtime, ends with its last session', async () => {
+    const bytes = tinyClassifier(71);
+    const rt = new ThreadRuntime();
+    await expect(rt.load(bytes, { sha256: sha256Hex(tinyClassifier(72)), sessionConfig: {} })).rejects.toThrow(/hash to [0-9a-f]{64}, not the verified/);
+    expect(rt.running).toBe(false); // the refused load was its only session
+    const model = await rt.load(bytes, { sha256: sha256Hex(bytes), sessionConfig: {} });
+    expect(rt.running).toBe(true);
+    const main = await new OrtRuntime().load(bytes, { sessionConfig: {} });
+    const before = runtimeQueueStats().completed;
+    const threadOut: number[][] = [];
+    for (const f of inputsFor(20, 3)) threadOut.push([...((await model.run(f)).probs.data as Float32Array)]);
+    expect(runtimeQueueStats().completed).toBe(before); // 20 runs, none of them in this thread's WASM queue
+    for (const [i, f] of inputsFor(20, 3).entries()) expect([...((await main.run(f)).probs.data as Float32Array)]).toEqual(threadOut[i]);
+    await main.release();
+    await model.release();
+    expect(rt.running).toBe(false);
+  }, 30_000);
+
+  it('a thread that dies fails waiting and later runs as not the model\'s error', async () => {
+    let worker: Worker | null = null;
+    const rt = new ThreadRuntime(() => (worker = spawnShadowThread()));
+    const bytes = tinyClassifier(73);
+    const model = await rt.load(bytes, { sha256: sha256Hex(bytes), sessionConfig: {} });
+    await model.run(inputsFor(1, 1)[0]);
+    await worker!.terminate();
+    const err = await model.run(inputsFor(1, 2)[0]).catch((e: unknown) => e);
+    expect(isNotAModelError(err)).toBe(true);
+    expect(rt.running).toBe(false);
+    await model.release();
+  }, 30_000);
+});
+
+describe('shadow in a thread on a device', () => {
+  let server: TestServer;
+  const agents: FleetAgent[] = [];
+  beforeAll(async () => { server = await startTestServer(); }, 60_000);
+  afterAll(async () => {
+    for (const a of agents) await a.stop();
+    await server?.close();
+  });
+
+  it('compares every input while the caller\'s WASM queue runs only the caller\'s calls', async () => {
+    const active = await pushBundle(server, 'shadow-th', tinyClassifier(81));
+    const cand = await pushBundle(server, 'shadow-th', tinyClassifier(82));
+    const agent = await startAgent(server, 'shadow-th-1', { telemetryWindowMs: 200, shadow: { queue: 64, maxWaitMs: 60_000 } });
+    agents.push(agent);
+    const done = outcome(agent, active.manifestSha256);
+    await assign(server, active.manifestSha256, [agent.deviceId]);
+    expect((await done).state).toBe('active');
+    const loaded = agent.waitForStatus((s: Status) => s.manifestSha256 === cand.manifestSha256 && ['shadow_loaded', 'shadow_failed'].includes(s.state), 20_000);
+    await server.app.fleet.director.assign(active.manifestSha256, [agent.deviceId], undefined, { shadow: { manifestSha256: cand.manifestSha256, sampleRate: 1 } });
+    expect((await loaded).state).toBe('shadow_loaded');
+    expect(agent.shadowInThread).toBe(true);
+
+    const inputs = inputsFor(30, 9);
+    const queueBefore = runtimeQueueStats().completed;
+    const countsBefore = agent.shadowCounts!;
+    for (const f of inputs) await agent.infer(f); // back to back: inline, half of these would wait for a shadow run
+    await waitFor(() => agent.shadowCounts!.compared - countsBefore.compared === 30, 20_000, '30 inputs compared');
+    expect(runtimeQueueStats().completed - queueBefore).toBe(30); // the caller's 30 runs, and no candidate run
+    expect(agent.shadowCounts!.dropped - countsBefore.dropped).toBe(0);
+    expect(agent.shadowCounts!.errors - countsBefore.errors).toBe(0);
+
+    // the device view shows the shadow it holds, and its figures from the telemetry it sent
+    const view = async () => (await server.app.inject({ method: 'GET', url: `/v1/devices/${agent.deviceId}` })).json().shadow;
+    await waitFor(async () => (await view())?.samples === 30, 20_000, 'the device view counts 30 compared inputs');
+    const v = await view();
+    expect(v).toMatchObject({ modelId: 'shadow-th', version: cand.version, manifestSha256: cand.manifestSha256, sampleRate: 1, state: 'loaded', reason: null, samples: 30, errors: 0, dropped: 0 });
+    expect(Date.parse(v.since)).toBeGreaterThan(0);
+    expect(v.agreement).toBeGreaterThanOrEqual(0);
+    expect(v.agreement).toBeLessThanOrEqual(1);
+    expect(v.latencyRatio).toBeGreaterThan(0);
+  }, 60_000);
+});
