@@ -71,6 +71,8 @@ interface RunFigures {
   brokerCpuUsPerMessage: number;
   /** the telemetry writer thread's event-loop utilization over the run (its share of one core spent storing) */
   writerThreadEventLoop?: number | null;
+  /** windows per SQLite transaction (group commit: bigger transactions cost less per window) */
+  windowsPerTransaction?: number;
 }
 
 export async function benchIngest(opts: BenchIngestOptions = {}) {
@@ -119,7 +121,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
         await ask(child, { type: 'arm', group: target, seqBase, perClient }, 'armed', 60_000);
         const count = writer ? () => writer.stored : () => raw.count;
         const before = count();
-        const dup0 = writer?.duplicates ?? 0, drop0 = counters?.dropped.telemetry ?? 0;
+        const dup0 = writer?.duplicates ?? 0, drop0 = counters?.dropped.telemetry ?? 0, tx0 = writer?.transactions ?? 0, answered0 = writer ? writer.stored + writer.duplicates + writer.failed : 0;
         const cpu0 = process.cpuUsage(), elu0 = eventLoopUtilization(), writerElu0 = writer?.eventLoopUtilization() ?? null;
         const t0 = performance.now();
         const published = ask<Msg & { acked: number; cpuMs: number }>(child, { type: 'go', group: target, inflight }, 'published', 120_000);
@@ -139,6 +141,7 @@ export async function benchIngest(opts: BenchIngestOptions = {}) {
           publisherCpu: round(pub.cpuMs / ms), brokerCpu: round((cpu.user + cpu.system) / 1000 / ms), brokerEventLoop: round(elu.utilization),
           brokerCpuUsPerMessage: round((cpu.user + cpu.system) / n),
           ...(target === 'server' ? { writerThreadEventLoop: writerElu ? round(writerElu.utilization) : null } : {}),
+          ...(writer && writer.transactions > tx0 ? { windowsPerTransaction: round((writer.stored + writer.duplicates + writer.failed - answered0) / (writer.transactions - tx0)) } : {}),
         });
         if (a && writer && counters && target !== 'raw') {
           await new Promise((resolve) => setTimeout(resolve, 100)); // a late duplicate would show up here

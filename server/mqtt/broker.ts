@@ -185,7 +185,8 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
             if (p) pending.push(p);
           }
           if (pending.length === 0) return process.nextTick(() => callback(null));
-          return void Promise.all(pending).then(() => callback(null));
+          // one handler (the usual case: telemetry, status): its own promise, no Promise.all around it
+          return void (pending.length === 1 ? pending[0] : Promise.all(pending)).then(() => callback(null));
         }
       }
       callback(null);
