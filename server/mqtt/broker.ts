@@ -88,19 +88,9 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   const handled: { filter: string; handler: Handler }[] = [];
   /** payloads whose handlers already ran before their PUBACK: their delivery skips them */
   const ranBeforeAck = new WeakSet<Buffer>();
-  // Per-message work remembered (issue 13, ingest): the handlers whose filter matches a topic (reset
-  // when a handler is added), and per connected client the topics the ACL let it publish on (mayPublishOn
-  // depends on client id and topic only; the payload size is still checked on every message).
-  const handlersByTopic = new Map<string, Handler[]>();
-  const handlersFor = (topic: string): Handler[] => {
-    let run = handlersByTopic.get(topic);
-    if (!run) {
-      run = handled.filter((h) => topicMatches(h.filter, topic)).map((h) => h.handler);
-      if (handlersByTopic.size >= 100_000) handlersByTopic.clear();
-      handlersByTopic.set(topic, run);
-    }
-    return run;
-  };
+  // Per connected client, the topics the ACL let it publish on (issue 13, ingest: mayPublishOn depends
+  // on client id and topic only; the payload size is still checked on every message). A few short
+  // strings per connection, gone with it. Handlers are matched per message (topicMatches allocates nothing).
   const allowedTopics = new WeakMap<object, Set<string>>();
   const topicDecision = (client: { id: string } | null, topic: string): AclDecision => {
     if (!client) return mayPublishOn(null, topic);
@@ -175,7 +165,8 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
       // message runs the server's handlers here instead, before aedes acknowledges it: the PUBACK waits
       // for what they store. The payload is marked so the delivery that follows does not run them again.
       if (client && packet.qos > 0) {
-        const run = handled.length ? handlersFor(packet.topic) : [];
+        const run: Handler[] = [];
+        for (const h of handled) if (topicMatches(h.filter, packet.topic)) run.push(h.handler);
         if (run.length) {
           const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
           ranBeforeAck.add(packet.payload as Buffer);
@@ -245,7 +236,6 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
     subscribe(filter, handler) {
       return new Promise((resolve) => {
         handled.push({ filter, handler });
-        handlersByTopic.clear(); // the new handler may match topics seen before
         aedes.subscribe(filter, (packet: AedesPublishPacket, cb: () => void) => {
           // a device's QoS 1/2 message already ran its handlers before its PUBACK (authorizePublish)
           const pending = ranBeforeAck.has(packet.payload as Buffer) ? undefined
