@@ -5,14 +5,13 @@
 // Storage is idempotent ((device_id, seq) is the key; rollups count newly stored windows only), so a
 // batch sent again after the thread died is still stored once. An in-memory database (tests, tools)
 // cannot be shared with a thread: it is written on the main thread, by the same WindowStore.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { EventLoopUtilization } from 'node:perf_hooks';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import type { Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
+import { spawnModuleWorker } from '../worker-boot.ts';
 import { WindowStore, type WindowOutcome } from '../telemetry/window-store.ts';
-import { MAX_WINDOWS_PER_TRANSACTION, type FromWriter, type ToWriter, type WriterThreadData } from '../telemetry/writer-thread.ts';
+import { GATHER_MS, MAX_WINDOWS_PER_TRANSACTION, type FromWriter, type ToWriter, type WriterThreadData } from '../telemetry/writer-thread.ts';
 
 export interface TelemetryWriterOptions {
   /** windows per batch posted to the writer (default 256) */
@@ -21,6 +20,8 @@ export interface TelemetryWriterOptions {
   now?: () => number;
   /** 'thread' (default for a database file) or 'main' (always used for an in-memory database) */
   thread?: 'thread' | 'main';
+  /** group commit: under load, how long the writer thread waits for more windows before a transaction (default GATHER_MS; 0: never) */
+  gatherMs?: number;
   /** told when the writer thread fails (it is restarted and its unanswered batches are sent again) */
   onError?: (err: Error) => void;
 }
@@ -32,6 +33,8 @@ export class TelemetryWriter {
   duplicates = 0;
   /** windows SQLite would not store (logged by the caller through onError; the device is acknowledged) */
   failed = 0;
+  /** transactions that stored windows (with `stored + duplicates + failed`: the windows per transaction under load) */
+  transactions = 0;
   /** told of each window stored for the first time, after its commit, with when it was stored (metrics listen here) */
   onStored: ((t: Telemetry, storedAt: number) => void) | null = null;
 
@@ -40,6 +43,7 @@ export class TelemetryWriter {
   private nextId = 1;
   private immediate: NodeJS.Immediate | null = null;
   private readonly maxBatch: number;
+  private readonly gatherMs: number;
   private readonly now: () => number;
   private readonly onError: (err: Error) => void;
   /** main-thread store (in-memory database) or the writer thread */
@@ -47,10 +51,12 @@ export class TelemetryWriter {
   private worker: Worker | null = null;
   private ready: Promise<void> | null = null;
   private restarts = 0;
+  private lastTransaction = 0;
   private closing = false;
 
   constructor(private readonly db: Db, opts: TelemetryWriterOptions = {}) {
     this.maxBatch = opts.maxBatch ?? 256;
+    this.gatherMs = opts.gatherMs ?? GATHER_MS;
     this.now = opts.now ?? Date.now;
     this.onError = opts.onError ?? (() => {});
     if (db.memory || opts.thread === 'main') this.local = new WindowStore(db);
@@ -115,7 +121,10 @@ export class TelemetryWriter {
     this.pending = null;
     b.receivedAt = this.now();
     this.inFlight.set(b.id, b);
-    if (this.local) this.answered(b.id, this.storeHere(this.local, b));
+    if (this.local) {
+      this.transactions++;
+      this.answered(b.id, this.storeHere(this.local, b));
+    }
     else this.post({ type: 'batch', id: b.id, texts: b.texts, receivedAt: b.receivedAt });
   }
 
@@ -155,12 +164,17 @@ export class TelemetryWriter {
   // ---- the writer thread ---------------------------------------------------------------------
 
   private startThread(): void {
-    const data: WriterThreadData = { dbFile: this.db.name, maxWindowsPerTransaction: MAX_WINDOWS_PER_TRANSACTION };
-    const w = this.worker = spawnWriterThread(data);
+    const data: WriterThreadData = { dbFile: this.db.name, maxWindowsPerTransaction: MAX_WINDOWS_PER_TRANSACTION, gatherMs: this.gatherMs };
+    const w = this.worker = spawnModuleWorker(import.meta.url, '../telemetry/writer-thread.ts', data);
+    this.lastTransaction = 0; // a new thread numbers its transactions from 1
     this.ready = new Promise<void>((resolve) => {
       w.on('message', (m: FromWriter) => {
         if (m.type === 'ready') resolve();
-        else if (m.type === 'done') this.answered(m.id, m.outcomes);
+        else if (m.type === 'done') {
+          // batches stored together are answered one after another with the same number
+          if (m.transaction !== this.lastTransaction) { this.lastTransaction = m.transaction; this.transactions++; }
+          this.answered(m.id, m.outcomes);
+        }
         else if (m.type === 'failed') this.onError(new Error(m.message));
       });
     });
@@ -198,17 +212,4 @@ export class TelemetryWriter {
   async started(): Promise<void> {
     await this.ready;
   }
-}
-
-/**
- * Built (dist/), the thread runs the compiled writer-thread.js beside this file. From TypeScript sources
- * (tsx, vitest) it first registers tsx's loader in the new thread, then imports writer-thread.ts.
- */
-function spawnWriterThread(data: WriterThreadData): Worker {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return new Worker(new URL('../telemetry/writer-thread.js', self), { workerData: data });
-  const api = pathToFileURL(createRequire(self).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
-  const entry = new URL('../telemetry/writer-thread.ts', self).href;
-  const boot = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { workerData: data });
 }

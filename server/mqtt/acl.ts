@@ -8,6 +8,16 @@ export type AclDecision = { ok: true } | { ok: false; reason: string };
 export function mayPublish(clientId: string | null, topic: string, payloadBytes: number, maxPayloadBytes: number): AclDecision {
   if (topic.startsWith('$')) return { ok: false, reason: `publishing on ${topic} is reserved to the broker` };
   if (payloadBytes > maxPayloadBytes) return { ok: false, reason: `payload of ${payloadBytes} bytes is over the ${maxPayloadBytes}-byte limit` };
+  return mayPublishOn(clientId, topic);
+}
+
+/**
+ * The topic part of mayPublish: whether this client may publish on this topic at all, whatever the
+ * payload. It depends on the two strings only, so a broker may remember it per client and topic
+ * (server/mqtt/broker.ts does, for allowed topics); the payload size is checked on every message.
+ */
+export function mayPublishOn(clientId: string | null, topic: string): AclDecision {
+  if (topic.startsWith('$')) return { ok: false, reason: `publishing on ${topic} is reserved to the broker` };
   const parsed = parseTopic(topic);
   if (!parsed) return { ok: false, reason: `${topic} is not a fleet topic` };
   if (publishedBy[parsed.kind] !== 'device') return { ok: false, reason: `devices may not publish on ${parsed.kind} topics` };

@@ -9,7 +9,7 @@ import { DeviceId } from '../../shared/ids.ts';
 import type { DeviceCredentials } from '../auth/device-credentials.ts';
 import { DEVICE_TOKEN_PREFIX } from '../../shared/device-token.ts';
 import { RateLimiter, type RateLimit } from '../auth/rate-limit.ts';
-import { mayPublish, maySubscribe } from './acl.ts';
+import { mayPublish, mayPublishOn, maySubscribe, type AclDecision } from './acl.ts';
 import { guardSocket } from './packet-guard.ts';
 import { topicMatches } from './topic-match.ts';
 
@@ -88,6 +88,22 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
   const handled: { filter: string; handler: Handler }[] = [];
   /** payloads whose handlers already ran before their PUBACK: their delivery skips them */
   const ranBeforeAck = new WeakSet<Buffer>();
+  // Per connected client, the topics the ACL let it publish on (issue 13, ingest: mayPublishOn depends
+  // on client id and topic only; the payload size is still checked on every message). A few short
+  // strings per connection, gone with it. Handlers are matched per message (topicMatches allocates nothing).
+  const allowedTopics = new WeakMap<object, Set<string>>();
+  const topicDecision = (client: { id: string } | null, topic: string): AclDecision => {
+    if (!client) return mayPublishOn(null, topic);
+    const known = allowedTopics.get(client);
+    if (known?.has(topic)) return { ok: true };
+    const d = mayPublishOn(client.id, topic);
+    // a device publishes on three topics: a few remembered per connection, refusals never
+    if (d.ok) {
+      if (!known) allowedTopics.set(client, new Set([topic]));
+      else if (known.size < 8) known.add(topic);
+    }
+    return d;
+  };
   /** a handler must not throw; a failure is logged and the message acknowledged (never settles as a rejection) */
   const callHandler = (handler: Handler, topic: string, payload: Buffer): Promise<void> | undefined => {
     try {
@@ -136,7 +152,10 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
         opts.log.warn({ clientId: client.id, event: 'mqtt_rate_limited' }, 'publish rate over the limit: disconnecting');
         return callback(new Error(`${client.id} publishes faster than the limit`));
       }
-      const decision = mayPublish(client ? client.id : null, packet.topic, packet.payload?.length ?? 0, opts.maxPayloadBytes);
+      const bytes = packet.payload?.length ?? 0;
+      // over the size limit: mayPublish words why; otherwise the topic's decision, remembered per client
+      const decision = bytes > opts.maxPayloadBytes ? mayPublish(client ? client.id : null, packet.topic, bytes, opts.maxPayloadBytes)
+        : topicDecision(client, packet.topic);
       if (!decision.ok) {
         opts.log.warn({ clientId: client?.id, topic: packet.topic, event: 'mqtt_publish_refused' }, decision.reason);
         return callback(new Error(decision.reason));
@@ -146,17 +165,19 @@ export async function startEmbeddedBroker(opts: BrokerOptions): Promise<Embedded
       // message runs the server's handlers here instead, before aedes acknowledges it: the PUBACK waits
       // for what they store. The payload is marked so the delivery that follows does not run them again.
       if (client && packet.qos > 0) {
-        const run = handled.length ? handled.filter((h) => topicMatches(h.filter, packet.topic)) : [];
+        const run: Handler[] = [];
+        for (const h of handled) if (topicMatches(h.filter, packet.topic)) run.push(h.handler);
         if (run.length) {
           const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
           ranBeforeAck.add(packet.payload as Buffer);
           const pending: Promise<void>[] = [];
           for (const h of run) {
-            const p = callHandler(h.handler, packet.topic, payload);
+            const p = callHandler(h, packet.topic, payload);
             if (p) pending.push(p);
           }
           if (pending.length === 0) return process.nextTick(() => callback(null));
-          return void Promise.all(pending).then(() => callback(null));
+          // one handler (the usual case: telemetry, status): its own promise, no Promise.all around it
+          return void (pending.length === 1 ? pending[0] : Promise.all(pending)).then(() => callback(null));
         }
       }
       callback(null);

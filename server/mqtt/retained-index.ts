@@ -6,7 +6,7 @@
 // filter with `+` or `#` (the server's, operators') still scans every retained message.
 import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
-import { levelsMatch } from './topic-match.ts';
+import { topicMatches } from './topic-match.ts';
 
 const require = createRequire(import.meta.url);
 const AsyncPersistence = require('aedes-persistence/asyncPersistence.js') as new (opts?: object) => object;
@@ -22,8 +22,7 @@ export function* retainedMatching(retained: Map<string, RetainedPacket>, pattern
     if (p) yield p;
     return;
   }
-  const filter = pattern.split('/');
-  for (const [topic, packet] of retained) if (levelsMatch(filter, topic)) yield packet;
+  for (const [topic, packet] of retained) if (topicMatches(pattern, topic)) yield packet;
 }
 
 class IndexedRetainedPersistence extends (AsyncPersistence as unknown as new (opts?: object) => Record<string, unknown>) {

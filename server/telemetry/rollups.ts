@@ -5,7 +5,7 @@
 // twice, and a query never reads raw rows.
 import type { Telemetry } from '../../shared/messages.ts';
 import type { Db } from '../db/database.ts';
-import { addWindow, merge, type LatencyHistogram } from './latency-histogram.ts';
+import { addToBuckets, merge, windowBuckets, type LatencyHistogram } from './latency-histogram.ts';
 
 export type DriftSums = Record<string, number[]>;
 
@@ -46,17 +46,44 @@ export function emptyCell(like: Pick<RollupCell, 'modelId' | 'version'>): Rollup
 
 /** One window as a rollup cell. Latency counts only windows with successful inferences (as the gates do). */
 export function cellOf(t: Telemetry & { active: NonNullable<Telemetry['active']> }): RollupCell {
-  const latency: LatencyHistogram = {};
+  const c = emptyCell(t.active);
+  addToCell(c, t, windowParts(t));
+  return c;
+}
+
+/** What one window adds to a cell, worked out once for the several rollup rows it feeds. */
+interface WindowParts {
+  /** successful inferences: only they carry latency */
+  ok: number;
+  /** the latency buckets of p50, p95, p99 and max (null without successful inferences) */
+  buckets: [number, number, number, number] | null;
+  /** drift histograms as `${side}:${name}` -> counts */
+  drift: [string, number[]][];
+}
+
+function windowParts(t: Telemetry): WindowParts {
   const ok = t.count - t.errors;
-  if (ok > 0) addWindow(latency, ok, t.latencyMs);
-  let drift: DriftSums | null = null;
-  for (const [side, set] of [['input', t.inputHistograms], ['output', t.outputHistograms]] as const) {
-    for (const [name, h] of Object.entries(set ?? {})) (drift ??= {})[`${side}:${name}`] = [...h.counts];
+  const drift: [string, number[]][] = [];
+  if (t.inputHistograms) for (const name in t.inputHistograms) drift.push([`input:${name}`, t.inputHistograms[name].counts]);
+  if (t.outputHistograms) for (const name in t.outputHistograms) drift.push([`output:${name}`, t.outputHistograms[name].counts]);
+  return { ok, buckets: ok > 0 ? windowBuckets(t.latencyMs) : null, drift };
+}
+
+/** Add one window to a cell in place: the same sums as mergeCell(cell, cellOf(t)), without the window's own cell. */
+function addToCell(c: RollupCell, t: Telemetry, w: WindowParts): void {
+  c.windows += 1;
+  c.count += t.count;
+  c.errors += t.errors;
+  if (w.buckets) {
+    addToBuckets(c.latency, w.ok, w.buckets);
+    c.maxMs = c.maxMs === null ? t.latencyMs.max : Math.max(c.maxMs, t.latencyMs.max);
   }
-  return {
-    modelId: t.active.modelId, version: t.active.version, windows: 1, count: t.count, errors: t.errors,
-    maxMs: ok > 0 ? t.latencyMs.max : null, latency, drift,
-  };
+  for (const [key, counts] of w.drift) {
+    const drift = c.drift ??= {};
+    const acc = drift[key];
+    if (!acc) drift[key] = counts.slice();
+    else if (acc.length === counts.length) for (let i = 0; i < counts.length; i++) acc[i] += counts[i];
+  }
 }
 
 const TABLES = ['telemetry_minute', 'telemetry_hour', 'telemetry_device_hour'] as const;
@@ -91,17 +118,19 @@ export class RollupBatch {
     if (!Number.isFinite(start)) return;
     const hw = hardware ?? '';
     const sha = t.active.manifestSha256;
-    const c = cellOf(t as Telemetry & { active: NonNullable<Telemetry['active']> });
+    // added straight into the batch's cell of each row (one upsert per row per batch, in write())
+    const w = windowParts(t);
     const minute = start - (start % MINUTE_S), hour = start - (start % HOUR_S);
-    this.put('telemetry_minute', `m|${minute}|${sha}|${hw}`, [minute, sha, hw], c);
-    this.put('telemetry_hour', `h|${hour}|${sha}|${hw}`, [hour, sha, hw], c);
-    this.put('telemetry_device_hour', `d|${t.deviceId}|${hour}|${sha}|${hw}`, [t.deviceId, hour, sha, hw], c);
+    addToCell(this.cellFor('telemetry_minute', `m|${minute}|${sha}|${hw}`, [minute, sha, hw], t.active), t, w);
+    addToCell(this.cellFor('telemetry_hour', `h|${hour}|${sha}|${hw}`, [hour, sha, hw], t.active), t, w);
+    addToCell(this.cellFor('telemetry_device_hour', `d|${t.deviceId}|${hour}|${sha}|${hw}`, [t.deviceId, hour, sha, hw], t.active), t, w);
   }
 
-  /** merged into a cell of its own per row: c itself is shared by the three tables */
-  private put(table: Table, id: string, key: (string | number)[], c: RollupCell): void {
-    const had = this.cells.get(id);
-    if (had) mergeCell(had.cell, c); else this.cells.set(id, { table, key, cell: mergeCell(emptyCell(c), c) });
+  /** the batch's cell of a row, made empty (with the window's model id and version) on its first window */
+  private cellFor(table: Table, id: string, key: (string | number)[], like: Pick<RollupCell, 'modelId' | 'version'>): RollupCell {
+    let had = this.cells.get(id);
+    if (!had) this.cells.set(id, had = { table, key, cell: emptyCell(like) });
+    return had.cell;
   }
 
   get size(): number { return this.cells.size; }

@@ -16,13 +16,26 @@ export type ToWriter =
 
 export type FromWriter =
   | { type: 'ready' }
-  | { type: 'done'; id: number; outcomes: WindowOutcome[] }
+  /** `transaction`: the number of the transaction that stored the batch (batches stored together share it) */
+  | { type: 'done'; id: number; outcomes: WindowOutcome[]; transaction: number }
   | { type: 'failed'; message: string };
 
-export interface WriterThreadData { dbFile: string; maxWindowsPerTransaction: number }
+export interface WriterThreadData { dbFile: string; maxWindowsPerTransaction: number; gatherMs: number }
 
 /** Windows per transaction at most: a longer write would hold SQLite's write lock from the main connection longer. */
 export const MAX_WINDOWS_PER_TRANSACTION = 1000;
+
+/**
+ * Group commit under load: after a transaction of at least LOADED_TRANSACTION windows, the next one
+ * waits up to this long (or until MAX_WINDOWS_PER_TRANSACTION windows are queued) for more windows.
+ * A window costs the writer less in a bigger transaction: most of a commit is index pages, one per
+ * device in the batch for each index ordered by device (the key and the manifest index) and rollup
+ * rows, written whole to the WAL however few windows changed them (bench: 6.2 KB of WAL and ~46 us
+ * per window at 300 windows a transaction, 2.5 KB and ~29 us at 1,000). The price is this much more
+ * wait before a PUBACK, under load only: a lone window is stored at once.
+ */
+export const GATHER_MS = 20;
+export const LOADED_TRANSACTION = 64;
 
 function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void {
   const send = (m: FromWriter) => port.postMessage(m);
@@ -36,15 +49,34 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
   const store = new WindowStore(db);
   let queue: Extract<ToWriter, { type: 'batch' }>[] = [];
   let scheduled = false;
+  let gathering: NodeJS.Timeout | null = null;
+  let transactions = 0;
+  /** windows queued, and in the last transaction (how loaded the writer is) */
+  let queued = 0, lastTransaction = 0;
+
+  const schedule = () => {
+    if (queued >= data.maxWindowsPerTransaction && gathering) { clearTimeout(gathering); gathering = null; }
+    if (scheduled || gathering) return;
+    if (lastTransaction >= LOADED_TRANSACTION && data.gatherMs > 0 && queued < data.maxWindowsPerTransaction) {
+      gathering = setTimeout(() => { gathering = null; drain(); }, data.gatherMs);
+    } else {
+      // messages already waiting are delivered before setImmediate runs: they join this transaction
+      scheduled = true;
+      setImmediate(drain);
+    }
+  };
 
   const drain = () => {
     scheduled = false;
+    if (gathering) { clearTimeout(gathering); gathering = null; }
     while (queue.length > 0) {
       // batches in arrival order, whole, up to the transaction's size (a bigger single batch goes alone)
       let n = 0, take = 0;
       while (take < queue.length && (take === 0 || n + queue[take].texts.length <= data.maxWindowsPerTransaction)) n += queue[take++].texts.length;
       const group = queue.slice(0, take);
       queue = queue.slice(take);
+      queued -= n;
+      lastTransaction = n;
       // texts the main thread validated; one that does not parse (never expected) fails alone
       const parsed: (Telemetry | null)[] = [];
       for (const b of group) for (const text of b.texts) {
@@ -52,11 +84,12 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
       }
       // one received time per transaction: the earliest batch's (the rows' received_at)
       const stored = store.store(parsed.filter((t): t is Telemetry => t !== null), group[0].receivedAt);
+      transactions++;
       let k = 0;
       const outcomes: WindowOutcome[] = parsed.map((t) => (t ? stored[k++] : 'failed'));
       let at = 0;
       for (const b of group) {
-        send({ type: 'done', id: b.id, outcomes: outcomes.slice(at, at + b.texts.length) });
+        send({ type: 'done', id: b.id, outcomes: outcomes.slice(at, at + b.texts.length), transaction: transactions });
         at += b.texts.length;
       }
     }
@@ -65,8 +98,8 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
   port.on('message', (m: ToWriter) => {
     if (m.type === 'batch') {
       queue.push(m);
-      // messages already waiting are delivered before setImmediate runs: they join this transaction
-      if (!scheduled) { scheduled = true; setImmediate(drain); }
+      queued += m.texts.length;
+      schedule();
     } else if (m.type === 'forget') {
       store.forgetHardware(m.deviceId);
     } else if (m.type === 'close') {
