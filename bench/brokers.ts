@@ -15,13 +15,14 @@
 // machine). The issue's sizes are a run of their own, long:
 //   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { startTestServer, type TestServer } from '../test/helpers/harness.ts';
-import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.ts';
-import { startNatsCluster, type NatsCluster } from '../test/helpers/nats-cluster.ts';
+import { startMosquitto, type Mosquitto } from '../firmware-sim/brokers/mosquitto.ts';
+import { startNatsCluster, NATS_MQTT_DEFAULTS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
 import { tinyClassifier } from '../firmware-sim/sample-models.ts';
 import { topics } from '../shared/topics.ts';
 import { telemetryPayload } from './ingest.ts';
@@ -32,7 +33,29 @@ import { subscribeChecked } from '../device-agent/subscribe-check.ts';
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PER_CHILD = 2500;
 
-export interface BenchBrokersOptions { embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number }
+export interface BenchBrokersOptions {
+  embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number;
+  /** the cluster's mqtt {} tuning (default NATS_MQTT_DEFAULTS: streams R3, consumers R1 in memory) */
+  natsMqtt?: NatsMqttOptions;
+  /** skip the telemetry burst (the big cluster runs measure connect and rollout only) */
+  skipTelemetry?: boolean;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc */
+const cpuSecondsOf = (pid: number | undefined): number | null => {
+  if (!pid) return null;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s on Linux)
+  } catch { return null; }
+};
+
+/** what a NATS node's monitoring endpoint says about its MQTT state in JetStream */
+async function natsMonitor(port: number): Promise<object> {
+  const get = (path: string) => fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json() as Promise<Record<string, any>>, () => ({} as Record<string, any>));
+  const [v, j] = await Promise.all([get('/varz'), get('/jsz')]);
+  return { memMb: v.mem ? round(v.mem / 1048576, 1) : null, connections: v.connections, subscriptions: v.subscriptions, streams: j.streams, consumers: j.consumers, messages: j.messages, apiTotal: j.api?.total, apiErrors: j.api?.errors };
+}
 
 const rssOf = (pid: number | undefined): number | null => {
   if (!pid) return null;
@@ -45,22 +68,32 @@ const mb = (b: number | null) => (b === null ? null : round(b / 1048576, 1));
 
 export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object> {
   const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 300 };
+  const natsMqtt = { ...NATS_MQTT_DEFAULTS, ...o.natsMqtt };
   const out: Record<string, object> = {};
   for (const mode of ['embedded', 'mosquitto', 'nats'] as const) {
     if (sizes[mode] <= 0) continue;
     try {
-      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5);
+      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5, natsMqtt, o.skipTelemetry ?? false);
       progress(`${mode}: ${JSON.stringify(out[mode])}`);
     } catch (err) {
       out[mode] = { error: (err as Error).message };
     }
   }
-  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+}
+
+async function waitUntilAsync(pred: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (!(await pred())) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  return true;
 }
 
 const progress = (line: string) => process.stderr.write(`[brokers] ${line}\n`);
 
-async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number): Promise<object> {
+async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number, natsMqtt: NatsMqttOptions, skipTelemetry: boolean): Promise<object> {
   let mosquitto: Mosquitto | null = null;
   let nats: NatsCluster | null = null;
   let server: TestServer | null = null;
@@ -79,7 +112,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
       deviceUrls = [mosquitto.url];
       brokerPids = { mosquitto: mosquitto.pid() };
     } else {
-      nats = await startNatsCluster();
+      nats = await startNatsCluster({ mqtt: natsMqtt });
       server = await startTestServer({ config: {
         brokerMode: 'external', brokerUrls: nats.urls, brokerUsername: nats.serverUser, brokerPassword: nats.serverPassword,
         brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
@@ -99,7 +132,15 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const enrollMs = performance.now() - tEnroll;
     progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
 
+    // where the broker's time goes: CPU seconds of each broker process per phase, and (NATS) what the
+    // monitoring endpoint says (JetStream consumers, API requests, memory) after each phase
+    const cpuNow = () => Object.fromEntries(Object.entries(brokerPids).map(([k, pid]) => [k, cpuSecondsOf(pid) ?? 0]));
+    const cpuSince = (before: Record<string, number>) => Object.fromEntries(Object.entries(cpuNow()).map(([k, v]) => [k, round(v - (before[k] ?? 0), 3)]));
+    const monitor = async () => (nats ? Object.fromEntries(await Promise.all(nats.nodes.map(async (x) => [x.name, await natsMonitor(x.monitorPort)] as const))) : null);
+    const phases: Record<string, object> = {};
+
     // connect: devices spread over the nodes (each lists them all, starting at its own)
+    let cpu0 = cpuNow();
     const tConnect = performance.now();
     const batches: Promise<unknown>[] = [];
     for (let i = 0; i < n; i += PER_CHILD) {
@@ -111,7 +152,17 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     await Promise.all(batches);
     const connectMs = performance.now() - tConnect;
     progress(`${mode}: connected in ${Math.round(connectMs)} ms`);
+    // subscribed: every device's SUBACK granted (on NATS each QoS 1 subscription is a JetStream consumer)
+    let subscribedCount = 0;
+    const subscribed = await waitUntilAsync(async () => {
+      subscribedCount = (await Promise.all(children.map((c) => ask<{ type: string; n: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.n, 0);
+      return subscribedCount >= n;
+    }, 600_000, 250);
+    const subscribeMs = performance.now() - tConnect;
+    progress(`${mode}: ${subscribedCount} subscribed ${Math.round(subscribeMs)} ms after the first connect`);
     const online = await waitUntil(() => s.app.fleet.broker.connectedClients() >= n, 120_000, 50);
+    phases.connect = { ms: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), subscribed, brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
+    cpu0 = cpuNow();
 
     // rollout: one desired state to every device; done when each one's `active` report is stored
     const bundle = await pushBundle(s, 'bench', tinyClassifier(1));
@@ -121,6 +172,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const rolledOut = await waitUntil(() => count() >= n, 600_000, 50);
     const rolloutMs = performance.now() - tRollout;
     progress(`${mode}: rollout ${rolledOut ? 'done' : 'INCOMPLETE'} in ${Math.round(rolloutMs)} ms (${count()} of ${n})`);
+    phases.rollout = { ms: Math.round(rolloutMs), brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
 
     const memory = {
       serverRssMb: mb(process.memoryUsage().rss),
@@ -134,6 +186,12 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
 
     // telemetry: every device sends telemetryPerDevice windows; stored rows/s at the server, and what a
     // plain subscriber on the same broker receives per second (the broker's own rate) in the same burst
+    const result = {
+      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), allOnlineAtServer: online,
+      rolloutMs: Math.round(rolloutMs), rolledOut,
+      memory, phases,
+    };
+    if (skipTelemetry) return result;
     let rawCount = 0;
     let rawLast = 0;
     if (mode !== 'embedded') {
@@ -153,9 +211,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const rawMs = rawLast ? rawLast - tTel : null;
 
     return {
-      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), allOnlineAtServer: online,
-      rolloutMs: Math.round(rolloutMs), rolledOut,
-      memory,
+      ...result,
       telemetry: {
         windows: total, stored: rows() - rows0, complete: stored,
         serverStoredPerSecond: Math.round((rows() - rows0) / (telMs / 1000)),
@@ -175,6 +231,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
 /** In a child: up to PER_CHILD devices that connect, answer desired states with `active`, and send telemetry on request. */
 function devicesChild(): void {
   const clients: { id: string; c: MqttClient }[] = [];
+  const subscribedIds = new Set<string>();
   let seq = 1;
   serveParent(async (m) => {
     if (m.type === 'connect') {
@@ -184,6 +241,7 @@ function devicesChild(): void {
           const servers = d.urls.map((u) => { const x = new URL(u); return { host: x.hostname, port: Number(x.port), protocol: 'mqtt' as const }; });
           const c = mqtt.connect({ ...servers[0], servers, clientId: d.id, username: d.id, password: d.password, clean: true, protocolVersion: 4, reconnectPeriod: 2000 + Math.random() * 2000, keepalive: 120, connectTimeout: 60_000 });
           c.on('error', () => {});
+          c.on('packetreceive', (p) => { if (p.cmd === 'suback' && !(p.granted as number[]).includes(128) && !subscribedIds.has(d.id)) subscribedIds.add(d.id); });
           c.on('message', (_t, payload) => {
             try {
               const msg = JSON.parse(payload.toString()) as { director: { signed: string } };
@@ -202,6 +260,7 @@ function devicesChild(): void {
       }
       return { type: 'connected' };
     }
+    if (m.type === 'count') return { type: 'count', n: subscribedIds.size };
     if (m.type === 'telemetry') {
       const per = m.perDevice as number;
       const base = Date.now() % 1_000_000_000;
@@ -213,11 +272,22 @@ function devicesChild(): void {
 
 if (childRole() === 'devices') devicesChild();
 else if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' } } });
+  const { values } = parseArgs({ options: {
+    embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' },
+    'no-telemetry': { type: 'boolean' },
+    // the cluster's mqtt {} tuning, e.g. --nats-consumer-replicas 3 --nats-consumer-memory false (the old shape)
+    'nats-stream-replicas': { type: 'string' }, 'nats-consumer-replicas': { type: 'string' }, 'nats-consumer-memory': { type: 'string' },
+  } });
+  const natsMqtt: NatsMqttOptions = {
+    ...(values['nats-stream-replicas'] !== undefined ? { streamReplicas: Number(values['nats-stream-replicas']) } : {}),
+    ...(values['nats-consumer-replicas'] !== undefined ? { consumerReplicas: Number(values['nats-consumer-replicas']) } : {}),
+    ...(values['nats-consumer-memory'] !== undefined ? { consumerMemoryStorage: values['nats-consumer-memory'] === 'true' } : {}),
+  };
   await runAlone(() => benchBrokers({
     embedded: values.embedded !== undefined ? Number(values.embedded) : undefined,
     mosquitto: values.mosquitto !== undefined ? Number(values.mosquitto) : undefined,
     nats: values.nats !== undefined ? Number(values.nats) : undefined,
     telemetryPerDevice: values.telemetry !== undefined ? Number(values.telemetry) : undefined,
+    natsMqtt, skipTelemetry: values['no-telemetry'] ?? false,
   }));
 }
