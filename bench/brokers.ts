@@ -22,7 +22,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { startTestServer, type TestServer } from '../test/helpers/harness.ts';
 import { startMosquitto, type Mosquitto } from '../firmware-sim/brokers/mosquitto.ts';
-import { startNatsCluster, NATS_MQTT_DEFAULTS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
+import { startNatsCluster, NATS_MQTT_DEFAULTS, NATS_PUBLISH_CONNECTIONS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
 import { tinyClassifier } from '../firmware-sim/sample-models.ts';
 import { topics } from '../shared/topics.ts';
 import { telemetryPayload } from './ingest.ts';
@@ -37,6 +37,8 @@ export interface BenchBrokersOptions {
   embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number;
   /** the cluster's mqtt {} tuning (default NATS_MQTT_DEFAULTS: streams R3, consumers R1 in memory) */
   natsMqtt?: NatsMqttOptions;
+  /** the server's brokerPublishConnections on the cluster (default NATS_PUBLISH_CONNECTIONS) */
+  natsPublishConnections?: number;
   /** skip the telemetry burst (the big cluster runs measure connect and rollout only) */
   skipTelemetry?: boolean;
 }
@@ -69,17 +71,18 @@ const mb = (b: number | null) => (b === null ? null : round(b / 1048576, 1));
 export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object> {
   const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 300 };
   const natsMqtt = { ...NATS_MQTT_DEFAULTS, ...o.natsMqtt };
+  const natsPublishConnections = o.natsPublishConnections ?? NATS_PUBLISH_CONNECTIONS;
   const out: Record<string, object> = {};
   for (const mode of ['embedded', 'mosquitto', 'nats'] as const) {
     if (sizes[mode] <= 0) continue;
     try {
-      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5, natsMqtt, o.skipTelemetry ?? false);
+      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5, natsMqtt, o.skipTelemetry ?? false, natsPublishConnections);
       progress(`${mode}: ${JSON.stringify(out[mode])}`);
     } catch (err) {
       out[mode] = { error: (err as Error).message };
     }
   }
-  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, natsPublishConnections, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
 }
 
 async function waitUntilAsync(pred: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<boolean> {
@@ -93,7 +96,7 @@ async function waitUntilAsync(pred: () => Promise<boolean>, timeoutMs: number, i
 
 const progress = (line: string) => process.stderr.write(`[brokers] ${line}\n`);
 
-async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number, natsMqtt: NatsMqttOptions, skipTelemetry: boolean): Promise<object> {
+async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number, natsMqtt: NatsMqttOptions, skipTelemetry: boolean, natsPublishConnections: number): Promise<object> {
   let mosquitto: Mosquitto | null = null;
   let nats: NatsCluster | null = null;
   let server: TestServer | null = null;
@@ -115,7 +118,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
       nats = await startNatsCluster({ mqtt: natsMqtt });
       server = await startTestServer({ config: {
         brokerMode: 'external', brokerUrls: nats.urls, brokerUsername: nats.serverUser, brokerPassword: nats.serverPassword,
-        brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
+        brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerPublishConnections: natsPublishConnections, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
       } });
       deviceUrls = nats.nodes.map((x) => x.mqttUrl);
       brokerPids = Object.fromEntries(nats.nodes.map((x) => [x.name, Number(readFileSync(x.pidFile, 'utf8').trim())]));
@@ -168,11 +171,21 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const bundle = await pushBundle(s, 'bench', tinyClassifier(1));
     const count = () => (s.app.fleet.db.prepare("SELECT COUNT(DISTINCT device_id) AS n FROM status_events WHERE state = 'active' AND manifest_sha256 = ?").get(bundle.manifestSha256) as { n: number }).n;
     const tRollout = performance.now();
+    // where the rollout's time goes: the broker acknowledging every retained desired state (assign
+    // resolves when each PUBACK is in), every device holding it, every `active` report stored
+    let deliveredMs: number | null = null;
+    const delivered = (async () => {
+      const ok = await waitUntilAsync(async () => (await Promise.all(children.map((c) => ask<{ type: string; received: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.received, 0) >= n, 600_000, 250);
+      if (ok) deliveredMs = performance.now() - tRollout;
+    })();
     await s.app.fleet.director.assign(bundle.manifestSha256, ids);
+    const assignMs = performance.now() - tRollout;
+    progress(`${mode}: every desired state acknowledged by the broker after ${Math.round(assignMs)} ms`);
     const rolledOut = await waitUntil(() => count() >= n, 600_000, 50);
     const rolloutMs = performance.now() - tRollout;
+    await delivered;
     progress(`${mode}: rollout ${rolledOut ? 'done' : 'INCOMPLETE'} in ${Math.round(rolloutMs)} ms (${count()} of ${n})`);
-    phases.rollout = { ms: Math.round(rolloutMs), brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
+    phases.rollout = { ms: Math.round(rolloutMs), publishAckedMs: Math.round(assignMs), deliveredMs: deliveredMs === null ? null : Math.round(deliveredMs), brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
 
     const memory = {
       serverRssMb: mb(process.memoryUsage().rss),
@@ -232,6 +245,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
 function devicesChild(): void {
   const clients: { id: string; c: MqttClient }[] = [];
   const subscribedIds = new Set<string>();
+  const receivedIds = new Set<string>();
   let seq = 1;
   serveParent(async (m) => {
     if (m.type === 'connect') {
@@ -246,6 +260,7 @@ function devicesChild(): void {
             try {
               const msg = JSON.parse(payload.toString()) as { director: { signed: string } };
               const desired = JSON.parse(msg.director.signed) as { seq: number; manifestSha256: string };
+              receivedIds.add(d.id);
               c.publish(topics.status(d.id), JSON.stringify({ deviceId: d.id, seq: seq++, ts: new Date().toISOString(), state: 'active', directorSeq: desired.seq, manifestSha256: desired.manifestSha256, active: null, agentVersion: 'bench' }), { qos: 1 });
             } catch { /* not a desired state */ }
           });
@@ -260,7 +275,7 @@ function devicesChild(): void {
       }
       return { type: 'connected' };
     }
-    if (m.type === 'count') return { type: 'count', n: subscribedIds.size };
+    if (m.type === 'count') return { type: 'count', n: subscribedIds.size, received: receivedIds.size };
     if (m.type === 'telemetry') {
       const per = m.perDevice as number;
       const base = Date.now() % 1_000_000_000;
@@ -276,6 +291,7 @@ else if (isMain(import.meta.url)) {
     embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' },
     'no-telemetry': { type: 'boolean' },
     // the cluster's mqtt {} tuning, e.g. --nats-consumer-replicas 3 --nats-consumer-memory false (the old shape)
+    'nats-publish-connections': { type: 'string' },
     'nats-stream-replicas': { type: 'string' }, 'nats-consumer-replicas': { type: 'string' }, 'nats-consumer-memory': { type: 'string' },
   } });
   const natsMqtt: NatsMqttOptions = {
@@ -289,5 +305,6 @@ else if (isMain(import.meta.url)) {
     nats: values.nats !== undefined ? Number(values.nats) : undefined,
     telemetryPerDevice: values.telemetry !== undefined ? Number(values.telemetry) : undefined,
     natsMqtt, skipTelemetry: values['no-telemetry'] ?? false,
+    ...(values['nats-publish-connections'] !== undefined ? { natsPublishConnections: Number(values['nats-publish-connections']) } : {}),
   }));
 }

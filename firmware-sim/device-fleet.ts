@@ -15,6 +15,7 @@ const DEFAULT_DEVICE_MS = 1;
 const limitedFetch = concurrencyLimited(DOWNLOADS_PER_PROCESS);
 import { latencySampler } from './latency-model.ts';
 import { SimulatedFleet } from './fleet.ts';
+import { deviceUrlList } from './brokers/broker-mode.ts';
 import { groupOf, type DeviceGroup } from './scenario.ts';
 
 export interface DeviceFleetSpec {
@@ -24,6 +25,8 @@ export interface DeviceFleetSpec {
   idPrefix: string;
   baseDir: string;
   mqttUrl: string;
+  /** a broker cluster's nodes: device i lists them all, starting at node i % n (overrides mqttUrl) */
+  mqttUrls?: string[];
   serverUrl: string;
   rootPublicKey: string;
   groups: DeviceGroup[];
@@ -67,7 +70,8 @@ export class DeviceFleet {
       faults: (local) => this.profiles[local],
       mqttUrlFor: (local) => {
         const port = this.proxyPorts.get(groupIndex(local));
-        return port ? `mqtt://127.0.0.1:${port}` : undefined;
+        if (port) return `mqtt://127.0.0.1:${port}`;
+        return s.mqttUrls ? deviceUrlList(s.mqttUrls, s.first + local) : undefined;
       },
       agentDeps: (local) => {
         const f = s.groups[groupIndex(local)].faults;

@@ -1,4 +1,4 @@
-// A real 3-node NATS JetStream cluster with its MQTT listener (Debian's /usr/sbin/nats-server, .ci/run
+// A real NATS JetStream cluster (3 nodes unless told otherwise) with its MQTT listener (Debian's /usr/sbin/nats-server, .ci/run
 // installs it), on loopback and free ports, in its own temp folder. Every node includes one users file
 // (users.conf) that the fleet server rewrites (brokerDeviceAuth 'nats'); until then it holds only the
 // server's user. A node can be SIGKILLed and started again on the same ports and store.
@@ -47,6 +47,9 @@ export interface NatsMqttOptions {
   ackWait?: string;
 }
 
+/** the fleet server's brokerPublishConnections on a cluster started here (one retained publish per connection at a time on NATS) */
+export const NATS_PUBLISH_CONNECTIONS = 8;
+
 export const NATS_MQTT_DEFAULTS: NatsMqttOptions = { streamReplicas: 3, consumerReplicas: 1, consumerMemoryStorage: true };
 
 /** the `mqtt {}` block's tuning fields, in nats-server's syntax */
@@ -61,15 +64,18 @@ export function natsMqttOptionLines(o: NatsMqttOptions): string[] {
   ];
 }
 
-export async function startNatsCluster(opts: { maxPayloadBytes?: number; mqtt?: NatsMqttOptions } = {}): Promise<NatsCluster> {
-  const mqttOptions = { ...NATS_MQTT_DEFAULTS, ...opts.mqtt };
+export async function startNatsCluster(opts: { maxPayloadBytes?: number; mqtt?: NatsMqttOptions; /** 1-5, default 3 */ nodes?: number } = {}): Promise<NatsCluster> {
+  const count = opts.nodes ?? 3;
+  if (!Number.isInteger(count) || count < 1 || count > 5) throw new Error(`a NATS cluster here has 1 to 5 nodes, not ${count}`);
+  // streams cannot have more replicas than there are nodes
+  const mqttOptions = { ...NATS_MQTT_DEFAULTS, streamReplicas: Math.min(3, count), ...opts.mqtt };
   if (!natsAvailable()) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
   const dir = mkdtempSync(join(tmpdir(), 'fleet-nats-'));
   const serverUser = 'fleet-server';
   const serverPassword = `pw-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
   const usersFile = join(dir, 'users.conf');
   writeFileSync(usersFile, `authorization {\n  users = [\n    { user: ${JSON.stringify(serverUser)}, password: ${JSON.stringify(serverPassword)} }\n  ]\n}\n`, { mode: 0o600 });
-  const ports = await Promise.all(Array.from({ length: 3 }, async () => ({ client: await freePort(), route: await freePort(), mqtt: await freePort(), monitor: await freePort() })));
+  const ports = await Promise.all(Array.from({ length: count }, async () => ({ client: await freePort(), route: await freePort(), mqtt: await freePort(), monitor: await freePort() })));
   const routes = ports.map((p) => `nats-route://127.0.0.1:${p.route}`).join(', ');
   const nodes: NatsNode[] = ports.map((p, i) => {
     const name = `n${i + 1}`;
@@ -81,15 +87,15 @@ export async function startNatsCluster(opts: { maxPayloadBytes?: number; mqtt?: 
       `pid_file: ${JSON.stringify(pidFile)}`,
       ...(opts.maxPayloadBytes ? [`max_payload: ${opts.maxPayloadBytes}`] : []),
       `jetstream { store_dir: ${JSON.stringify(join(dir, `js-${name}`))} }`,
-      `cluster { name: fleet, listen: 127.0.0.1:${p.route}, routes: [${routes}] }`,
+      ...(count > 1 ? [`cluster { name: fleet, listen: 127.0.0.1:${p.route}, routes: [${routes}] }`] : []),
       // MQTT streams (sessions, retained messages, QoS 1 in flight) replicated on all three nodes
       `mqtt { listen: 127.0.0.1:${p.mqtt}, ${natsMqttOptionLines(mqttOptions).join(', ')} }`,
       `include ./users.conf`,
     ].join('\n') + '\n');
     return { name, mqttUrl: `mqtt://127.0.0.1:${p.mqtt}`, mqttPort: p.mqtt, pidFile, monitorPort: p.monitor };
   });
-  const children: (ChildProcess | null)[] = [null, null, null];
-  const logs = ['', '', ''];
+  const children: (ChildProcess | null)[] = ports.map(() => null);
+  const logs = ports.map(() => '');
   const start = async (i: number) => {
     const child = spawn(NATS_SERVER, ['-c', join(dir, `n${i + 1}.conf`)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const add = (b: Buffer) => { logs[i] = (logs[i] + b.toString()).slice(-30_000); };
@@ -98,7 +104,7 @@ export async function startNatsCluster(opts: { maxPayloadBytes?: number; mqtt?: 
     children[i] = child;
     await waitForPort(ports[i].monitor, 15_000);
   };
-  await Promise.all([0, 1, 2].map(start));
+  await Promise.all(ports.map((_p, i) => start(i)));
   const cluster: NatsCluster = {
     dir, nodes, usersFile, pidFiles: nodes.map((n) => n.pidFile), serverUser, serverPassword,
     urls: nodes.map((n) => n.mqttUrl).join(','),
