@@ -87,9 +87,9 @@ export class DeviceFleet {
   static async withProxies(spec: DeviceFleetSpec): Promise<DeviceFleet> {
     const ports = new Map<number, number>();
     const proxies: FlakyProxy[] = [];
-    const url = new URL(spec.mqttUrl);
     for (const [g, group] of spec.groups.entries()) {
       if (!group.faults.flakyNetwork) continue;
+      const url = new URL(spec.mqttUrl); // one broker: the embedded one (run-scenario refuses the fault on external brokers)
       const p = new FlakyProxy({ host: url.hostname, port: Number(url.port) }, group.faults.flakyNetwork.dropEveryMs);
       ports.set(g, await p.start());
       proxies.push(p);
