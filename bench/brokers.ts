@@ -22,7 +22,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { startTestServer, type TestServer } from '../test/helpers/harness.ts';
 import { startMosquitto, type Mosquitto } from '../firmware-sim/brokers/mosquitto.ts';
-import { startNatsCluster, NATS_MQTT_DEFAULTS, NATS_PUBLISH_CONNECTIONS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
+import { startNatsCluster, NATS_MQTT_DEFAULTS, NATS_PUBLISH_CONNECTIONS, NATS_DEVICE_SUBSCRIBE_QOS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
 import { tinyClassifier } from '../firmware-sim/sample-models.ts';
 import { topics } from '../shared/topics.ts';
 import { telemetryPayload } from './ingest.ts';
@@ -150,7 +150,8 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
       const child = forkRole(THIS_FILE, 'devices');
       children.push(child);
       const devices = ids.slice(i, i + PER_CHILD).map((id, k) => ({ id, password: secrets.get(id)!, urls: deviceUrls.map((_u, j) => deviceUrls[(i + k + j) % deviceUrls.length]) }));
-      batches.push(ask(child, { type: 'connect', devices }, 'connected', 600_000));
+      // as the agent is configured for each broker (mqttSubscribeQos): 0 on NATS, no JetStream consumer per device
+      batches.push(ask(child, { type: 'connect', devices, qos: mode === 'nats' ? NATS_DEVICE_SUBSCRIBE_QOS : 1 }, 'connected', 600_000));
     }
     await Promise.all(batches);
     const connectMs = performance.now() - tConnect;
@@ -250,6 +251,7 @@ function devicesChild(): void {
   serveParent(async (m) => {
     if (m.type === 'connect') {
       const devices = m.devices as { id: string; password: string; urls: string[] }[];
+      const qos = (m.qos ?? 1) as 0 | 1;
       for (let i = 0; i < devices.length; i += 200) {
         await Promise.all(devices.slice(i, i + 200).map((d) => new Promise<void>((resolve) => {
           const servers = d.urls.map((u) => { const x = new URL(u); return { host: x.hostname, port: Number(x.port), protocol: 'mqtt' as const }; });
@@ -267,7 +269,7 @@ function devicesChild(): void {
           c.once('connect', () => {
             c.publish(topics.presence(d.id), JSON.stringify({ deviceId: d.id, online: true, ts: new Date().toISOString() }), { qos: 1, retain: true });
             // checked, as the agent does: a busy cluster may refuse a subscription (SUBACK 0x80)
-            subscribeChecked(c, [topics.desired(d.id)]);
+            subscribeChecked(c, [topics.desired(d.id)], { qos });
             resolve();
           });
           clients.push({ id: d.id, c });

@@ -31,6 +31,8 @@ export interface DeviceFleetSpec {
   rootPublicKey: string;
   groups: DeviceGroup[];
   telemetryWindowMs: number;
+  /** the agents' mqttSubscribeQos (default 1; 0 on a NATS cluster) */
+  mqttSubscribeQos?: 0 | 1;
   /** device id -> enrolled secret */
   credentials?: Record<string, string>;
   /** artifact SHA-256 -> its measured cost over the baseline artifact's (latency-model.ts measureCosts) */
@@ -67,6 +69,7 @@ export class DeviceFleet {
       hardware: (local) => s.groups[groupIndex(local)].hardware,
       tags: (local) => s.groups[groupIndex(local)].tags,
       credentials: s.credentials ? (id) => s.credentials![id] : undefined,
+      ...(s.mqttSubscribeQos !== undefined ? { agentOverrides: { mqttSubscribeQos: s.mqttSubscribeQos } } : {}),
       faults: (local) => this.profiles[local],
       mqttUrlFor: (local) => {
         const port = this.proxyPorts.get(groupIndex(local));

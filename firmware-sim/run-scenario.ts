@@ -195,6 +195,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     // a cluster's nodes: each device lists them all, starting at its own
     ...(broker.deviceUrls.length > 1 ? { mqttUrls: broker.deviceUrls } : {}),
     ...(credentials ? { credentials } : {}),
+    ...(broker.deviceSubscribeQos !== 1 ? { mqttSubscribeQos: broker.deviceSubscribeQos } : {}),
     serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
     costRatioByArtifact: { [reference.artifactSha256]: 1, [candidate.artifactSha256]: costs.ratio },

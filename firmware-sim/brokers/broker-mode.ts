@@ -23,6 +23,8 @@ export interface StartedBroker {
   deviceUrls: string[];
   /** external brokers check passwords: devices enroll with bearer secrets, not key pairs (docs/brokers.md) */
   needsSecrets: boolean;
+  /** the agents' mqttSubscribeQos on this broker (0 on NATS: no JetStream consumer per device) */
+  deviceSubscribeQos: 0 | 1;
   /** each broker process's id (memory and CPU figures) */
   pids(): Record<string, number | undefined>;
   stop(): Promise<void>;
@@ -30,23 +32,23 @@ export interface StartedBroker {
 
 export async function startBroker(spec: BrokerSpec): Promise<StartedBroker> {
   if (spec.mode === 'embedded') {
-    return { mode: 'embedded', serverConfig: {}, deviceUrls: [], needsSecrets: false, pids: () => ({}), stop: async () => {} };
+    return { mode: 'embedded', serverConfig: {}, deviceUrls: [], needsSecrets: false, deviceSubscribeQos: 1, pids: () => ({}), stop: async () => {} };
   }
   if (spec.mode === 'mosquitto') {
     const { startMosquitto } = await import('./mosquitto.ts');
     const m = await startMosquitto();
     return {
-      mode: 'mosquitto', deviceUrls: [m.url], needsSecrets: true,
+      mode: 'mosquitto', deviceUrls: [m.url], needsSecrets: true, deviceSubscribeQos: 1,
       serverConfig: { brokerMode: 'external', brokerUrls: m.url, brokerUsername: m.adminUser, brokerPassword: m.adminPassword, brokerDeviceAuth: 'dynsec' },
       pids: () => ({ mosquitto: m.pid() }),
       stop: () => m.stop(),
     };
   }
-  const { startNatsCluster, NATS_PUBLISH_CONNECTIONS } = await import('./nats-cluster.ts');
+  const { startNatsCluster, NATS_PUBLISH_CONNECTIONS, NATS_DEVICE_SUBSCRIBE_QOS } = await import('./nats-cluster.ts');
   const { readFileSync } = await import('node:fs');
   const c = await startNatsCluster({ nodes: spec.nodes, mqtt: spec.natsMqtt });
   return {
-    mode: 'nats', deviceUrls: c.nodes.map((x) => x.mqttUrl), needsSecrets: true,
+    mode: 'nats', deviceUrls: c.nodes.map((x) => x.mqttUrl), needsSecrets: true, deviceSubscribeQos: NATS_DEVICE_SUBSCRIBE_QOS,
     serverConfig: {
       brokerMode: 'external', brokerUrls: c.urls, brokerUsername: c.serverUser, brokerPassword: c.serverPassword,
       // unguessable: NATS 2.9 does not bind client ids to users (docs/brokers.md)

@@ -32,9 +32,10 @@ export interface NatsCluster {
 
 /**
  * The `mqtt {}` options of nats-server 2.9.10 that shape how MQTT state lives in JetStream
- * (docs/brokers.md "Tuning the cluster"). Defaults here: streams R3 (sessions, retained messages, QoS 1
- * messages survive a node), consumers R1 in memory (one per QoS 1 subscription; a device's session is
- * clean, so its consumer dies with its connection anyway, and an R3 consumer is a Raft group of its own).
+ * (docs/brokers.md "Tuning the cluster"). Defaults here: streams and consumers R3 (sessions, retained
+ * messages, QoS 1 messages and the server's own subscriptions survive a node). Each QoS 1 subscription
+ * is a consumer (an R3 consumer is a Raft group of its own), so devices subscribe at QoS 0 on NATS
+ * (agent mqttSubscribeQos 0): the consumers left are the fleet server's three.
  */
 export interface NatsMqttOptions {
   streamReplicas?: number;
@@ -50,7 +51,10 @@ export interface NatsMqttOptions {
 /** the fleet server's brokerPublishConnections on a cluster started here (one retained publish per connection at a time on NATS) */
 export const NATS_PUBLISH_CONNECTIONS = 8;
 
-export const NATS_MQTT_DEFAULTS: NatsMqttOptions = { streamReplicas: 3, consumerReplicas: 1, consumerMemoryStorage: true };
+export const NATS_MQTT_DEFAULTS: NatsMqttOptions = { streamReplicas: 3, consumerReplicas: 3 };
+
+/** the agent's mqttSubscribeQos on a NATS cluster started here (no JetStream consumer per device) */
+export const NATS_DEVICE_SUBSCRIBE_QOS = 0;
 
 /** the `mqtt {}` block's tuning fields, in nats-server's syntax */
 export function natsMqttOptionLines(o: NatsMqttOptions): string[] {
@@ -68,7 +72,7 @@ export async function startNatsCluster(opts: { maxPayloadBytes?: number; mqtt?: 
   const count = opts.nodes ?? 3;
   if (!Number.isInteger(count) || count < 1 || count > 5) throw new Error(`a NATS cluster here has 1 to 5 nodes, not ${count}`);
   // streams cannot have more replicas than there are nodes
-  const mqttOptions = { ...NATS_MQTT_DEFAULTS, streamReplicas: Math.min(3, count), ...opts.mqtt };
+  const mqttOptions = { ...NATS_MQTT_DEFAULTS, streamReplicas: Math.min(3, count), consumerReplicas: Math.min(3, count), ...opts.mqtt };
   if (!natsAvailable()) throw new Error('nats-server is not installed (apt-get install nats-server; .ci/run does it)');
   const dir = mkdtempSync(join(tmpdir(), 'fleet-nats-'));
   const serverUser = 'fleet-server';
