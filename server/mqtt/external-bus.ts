@@ -62,6 +62,8 @@ export interface ExternalBroker extends FleetBroker {
   readonly oversizeDropped: number;
   /** times the link was cut because a publish went unacknowledged */
   readonly ackTimeouts: number;
+  /** the connections publishes go over (the session's own first; publishConnections of them) */
+  readonly publishClients: readonly MqttClient[];
 }
 
 type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
@@ -252,6 +254,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     get connects() { return connects; },
     get oversizeDropped() { return oversizeDropped; },
     get ackTimeouts() { return ackTimeouts; },
+    publishClients: pool,
     connected,
     connectedClients: () => online.size,
     deviceAccess: access,
