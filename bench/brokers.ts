@@ -10,10 +10,16 @@
 // 1,000 devices), and telemetry ingest (windows stored per second by the server as a client of that
 // broker, next to what a plain subscriber on the same broker receives per second in the same burst:
 // the broker's own rate).
-// `npm run bench` runs the sizes that finish here (1,000 embedded, 1,000 mosquitto, 300 on the cluster:
-// a 1,000-device rollout on the 3-node NATS cluster did not finish within 6 minutes on this 2-core
-// machine). The issue's sizes are a run of their own, long:
+// On NATS the devices subscribe at QoS 0 (agent mqttSubscribeQos 0: no JetStream consumer per device) and
+// the server publishes over NATS_PUBLISH_CONNECTIONS connections (docs/brokers.md "Why the cluster was
+// slow"); each phase reports the broker processes' CPU seconds and, on NATS, every node's /varz and /jsz.
+// `npm run bench` runs sizes that finish in a few minutes here (1,000 embedded, 1,000 mosquitto, 1,000 on
+// the cluster). The issue's sizes are runs of their own, long (the cluster's alone, without the
+// telemetry burst, took ~13 minutes for 30,000 devices on this loaded 2-core machine):
+//   npx tsx bench/brokers.ts --embedded 0 --mosquitto 0 --nats 30000 --no-telemetry
 //   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000
+// --nats-publish-connections N, --nats-stream-replicas N, --nats-consumer-replicas N and
+// --nats-consumer-memory true|false change the cluster's shape (the JSON says which was used).
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -69,7 +75,7 @@ const rssOf = (pid: number | undefined): number | null => {
 const mb = (b: number | null) => (b === null ? null : round(b / 1048576, 1));
 
 export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object> {
-  const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 300 };
+  const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 1000 };
   const natsMqtt = { ...NATS_MQTT_DEFAULTS, ...o.natsMqtt };
   const natsPublishConnections = o.natsPublishConnections ?? NATS_PUBLISH_CONNECTIONS;
   const out: Record<string, object> = {};
@@ -165,7 +171,8 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const subscribeMs = performance.now() - tConnect;
     progress(`${mode}: ${subscribedCount} subscribed ${Math.round(subscribeMs)} ms after the first connect`);
     const online = await waitUntil(() => s.app.fleet.broker.connectedClients() >= n, 120_000, 50);
-    phases.connect = { ms: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), subscribed, brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
+    const reconnects = (await Promise.all(children.map((c) => ask<{ type: string; reconnects: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.reconnects, 0);
+    phases.connect = { reconnects, ms: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), subscribed, brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
     cpu0 = cpuNow();
 
     // rollout: one desired state to every device; done when each one's `active` report is stored
@@ -247,6 +254,7 @@ function devicesChild(): void {
   const clients: { id: string; c: MqttClient }[] = [];
   const subscribedIds = new Set<string>();
   const receivedIds = new Set<string>();
+  let connects = 0;
   let seq = 1;
   serveParent(async (m) => {
     if (m.type === 'connect') {
@@ -266,7 +274,11 @@ function devicesChild(): void {
               c.publish(topics.status(d.id), JSON.stringify({ deviceId: d.id, seq: seq++, ts: new Date().toISOString(), state: 'active', directorSeq: desired.seq, manifestSha256: desired.manifestSha256, active: null, agentVersion: 'bench' }), { qos: 1 });
             } catch { /* not a desired state */ }
           });
-          c.once('connect', () => {
+          // on every connect, as the agent does: a connection dropped and made again (a CONNACK slower than
+          // connectTimeout on a loaded cluster) starts a new clean session with no subscription (a 30,000
+          // device run left ~8,500 devices connected without one when this was done on the first connect only)
+          c.on('connect', () => {
+            connects++;
             c.publish(topics.presence(d.id), JSON.stringify({ deviceId: d.id, online: true, ts: new Date().toISOString() }), { qos: 1, retain: true });
             // checked, as the agent does: a busy cluster may refuse a subscription (SUBACK 0x80)
             subscribeChecked(c, [topics.desired(d.id)], { qos });
@@ -277,7 +289,7 @@ function devicesChild(): void {
       }
       return { type: 'connected' };
     }
-    if (m.type === 'count') return { type: 'count', n: subscribedIds.size, received: receivedIds.size };
+    if (m.type === 'count') return { type: 'count', n: subscribedIds.size, received: receivedIds.size, reconnects: connects - clients.length };
     if (m.type === 'telemetry') {
       const per = m.perDevice as number;
       const base = Date.now() % 1_000_000_000;
