@@ -10,18 +10,25 @@
 // 1,000 devices), and telemetry ingest (windows stored per second by the server as a client of that
 // broker, next to what a plain subscriber on the same broker receives per second in the same burst:
 // the broker's own rate).
-// `npm run bench` runs the sizes that finish here (1,000 embedded, 1,000 mosquitto, 300 on the cluster:
-// a 1,000-device rollout on the 3-node NATS cluster did not finish within 6 minutes on this 2-core
-// machine). The issue's sizes are a run of their own, long:
+// On NATS the devices subscribe at QoS 0 (agent mqttSubscribeQos 0: no JetStream consumer per device) and
+// the server publishes over NATS_PUBLISH_CONNECTIONS connections (docs/brokers.md "Why the cluster was
+// slow"); each phase reports the broker processes' CPU seconds and, on NATS, every node's /varz and /jsz.
+// `npm run bench` runs sizes that finish in a few minutes here (1,000 embedded, 1,000 mosquitto, 1,000 on
+// the cluster). The issue's sizes are runs of their own, long (30,000 on the cluster: enrolled in 46 s
+// and connected in 269 s on this loaded 2-core machine; its rollout not measured here yet):
+//   npx tsx bench/brokers.ts --embedded 0 --mosquitto 0 --nats 30000 --no-telemetry
 //   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000
+// --nats-publish-connections N, --nats-stream-replicas N, --nats-consumer-replicas N and
+// --nats-consumer-memory true|false change the cluster's shape (the JSON says which was used).
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { ChildProcess } from 'node:child_process';
 import { startTestServer, type TestServer } from '../test/helpers/harness.ts';
-import { startMosquitto, type Mosquitto } from '../test/helpers/mosquitto.ts';
-import { startNatsCluster, type NatsCluster } from '../test/helpers/nats-cluster.ts';
+import { startMosquitto, type Mosquitto } from '../firmware-sim/brokers/mosquitto.ts';
+import { startNatsCluster, NATS_MQTT_DEFAULTS, NATS_PUBLISH_CONNECTIONS, NATS_DEVICE_SUBSCRIBE_QOS, type NatsCluster, type NatsMqttOptions } from '../firmware-sim/brokers/nats-cluster.ts';
 import { tinyClassifier } from '../firmware-sim/sample-models.ts';
 import { topics } from '../shared/topics.ts';
 import { telemetryPayload } from './ingest.ts';
@@ -32,7 +39,31 @@ import { subscribeChecked } from '../device-agent/subscribe-check.ts';
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PER_CHILD = 2500;
 
-export interface BenchBrokersOptions { embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number }
+export interface BenchBrokersOptions {
+  embedded?: number; mosquitto?: number; nats?: number; telemetryPerDevice?: number;
+  /** the cluster's mqtt {} tuning (default NATS_MQTT_DEFAULTS: streams R3, consumers R1 in memory) */
+  natsMqtt?: NatsMqttOptions;
+  /** the server's brokerPublishConnections on the cluster (default NATS_PUBLISH_CONNECTIONS) */
+  natsPublishConnections?: number;
+  /** skip the telemetry burst (the big cluster runs measure connect and rollout only) */
+  skipTelemetry?: boolean;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc */
+const cpuSecondsOf = (pid: number | undefined): number | null => {
+  if (!pid) return null;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s on Linux)
+  } catch { return null; }
+};
+
+/** what a NATS node's monitoring endpoint says about its MQTT state in JetStream */
+async function natsMonitor(port: number): Promise<object> {
+  const get = (path: string) => fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json() as Promise<Record<string, any>>, () => ({} as Record<string, any>));
+  const [v, j] = await Promise.all([get('/varz'), get('/jsz')]);
+  return { memMb: v.mem ? round(v.mem / 1048576, 1) : null, connections: v.connections, subscriptions: v.subscriptions, streams: j.streams, consumers: j.consumers, messages: j.messages, apiTotal: j.api?.total, apiErrors: j.api?.errors };
+}
 
 const rssOf = (pid: number | undefined): number | null => {
   if (!pid) return null;
@@ -44,23 +75,34 @@ const rssOf = (pid: number | undefined): number | null => {
 const mb = (b: number | null) => (b === null ? null : round(b / 1048576, 1));
 
 export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object> {
-  const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 300 };
+  const sizes = { embedded: o.embedded ?? 1000, mosquitto: o.mosquitto ?? 1000, nats: o.nats ?? 1000 };
+  const natsMqtt = { ...NATS_MQTT_DEFAULTS, ...o.natsMqtt };
+  const natsPublishConnections = o.natsPublishConnections ?? NATS_PUBLISH_CONNECTIONS;
   const out: Record<string, object> = {};
   for (const mode of ['embedded', 'mosquitto', 'nats'] as const) {
     if (sizes[mode] <= 0) continue;
     try {
-      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5);
+      out[mode] = await runMode(mode, sizes[mode], o.telemetryPerDevice ?? 5, natsMqtt, o.skipTelemetry ?? false, natsPublishConnections);
       progress(`${mode}: ${JSON.stringify(out[mode])}`);
     } catch (err) {
       out[mode] = { error: (err as Error).message };
     }
   }
-  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+  return { devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, natsPublishConnections, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+}
+
+async function waitUntilAsync(pred: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<boolean> {
+  const end = performance.now() + timeoutMs;
+  while (!(await pred())) {
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  return true;
 }
 
 const progress = (line: string) => process.stderr.write(`[brokers] ${line}\n`);
 
-async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number): Promise<object> {
+async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telemetryPerDevice: number, natsMqtt: NatsMqttOptions, skipTelemetry: boolean, natsPublishConnections: number): Promise<object> {
   let mosquitto: Mosquitto | null = null;
   let nats: NatsCluster | null = null;
   let server: TestServer | null = null;
@@ -79,10 +121,10 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
       deviceUrls = [mosquitto.url];
       brokerPids = { mosquitto: mosquitto.pid() };
     } else {
-      nats = await startNatsCluster();
+      nats = await startNatsCluster({ mqtt: natsMqtt });
       server = await startTestServer({ config: {
         brokerMode: 'external', brokerUrls: nats.urls, brokerUsername: nats.serverUser, brokerPassword: nats.serverPassword,
-        brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
+        brokerClientId: `fleet-server-${Math.random().toString(36).slice(2)}`, brokerPublishConnections: natsPublishConnections, brokerDeviceAuth: 'nats', natsUsersFile: nats.usersFile, natsPidFiles: nats.pidFiles, freshnessIntervalSeconds: 0,
       } });
       deviceUrls = nats.nodes.map((x) => x.mqttUrl);
       brokerPids = Object.fromEntries(nats.nodes.map((x) => [x.name, Number(readFileSync(x.pidFile, 'utf8').trim())]));
@@ -99,28 +141,59 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const enrollMs = performance.now() - tEnroll;
     progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
 
+    // where the broker's time goes: CPU seconds of each broker process per phase, and (NATS) what the
+    // monitoring endpoint says (JetStream consumers, API requests, memory) after each phase
+    const cpuNow = () => Object.fromEntries(Object.entries(brokerPids).map(([k, pid]) => [k, cpuSecondsOf(pid) ?? 0]));
+    const cpuSince = (before: Record<string, number>) => Object.fromEntries(Object.entries(cpuNow()).map(([k, v]) => [k, round(v - (before[k] ?? 0), 3)]));
+    const monitor = async () => (nats ? Object.fromEntries(await Promise.all(nats.nodes.map(async (x) => [x.name, await natsMonitor(x.monitorPort)] as const))) : null);
+    const phases: Record<string, object> = {};
+
     // connect: devices spread over the nodes (each lists them all, starting at its own)
+    let cpu0 = cpuNow();
     const tConnect = performance.now();
     const batches: Promise<unknown>[] = [];
     for (let i = 0; i < n; i += PER_CHILD) {
       const child = forkRole(THIS_FILE, 'devices');
       children.push(child);
       const devices = ids.slice(i, i + PER_CHILD).map((id, k) => ({ id, password: secrets.get(id)!, urls: deviceUrls.map((_u, j) => deviceUrls[(i + k + j) % deviceUrls.length]) }));
-      batches.push(ask(child, { type: 'connect', devices }, 'connected', 600_000));
+      // as the agent is configured for each broker (mqttSubscribeQos): 0 on NATS, no JetStream consumer per device
+      batches.push(ask(child, { type: 'connect', devices, qos: mode === 'nats' ? NATS_DEVICE_SUBSCRIBE_QOS : 1 }, 'connected', 600_000));
     }
     await Promise.all(batches);
     const connectMs = performance.now() - tConnect;
     progress(`${mode}: connected in ${Math.round(connectMs)} ms`);
+    // subscribed: every device's SUBACK granted (on NATS each QoS 1 subscription is a JetStream consumer)
+    let subscribedCount = 0;
+    const subscribed = await waitUntilAsync(async () => {
+      subscribedCount = (await Promise.all(children.map((c) => ask<{ type: string; n: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.n, 0);
+      return subscribedCount >= n;
+    }, 600_000, 250);
+    const subscribeMs = performance.now() - tConnect;
+    progress(`${mode}: ${subscribedCount} subscribed ${Math.round(subscribeMs)} ms after the first connect`);
     const online = await waitUntil(() => s.app.fleet.broker.connectedClients() >= n, 120_000, 50);
+    const reconnects = (await Promise.all(children.map((c) => ask<{ type: string; reconnects: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.reconnects, 0);
+    phases.connect = { reconnects, ms: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), subscribed, brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
+    cpu0 = cpuNow();
 
     // rollout: one desired state to every device; done when each one's `active` report is stored
     const bundle = await pushBundle(s, 'bench', tinyClassifier(1));
     const count = () => (s.app.fleet.db.prepare("SELECT COUNT(DISTINCT device_id) AS n FROM status_events WHERE state = 'active' AND manifest_sha256 = ?").get(bundle.manifestSha256) as { n: number }).n;
     const tRollout = performance.now();
+    // where the rollout's time goes: the broker acknowledging every retained desired state (assign
+    // resolves when each PUBACK is in), every device holding it, every `active` report stored
+    let deliveredMs: number | null = null;
+    const delivered = (async () => {
+      const ok = await waitUntilAsync(async () => (await Promise.all(children.map((c) => ask<{ type: string; received: number }>(c, { type: 'count' }, 'count', 60_000)))).reduce((a, r) => a + r.received, 0) >= n, 600_000, 250);
+      if (ok) deliveredMs = performance.now() - tRollout;
+    })();
     await s.app.fleet.director.assign(bundle.manifestSha256, ids);
+    const assignMs = performance.now() - tRollout;
+    progress(`${mode}: every desired state acknowledged by the broker after ${Math.round(assignMs)} ms`);
     const rolledOut = await waitUntil(() => count() >= n, 600_000, 50);
     const rolloutMs = performance.now() - tRollout;
+    await delivered;
     progress(`${mode}: rollout ${rolledOut ? 'done' : 'INCOMPLETE'} in ${Math.round(rolloutMs)} ms (${count()} of ${n})`);
+    phases.rollout = { ms: Math.round(rolloutMs), publishAckedMs: Math.round(assignMs), deliveredMs: deliveredMs === null ? null : Math.round(deliveredMs), brokerCpuSeconds: cpuSince(cpu0), loadAverage1m: round(loadavg()[0], 2), nodes: await monitor() };
 
     const memory = {
       serverRssMb: mb(process.memoryUsage().rss),
@@ -134,6 +207,12 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
 
     // telemetry: every device sends telemetryPerDevice windows; stored rows/s at the server, and what a
     // plain subscriber on the same broker receives per second (the broker's own rate) in the same burst
+    const result = {
+      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), allOnlineAtServer: online,
+      rolloutMs: Math.round(rolloutMs), rolledOut,
+      memory, phases,
+    };
+    if (skipTelemetry) return result;
     let rawCount = 0;
     let rawLast = 0;
     if (mode !== 'embedded') {
@@ -153,9 +232,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const rawMs = rawLast ? rawLast - tTel : null;
 
     return {
-      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), allOnlineAtServer: online,
-      rolloutMs: Math.round(rolloutMs), rolledOut,
-      memory,
+      ...result,
       telemetry: {
         windows: total, stored: rows() - rows0, complete: stored,
         serverStoredPerSecond: Math.round((rows() - rows0) / (telMs / 1000)),
@@ -175,26 +252,36 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
 /** In a child: up to PER_CHILD devices that connect, answer desired states with `active`, and send telemetry on request. */
 function devicesChild(): void {
   const clients: { id: string; c: MqttClient }[] = [];
+  const subscribedIds = new Set<string>();
+  const receivedIds = new Set<string>();
+  let connects = 0;
   let seq = 1;
   serveParent(async (m) => {
     if (m.type === 'connect') {
       const devices = m.devices as { id: string; password: string; urls: string[] }[];
+      const qos = (m.qos ?? 1) as 0 | 1;
       for (let i = 0; i < devices.length; i += 200) {
         await Promise.all(devices.slice(i, i + 200).map((d) => new Promise<void>((resolve) => {
           const servers = d.urls.map((u) => { const x = new URL(u); return { host: x.hostname, port: Number(x.port), protocol: 'mqtt' as const }; });
           const c = mqtt.connect({ ...servers[0], servers, clientId: d.id, username: d.id, password: d.password, clean: true, protocolVersion: 4, reconnectPeriod: 2000 + Math.random() * 2000, keepalive: 120, connectTimeout: 60_000 });
           c.on('error', () => {});
+          c.on('packetreceive', (p) => { if (p.cmd === 'suback' && !(p.granted as number[]).includes(128) && !subscribedIds.has(d.id)) subscribedIds.add(d.id); });
           c.on('message', (_t, payload) => {
             try {
               const msg = JSON.parse(payload.toString()) as { director: { signed: string } };
               const desired = JSON.parse(msg.director.signed) as { seq: number; manifestSha256: string };
+              receivedIds.add(d.id);
               c.publish(topics.status(d.id), JSON.stringify({ deviceId: d.id, seq: seq++, ts: new Date().toISOString(), state: 'active', directorSeq: desired.seq, manifestSha256: desired.manifestSha256, active: null, agentVersion: 'bench' }), { qos: 1 });
             } catch { /* not a desired state */ }
           });
-          c.once('connect', () => {
+          // on every connect, as the agent does: a connection dropped and made again (a CONNACK slower than
+          // connectTimeout on a loaded cluster) starts a new clean session with no subscription (a 30,000
+          // device run left ~8,500 devices connected without one when this was done on the first connect only)
+          c.on('connect', () => {
+            connects++;
             c.publish(topics.presence(d.id), JSON.stringify({ deviceId: d.id, online: true, ts: new Date().toISOString() }), { qos: 1, retain: true });
             // checked, as the agent does: a busy cluster may refuse a subscription (SUBACK 0x80)
-            subscribeChecked(c, [topics.desired(d.id)]);
+            subscribeChecked(c, [topics.desired(d.id)], { qos });
             resolve();
           });
           clients.push({ id: d.id, c });
@@ -202,6 +289,7 @@ function devicesChild(): void {
       }
       return { type: 'connected' };
     }
+    if (m.type === 'count') return { type: 'count', n: subscribedIds.size, received: receivedIds.size, reconnects: connects - clients.length };
     if (m.type === 'telemetry') {
       const per = m.perDevice as number;
       const base = Date.now() % 1_000_000_000;
@@ -213,11 +301,24 @@ function devicesChild(): void {
 
 if (childRole() === 'devices') devicesChild();
 else if (isMain(import.meta.url)) {
-  const { values } = parseArgs({ options: { embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' } } });
+  const { values } = parseArgs({ options: {
+    embedded: { type: 'string' }, mosquitto: { type: 'string' }, nats: { type: 'string' }, telemetry: { type: 'string' },
+    'no-telemetry': { type: 'boolean' },
+    // the cluster's mqtt {} tuning, e.g. --nats-consumer-replicas 3 --nats-consumer-memory false (the old shape)
+    'nats-publish-connections': { type: 'string' },
+    'nats-stream-replicas': { type: 'string' }, 'nats-consumer-replicas': { type: 'string' }, 'nats-consumer-memory': { type: 'string' },
+  } });
+  const natsMqtt: NatsMqttOptions = {
+    ...(values['nats-stream-replicas'] !== undefined ? { streamReplicas: Number(values['nats-stream-replicas']) } : {}),
+    ...(values['nats-consumer-replicas'] !== undefined ? { consumerReplicas: Number(values['nats-consumer-replicas']) } : {}),
+    ...(values['nats-consumer-memory'] !== undefined ? { consumerMemoryStorage: values['nats-consumer-memory'] === 'true' } : {}),
+  };
   await runAlone(() => benchBrokers({
     embedded: values.embedded !== undefined ? Number(values.embedded) : undefined,
     mosquitto: values.mosquitto !== undefined ? Number(values.mosquitto) : undefined,
     nats: values.nats !== undefined ? Number(values.nats) : undefined,
     telemetryPerDevice: values.telemetry !== undefined ? Number(values.telemetry) : undefined,
+    natsMqtt, skipTelemetry: values['no-telemetry'] ?? false,
+    ...(values['nats-publish-connections'] !== undefined ? { natsPublishConnections: Number(values['nats-publish-connections']) } : {}),
   }));
 }

@@ -465,7 +465,7 @@ export class FleetAgent extends EventEmitter {
       this.status.progress(this.current ? 'active' : 'idle', {});
       this.status.flush();
       // issue 15 hook: a refused SUBACK (a broker cluster mid-failover) is retried, then the link dropped
-      subscribeChecked(client, [topics.desired(this.deviceId), topics.freshness()], { onRefused: (why, attempt) => this.log('mqtt_subscribe_refused', { deviceId: this.deviceId, why, attempt }) });
+      subscribeChecked(client, [topics.desired(this.deviceId), topics.freshness()], { qos: this.config.mqttSubscribeQos, onRefused: (why, attempt) => this.log('mqtt_subscribe_refused', { deviceId: this.deviceId, why, attempt }) });
       this.flushOutbox();
       this.emit('connected');
     });

@@ -43,6 +43,13 @@ export const AgentConfig = z.object({
   reconnectMinMs: z.number().int().min(50).default(1000),
   reconnectMaxMs: z.number().int().min(100).default(30_000),
   keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
+  /**
+   * QoS of the agent's subscriptions (desired state, freshness). 1 (default) or 0. The agent's session is
+   * clean and the desired state retained, so QoS 0 loses nothing a reconnect does not bring back; on a
+   * NATS cluster every QoS 1 subscription is a JetStream consumer, a QoS 0 one is a plain subscription
+   * (docs/brokers.md: use 0 there).
+   */
+  mqttSubscribeQos: z.union([z.literal(0), z.literal(1)]).default(1),
   /** an incoming MQTT packet whose header announces more (Remaining Length) cuts the connection before it is buffered; desired states are under 256 KiB */
   maxIncomingPacketBytes: z.number().int().min(1024).max(268_435_455).default(1024 * 1024),
   /** freeze detection: stale when no newer signed freshness statement was accepted for this long (or the last one expired) */
@@ -116,6 +123,7 @@ const NUMERIC_ENV: Record<string, keyof AgentConfigInput> = {
   FLEET_AGENT_HTTP_PORT: 'httpPort', FLEET_AGENT_TELEMETRY_WINDOW_MS: 'telemetryWindowMs',
   FLEET_AGENT_PROBATION_INFERENCES: 'probationInferences', FLEET_AGENT_PROBATION_SECONDS: 'probationSeconds',
   FLEET_AGENT_MAX_INCOMING_PACKET_BYTES: 'maxIncomingPacketBytes', FLEET_AGENT_FRESHNESS_MAX_AGE_SECONDS: 'freshnessMaxAgeSeconds',
+  FLEET_AGENT_MQTT_SUBSCRIBE_QOS: 'mqttSubscribeQos',
 };
 
 /** Every environment variable the agent reads, and the field it sets (docs/agent.md lists them: test/unit/config-docs.test.ts). */

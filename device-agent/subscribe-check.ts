@@ -12,6 +12,8 @@ export interface SubscribeCheckOptions {
   attempts?: number;
   delayMs?: number;
   onRefused?: (why: string, attempt: number) => void;
+  /** requested QoS (default 1; agent config mqttSubscribeQos) */
+  qos?: 0 | 1;
 }
 
 export function subscribeChecked(client: MqttClient, filters: string[], o: SubscribeCheckOptions = {}): void {
@@ -24,7 +26,7 @@ export function subscribeChecked(client: MqttClient, filters: string[], o: Subsc
   const stream = client.stream; // this connection only: a reconnect subscribes again by itself
   const attempt = (n: number) => {
     if (!client.connected || client.stream !== stream) return;
-    client.subscribe(filters, { qos: 1 }, (err, granted) => {
+    client.subscribe(filters, { qos: o.qos ?? 1 }, (err, granted) => {
       const refused = err ? err.message : granted?.filter((g) => g.qos === 128).map((g) => g.topic).join(', ');
       if (!refused) return;
       o.onRefused?.(refused, n);

@@ -15,6 +15,7 @@ const DEFAULT_DEVICE_MS = 1;
 const limitedFetch = concurrencyLimited(DOWNLOADS_PER_PROCESS);
 import { latencySampler } from './latency-model.ts';
 import { SimulatedFleet } from './fleet.ts';
+import { deviceUrlList } from './brokers/broker-mode.ts';
 import { groupOf, type DeviceGroup } from './scenario.ts';
 
 export interface DeviceFleetSpec {
@@ -24,10 +25,14 @@ export interface DeviceFleetSpec {
   idPrefix: string;
   baseDir: string;
   mqttUrl: string;
+  /** a broker cluster's nodes: device i lists them all, starting at node i % n (overrides mqttUrl) */
+  mqttUrls?: string[];
   serverUrl: string;
   rootPublicKey: string;
   groups: DeviceGroup[];
   telemetryWindowMs: number;
+  /** the agents' mqttSubscribeQos (default 1; 0 on a NATS cluster) */
+  mqttSubscribeQos?: 0 | 1;
   /** device id -> enrolled secret */
   credentials?: Record<string, string>;
   /** artifact SHA-256 -> its measured cost over the baseline artifact's (latency-model.ts measureCosts) */
@@ -64,10 +69,12 @@ export class DeviceFleet {
       hardware: (local) => s.groups[groupIndex(local)].hardware,
       tags: (local) => s.groups[groupIndex(local)].tags,
       credentials: s.credentials ? (id) => s.credentials![id] : undefined,
+      ...(s.mqttSubscribeQos !== undefined ? { agentOverrides: { mqttSubscribeQos: s.mqttSubscribeQos } } : {}),
       faults: (local) => this.profiles[local],
       mqttUrlFor: (local) => {
         const port = this.proxyPorts.get(groupIndex(local));
-        return port ? `mqtt://127.0.0.1:${port}` : undefined;
+        if (port) return `mqtt://127.0.0.1:${port}`;
+        return s.mqttUrls ? deviceUrlList(s.mqttUrls, s.first + local) : undefined;
       },
       agentDeps: (local) => {
         const f = s.groups[groupIndex(local)].faults;
@@ -83,9 +90,9 @@ export class DeviceFleet {
   static async withProxies(spec: DeviceFleetSpec): Promise<DeviceFleet> {
     const ports = new Map<number, number>();
     const proxies: FlakyProxy[] = [];
-    const url = new URL(spec.mqttUrl);
     for (const [g, group] of spec.groups.entries()) {
       if (!group.faults.flakyNetwork) continue;
+      const url = new URL(spec.mqttUrl); // one broker: the embedded one (run-scenario refuses the fault on external brokers)
       const p = new FlakyProxy({ host: url.hostname, port: Number(url.port) }, group.faults.flakyNetwork.dropEveryMs);
       ports.set(g, await p.start());
       proxies.push(p);

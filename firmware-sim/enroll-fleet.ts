@@ -22,3 +22,22 @@ export async function enrollFleet(call: AdminCall, baseDir: string, deviceIds: s
   }
   return { devices: keys.length, keygenMs: Math.round(t1 - t0), enrollMs: Math.round(performance.now() - t1) };
 }
+
+/**
+ * Enrolls devices with bearer secrets (POST /v1/enroll with deviceIds), as a fleet on an external broker
+ * must: the broker checks passwords and cannot verify the key pair's signed tokens (docs/brokers.md).
+ * Returns device id -> secret, which each simulated agent gets as its deviceSecret.
+ */
+export async function enrollFleetWithSecrets(call: AdminCall, deviceIds: string[]): Promise<EnrolledFleet & { secrets: Record<string, string> }> {
+  const t0 = performance.now();
+  const secrets: Record<string, string> = {};
+  for (let i = 0; i < deviceIds.length; i += 5000) {
+    const batch = deviceIds.slice(i, i + 5000);
+    const tok = await call({ method: 'POST', url: '/v1/enrollment-tokens', payload: { uses: batch.length, ttlSeconds: 3600 } });
+    if (tok.statusCode !== 201) throw new Error(`enrollment token refused: ${tok.body}`);
+    const res = await call({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: tok.json().token, deviceIds: batch } });
+    if (res.statusCode !== 201) throw new Error(`enrollment refused: ${res.body}`);
+    for (const d of res.json().devices as { deviceId: string; secret: string }[]) secrets[d.deviceId] = d.secret;
+  }
+  return { devices: deviceIds.length, keygenMs: 0, enrollMs: Math.round(performance.now() - t0), secrets };
+}

@@ -11,7 +11,8 @@ import { b64 } from '../shared/crypto.ts';
 import type { Feeds } from '../runtime/onnx-session.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
 import { CapacityMonitor, type CapacityReport } from './capacity.ts';
-import { enrollFleet } from './enroll-fleet.ts';
+import { enrollFleet, enrollFleetWithSecrets } from './enroll-fleet.ts';
+import { startBroker, type BrokerMode } from './brokers/broker-mode.ts';
 import { checkExpect } from './expect.ts';
 import type { FaultCounts } from './faults.ts';
 import { FleetProcesses, type ProcessReport } from './fleet-processes.ts';
@@ -24,6 +25,8 @@ import { GoldenSet, type Manifest, type TensorJson } from '../shared/messages.ts
 
 export interface ScenarioOutcome {
   name: string;
+  /** the broker the fleet ran on (scenario `broker`), and each broker process's RSS at the end (external brokers) */
+  broker: { mode: BrokerMode; nodes: number | null; rssMB: Record<string, number | null> };
   devices: number;
   campaign: { campaignId: string; status: string; wave: number; failures: string[]; events: { type: string; at: number; detail: unknown }[] };
   devicesOn: { candidate: number; baseline: number; other: number; none: number };
@@ -138,7 +141,27 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   const t0 = Date.now();
   const dir = mkdtempSync(join(sc.fleet.deviceDisk === 'memory' && existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'fleet-sim-'));
   const adminToken = newSecret('apiToken');
-  const app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', rolloutTickMs: 200, bootstrapAdminToken: adminToken });
+  if (sc.broker.mode !== 'embedded' && sc.fleet.groups.some((g) => g.faults.flakyNetwork)) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error('invalid scenario: faults.flakyNetwork runs devices through a proxy to the embedded broker; it is not available with broker.mode "mosquitto" or "nats"');
+  }
+  // the broker the scenario names (embedded: nothing to start); stopped in the finally below, after the server
+  let broker;
+  try {
+    broker = await startBroker({ mode: sc.broker.mode, ...(sc.broker.nodes ? { nodes: sc.broker.nodes } : {}) });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  if (broker.mode !== 'embedded') log(`broker: ${broker.mode} at ${broker.deviceUrls.join(', ')}`);
+  let app: FastifyInstance;
+  try {
+    app = await buildServer({ dataDir: join(dir, 'server'), httpPort: 0, mqttPort: 0, logLevel: 'error', rolloutTickMs: 200, bootstrapAdminToken: adminToken, ...broker.serverConfig });
+  } catch (err) {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const call = api(app, adminToken);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const serverUrl = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
@@ -146,8 +169,11 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   const rssTimer = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()); }, 200);
   const cpu0 = process.cpuUsage();
   const ids = Array.from({ length: sc.fleet.devices }, (_, i) => `dev-${String(i).padStart(5, '0')}`);
-  // key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts)
-  const enrolled = await enrollFleet(call, join(dir, 'devices'), ids);
+  // embedded: key pairs made in each device's data folder, public keys registered in batches (enroll-fleet.ts);
+  // an external broker checks passwords, so there each device gets a bearer secret
+  const withSecrets = broker.needsSecrets ? await enrollFleetWithSecrets(call, ids) : null;
+  const enrolled = withSecrets ?? await enrollFleet(call, join(dir, 'devices'), ids);
+  const credentials = withSecrets?.secrets;
   log(`enrolled ${enrolled.devices} devices: key pairs ${enrolled.keygenMs} ms, registration ${enrolled.enrollMs} ms`);
   const m = await models(sc.model);
   if (sc.baseline && !m.baseline) throw new Error('invalid scenario: model: baselineFile is needed when baseline is true');
@@ -165,7 +191,12 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
   log(`artifact cost: baseline ${costs.baseline.meanMs.toFixed(4)} ms, candidate ${costs.candidate.meanMs.toFixed(4)} ms (${costs.ratio.toFixed(3)}x)`);
   const fleet = new FleetProcesses({
     total: sc.fleet.devices, idPrefix: 'dev', baseDir: join(dir, 'devices'),
-    mqttUrl: `mqtt://127.0.0.1:${app.fleet.broker.port}`, serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
+    mqttUrl: broker.mode === 'embedded' ? `mqtt://127.0.0.1:${app.fleet.broker.port}` : broker.deviceUrls.join(','),
+    // a cluster's nodes: each device lists them all, starting at its own
+    ...(broker.deviceUrls.length > 1 ? { mqttUrls: broker.deviceUrls } : {}),
+    ...(credentials ? { credentials } : {}),
+    ...(broker.deviceSubscribeQos !== 1 ? { mqttSubscribeQos: broker.deviceSubscribeQos } : {}),
+    serverUrl, rootPublicKey: b64.encode(app.fleet.keys.rootPublicKey),
     groups: sc.fleet.groups, telemetryWindowMs: sc.fleet.telemetryWindowMs,
     costRatioByArtifact: { [reference.artifactSha256]: 1, [candidate.artifactSha256]: costs.ratio },
   }, sc.fleet.processes);
@@ -248,8 +279,9 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       status, haltWave: gateFailed ? wave : null, failures, byReason: { ...byReason, ...campaignReasons }, devicesTouched, devicesOnCandidate: on.candidate,
       outsideTargetChanged, inferenceErrors: tele.e, valid: validity.valid, invalidReasons: validity.reasons,
     }) : null;
+    const brokerRss = Object.fromEntries(Object.entries(broker.pids()).map(([k, pid]) => [k, rssMB(pid)]));
     return {
-      name: sc.name, devices: devices.length,
+      name: sc.name, broker: { mode: broker.mode, nodes: broker.mode === 'nats' ? broker.deviceUrls.length : null, rssMB: brokerRss }, devices: devices.length,
       campaign: { campaignId: id, status, wave, failures, events },
       devicesOn: on, byReason, campaignReasons, faults,
       timings: {
@@ -272,8 +304,18 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     clearInterval(rssTimer);
     await fleet.stop();
     await app.close();
+    await broker.stop();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** a process's resident memory in MB, from /proc (null if it is gone) */
+function rssMB(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch { return null; }
 }
 
 /** A CPU profile of this process through the inspector, written as a .cpuprofile file (Chrome DevTools, speedscope). */

@@ -109,8 +109,21 @@ export const Limits = z.object({
 }).strict();
 export type Limits = z.infer<typeof Limits>;
 
+/**
+ * The broker the fleet runs on (docs/brokers.md, docs/simulator.md): the server's own embedded aedes
+ * broker (default), one mosquitto (device auth by its dynamic security plugin), or a NATS JetStream
+ * cluster of `nodes` nodes (default 3). The runner starts it, makes the server its client, and stops
+ * it; external brokers need Debian's mosquitto / nats-server (.ci/run installs them).
+ */
+export const BrokerChoice = z.object({
+  mode: z.enum(['embedded', 'mosquitto', 'nats']).default('embedded'),
+  nodes: z.number().int().min(1).max(5).optional(),
+}).strict().refine((b) => b.nodes === undefined || b.mode === 'nats', { message: 'broker.nodes is for mode "nats"' });
+export type BrokerChoice = z.infer<typeof BrokerChoice>;
+
 export const Scenario = z.object({
   name: z.string().default('scenario'),
+  broker: BrokerChoice.default({ mode: 'embedded' }),
   fleet: z.object({
     devices: z.number().int().min(1).max(20_000),
     /** child processes the devices run in (0: in the runner's own process) */

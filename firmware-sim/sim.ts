@@ -26,6 +26,7 @@ function read(file: string): unknown {
 
 function print(o: ScenarioOutcome): void {
   const c = o.campaign;
+  if (o.broker.mode !== 'embedded') console.log(`broker ${o.broker.mode}${o.broker.nodes ? ` (${o.broker.nodes} nodes)` : ''}, RSS at the end ${JSON.stringify(o.broker.rssMB)} MB`);
   console.log(`campaign ${c.status} at wave ${c.wave}${c.failures.length ? `: ${c.failures.join('; ')}` : ''}`);
   console.log(`devices on candidate ${o.devicesOn.candidate}, on baseline ${o.devicesOn.baseline}, other ${o.devicesOn.other}, none ${o.devicesOn.none}; touched ${o.devicesTouched}; reasons ${JSON.stringify(o.byReason)}`);
   console.log(`workload ${JSON.stringify(o.workload)}; reported to the server: ${o.reported.inferences} inferences, ${o.reported.errors} errors`);

@@ -107,6 +107,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
       urls: config.brokerUrls, username: config.brokerUsername, password: config.brokerPassword, clientId: config.brokerClientId,
       ...(config.brokerCaFile ? { ca: readFileSync(config.brokerCaFile, 'utf8') } : {}),
       log: app.log, maxPayloadBytes: config.maxMqttPayloadBytes, onSessionLost: async () => { await director?.republishAll(); },
+      publishConnections: config.brokerPublishConnections,
     }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : natsUsers ? () => natsUsers : undefined);
   if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
   const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction, (msg) => app.log.warn({ event: 'delta_failed' }, msg));

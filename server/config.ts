@@ -103,6 +103,13 @@ export const ServerConfig = z.object({
   /** external broker: how often desired states that online devices have not acted on are published again (server/devices/desired-resync.ts; 0 = never) */
   brokerResyncSeconds: z.coerce.number().min(0).default(15),
   /**
+   * external broker: connections the server publishes desired states over (1 = its one session). A NATS
+   * cluster stores each retained publish in JetStream before it reads the connection's next packet, so one
+   * connection carries one desired state at a time (~20 ms each here); several carry them side by side.
+   * Each device's topic always goes over the same connection, so its desired states stay in order.
+   */
+  brokerPublishConnections: z.coerce.number().int().min(1).max(64).default(1),
+  /**
    * brokerDeviceAuth 'nats': the NATS config include the server writes (an authorization block: its own
    * user and one per device) and the pid files of the nodes it signals to reload it (same machine).
    */
@@ -130,7 +137,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
   FLEET_DELTA_MAX_FRACTION: 'deltaMaxFraction',
   FLEET_BROKER_MODE: 'brokerMode', FLEET_BROKER_URLS: 'brokerUrls', FLEET_BROKER_USERNAME: 'brokerUsername', FLEET_BROKER_PASSWORD: 'brokerPassword',
-  FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth',
+  FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth', FLEET_BROKER_PUBLISH_CONNECTIONS: 'brokerPublishConnections',
   FLEET_NATS_USERS_FILE: 'natsUsersFile', FLEET_NATS_PID_FILES: 'natsPidFiles',
 };
 

@@ -41,6 +41,14 @@ export interface ExternalBrokerOptions {
   publishAckTimeoutMs?: number;
   /** messages from devices over this are dropped before any handler sees them (some brokers, NATS 2.9's MQTT listener, do not limit payloads) */
   maxPayloadBytes?: number;
+  /**
+   * connections publishes go over (default 1: the session's own). The others are clean sessions
+   * (client id `<clientId>-pub<i>`) that only publish; a topic always maps to the same connection, so
+   * one device's desired states keep their order. A NATS cluster handles one retained QoS 1 publish per
+   * connection at a time (it stores it in a replicated stream first): this is what makes a rollout to
+   * thousands of devices take seconds there instead of minutes (docs/brokers.md).
+   */
+  publishConnections?: number;
 }
 
 export interface ExternalBroker extends FleetBroker {
@@ -54,6 +62,8 @@ export interface ExternalBroker extends FleetBroker {
   readonly oversizeDropped: number;
   /** times the link was cut because a publish went unacknowledged */
   readonly ackTimeouts: number;
+  /** the connections publishes go over (the session's own first; publishConnections of them) */
+  readonly publishClients: readonly MqttClient[];
 }
 
 type Handler = (topic: string, payload: Buffer) => void | Promise<void>;
@@ -198,6 +208,44 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     void connected().then(() => { clearTimeout(t); client.off('error', onError); resolve(); });
   });
 
+  // extra publishing connections (publishConnections > 1); each with its own unacknowledged-publish guard
+  const pool: MqttClient[] = [client];
+  for (let i = 1; i < (opts.publishConnections ?? 1); i++) {
+    // each starts at another URL: on a cluster the publishing load is spread over the nodes
+    const rotated = servers.map((_s, j) => servers[(i + j) % servers.length]);
+    const c = mqtt.connect({
+      ...o, protocol: rotated[0].protocol, host: rotated[0].host, port: rotated[0].port,
+      servers: rotated.map((s) => ({ host: s.host, port: s.port, protocol: s.protocol })),
+      clientId: `${opts.clientId}-pub${i}`, clean: true, resubscribe: false, reconnectPeriod: jittered(minMs),
+    });
+    c.on('error', (err) => opts.log.warn({ err: err.message, event: 'broker_error', connection: i }, 'external broker error (publishing connection)'));
+    c.on('close', () => { if (!closing) c.options.reconnectPeriod = jittered(Math.min(maxMs, minMs * 4)); });
+    pool.push(c);
+  }
+  const poolUnacked = pool.map(() => new Map<number, number>());
+  const poolWatch = pool.length > 1 ? setInterval(() => {
+    for (let i = 1; i < pool.length; i++) {
+      const c = pool[i];
+      const pending = poolUnacked[i];
+      if (!c.connected || pending.size === 0) continue;
+      const oldest = pending.values().next().value as number;
+      if (Date.now() - oldest < ackTimeoutMs) continue;
+      ackTimeouts++;
+      opts.log.warn({ event: 'broker_ack_timeout', unacked: pending.size, ackTimeoutMs, connection: i }, 'the broker has not acknowledged a publish: reconnecting to send it again');
+      for (const k of pending.keys()) pending.set(k, Date.now());
+      c.stream.destroy();
+    }
+  }, Math.min(2000, ackTimeoutMs)) : null;
+  poolWatch?.unref();
+  for (let i = 1; i < pool.length; i++) pool[i].on('connect', () => { for (const k of poolUnacked[i].keys()) poolUnacked[i].set(k, Date.now()); });
+  /** the connection a topic's publishes go over: always the same one for a topic (FNV-1a of the topic) */
+  const connectionFor = (topic: string): number => {
+    if (pool.length === 1) return 0;
+    let h = 0x811c9dc5;
+    for (let k = 0; k < topic.length; k++) h = Math.imul(h ^ topic.charCodeAt(k), 0x01000193);
+    return (h >>> 0) % pool.length;
+  };
+
   const access = deviceAccess?.(client);
   return {
     kind: 'external',
@@ -206,6 +254,7 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     get connects() { return connects; },
     get oversizeDropped() { return oversizeDropped; },
     get ackTimeouts() { return ackTimeouts; },
+    publishClients: pool,
     connected,
     connectedClients: () => online.size,
     deviceAccess: access,
@@ -213,9 +262,11 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     publish(topic, payload, { qos, retain }) {
       // offline, mqtt.js queues it (in memory) and sends it on reconnect; the SQLite row is the durable copy
       const n = ++publishNo;
-      if (qos === 1) unacked.set(n, Date.now());
-      return new Promise((resolve, reject) => client.publish(topic, payload, { qos, retain }, (err) => {
-        unacked.delete(n);
+      const i = connectionFor(topic);
+      const pending = i === 0 ? unacked : poolUnacked[i];
+      if (qos === 1) pending.set(n, Date.now());
+      return new Promise((resolve, reject) => pool[i].publish(topic, payload, { qos, retain }, (err) => {
+        pending.delete(n);
         if (err) reject(err);
         else resolve();
       }));
@@ -231,8 +282,9 @@ export async function startExternalBroker(opts: ExternalBrokerOptions, deviceAcc
     async close() {
       closing = true;
       clearInterval(ackWatch);
+      if (poolWatch) clearInterval(poolWatch);
       await access?.close?.();
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      await Promise.all(pool.map((c) => new Promise<void>((resolve) => c.end(false, {}, () => resolve()))));
     },
   };
 }

@@ -42,7 +42,8 @@ describe('a staged campaign on a 3-node NATS cluster while a node dies', { timeo
       credentials: (id) => secrets.get(id),
       // device i starts on node i % 3 and fails over to the next ones
       mqttUrlFor: (i) => [0, 1, 2].map((k) => urls[(i + k) % 3]).join(','),
-      telemetryWindowMs: 250, agentOverrides: { reconnectMinMs: 200, reconnectMaxMs: 2000 },
+      // QoS 0 subscriptions, as docs/brokers.md says for NATS: no JetStream consumer per device
+      telemetryWindowMs: 250, agentOverrides: { reconnectMinMs: 200, reconnectMaxMs: 2000, mqttSubscribeQos: 0 },
       // a fixed simulated inference latency: the latency gate compares models, not this busy machine's noise
       faults: () => ({ latency: { baseMs: 20, factorByArtifact: {} }, brokenArtifacts: {} }),
     });
