@@ -10,7 +10,11 @@ import { workloadInputs, type ModelKind } from './workload.ts';
 const WORKER = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
 /** One fleet process's view of itself: its capacity (null in the runner's own process: the runner measures that) */
-export interface ProcessReport { capacity: CapacityReport | null; workload: SimulatedFleet['workloadStats']; health: SimulatorHealth }
+export interface ProcessReport {
+  capacity: CapacityReport | null; workload: SimulatedFleet['workloadStats']; health: SimulatorHealth;
+  /** the process's CPU seconds from the campaign's start to the first summary after it (null: not measured, or the runner's own process) */
+  campaignCpuSeconds?: number | null;
+}
 
 interface Part { devices: DeviceSummary[]; faults: FaultCounts; rss: number; report: ProcessReport }
 interface Worker { child: ChildProcess; pending: Map<number, (m: Part) => void> }

@@ -11,6 +11,7 @@ import { b64 } from '../shared/crypto.ts';
 import type { Feeds } from '../runtime/onnx-session.ts';
 import { encodeTensor } from '../shared/tensor-codec.ts';
 import { CapacityMonitor, type CapacityReport } from './capacity.ts';
+import { startProfile } from './cpu-profile.ts';
 import { enrollFleet } from './enroll-fleet.ts';
 import { checkExpect } from './expect.ts';
 import type { FaultCounts } from './faults.ts';
@@ -35,6 +36,8 @@ export interface ScenarioOutcome {
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   /** cpuSeconds: this process (server and runner) from enrollment to the end; campaignCpuSeconds: from the campaign's creation to its end */
   server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number };
+  /** the fleet processes' CPU seconds from the campaign's creation to its end, summed (null when the fleet ran in this process) */
+  simulator: { processes: number; campaignCpuSeconds: number | null };
   /** whether the simulator stayed within its capacity (an invalid run says nothing about the model) */
   validity: Validity;
   /** what each process carried, measured from the workload's start (capacity.ts) */
@@ -262,6 +265,10 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
         peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
         campaignCpuSeconds: Number(((campaignCpu.user + campaignCpu.system) / 1e6).toFixed(2)),
       },
+      simulator: {
+        processes: sc.fleet.processes,
+        campaignCpuSeconds: sc.fleet.processes === 0 ? null : Number(processes.reduce((a, p) => a + (p.campaignCpuSeconds ?? 0), 0).toFixed(2)),
+      },
       validity, capacity: { server: serverCapacity, fleet: processes }, workload,
       reported: { inferences: tele.n, errors: tele.e }, costs, devicesTouched, outsideTargetChanged,
       cost: { baselineMs: costs.baseline.meanMs, candidateMs: costs.candidate.meanMs, ratio: costs.ratio, runs: costs.candidate.runs },
@@ -274,21 +281,4 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     await app.close();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** A CPU profile of this process through the inspector, written as a .cpuprofile file (Chrome DevTools, speedscope). */
-async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
-  const { Session } = await import('node:inspector/promises');
-  const { writeFileSync } = await import('node:fs');
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.start');
-  return {
-    async stop(file) {
-      const { profile } = await session.post('Profiler.stop');
-      writeFileSync(file, JSON.stringify(profile));
-      session.disconnect();
-    },
-  };
 }
