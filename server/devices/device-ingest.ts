@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { z } from 'zod';
 import { Presence, Status, Telemetry } from '../../shared/messages.ts';
 import { isTelemetry } from '../../shared/fast-telemetry.ts';
+import { isStatus } from '../../shared/fast-status.ts';
 import { parseTopic, topics, type TopicKind } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
@@ -73,7 +74,7 @@ export class DeviceIngest {
   private static readonly STATUS_DELAY_MS = 2;
 
   private queueStatus(topic: string, payload: Buffer): Promise<void> | void {
-    const status = this.accept('status', topic, payload.toString('utf8'), Status);
+    const status = this.accept('status', topic, payload.toString('utf8'), Status, isStatus);
     if (!status) return;
     return new Promise<void>((done) => {
       this.statusQueue.push({ status, done });
