@@ -91,7 +91,7 @@ export async function benchRevert(opts: { devices?: number; all?: number } = {})
  * model again (staged from the slot that still holds it). revertSeconds: from the gate failure to every
  * touched device back on its previous model (the campaign's own 'reverted' event).
  */
-export async function benchRevertAll(n: number) {
+export async function benchRevertAll(n: number, log?: (line: string) => void) {
   // Telemetry and workload scaled so the fleet sends at most ~500 windows and ~2,000 inferences a second
   // whatever its size. With 2 s windows and 1 inference/s per device, 2,000 devices in one simulator
   // process sent 1,000 windows/s (each a file write and a QoS 1 publish) from the moment they connected:
@@ -109,7 +109,7 @@ export async function benchRevertAll(n: number) {
       deviceDeadlineSeconds: 600,
     },
     timeoutMs: 600_000,
-  });
+  }, { log });
   const gate = o.campaign.events.find((e) => e.type === 'gate_failed');
   return {
     status: o.campaign.status, devices: n, touched: o.devicesTouched, gateFailure: o.campaign.failures,

@@ -91,13 +91,21 @@ export class FleetProcesses {
     };
   }
 
-  /** Poll until every device satisfies pred, or throw with the stragglers after timeoutMs. */
-  async waitAll(pred: (d: DeviceSummary) => boolean, timeoutMs: number, pollMs = 200): Promise<DeviceSummary[]> {
+  /**
+   * Poll until every device satisfies pred, or throw with the stragglers after timeoutMs; with `failed`,
+   * throw as soon as a device not there yet satisfies it (it will not get there).
+   */
+  async waitAll(pred: (d: DeviceSummary) => boolean, timeoutMs: number, pollMs = 200, failed?: (d: DeviceSummary) => boolean): Promise<DeviceSummary[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { devices } = await this.summary();
       const pending = devices.filter((d) => !pred(d));
       if (pending.length === 0) return devices;
+      const lost = failed ? pending.filter(failed) : [];
+      if (lost.length > 0) {
+        const reasons = [...new Set(lost.map((d) => d.reason))].join(', ');
+        throw new Error(`${lost.length} of ${devices.length} devices failed (${reasons}); first: ${JSON.stringify(lost[0])}`);
+      }
       if (Date.now() > deadline) throw new Error(`${pending.length} of ${devices.length} devices not there after ${timeoutMs} ms; first: ${JSON.stringify(pending[0])}`);
       await new Promise((r) => setTimeout(r, pollMs));
     }
