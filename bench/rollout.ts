@@ -48,7 +48,7 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
   return { ...out, runs: 1, cpus: cpus().length };
 }
 
-export async function benchRevert(opts: { devices?: number; all?: number } = {}) {
+export async function benchRevert(opts: { devices?: number; all?: number; log?: (line: string) => void } = {}) {
   const n = opts.devices ?? 1000;
   const all = opts.all ?? 10_000;
   const o = await runScenario({
@@ -81,7 +81,7 @@ export async function benchRevert(opts: { devices?: number; all?: number } = {})
     gateFailedAfterSeconds: failedAt === null ? null : failedAt / 1000,
     devicesOnCandidate: o.devicesOn.candidate, untouchedOnBaseline: o.devicesOn.baseline,
     runs: 1, cpus: cpus().length,
-    [`devices${all}`]: all > 0 ? await benchRevertAll(all) : undefined,
+    [`devices${all}`]: all > 0 ? await benchRevertAll(all, opts.log) : undefined,
   };
 }
 
@@ -129,6 +129,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const flag = process.argv.indexOf('--revert-all');
   const all = flag > 0 ? Number(process.argv[flag + 1]) : 0;
   const sizes = process.argv.slice(2).filter((a, i, xs) => a !== '--revert-all' && xs[i - 1] !== '--revert-all').map(Number).filter((n) => n > 0);
-  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all }) }, null, 2));
+  // progress of the all-devices revert run on stderr (its fleet start and baseline take minutes at 10,000)
+  const log = (line: string) => console.error(`${new Date().toISOString()} revert-all: ${line}`);
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all, log }) }, null, 2));
   process.exit(0);
 }
