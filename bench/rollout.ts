@@ -10,12 +10,20 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runScenario } from '../firmware-sim/run-scenario.ts';
 
+/**
+ * Simulator processes for n devices (issue 13): the fleet, not the server, set the pace of a 2,000-device
+ * rollout in one process; a process per 2,500 devices (at least 2) keeps each process's event loop short.
+ */
+export function fleetProcessesFor(n: number): number {
+  return n <= 1000 ? 1 : Math.min(8, Math.max(2, Math.ceil(n / 2500)));
+}
+
 export async function benchRollout(opts: { sizes?: number[] } = {}) {
   const out: Record<string, unknown> = {};
   for (const n of opts.sizes ?? [1000, 10_000]) {
     const o = await runScenario({
       name: `rollout-${n}`,
-      fleet: { devices: n, processes: n > 2000 ? 2 : 1, telemetryWindowMs: 60_000, inferencesPerSecond: 0 },
+      fleet: { devices: n, processes: fleetProcessesFor(n), telemetryWindowMs: 60_000, inferencesPerSecond: 0 },
       model: 'tiny',
       campaign: { waves: [{ percent: 100, soakSeconds: 0, minReporting: 0, minInferences: 0 }], deviceDeadlineSeconds: 600 },
       timeoutMs: 400_000,
@@ -32,13 +40,15 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
       serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
       serverCpuMsPerDevice: o.devicesOn.candidate ? Math.round((o.server.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
       serverCpuMsPerDeviceTarget: '<= 1.5',
+      simulatorProcesses: fleetProcessesFor(n), simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
+      simulatorCpuMsPerDevice: o.devicesOn.candidate && o.simulator.campaignCpuSeconds !== null ? Math.round((o.simulator.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
       loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
     };
   }
   return { ...out, runs: 1, cpus: cpus().length };
 }
 
-export async function benchRevert(opts: { devices?: number; all?: number } = {}) {
+export async function benchRevert(opts: { devices?: number; all?: number; log?: (line: string) => void } = {}) {
   const n = opts.devices ?? 1000;
   const all = opts.all ?? 10_000;
   const o = await runScenario({
@@ -71,7 +81,7 @@ export async function benchRevert(opts: { devices?: number; all?: number } = {})
     gateFailedAfterSeconds: failedAt === null ? null : failedAt / 1000,
     devicesOnCandidate: o.devicesOn.candidate, untouchedOnBaseline: o.devicesOn.baseline,
     runs: 1, cpus: cpus().length,
-    [`devices${all}`]: all > 0 ? await benchRevertAll(all) : undefined,
+    [`devices${all}`]: all > 0 ? await benchRevertAll(all, opts.log) : undefined,
   };
 }
 
@@ -81,10 +91,17 @@ export async function benchRevert(opts: { devices?: number; all?: number } = {})
  * model again (staged from the slot that still holds it). revertSeconds: from the gate failure to every
  * touched device back on its previous model (the campaign's own 'reverted' event).
  */
-export async function benchRevertAll(n: number) {
+export async function benchRevertAll(n: number, log?: (line: string) => void) {
+  // Telemetry and workload scaled so the fleet sends at most ~500 windows and ~2,000 inferences a second
+  // whatever its size. With 2 s windows and 1 inference/s per device, 2,000 devices in one simulator
+  // process sent 1,000 windows/s (each a file write and a QoS 1 publish) from the moment they connected:
+  // that process was saturated before the baseline assignment began, and its baseline never finished
+  // (issue 13). The gate needs one paired window per device, not a high rate.
+  const telemetryWindowMs = Math.max(2000, n * 2);
+  const inferencesPerSecond = Math.min(1, 2000 / n);
   const o = await runScenario({
     name: `revert-all-${n}`,
-    fleet: { devices: n, processes: n > 2000 ? 2 : 1, telemetryWindowMs: 2000, inferencesPerSecond: 1, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
+    fleet: { devices: n, processes: fleetProcessesFor(n), telemetryWindowMs, inferencesPerSecond, groups: [{ share: 1, hardware: 'rpi4', faults: { baseLatencyMs: 4, candidateLatencyFactor: 3 } }] },
     model: 'tiny',
     campaign: {
       waves: [{ percent: 100, soakSeconds: 4, minReporting: 20, minInferences: 200 }],
@@ -92,15 +109,17 @@ export async function benchRevertAll(n: number) {
       deviceDeadlineSeconds: 600,
     },
     timeoutMs: 600_000,
-  });
+  }, { log });
   const gate = o.campaign.events.find((e) => e.type === 'gate_failed');
   return {
     status: o.campaign.status, devices: n, touched: o.devicesTouched, gateFailure: o.campaign.failures,
+    simulatorProcesses: fleetProcessesFor(n), telemetryWindowMs, inferencesPerSecond,
+    fleetStartSeconds: o.timings.fleetStartMs / 1000, baselineSeconds: o.timings.baselineMs / 1000,
     revertSeconds: o.timings.revertMs === null ? null : o.timings.revertMs / 1000,
     target: '< 15 s',
     gateFailedAfterSeconds: gate ? gate.at / 1000 : null,
     devicesOnBaselineAfter: o.devicesOn.baseline, devicesOnCandidateAfter: o.devicesOn.candidate,
-    serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
+    serverCampaignCpuSeconds: o.server.campaignCpuSeconds, simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
     loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
@@ -110,6 +129,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const flag = process.argv.indexOf('--revert-all');
   const all = flag > 0 ? Number(process.argv[flag + 1]) : 0;
   const sizes = process.argv.slice(2).filter((a, i, xs) => a !== '--revert-all' && xs[i - 1] !== '--revert-all').map(Number).filter((n) => n > 0);
-  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all }) }, null, 2));
+  // progress of the all-devices revert run on stderr (its fleet start and baseline take minutes at 10,000)
+  const log = (line: string) => console.error(`${new Date().toISOString()} revert-all: ${line}`);
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all, log }) }, null, 2));
   process.exit(0);
 }

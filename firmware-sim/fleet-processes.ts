@@ -10,7 +10,11 @@ import { workloadInputs, type ModelKind } from './workload.ts';
 const WORKER = fileURLToPath(new URL('./fleet-worker.ts', import.meta.url));
 
 /** One fleet process's view of itself: its capacity (null in the runner's own process: the runner measures that) */
-export interface ProcessReport { capacity: CapacityReport | null; workload: SimulatedFleet['workloadStats']; health: SimulatorHealth }
+export interface ProcessReport {
+  capacity: CapacityReport | null; workload: SimulatedFleet['workloadStats']; health: SimulatorHealth;
+  /** the process's CPU seconds from the campaign's start to the first summary after it (null: not measured, or the runner's own process) */
+  campaignCpuSeconds?: number | null;
+}
 
 interface Part { devices: DeviceSummary[]; faults: FaultCounts; rss: number; report: ProcessReport }
 interface Worker { child: ChildProcess; pending: Map<number, (m: Part) => void> }
@@ -87,13 +91,21 @@ export class FleetProcesses {
     };
   }
 
-  /** Poll until every device satisfies pred, or throw with the stragglers after timeoutMs. */
-  async waitAll(pred: (d: DeviceSummary) => boolean, timeoutMs: number, pollMs = 200): Promise<DeviceSummary[]> {
+  /**
+   * Poll until every device satisfies pred, or throw with the stragglers after timeoutMs; with `failed`,
+   * throw as soon as a device not there yet satisfies it (it will not get there).
+   */
+  async waitAll(pred: (d: DeviceSummary) => boolean, timeoutMs: number, pollMs = 200, failed?: (d: DeviceSummary) => boolean): Promise<DeviceSummary[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { devices } = await this.summary();
       const pending = devices.filter((d) => !pred(d));
       if (pending.length === 0) return devices;
+      const lost = failed ? pending.filter(failed) : [];
+      if (lost.length > 0) {
+        const reasons = [...new Set(lost.map((d) => d.reason))].join(', ');
+        throw new Error(`${lost.length} of ${devices.length} devices failed (${reasons}); first: ${JSON.stringify(lost[0])}`);
+      }
       if (Date.now() > deadline) throw new Error(`${pending.length} of ${devices.length} devices not there after ${timeoutMs} ms; first: ${JSON.stringify(pending[0])}`);
       await new Promise((r) => setTimeout(r, pollMs));
     }

@@ -36,6 +36,6 @@ export function parseTopic(topic: string): { deviceId: string; kind: TopicKind }
   if (parts.length !== 4 || `${parts[0]}/${parts[1]}` !== TOPIC_ROOT) return null;
   const kind = parts[3] as TopicKind;
   if (!Object.hasOwn(topicSchemas, kind)) return null;
-  if (!ID_PATTERN.test(parts[2])) return null; // DeviceId's own pattern (ids.ts), without a zod parse per message
+  if (!ID_PATTERN.test(parts[2])) return null; // DeviceId's own pattern, without a zod parse per message (issue 13)
   return { deviceId: parts[2], kind };
 }

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { z } from 'zod';
 import { Presence, Status, Telemetry } from '../../shared/messages.ts';
 import { isTelemetry } from '../../shared/fast-telemetry.ts';
+import { isStatus } from '../../shared/fast-status.ts';
 import { parseTopic, topics, type TopicKind } from '../../shared/topics.ts';
 import type { Db } from '../db/database.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
@@ -73,7 +74,7 @@ export class DeviceIngest {
   private static readonly STATUS_DELAY_MS = 2;
 
   private queueStatus(topic: string, payload: Buffer): Promise<void> | void {
-    const status = this.accept('status', topic, payload.toString('utf8'), Status);
+    const status = this.accept('status', topic, payload.toString('utf8'), Status, isStatus);
     if (!status) return;
     return new Promise<void>((done) => {
       this.statusQueue.push({ status, done });
@@ -174,24 +175,30 @@ export class DeviceIngest {
   /** Applied once per (deviceId, seq): a resent outcome changes nothing and reaches no listener. Runs inside the batch's transaction. */
   private applyStatus(s: Status): boolean {
     const now = new Date().toISOString();
-    {
-      this.ensureDevice(s.deviceId, now);
-      const ins = this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now, s.seq ?? null);
-      if (ins.changes === 0) return false;
-      // A device's word about its active model is taken as fact only for a manifest the server assigned
-      // to it, and then with the server's own model id and version; anything else is kept as a claim.
-      const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
-      const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
-      // a multi-model device: every model of its set, each taken as fact only if it was assigned to it
-      const set = assigned && s.activeSet ? s.activeSet.map((m) => {
-        const a = this.sql.assigned.get(s.deviceId, m.manifestSha256) as { model_id: string; version: number } | undefined;
-        return a ? { modelId: a.model_id, version: a.version, manifestSha256: m.manifestSha256 } : { ...m, unverified: true };
-      }) : null;
-      this.sql.status.run(s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
-          assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, set ? JSON.stringify(set) : null,
-          set && s.release ? JSON.stringify(s.release) : null, s.deviceId);
-      return true;
+    const ins = this.sql.event.run(s.deviceId, s.ts, s.state, s.reason ?? null, s.detail ?? null, s.directorSeq ?? null, s.manifestSha256 ?? null, now, s.seq ?? null);
+    if (ins.changes === 0) {
+      this.ensureDevice(s.deviceId, now); // a resend still says the device was heard from
+      return false;
     }
+    // A device's word about its active model is taken as fact only for a manifest the server assigned
+    // to it, and then with the server's own model id and version; anything else is kept as a claim.
+    const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
+    const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
+    // a multi-model device: every model of its set, each taken as fact only if it was assigned to it
+    const set = assigned && s.activeSet ? s.activeSet.map((m) => {
+      const a = this.sql.assigned.get(s.deviceId, m.manifestSha256) as { model_id: string; version: number } | undefined;
+      return a ? { modelId: a.model_id, version: a.version, manifestSha256: m.manifestSha256 } : { ...m, unverified: true };
+    }) : null;
+    const args = [s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
+      assigned ? s.active!.manifestSha256 : null, claim, s.agentVersion, set ? JSON.stringify(set) : null,
+      set && s.release ? JSON.stringify(s.release) : null, now, s.deviceId];
+    // one write for a known device (last_seen set with the status: issue 13, a rollout brings four statuses
+    // per device); a device heard from for the first time gets its row first
+    if (this.sql.status.run(...args).changes === 0) {
+      this.ensureDevice(s.deviceId, now);
+      this.sql.status.run(...args);
+    }
+    return true;
   }
 }
 
@@ -204,7 +211,7 @@ function prepareStatements(db: Db) {
       fresh_until = CASE WHEN ? THEN ? ELSE fresh_until END WHERE device_id = ?`),
     status: db.prepare(`UPDATE devices SET last_state = ?, last_reason = ?, last_detail = ?, last_status_at = ?,
       active_model_id = ?, active_version = ?, active_manifest_sha256 = ?, claimed_active_json = ?, agent_version = ?,
-      active_set_json = ?, active_release_json = ? WHERE device_id = ?`),
+      active_set_json = ?, active_release_json = ?, last_seen = ? WHERE device_id = ?`),
     assigned: db.prepare('SELECT model_id, version FROM device_assignments WHERE device_id = ? AND manifest_sha256 = ? LIMIT 1'),
     event: db.prepare(`INSERT OR IGNORE INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at, seq)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),

@@ -253,7 +253,10 @@ export class RolloutEngine {
       WHERE cd.campaign_id = ? AND cd.wave = ? AND cd.state = 'pending' AND d.active_manifest_sha256 IS NOT NULL AND d.active_manifest_sha256 != ?`)
       .all(c.campaign_id, wave, c.manifest_sha256) as { device_id: string; active: string }[];
     const by = new Map<string, string[]>();
-    for (const r of rows) by.set(r.active, [...(by.get(r.active) ?? []), r.device_id]);
+    for (const r of rows) {
+      const list = by.get(r.active);
+      if (list) list.push(r.device_id); else by.set(r.active, [r.device_id]);
+    }
     return by;
   }
 
@@ -473,7 +476,11 @@ export class RolloutEngine {
     const none: string[] = [];
     for (const t of todo) {
       if (!t.previous_manifest_sha256) none.push(t.device_id);
-      else byPrevious.set(t.previous_manifest_sha256, [...(byPrevious.get(t.previous_manifest_sha256) ?? []), t.device_id]);
+      else {
+        // pushed in place: copying the list per device was quadratic in a 10,000-device revert (issue 13)
+        const list = byPrevious.get(t.previous_manifest_sha256);
+        if (list) list.push(t.device_id); else byPrevious.set(t.previous_manifest_sha256, [t.device_id]);
+      }
     }
     if (none.length) {
       const mark = db.prepare(`UPDATE campaign_devices SET revert_state = 'no_previous' WHERE campaign_id = ? AND device_id = ?`);
@@ -557,7 +564,10 @@ export class RolloutEngine {
 export function spreadByHardware<T extends { device_id: string; hardware: string | null }>(devices: T[], salt: string): T[] {
   const key = (d: T) => createHash('sha256').update(`${salt}:${d.device_id}`).digest('hex');
   const groups = new Map<string, T[]>();
-  for (const d of devices) groups.set(d.hardware ?? '', [...(groups.get(d.hardware ?? '') ?? []), d]);
+  for (const d of devices) {
+    const list = groups.get(d.hardware ?? '');
+    if (list) list.push(d); else groups.set(d.hardware ?? '', [d]);
+  }
   const lists = [...groups.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, list]) => list.map((d) => ({ d, k: key(d) })).sort((a, b) => a.k.localeCompare(b.k)).map((x) => x.d));
   const out: T[] = [];
   for (let i = 0; out.length < devices.length; i++) for (const l of lists) if (i < l.length) out.push(l[i]);

@@ -67,6 +67,20 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
 
   // Artifacts by SHA-256, with HTTP Range so devices resume broken downloads.
   // a device's own secret, or an operator token; a device gets only blobs of manifests the server assigned to it
+  // Content-addressed bytes never change: what is known about a blob (its row, that the file is there, its
+  // size) is looked up once, not once per request of a rollout (issue 13: the prepare and two file system
+  // calls per request were ~4% of a 2,000-device rollout's server CPU). A blob not found is looked up again.
+  const artifactRow = db.prepare<[string]>('SELECT length FROM artifacts WHERE sha256 = ?');
+  const artifactSizes = new Map<string, number>();
+  const artifactSize = (sha256: string): number | null => {
+    const known = artifactSizes.get(sha256);
+    if (known !== undefined) return known;
+    if (!artifactRow.get(sha256) || !blobs.has(sha256)) return null;
+    const size = blobs.size(sha256);
+    if (artifactSizes.size >= 10_000) artifactSizes.clear(); // a bound, not an expected event
+    artifactSizes.set(sha256, size);
+    return size;
+  };
   contractRoute(app, c.getArtifact, async ({ params: { sha256 } }, req, reply) => {
       const p = req.principal;
       if (p?.kind === 'device' && !credentials.mayFetch(p.deviceId, sha256)) {
@@ -76,23 +90,21 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
       if (!p && !credentials.mayFetchAnonymously(sha256)) {
         throw new AppError('FLEET_ERR_FORBIDDEN', `artifact ${sha256} is not assigned to any unenrolled device: send the device's secret`, 403);
       }
-      const known = db.prepare('SELECT length FROM artifacts WHERE sha256 = ?').get(sha256) as { length: number } | undefined;
-      if (!known || !blobs.has(sha256)) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);
-      const size = blobs.size(sha256);
-      reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream').header('etag', `"${sha256}"`);
+      const size = artifactSize(sha256);
+      if (size === null) throw new AppError('FLEET_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256}`, 404);
       const range = parseRange(req.headers.range, size);
       if (range === 'invalid') {
-        reply.header('content-range', `bytes */${size}`);
+        reply.headers({ 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', etag: `"${sha256}"`, 'content-range': `bytes */${size}` });
         throw new AppError('FLEET_ERR_RANGE', `range ${req.headers.range} is not satisfiable for ${size} bytes`, 416);
       }
       const { start, end } = range ?? { start: 0, end: size - 1 };
+      reply.headers({ 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', etag: `"${sha256}"`, 'content-length': end - start + 1 });
       if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${size}`);
-      reply.header('content-length', end - start + 1);
       if (req.method === 'HEAD') return reply.send();
       // Small artifacts are served from memory: ten thousand devices downloading at once must not
       // cost ten thousand open files next to their ten thousand sockets.
       const cached = blobs.cached(sha256);
-      if (cached) return reply.send(cached.subarray(start, end + 1));
+      if (cached) return reply.send(range ? cached.subarray(start, end + 1) : cached);
       const { createReadStream } = await import('node:fs');
       return reply.send(createReadStream(blobs.pathOf(sha256), { start, end }));
   }, { head: true });

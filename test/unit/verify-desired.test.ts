@@ -282,4 +282,32 @@ describe('SignatureCache shared across calls', () => {
       expect(refusalOf(() => verifyDesired(bad, trust(), device, NOW, cache)).reason).toBe('BAD_SIGNATURE');
     }
   });
+  // issue 13: a verified key set or manifest is parsed once per cache; the checks after the parse run every time
+  it('a parsed manifest from the cache is a fresh copy, and the device, time, floor and schema checks still run on it', () => {
+    const cache = new SignatureCache();
+    const msg = build();
+    const first = verifyDesired(msg, trust(), device, NOW, cache);
+    const second = verifyDesired(msg, trust(), device, NOW, cache);
+    expect(second.manifest).toEqual(verifyDesired(msg, trust(), device, NOW).manifest); // same result as without a cache
+    expect(second.manifest).not.toBe(first.manifest);
+    expect(second.keyset).not.toBe(first.keyset);
+    first.manifest.hardwareTargets.push('esp32'); // a caller changing its copy changes nobody else's
+    first.keyset.revoked.length = 0;
+    const third = verifyDesired(msg, trust(), device, NOW, cache);
+    expect(third.manifest.hardwareTargets).toEqual(['rpi4', 'jetson-nano']);
+    expect(third.keyset.revoked).toEqual([revoked.keyId]);
+    // the same cached manifest, judged for another device, another time and another floor
+    expect(refusalOf(() => verifyDesired(msg, trust(), { ...device, hardware: 'esp32' }, NOW, cache)).reason).toBe('WRONG_HARDWARE');
+    expect(refusalOf(() => verifyDesired(msg, trust(), device, NOW + 301 * DAY, cache)).reason).toBe('EXPIRED');
+    expect(refusalOf(() => verifyDesired(msg, trust({ versionFloors: { digits: 8 } }), device, NOW, cache)).reason).toBe('ROLLBACK');
+    expect(refusalOf(() => verifyDesired(msg, trust({ keysetVersion: 6 }), device, NOW, cache)).reason).toBe('KEYSET_ROLLBACK');
+  });
+
+  it('a correctly signed manifest that fails its schema is refused every time (nothing is cached)', () => {
+    const cache = new SignatureCache();
+    const bad = signDocument({ ...manifestDoc(), artifact: { sha256: 'not-a-sha', length: 1234, format: 'onnx' } }, targets);
+    const msg = { keyset: signDocument(keysetDoc(), root), manifest: bad, director: signDocument(desiredDoc(bad), director) };
+    expect(refusalOf(() => verifyDesired(msg, trust(), device, NOW, cache)).reason).toBe('MALFORMED');
+    expect(refusalOf(() => verifyDesired(msg, trust(), device, NOW, cache)).reason).toBe('MALFORMED');
+  });
 });
