@@ -22,7 +22,7 @@ describe('delta builder thread', () => {
     return JSON.parse((JSON.parse(row.desired_json) as DesiredMessage).director.signed) as DesiredState;
   };
 
-  it('a 24 MB pair is made in the thread: the event loop is never held for 2 s (the build alone takes several), and the delta rebuilds the target', async () => {
+  it('a 24 MB pair is made in the thread: the event loop is never held for a third of the time the build takes, and the delta rebuilds the target', async () => {
     const r = seededRandom(7);
     const base = new Uint8Array(24 * 1024 * 1024);
     for (let i = 0; i < base.length; i++) base[i] = (r() * 256) | 0;
@@ -38,9 +38,9 @@ describe('delta builder thread', () => {
     clearInterval(timer);
     expect(offer?.baseSha256).toBe(a.sha256);
     // made in about a microsecond per byte (seconds): the server's loop kept turning meanwhile
-    expect(took).toBeGreaterThan(2000); // else the test proves nothing: a build this short cannot stall the loop for long
+    expect(took).toBeGreaterThan(500); // else the test proves little: a build on the loop would stall it about this long
     expect(ticks).toBeGreaterThan(0);
-    expect(worstGap, `the longest stall while a ${Math.round(took)} ms build ran`).toBeLessThan(2000);
+    expect(worstGap, `the longest stall while a ${Math.round(took)} ms build ran`).toBeLessThan(took / 3);
     const { applyDelta } = await import('../../shared/delta.ts');
     const rebuilt = applyDelta(base, blobs.get(offer!.sha256), { sha256: b.sha256, length: b.length });
     expect(createHash('sha256').update(rebuilt).digest('hex')).toBe(b.sha256);
