@@ -6,36 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { isTelemetry } from '../../shared/fast-telemetry.ts';
 import { Telemetry } from '../../shared/messages.ts';
 import { seededRandom } from '../../server/bundles/golden-vectors.ts';
+import { expectFastAgreesWithZod, jsonPaths, mutateJson, type Json } from '../helpers/json-mutations.ts';
 import { telemetryPayload } from '../../bench/ingest.ts';
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 const WEIRD: Json[] = [null, true, false, 0, -1, 1.5, -0.5, 2 ** 53, 1e308, '', 'x', 'dev/1', '#', '2026-13-01T00:00:00Z', '2026-11-30T10:00:00Z',
   '2026-11-30T10:00:00+01:00', '2026-02-30T10:00:00Z', 'E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855', 'a'.repeat(64), 'a'.repeat(65), [], [1, 2], {}, { kind: 'values' },
   { kind: 'argmax', edges: [], counts: [] }, { kind: 'other', edges: [], counts: [] }, { kind: 'values', edges: [1], counts: [-1] }];
 
-function paths(v: Json, at: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
-  out.push(at);
-  if (Array.isArray(v)) v.forEach((x, i) => paths(x, [...at, i], out));
-  else if (v && typeof v === 'object') for (const k of Object.keys(v)) paths(v[k], [...at, k], out);
-  return out;
-}
-
-function mutate(base: Json, rand: () => number): Json {
-  const v = structuredClone(base) as Json;
-  const all = paths(v).filter((p) => p.length > 0);
-  const path = all[Math.floor(rand() * all.length)];
-  const parent = path.slice(0, -1).reduce<Json>((o, k) => (o as Record<string, Json>)[k as string], v) as Record<string, Json> | Json[];
-  const key = path[path.length - 1];
-  const r = rand();
-  if (r < 0.25 && !Array.isArray(parent)) delete (parent as Record<string, Json>)[key as string];
-  else if (r < 0.35 && !Array.isArray(parent)) (parent as Record<string, Json>)[`extra${Math.floor(rand() * 3)}`] = 1;
-  else if (r < 0.42 && Array.isArray((parent as Record<string, Json>)[key as string])) {
-    const arr = (parent as Record<string, Json[]>)[key as string];
-    (parent as Record<string, Json>)[key as string] = Array.from({ length: 300 }, (_, i) => (arr.length ? arr[i % arr.length] : i));
-  } else (parent as Record<string | number, Json>)[key as string] = WEIRD[Math.floor(rand() * WEIRD.length)];
-  return v;
-}
+const mutate = (base: Json, rand: () => number): Json => mutateJson(base, rand, WEIRD, 300);
 
 /** a window carrying shadow figures (shadow mode, issue 17) */
 function withShadow(deviceId: string, seq: number): Json {
@@ -77,24 +56,15 @@ function partMutations(build: (deviceId: string, seq: number) => Json, parts: st
     expect(isTelemetry(t)).toBe(true);
   }
   const rand = seededRandom(seed);
-  let refusedByZod = 0, acceptedByBoth = 0, fastStricter = 0;
-  for (let i = 0; i < 10_000; i++) {
+  expectFastAgreesWithZod(10_000, (i) => {
     let v = build(`dev-${i % 50}`, i) as Record<string, Json>;
     for (let m = rand() < 0.3 ? 2 : 1; m > 0; m--) {
       const part = parts[Math.floor(rand() * parts.length)];
-      if (rand() < 0.8 && v[part] !== null && typeof v[part] === 'object' && paths(v[part]).length > 1) v[part] = mutate(v[part], rand);
+      if (rand() < 0.8 && v[part] !== null && typeof v[part] === 'object' && jsonPaths(v[part]).length > 1) v[part] = mutate(v[part], rand);
       else v = mutate(v, rand) as Record<string, Json>;
     }
-    const zodOk = Telemetry.safeParse(v).success;
-    const fastOk = isTelemetry(v);
-    if (fastOk) expect(zodOk, JSON.stringify(v)).toBe(true);
-    if (!zodOk) refusedByZod++;
-    else if (fastOk) acceptedByBoth++;
-    else fastStricter++;
-  }
-  expect(refusedByZod).toBeGreaterThan(5000);
-  expect(acceptedByBoth).toBeGreaterThan(300);
-  expect(fastStricter).toBe(0);
+    return v;
+  }, (v) => Telemetry.safeParse(v).success, isTelemetry);
 }
 
 describe('fast telemetry check', () => {
@@ -110,22 +80,10 @@ describe('fast telemetry check', () => {
 
   it('never accepts a mutated window that zod refuses (10,000 seeded mutations)', () => {
     const rand = seededRandom(20261130);
-    let refusedByZod = 0, acceptedByBoth = 0, fastStricter = 0;
-    for (let i = 0; i < 10_000; i++) {
-      const base = JSON.parse(telemetryPayload(`dev-${i % 50}`, i).toString()) as Json;
-      let v = mutate(base, rand);
-      if (rand() < 0.3) v = mutate(v, rand);
-      const zodOk = Telemetry.safeParse(v).success;
-      const fastOk = isTelemetry(v);
-      if (fastOk) expect(zodOk, JSON.stringify(v)).toBe(true);
-      if (!zodOk) refusedByZod++;
-      else if (fastOk) acceptedByBoth++;
-      else fastStricter++;
-    }
-    // the mutations reach both sides: most are refused, some are still valid (and then the fast check agrees)
-    expect(refusedByZod).toBeGreaterThan(5000);
-    expect(acceptedByBoth).toBeGreaterThan(300);
-    expect(fastStricter).toBe(0);
+    expectFastAgreesWithZod(10_000, (i) => {
+      const v = mutate(JSON.parse(telemetryPayload(`dev-${i % 50}`, i).toString()) as Json, rand);
+      return rand() < 0.3 ? mutate(v, rand) : v;
+    }, (v) => Telemetry.safeParse(v).success, isTelemetry);
   });
 
   it('shadow figures: accepts every valid window with them, never a mutated one zod refuses (10,000 seeded mutations)', () => {
