@@ -57,7 +57,7 @@ describe('npm run sim on an external broker', () => {
     const o = await runScenario(small('mosquitto', 20));
     expect(o.broker.mode).toBe('mosquitto');
     expect(o.broker.rssMB.mosquitto).toBeGreaterThan(0);
-    expect(o.check, JSON.stringify(o.check)).toEqual({ ok: true, misses: [] });
+    expect(o.check, JSON.stringify({ check: o.check, failures: o.campaign.failures, reasons: o.campaignReasons, byReason: o.byReason })).toEqual({ ok: true, misses: [] });
     expect(o.campaign.status).toBe('completed');
     expect(o.devicesOn).toEqual({ candidate: 20, baseline: 0, other: 0, none: 0 });
     expect(o.devicesTouched).toBe(20);
@@ -68,7 +68,7 @@ describe('npm run sim on an external broker', () => {
     expect(o.broker.mode).toBe('nats');
     expect(o.broker.nodes).toBe(3);
     expect(Object.keys(o.broker.rssMB)).toEqual(['n1', 'n2', 'n3']);
-    expect(o.check, JSON.stringify(o.check)).toEqual({ ok: true, misses: [] });
+    expect(o.check, JSON.stringify({ check: o.check, failures: o.campaign.failures, reasons: o.campaignReasons, byReason: o.byReason })).toEqual({ ok: true, misses: [] });
     expect(o.campaign.status).toBe('completed');
     expect(o.devicesOn).toEqual({ candidate: 12, baseline: 0, other: 0, none: 0 });
     expect(o.devicesTouched).toBe(12);
