@@ -20,7 +20,7 @@ export function fleetCommands(program: Command, run: Run): void {
   program.command('models').description('list models and their latest versions')
     .action((_o: unknown, cmd: Command) => run(cmd, async (ctx) => {
       const body = await ctx.api.call(bundlesContract.listModels);
-      emit(ctx.io, body, () => (body.models.length ? table([['MODEL', 'LATEST', 'BUNDLES', 'CREATED'], ...body.models.map((m) => [m.modelId, m.latestVersion, m.bundles, m.createdAt])]) : ['no models']));
+      emit(ctx.io, body, () => (body.models.length ? table([['MODEL', 'LATEST', 'BUNDLES', 'DEVICES', 'CREATED'], ...body.models.map((m) => [m.modelId, m.latestVersion, m.bundles, m.devices, m.createdAt])]) : ['no models']));
     }));
 
   const bundles = program.command('bundles').description('list bundles, or export one for offline inspect/verify');

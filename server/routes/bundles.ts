@@ -46,7 +46,13 @@ export async function bundleRoutes(app: FastifyInstance): Promise<void> {
     const rows = db.prepare(`SELECT m.model_id, m.latest_version, m.created_at, COUNT(b.manifest_sha256) AS bundles
       FROM models m LEFT JOIN bundles b ON b.model_id = m.model_id GROUP BY m.model_id ORDER BY m.model_id`).all() as
       { model_id: string; latest_version: number; created_at: string; bundles: number }[];
-    return { models: rows.map((r) => ({ modelId: r.model_id, latestVersion: r.latest_version, bundles: r.bundles, createdAt: r.created_at })) };
+    // [#19] devices running each model: a single-model device's active model, or every verified model of its set
+    const running = new Map((db.prepare(`WITH running AS (
+        SELECT device_id, active_model_id AS model_id FROM devices WHERE active_set_json IS NULL AND active_model_id IS NOT NULL
+        UNION SELECT d.device_id, json_extract(j.value, '$.modelId') FROM devices d, json_each(d.active_set_json) j
+          WHERE d.active_set_json IS NOT NULL AND json_extract(j.value, '$.unverified') IS NULL)
+      SELECT model_id, COUNT(DISTINCT device_id) AS n FROM running GROUP BY model_id`).all() as { model_id: string; n: number }[]).map((r) => [r.model_id, r.n]));
+    return { models: rows.map((r) => ({ modelId: r.model_id, latestVersion: r.latest_version, bundles: r.bundles, createdAt: r.created_at, devices: running.get(r.model_id) ?? 0 })) };
   });
 
   contractRoute(app, c.listModelBundles, async ({ params: { modelId } }) => {

@@ -25,7 +25,10 @@ export const BundleCreated = z.object({
   report: z.looseObject({ floatBytes: z.number(), artifactBytes: z.number(), shippedFloat: z.boolean() }).meta({ description: 'quantization, gate figures, health-check vectors' }),
 });
 export const Upload = z.object({ sha256: z.string(), length: z.number().int(), info: Json });
-export const ModelView = z.object({ modelId: z.string(), latestVersion: z.number().int(), bundles: z.number().int(), createdAt: Time }).meta({ id: 'Model' });
+export const ModelView = z.object({
+  modelId: z.string(), latestVersion: z.number().int(), bundles: z.number().int(), createdAt: Time,
+  devices: z.number().int().meta({ description: 'devices running a version of this model, alone or as one model of a set (issue 19), as the server verified it (claims of models it did not assign are not counted)' }),
+}).meta({ id: 'Model' });
 
 const tags = ['bundles'];
 export const bundlesContract = {

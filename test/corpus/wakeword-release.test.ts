@@ -123,6 +123,9 @@ describe('a real three-model keyword pipeline as a release', () => {
     const dev = await view();
     expect(dev.models.map((m) => m.modelId)).toEqual(['oww-mel', 'oww-emb', 'oww-kws']);
     expect(dev.release).toEqual({ name: 'wakeword', version: 1 });
+    // the model view counts each model of the set on both devices
+    const models = (await server.app.inject({ method: 'GET', url: '/v1/models' })).json() as { models: { modelId: string; devices: number }[] };
+    expect(models.models.map((m) => [m.modelId, m.devices])).toEqual([['oww-emb', 2], ['oww-kws', 2], ['oww-mel', 2]]);
     // the local endpoint runs the chain in one call
     const http = await startLocalHttp(agents[0], 0);
     try {
