@@ -12,6 +12,7 @@ import { Chain, TensorJson } from '../../shared/messages.ts';
 import { releasesContract, type ReleaseView } from '../../shared/api/releases.ts';
 import { SampleSet } from '../../shared/samples.ts';
 import { CliError } from '../api-client.ts';
+import { parseWith, readJson } from '../json-file.ts';
 import type { Ctx } from '../context.ts';
 import { emit, table } from '../output.ts';
 
@@ -40,18 +41,6 @@ export const ReleaseFile = z.object({
   }).strict().optional(),
 }).strict();
 export type ReleaseFile = z.infer<typeof ReleaseFile>;
-
-function readJson(what: string, path: string): unknown {
-  if (!existsSync(path)) throw new CliError(`no ${what} file ${path}`, 'FLEETCTL_ERR_USAGE');
-  try { return JSON.parse(readFileSync(path, 'utf8')); } catch (err) { throw new CliError(`${what} ${path} is not JSON: ${(err as Error).message}`, 'FLEETCTL_ERR_USAGE'); }
-}
-
-function parseWith<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const i = r.error.issues[0];
-  throw new CliError(`${what}: ${i.path.map(String).join('.') || '(root)'}: ${i.message}`, 'FLEETCTL_ERR_USAGE');
-}
 
 export function releaseLines(r: ReleaseView): string[] {
   return [

@@ -1,11 +1,10 @@
 // fleetctl tag-policies list | set <tag> <policy.json> | delete <tag> (issue 18): maintenance windows and
 // download conditions for the devices that carry a tag (docs/agent.md "Windows and conditions"). Every
 // assignment to such a device is signed with the policy unless its campaign names one.
-import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { tagPoliciesContract, type TagPolicyView } from '../../shared/api/tag-policies.ts';
 import { UpdatePolicy } from '../../shared/update-policy.ts';
-import { CliError } from '../api-client.ts';
+import { parseWith, readJson } from '../json-file.ts';
 import type { Ctx } from '../context.ts';
 import { emit, table } from '../output.ts';
 
@@ -39,15 +38,8 @@ export function tagPolicyCommands(program: Command, run: Run): void {
   tp.command('set').description('set the policy of a tag from a JSON file (docs/agent.md "Windows and conditions")')
     .argument('<tag>').argument('<policy.json>')
     .action((tag: string, file: string, _raw: unknown, cmd: Command) => run(cmd, async (ctx) => {
-      if (!existsSync(file)) throw new CliError(`no policy file ${file}`, 'FLEETCTL_ERR_USAGE');
-      let json: unknown;
-      try { json = JSON.parse(readFileSync(file, 'utf8')); } catch (err) { throw new CliError(`policy ${file} is not JSON: ${(err as Error).message}`, 'FLEETCTL_ERR_USAGE'); }
-      const parsed = UpdatePolicy.safeParse(json);
-      if (!parsed.success) {
-        const i = parsed.error.issues[0];
-        throw new CliError(`${file}: ${i.path.map(String).join('.') || '(root)'}: ${i.message}`, 'FLEETCTL_ERR_USAGE');
-      }
-      const r = await ctx.api.call(tagPoliciesContract.putTagPolicy, { params: { tag }, body: parsed.data });
+      const policy = parseWith(UpdatePolicy, readJson('policy', file), file);
+      const r = await ctx.api.call(tagPoliciesContract.putTagPolicy, { params: { tag }, body: policy });
       emit(ctx.io, r, () => [`tag ${r.tag}: ${policyLines(r).join('; ')}`]);
     }));
 
