@@ -32,6 +32,8 @@ export interface GateFigures {
   evidence?: DeviceEvidence[];
   /** [#19] a release campaign: each model's own figures (per-model telemetry), every one judged by the same limits */
   models?: ModelGateFigures[];
+  /** [#19] a release campaign: each changed model's per-device windows, for the sequential test per model (absent: not read) */
+  modelEvidence?: { modelId: string; evidence: DeviceEvidence[] }[];
 }
 
 /** [#19] one model of a release: its calls on the devices of the waves so far, and its latency against the model it replaced */
@@ -152,11 +154,31 @@ export function nextStep(c: DecideInput): Step {
   return { kind: 'judge' };
 }
 
-/** The sequential test's verdict for this wave, or null when it is off or the engine did not read the evidence. */
+/** How a decision of one model weighs against another's: any halt halts, any wait waits, then unavailable. */
+const DECISION_RANK: Record<SequentialVerdict['decision'], number> = { halt: 3, wait: 2, unavailable: 1, advance: 0 };
+
+/**
+ * The sequential test's verdict for this wave, or null when it is off or the engine did not read the evidence.
+ * [#19] A release campaign runs the test on the device-wide telemetry (the primary's windows) and on each
+ * changed model's own windows: it halts when any of them shows its model worse (the verdict names the
+ * model), waits while any is undecided, and advances only when every one is non-inferior. The verdict
+ * carries each model's own (`models`).
+ */
 export function sequentialFor(c: DecideInput, f: GateFigures): SequentialVerdict | null {
   const s = c.gates.sequential;
   if (!s.enabled || !f.evidence) return null;
-  return sequentialVerdict(f.evidence, { ...s, minLatencyDeltaMs: c.gates.minLatencyDeltaMs }, c.wave);
+  const settings = { ...s, minLatencyDeltaMs: c.gates.minLatencyDeltaMs };
+  const device = sequentialVerdict(f.evidence, settings, c.wave);
+  if (!f.modelEvidence?.length) return device;
+  const models = f.modelEvidence.map((m) => {
+    const v = sequentialVerdict(m.evidence, settings, c.wave);
+    return { ...v, modelId: m.modelId, reason: `model ${m.modelId}: ${v.reason}` };
+  });
+  // the first model at the most severe decision decides (the device-wide figures first on a tie)
+  let worst: SequentialVerdict & { modelId?: string } = device;
+  for (const m of models) if (DECISION_RANK[m.decision] > DECISION_RANK[worst.decision]) worst = m;
+  const { modelId, ...decided } = worst as SequentialVerdict & { modelId?: string };
+  return { ...decided, ...(modelId ? { model: modelId } : {}), models: models.map(({ modelId: id, decision, reason, devices, latency, errors }) => ({ modelId: id, decision, reason, devices, latency, errors })) };
 }
 
 /** The longest a wave waits for the sequential test, in seconds. */
@@ -166,7 +188,9 @@ export function soakMaxSeconds(spec: WaveSpec, g: GateConfig): number {
 
 function seqHalt(c: DecideInput, f: GateFigures, seq: SequentialVerdict): Step {
   const verdict = judgeGate(c.progress, f, c.gates);
-  return { kind: 'halt', verdict: { ...verdict, passed: false, failures: [seq.reason, ...verdict.failures], sequential: seq } };
+  // [#19] the model the test showed worse is named with those the fixed limits failed
+  const failedModels = [...new Set([...(seq.model ? [seq.model] : []), ...(verdict.failedModels ?? [])])];
+  return { kind: 'halt', verdict: { ...verdict, passed: false, failures: [seq.reason, ...verdict.failures], sequential: seq, ...(failedModels.length ? { failedModels } : {}) } };
 }
 
 function pass(c: DecideInput, verdict: Verdict): Step {

@@ -18,7 +18,7 @@ import { campaignDeviceStep } from './device-report.ts';
 import { allowedActions } from './campaign-actions.ts';
 import type { CampaignAction } from '../../shared/api/campaigns.ts';
 import { decideEarly, decideWithFigures, nextStep, sequentialFor, waveBoundaries, type Step } from './decide.ts';
-import { deviceEvidence, gateFigures, modelGateFigures } from './gate-figures.ts';
+import { deviceEvidence, gateFigures, modelEvidence, modelGateFigures } from './gate-figures.ts';
 import type { SequentialVerdict } from './sequential.ts';
 import { judgeShadow, shadowGateFigures, shadowRefusals } from './shadow-gate.ts';
 import type { ShadowWave } from './campaign-config.ts';
@@ -201,6 +201,8 @@ export class RolloutEngine {
       const f = figuresWithout();
       const seq = config.gates.sequential;
       if (seq.enabled) f.evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, seq.windowsPerDevice);
+      // [#19] a release: the sequential test on each changed model's own windows as well
+      if (seq.enabled && release) f.modelEvidence = modelEvidence(db, id, c.current_wave, release, seq.windowsPerDevice);
       return f;
     };
     let step: Step = nextStep(input);
@@ -217,9 +219,10 @@ export class RolloutEngine {
       // the paired evidence first, the full figures (histograms for drift) only when the test has decided
       this.earlyCheck.set(id, now);
       const evidence = deviceEvidence(db, id, c.current_wave, c.manifest_sha256, config.gates.sequential.windowsPerDevice);
-      const seq = sequentialFor(input, { reporting: 0, inferences: 0, errors: 0, latency: null, drift: [], evidence });
+      const perModel = release ? { modelEvidence: modelEvidence(db, id, c.current_wave, release, config.gates.sequential.windowsPerDevice) } : {}; // [#19]
+      const seq = sequentialFor(input, { reporting: 0, inferences: 0, errors: 0, latency: null, drift: [], evidence, ...perModel });
       if (seq) this.statistics.set(id, seq);
-      if (seq && (seq.decision === 'halt' || seq.decision === 'advance')) step = decideEarly(input, { ...figuresWithout(), evidence }) ?? step;
+      if (seq && (seq.decision === 'halt' || seq.decision === 'advance')) step = decideEarly(input, { ...figuresWithout(), evidence, ...perModel }) ?? step;
     }
     if (step.kind === 'hold') { this.holdReasons.set(id, step.why); return; }
     if (step.kind === 'judge') return; // decideWithFigures never answers 'judge'

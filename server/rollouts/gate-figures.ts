@@ -76,18 +76,7 @@ export function deviceEvidence(db: Db, campaignId: string, wave: number, manifes
         AND (t.manifest_sha256 = ? OR t.manifest_sha256 = cd.previous_manifest_sha256) AND t.count > 0)
     WHERE rn <= ? + (CASE WHEN cand THEN ? ELSE 0 END) ORDER BY device_id, seq`).all(manifestSha256, manifestSha256, campaignId, wave, manifestSha256, windows, CANDIDATE_WINDOWS_SKIPPED) as
     { device_id: string; wave: number; cand: number; count: number; errors: number; p95: number | null; received_at: string }[];
-  const byDevice = new Map<string, DeviceEvidence & { completeAt: string }>();
-  for (const r of rows) {
-    let e = byDevice.get(r.device_id);
-    if (!e) byDevice.set(r.device_id, e = { deviceId: r.device_id, wave: r.wave, previous: [], candidate: [], completeAt: '~' });
-    const w = { count: r.count, errors: r.errors, p95: r.p95 ?? NaN };
-    if (r.cand) {
-      e.candidate.push(w);
-      if (e.candidate.length === windows + CANDIDATE_WINDOWS_SKIPPED) e.completeAt = r.received_at;
-    } else e.previous.push(w);
-  }
-  return [...byDevice.values()].sort((a, b) => a.completeAt.localeCompare(b.completeAt) || a.deviceId.localeCompare(b.deviceId))
-    .map(({ completeAt: _c, ...e }) => e);
+  return toEvidence(rows, windows);
 }
 
 /**
@@ -113,4 +102,44 @@ export function modelGateFigures(db: Db, campaignId: string, wave: number, relea
       : null;
     return { modelId: m.modelId, inferences: rows.reduce((a, r) => a + r.count, 0), errors: rows.reduce((a, r) => a + r.errors, 0), latency };
   });
+}
+
+/**
+ * [#19] The sequential test's evidence for each model of a release, from per-model telemetry
+ * (telemetry_models), as deviceEvidence reads it for the primary: per device, its first 1 + `windows`
+ * windows with calls on the release's manifest of the model and its last `windows` on the same model's
+ * manifest in the set it ran before (previous_set_json). Models the release keeps unchanged (their
+ * manifest was already in the device's previous set) are not judged: there is nothing to compare.
+ */
+export function modelEvidence(db: Db, campaignId: string, wave: number, release: CampaignRelease, windows: number): { modelId: string; evidence: DeviceEvidence[] }[] {
+  const q = db.prepare(`SELECT device_id, wave, cand, count, errors, p95, received_at FROM (
+      SELECT cd.device_id, cd.wave, (tm.manifest_sha256 = ?) AS cand, tm.count, tm.errors, tm.p95, tm.received_at, tm.seq,
+        ROW_NUMBER() OVER (PARTITION BY cd.device_id, tm.manifest_sha256 ORDER BY CASE WHEN tm.manifest_sha256 = ? THEN tm.seq ELSE -tm.seq END) AS rn
+      FROM campaign_devices cd JOIN telemetry_models tm ON tm.device_id = cd.device_id AND tm.model_id = ?
+      WHERE cd.campaign_id = ? AND cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND cd.previous_set_json IS NOT NULL
+        AND ? NOT IN (SELECT value FROM json_each(cd.previous_set_json, '$.models'))
+        AND (tm.manifest_sha256 = ? OR tm.manifest_sha256 IN (SELECT value FROM json_each(cd.previous_set_json, '$.models'))) AND tm.count > 0)
+    WHERE rn <= ? + (CASE WHEN cand THEN ? ELSE 0 END) ORDER BY device_id, seq`);
+  return release.models.map((m) => {
+    const rows = q.all(m.manifestSha256, m.manifestSha256, m.modelId, campaignId, wave, m.manifestSha256, m.manifestSha256, windows, CANDIDATE_WINDOWS_SKIPPED) as
+      { device_id: string; wave: number; cand: number; count: number; errors: number; p95: number | null; received_at: number }[];
+    return { modelId: m.modelId, evidence: toEvidence(rows, windows) };
+  });
+}
+
+/** Rows of (device, candidate or previous window) in seq order to evidence, ordered by when each device's K-th candidate window arrived. */
+function toEvidence(rows: { device_id: string; wave: number; cand: number; count: number; errors: number; p95: number | null; received_at: number | string }[], windows: number): DeviceEvidence[] {
+  const byDevice = new Map<string, DeviceEvidence & { completeAt: string }>();
+  for (const r of rows) {
+    let e = byDevice.get(r.device_id);
+    if (!e) byDevice.set(r.device_id, e = { deviceId: r.device_id, wave: r.wave, previous: [], candidate: [], completeAt: '~' });
+    const w = { count: r.count, errors: r.errors, p95: r.p95 ?? NaN };
+    if (r.cand) {
+      e.candidate.push(w);
+      // epoch ms (telemetry_models) padded so that it sorts as text, like telemetry's ISO times
+      if (e.candidate.length === windows + CANDIDATE_WINDOWS_SKIPPED) e.completeAt = typeof r.received_at === 'number' ? String(r.received_at).padStart(16, '0') : r.received_at;
+    } else e.previous.push(w);
+  }
+  return [...byDevice.values()].sort((a, b) => a.completeAt.localeCompare(b.completeAt) || a.deviceId.localeCompare(b.deviceId))
+    .map(({ completeAt: _c, ...e }) => e);
 }

@@ -93,6 +93,10 @@ export interface SequentialVerdict {
   errors: MetricEvidence;
   alpha: number;
   beta: number;
+  /** [#19] a release campaign: the model whose own test decided this verdict (absent: the device-wide figures did) */
+  model?: string;
+  /** [#19] a release campaign: each changed model's own test */
+  models?: { modelId: string; decision: SequentialDecision; reason: string; devices: SequentialVerdict['devices']; latency: MetricEvidence; errors: MetricEvidence }[];
 }
 
 export type SequentialSettings = Pick<SequentialConfig, 'alpha' | 'beta' | 'latencyMargin' | 'errorMarginPoints' | 'latencyHaltRatio' | 'errorHaltPoints' | 'minDevices' | 'windowsPerDevice'> & { minLatencyDeltaMs: number };
