@@ -163,6 +163,32 @@ describe('decide.ts with the sequential test', () => {
     expect(decideEarly(input({}, 1000, GateConfig.parse({ sequential: { enabled: false } })), figures(fleet(40, 3)))).toBeNull();
   });
 
+  it('[#19] a release: each model judged on its own windows; any model worse halts naming it, advance needs every one non-inferior', () => {
+    const withModels = (evidence: DeviceEvidence[], models: Record<string, DeviceEvidence[]>): GateFigures =>
+      ({ ...figures(evidence), modelEvidence: Object.entries(models).map(([modelId, ev]) => ({ modelId, evidence: ev })) });
+    // the device-wide figures fine, emb 3x: halted, emb named first and in failedModels
+    const halt = decideWithFigures(input(), withModels(fleet(40, 1), { mel: fleet(40, 1), emb: fleet(40, 3), kws: fleet(40, 1) }));
+    expect(halt.kind).toBe('halt');
+    if (halt.kind !== 'halt') return;
+    expect(halt.verdict.failures[0]).toMatch(/^model emb: sequential test: latency shown worse on 40 devices/);
+    expect(halt.verdict.failedModels).toEqual(['emb']);
+    expect([halt.verdict.sequential?.decision, halt.verdict.sequential?.model]).toEqual(['halt', 'emb']);
+    expect(halt.verdict.sequential?.models?.map((m) => [m.modelId, m.decision])).toEqual([['mel', 'advance'], ['emb', 'halt'], ['kws', 'advance']]);
+    // worse device-wide and on kws: the device-wide figures decide (no model named), kws still halts on its own
+    const both = decideWithFigures(input(), withModels(fleet(40, 3), { kws: fleet(40, 3) }));
+    expect(both.kind === 'halt' && [both.verdict.failures[0].slice(0, 35), both.verdict.sequential?.model]).toEqual(['sequential test: latency shown wors', undefined]);
+    // every model fine: advances early on the test; one model undecided (a few devices call it): waits
+    expect(decideEarly(input({}, 1000), withModels(fleet(40, 1), { mel: fleet(40, 1), emb: fleet(40, 1) }))?.kind).toBe('advance');
+    const waiting = withModels(fleet(40, 1), { mel: fleet(40, 1), emb: fleet(5, 1.05) });
+    expect(decideEarly(input({}, 1000), waiting)).toBeNull();
+    const held = decideWithFigures(input({}, 30_000, GateConfig.parse({ sequential: { soakMaxSeconds: 300 } })), waiting);
+    expect(held.kind === 'hold' && held.why).toMatch(/^wave 1: model emb: sequential test undecided on 5 devices/);
+    // without per-model evidence (a campaign of one bundle) nothing changes
+    const single = decideWithFigures(input(), figures(fleet(40, 1)));
+    expect(single.kind).toBe('advance');
+    if (single.kind === 'advance') expect(single.verdict.sequential?.models).toBeUndefined();
+  });
+
   it('a config without the sequential block parses with the test on; bad settings are refused with their path', () => {
     expect(GateConfig.parse({}).sequential).toMatchObject({ enabled: true, alpha: 0.05, beta: 0.05, latencyMargin: 1.2, errorMarginPoints: 1, latencyHaltRatio: 1.1, errorHaltPoints: 0.5, minDevices: 5, windowsPerDevice: 3, soakMaxSeconds: null, atSoakMax: 'guardrails' });
     const bad = GateConfig.safeParse({ sequential: { alpha: 0.9 } });
