@@ -359,13 +359,13 @@ export class FleetAgent extends EventEmitter {
     checkFeeds(feeds, u.manifest.io.inputs);
     u.inflight++;
     const t0 = performance.now();
-    // drift histograms are the primary model's (its baseline): other models count in latency and errors only
+    // the window's drift histograms are the primary model's (its baseline); [#19] each model of a set has its own in its per-model figures
     const primary = u === c.units[0];
     try {
       const out = await u.model.run(feeds);
       const ms = deviceMsOf(out) ?? performance.now() - t0;
       this.window.record(ms, true, primary ? feeds : undefined, primary ? out : undefined);
-      if (c.units.length > 1) this.window.recordModel(u.record, ms, true); // [#19] per-model telemetry hook
+      if (c.units.length > 1) this.window.recordModel(u.record, ms, true, feeds, out, u.manifest.driftBaseline); // [#19] per-model telemetry hook (with the model's own drift histograms)
       if (this.probation) this.probe(c, ms, true);
       // shadow hook: maybe queue this input for the candidate (no await); a shadow candidate is for the primary model
       if (primary) this.shadow.offer(feeds, out, ms);

@@ -25,9 +25,8 @@ export class TelemetryWindow {
 
   /** Bin by this baseline from now on (a new model: its histograms start empty). */
   setBaseline(baseline: Baseline | undefined): void {
-    const bins = (hs: Record<string, Histogram>) => Object.entries(hs).map(([name, h]) => ({ name, kind: h.kind, edges: [...h.edges], counts: emptyCounts(h) }));
-    this.inputs = baseline ? bins(baseline.inputs) : [];
-    this.outputs = baseline ? bins(baseline.outputs) : [];
+    this.inputs = baseline ? binsOf(baseline.inputs) : [];
+    this.outputs = baseline ? binsOf(baseline.outputs) : [];
   }
 
   record(ms: number, ok: boolean, feeds?: Feeds, outputs?: Outputs): void {
@@ -52,17 +51,36 @@ export class TelemetryWindow {
 
   // [#19] per-model and per-chain figures, for a device running several models (absent otherwise, so a
   // single-model window is unchanged)
-  private models = new Map<string, { model: ActiveModel; calls: Calls }>();
+  private models = new Map<string, { model: ActiveModel; calls: Calls; inputs: Bins[]; outputs: Bins[]; phase: number }>();
   private chain: Calls | null = null;
 
-  /** One call of one model of a set (the call also counts in record()). */
-  recordModel(model: ActiveModel, ms: number, ok: boolean): void {
+  /**
+   * One call of one model of a set (the call also counts in record()). With the model's drift baseline,
+   * its inputs and outputs are binned by it too (the drift gate per model of a release campaign).
+   */
+  recordModel(model: ActiveModel, ms: number, ok: boolean, feeds?: Feeds, outputs?: Outputs, baseline?: Baseline): void {
     let m = this.models.get(model.modelId);
     if (!m || m.model.manifestSha256 !== model.manifestSha256) {
       // a new set switched in mid-window: the model's figures are of the manifest it runs now
-      this.models.set(model.modelId, m = { model: { modelId: model.modelId, version: model.version, manifestSha256: model.manifestSha256 }, calls: new Calls() });
+      this.models.set(model.modelId, m = {
+        model: { modelId: model.modelId, version: model.version, manifestSha256: model.manifestSha256 }, calls: new Calls(),
+        inputs: baseline ? binsOf(baseline.inputs) : [], outputs: baseline ? binsOf(baseline.outputs) : [], phase: 0,
+      });
     }
     m.calls.add(ms, ok);
+    if (feeds && m.inputs.length) {
+      m.phase++;
+      for (const b of m.inputs) {
+        const t = feeds[b.name];
+        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, m.phase);
+      }
+    }
+    if (outputs) {
+      for (const b of m.outputs) {
+        const t = outputs[b.name];
+        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, m.phase);
+      }
+    }
   }
 
   /** One inferChain call, end to end. */
@@ -85,7 +103,11 @@ export class TelemetryWindow {
       ...(this.outputs.length ? { outputHistograms: take(this.outputs) } : {}),
     };
     if (this.models.size) {
-      t.models = Object.fromEntries([...this.models].map(([id, m]) => [id, { version: m.model.version, manifestSha256: m.model.manifestSha256, ...m.calls.figures() }]));
+      t.models = Object.fromEntries([...this.models].map(([id, m]) => [id, {
+        version: m.model.version, manifestSha256: m.model.manifestSha256, ...m.calls.figures(),
+        ...(m.inputs.length ? { inputHistograms: take(m.inputs) } : {}),
+        ...(m.outputs.length ? { outputHistograms: take(m.outputs) } : {}),
+      }]));
       this.models = new Map();
     }
     if (this.chain) {
@@ -97,6 +119,10 @@ export class TelemetryWindow {
     this.start = end;
     return t;
   }
+}
+
+function binsOf(hs: Record<string, Histogram>): Bins[] {
+  return Object.entries(hs).map(([name, h]) => ({ name, kind: h.kind, edges: [...h.edges], counts: emptyCounts(h) }));
 }
 
 function addTo(b: Bins, data: ArrayLike<number>, dims: readonly number[], phase: number): void {

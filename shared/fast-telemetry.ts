@@ -71,10 +71,19 @@ function shadow(x: unknown): boolean {
   return true;
 }
 
-/** [#19] CallFigures (messages.ts): one model's or the chain's count, errors and latency; `model` adds version and manifestSha256 */
+const MODEL_KEYS = new Set(['count', 'errors', 'latencyMs', 'version', 'manifestSha256', 'inputHistograms', 'outputHistograms']);
+
+/** [#19] CallFigures (messages.ts): one model's or the chain's count, errors and latency; `model` adds version, manifestSha256 and histograms */
 function callFigures(x: unknown, model: boolean): boolean {
-  if (!isPlain(x) || !onlyKeys(x, model ? ['count', 'errors', 'latencyMs', 'version', 'manifestSha256'] : ['count', 'errors', 'latencyMs'])) return false;
+  if (!isPlain(x)) return false;
+  if (model) {
+    // the histograms are optional: every key known, every required one there
+    for (const k of Object.keys(x)) if (!MODEL_KEYS.has(k)) return false;
+    for (const k of ['count', 'errors', 'latencyMs', 'version', 'manifestSha256']) if (!Object.prototype.hasOwnProperty.call(x, k)) return false;
+  } else if (!onlyKeys(x, ['count', 'errors', 'latencyMs'])) return false;
   if (!count(x.count) || !count(x.errors)) return false;
+  if ('inputHistograms' in x && !histograms(x.inputHistograms)) return false;
+  if ('outputHistograms' in x && !histograms(x.outputHistograms)) return false;
   if (model && (typeof x.version !== 'number' || !Number.isSafeInteger(x.version) || x.version <= 0 || typeof x.manifestSha256 !== 'string' || !SHA256_HEX_PATTERN.test(x.manifestSha256))) return false;
   const l = x.latencyMs;
   return isPlain(l) && onlyKeys(l, ['p50', 'p95', 'p99', 'max']) && finite(l.p50) && finite(l.p95) && finite(l.p99) && finite(l.max);

@@ -299,8 +299,16 @@ export const CallFigures = z.object({
   latencyMs: z.object({ p50: z.number(), p95: z.number(), p99: z.number(), max: z.number() }).strict(),
 }).strict();
 export type CallFigures = z.infer<typeof CallFigures>;
-/** [#19] One model of a set's figures: which manifest it ran, and its calls */
-export const ModelFigures = CallFigures.extend({ version: z.number().int().positive(), manifestSha256: Sha256Hex }).strict();
+/**
+ * [#19] One model of a set's figures: which manifest it ran, and its calls; and (optional, from agents
+ * that bin them) its inputs' and outputs' histograms over the bins of that manifest's drift baseline,
+ * for the drift gate per model
+ */
+export const ModelFigures = CallFigures.extend({
+  version: z.number().int().positive(), manifestSha256: Sha256Hex,
+  inputHistograms: z.record(z.string(), Histogram).optional(),
+  outputHistograms: z.record(z.string(), Histogram).optional(),
+}).strict();
 export type ModelFigures = z.infer<typeof ModelFigures>;
 
 export const Telemetry = z.object({

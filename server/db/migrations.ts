@@ -380,4 +380,14 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX telemetry_models_manifest ON telemetry_models(manifest_sha256, device_id);
     `,
   },
+  {
+    version: 12,
+    name: 'model-telemetry-histograms',
+    sql: `
+      -- The drift gate per model of a release (issue 19): each model's input and output histograms of a
+      -- window over the bins of its manifest's drift baseline ({inputs, outputs}, as telemetry.histograms_json),
+      -- NULL when the agent sent none (older agents, models without a baseline, the chain's row).
+      ALTER TABLE telemetry_models ADD COLUMN histograms_json TEXT;
+    `,
+  },
 ];

@@ -42,6 +42,8 @@ export interface ModelGateFigures {
   inferences: number;
   errors: number;
   latency: GateFigures['latency'];
+  /** its inputs' and outputs' drift against its own manifest's baseline (absent or empty: none judged) */
+  drift?: GateFigures['drift'];
 }
 
 export interface Verdict {
@@ -90,20 +92,26 @@ export function judgeGate(p: WaveProgress, f: GateFigures, g: GateConfig): Verdi
     figures[`${m.modelId}:inferences`] = m.inferences;
     figures[`${m.modelId}:errors`] = m.errors;
     callLimits(m, g, m.modelId, figures, failures);
+    driftLimits(m.drift ?? [], g, m.modelId, figures, failures, warnings);
     if (failures.length > before) failedModels.push(m.modelId);
   }
+  driftLimits(f.drift, g, '', figures, failures, warnings);
+  return { passed: failures.length === 0, failures, warnings, figures, ...(failedModels.length ? { failedModels } : {}) };
+}
+
+/** The drift limits on one set of histograms: the campaign's (`model` '') or one model's of a release (`model <id>: `, figures `<id>:psi:...`). */
+function driftLimits(drift: GateFigures['drift'], g: GateConfig, model: string, figures: Verdict['figures'], failures: string[], warnings: string[]): void {
   let worst: { name: string; psi: number; level: DriftLevel } | null = null;
-  for (const d of f.drift) {
+  for (const d of drift) {
     const level = driftLevel(d.psi, g.psi);
-    figures[`psi:${d.name}`] = d.psi;
+    figures[model ? `${model}:psi:${d.name}` : `psi:${d.name}`] = d.psi;
     if (!worst || d.psi > worst.psi) worst = { ...d, level };
   }
   if (worst && worst.level !== 'ok') {
-    const line = `drift on ${worst.name}: PSI ${worst.psi.toFixed(3)} (${worst.level}; warn ${g.psi.warn}, alert ${g.psi.alert}, critical ${g.psi.critical})`;
+    const line = `${model ? `model ${model}: ` : ''}drift on ${worst.name}: PSI ${worst.psi.toFixed(3)} (${worst.level}; warn ${g.psi.warn}, alert ${g.psi.alert}, critical ${g.psi.critical})`;
     const halts = g.haltOnDrift !== 'never' && (worst.level === 'critical' || (worst.level === 'alert' && g.haltOnDrift === 'alert'));
     (halts ? failures : warnings).push(line);
   }
-  return { passed: failures.length === 0, failures, warnings, figures, ...(failedModels.length ? { failedModels } : {}) };
 }
 
 /**

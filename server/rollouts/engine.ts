@@ -194,7 +194,7 @@ export class RolloutEngine {
       const { manifest } = this.deps.director.bundleEnvelope(c.manifest_sha256);
       const f = gateFigures(db, id, c.current_wave, manifest as Manifest, c.manifest_sha256, config.gates.minDriftSamples);
       // [#19] a release: every model judged by its own figures as well
-      if (release) f.models = modelGateFigures(db, id, c.current_wave, release);
+      if (release) f.models = modelGateFigures(db, id, c.current_wave, release, (sha) => this.deps.director.bundleEnvelope(sha).manifest.driftBaseline, config.gates.minDriftSamples);
       return f;
     };
     const figures = () => {

@@ -32,33 +32,40 @@ export function gateFigures(db: Db, campaignId: string, wave: number, manifest: 
     ? { newP95: median(newLatency.map((r) => r.p95)), oldP95: median(oldRows.map((r) => r.p95)), newP99: median(newLatency.map((r) => r.p99)), oldP99: median(oldRows.map((r) => r.p99)) }
     : null;
 
+  const drift = driftFigures(newRows.map((r) => r.histograms_json), manifest.driftBaseline, minDriftSamples);
+  return { reporting, inferences, errors, latency, drift };
+}
+
+/**
+ * PSI of the summed histograms of windows (their histograms_json: {inputs, outputs}) against a drift
+ * baseline, per input and output with at least `minDriftSamples` observations.
+ */
+export function driftFigures(histogramsJson: (string | null)[], baseline: Manifest['driftBaseline'], minDriftSamples: number): GateFigures['drift'] {
   const drift: GateFigures['drift'] = [];
-  const baseline = manifest.driftBaseline;
-  if (baseline) {
-    const sums = new Map<string, number[]>();
-    for (const r of newRows) {
-      if (!r.histograms_json) continue;
-      const h = JSON.parse(r.histograms_json) as { inputs?: Record<string, Histogram>; outputs?: Record<string, Histogram> };
-      for (const [side, set] of [['input', h.inputs], ['output', h.outputs]] as const) {
-        for (const [name, hist] of Object.entries(set ?? {})) {
-          const key = `${side}:${name}`;
-          const acc = sums.get(key) ?? new Array(hist.counts.length).fill(0);
-          if (acc.length !== hist.counts.length) continue;
-          hist.counts.forEach((c, i) => { acc[i] += c; });
-          sums.set(key, acc);
-        }
-      }
-    }
-    for (const [side, set] of [['input', baseline.inputs], ['output', baseline.outputs]] as const) {
-      for (const [name, base] of Object.entries(set)) {
-        const observed = sums.get(`${side}:${name}`);
-        if (!observed || observed.length !== base.counts.length) continue;
-        if (observed.reduce((a, b) => a + b, 0) < minDriftSamples) continue;
-        drift.push({ name: `${side}:${name}`, psi: psi(base.counts, observed) });
+  if (!baseline) return drift;
+  const sums = new Map<string, number[]>();
+  for (const json of histogramsJson) {
+    if (!json) continue;
+    const h = JSON.parse(json) as { inputs?: Record<string, Histogram>; outputs?: Record<string, Histogram> };
+    for (const [side, set] of [['input', h.inputs], ['output', h.outputs]] as const) {
+      for (const [name, hist] of Object.entries(set ?? {})) {
+        const key = `${side}:${name}`;
+        const acc = sums.get(key) ?? new Array(hist.counts.length).fill(0);
+        if (acc.length !== hist.counts.length) continue;
+        hist.counts.forEach((c, i) => { acc[i] += c; });
+        sums.set(key, acc);
       }
     }
   }
-  return { reporting, inferences, errors, latency, drift };
+  for (const [side, set] of [['input', baseline.inputs], ['output', baseline.outputs]] as const) {
+    for (const [name, base] of Object.entries(set)) {
+      const observed = sums.get(`${side}:${name}`);
+      if (!observed || observed.length !== base.counts.length) continue;
+      if (observed.reduce((a, b) => a + b, 0) < minDriftSamples) continue;
+      drift.push({ name: `${side}:${name}`, psi: psi(base.counts, observed) });
+    }
+  }
+  return drift;
 }
 
 /**
@@ -83,10 +90,11 @@ export function deviceEvidence(db: Db, campaignId: string, wave: number, manifes
  * [#19] A release campaign's figures per model, from per-model telemetry (telemetry_models): each model's
  * calls and errors on the release's manifest of it, on devices of waves up to `wave` that reached the
  * release, and its p95/p99 (medians over windows) against the same model's manifest in the set each
- * device ran before (previous_set_json), on the same devices.
+ * device ran before (previous_set_json), on the same devices; and the drift (PSI) of its own windows'
+ * histograms against its manifest's drift baseline.
  */
-export function modelGateFigures(db: Db, campaignId: string, wave: number, release: CampaignRelease): ModelGateFigures[] {
-  const newQ = db.prepare(`SELECT tm.count, tm.errors, tm.p95, tm.p99 FROM telemetry_models tm
+export function modelGateFigures(db: Db, campaignId: string, wave: number, release: CampaignRelease, baselineOf: (manifestSha256: string) => Manifest['driftBaseline'] = () => undefined, minDriftSamples = 0): ModelGateFigures[] {
+  const newQ = db.prepare(`SELECT tm.count, tm.errors, tm.p95, tm.p99, tm.histograms_json FROM telemetry_models tm
     JOIN campaign_devices cd ON cd.device_id = tm.device_id AND cd.campaign_id = ?
     WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND tm.model_id = ? AND tm.manifest_sha256 = ?`);
   const oldQ = db.prepare(`SELECT tm.p95, tm.p99 FROM telemetry_models tm
@@ -94,13 +102,15 @@ export function modelGateFigures(db: Db, campaignId: string, wave: number, relea
     WHERE cd.wave <= ? AND cd.state IN ('updated', 'reverted') AND tm.model_id = ? AND tm.manifest_sha256 != ? AND tm.count > tm.errors
       AND tm.manifest_sha256 IN (SELECT value FROM json_each(cd.previous_set_json, '$.models'))`);
   return release.models.map((m) => {
-    const rows = newQ.all(campaignId, wave, m.modelId, m.manifestSha256) as { count: number; errors: number; p95: number; p99: number }[];
+    const rows = newQ.all(campaignId, wave, m.modelId, m.manifestSha256) as { count: number; errors: number; p95: number; p99: number; histograms_json: string | null }[];
     const old = oldQ.all(campaignId, wave, m.modelId, m.manifestSha256) as { p95: number; p99: number }[];
     const timed = rows.filter((r) => r.count > r.errors);
     const latency = old.length > 0 && timed.length > 0
       ? { newP95: median(timed.map((r) => r.p95)), oldP95: median(old.map((r) => r.p95)), newP99: median(timed.map((r) => r.p99)), oldP99: median(old.map((r) => r.p99)) }
       : null;
-    return { modelId: m.modelId, inferences: rows.reduce((a, r) => a + r.count, 0), errors: rows.reduce((a, r) => a + r.errors, 0), latency };
+    // its drift: its windows' histograms (per-model telemetry) against its own manifest's baseline
+    const drift = driftFigures(rows.map((r) => r.histograms_json), baselineOf(m.manifestSha256), minDriftSamples);
+    return { modelId: m.modelId, inferences: rows.reduce((a, r) => a + r.count, 0), errors: rows.reduce((a, r) => a + r.errors, 0), latency, drift };
   });
 }
 

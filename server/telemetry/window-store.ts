@@ -34,8 +34,8 @@ export class WindowStore {
     this.insertShadow = db.prepare(`INSERT OR IGNORE INTO shadow_windows (device_id, seq, manifest_sha256, active_manifest_sha256, samples, errors, dropped,
       active_ms, candidate_ms, outputs_json, histograms_json, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     // [#19] a multi-model window's per-model and chain figures (model_id '@chain'), beside it
-    this.insertModel = db.prepare(`INSERT OR IGNORE INTO telemetry_models (device_id, seq, model_id, manifest_sha256, count, errors, p50, p95, p99, max_ms, received_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.insertModel = db.prepare(`INSERT OR IGNORE INTO telemetry_models (device_id, seq, model_id, manifest_sha256, count, errors, p50, p95, p99, max_ms, received_at, histograms_json)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
   }
 
   /** a presence message may name a new hardware class: read it again at the device's next window */
@@ -84,8 +84,13 @@ export class WindowStore {
         const sh = t.shadow;
         if (sh) this.insertShadow.run(t.deviceId, t.seq, sh.manifestSha256, t.active?.manifestSha256 ?? null, sh.samples, sh.errors, sh.dropped, sh.activeMs, sh.candidateMs,
           JSON.stringify(sh.outputs), sh.outputHistograms ? JSON.stringify(sh.outputHistograms) : null, nowMs);
-        if (t.models) for (const [id, m] of Object.entries(t.models)) this.insertModel.run(t.deviceId, t.seq, id, m.manifestSha256, m.count, m.errors, m.latencyMs.p50, m.latencyMs.p95, m.latencyMs.p99, m.latencyMs.max, nowMs);
-        if (t.chain) this.insertModel.run(t.deviceId, t.seq, CHAIN_ROW, null, t.chain.count, t.chain.errors, t.chain.latencyMs.p50, t.chain.latencyMs.p95, t.chain.latencyMs.p99, t.chain.latencyMs.max, nowMs);
+        if (t.models) {
+          for (const [id, m] of Object.entries(t.models)) {
+            const mh = m.inputHistograms || m.outputHistograms ? JSON.stringify({ inputs: m.inputHistograms, outputs: m.outputHistograms }) : null;
+            this.insertModel.run(t.deviceId, t.seq, id, m.manifestSha256, m.count, m.errors, m.latencyMs.p50, m.latencyMs.p95, m.latencyMs.p99, m.latencyMs.max, nowMs, mh);
+          }
+        }
+        if (t.chain) this.insertModel.run(t.deviceId, t.seq, CHAIN_ROW, null, t.chain.count, t.chain.errors, t.chain.latencyMs.p50, t.chain.latencyMs.p95, t.chain.latencyMs.p99, t.chain.latencyMs.max, nowMs, null);
         return 'stored';
       });
       learned = rollups.write(this.db, this.rollupCache);

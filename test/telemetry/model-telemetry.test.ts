@@ -63,6 +63,31 @@ describe('per-model telemetry', () => {
     expect(Object.keys(w.cut('d1', 2, MEL))).not.toContain('models');
   });
 
+  it('each model of a set bins its own inputs and outputs by its own manifest\'s drift baseline (the drift gate per model)', () => {
+    let now = T0;
+    const w = new TelemetryWindow(() => now);
+    const base = (edges: number[]) => ({ inputs: { x: { kind: 'values' as const, edges, counts: new Array(edges.length + 1).fill(1) } }, outputs: { probs: { kind: 'argmax' as const, edges: [], counts: [1, 1, 1] } } });
+    const feeds = (v: number[]) => ({ x: { data: Float32Array.from(v), dims: [1, v.length] } });
+    const out = (p: number[]) => ({ probs: { data: Float32Array.from(p), dims: [1, 3], type: 'float32' } });
+    w.recordModel(MEL, 1, true, feeds([-2, 0.5, 3]), out([0.1, 0.8, 0.1]), base([0, 1]));
+    w.recordModel(MEL, 1, true, feeds([0.2, 0.3, 0.4]), out([0.9, 0.05, 0.05]), base([0, 1]));
+    w.recordModel(EMB, 1, true, feeds([5, 6]), out([0, 0, 1]), base([10]));
+    w.recordModel(EMB, 0, false, feeds([5, 6]), undefined, base([10])); // a failed call: its inputs count, it has no outputs
+    w.recordModel({ ...MEL, modelId: 'kws' }, 1, true, feeds([1])); // no baseline: no histograms
+    now += 1000;
+    const t = w.cut('d1', 0, MEL);
+    expect(Telemetry.safeParse(t).success).toBe(true);
+    expect(t.models?.mel.inputHistograms).toEqual({ x: { kind: 'values', edges: [0, 1], counts: [1, 4, 1] } });
+    expect(t.models?.mel.outputHistograms).toEqual({ probs: { kind: 'argmax', edges: [], counts: [1, 1, 0] } });
+    expect(t.models?.emb.inputHistograms).toEqual({ x: { kind: 'values', edges: [10], counts: [4, 0] } });
+    expect(t.models?.emb.outputHistograms).toEqual({ probs: { kind: 'argmax', edges: [], counts: [0, 0, 1] } });
+    expect(Object.keys(t.models!.kws)).toEqual(['version', 'manifestSha256', 'count', 'errors', 'latencyMs']);
+    expect(t.inputHistograms).toBeUndefined(); // the window's own are the primary's, binned by record()
+    // the next window starts empty
+    w.recordModel(MEL, 1, true, feeds([0.5]), out([1, 0, 0]), base([0, 1]));
+    expect(w.cut('d1', 1, MEL).models?.mel.inputHistograms).toEqual({ x: { kind: 'values', edges: [0, 1], counts: [0, 1, 0] } });
+  });
+
   it('stored once per window by the writer thread, summed in the device view, removed with its window', async () => {
     dir = tempDir('fleet-models-');
     db = openDatabase(join(dir, 'fleet.db'));
@@ -75,7 +100,7 @@ describe('per-model telemetry', () => {
       ...win({ deviceId: 'd1', seq, minute: seq, manifest: MEL.manifestSha256, modelId: 'mel' }),
       models: {
         mel: { version: 3, manifestSha256: MEL.manifestSha256, count: 60, errors: 0, latencyMs: lat(1) },
-        emb: { version: 5, manifestSha256: EMB.manifestSha256, count: 40, errors: seq, latencyMs: lat(embP) },
+        emb: { version: 5, manifestSha256: EMB.manifestSha256, count: 40, errors: seq, latencyMs: lat(embP), inputHistograms: { x: { kind: 'values' as const, edges: [0], counts: [seq, 1] } } },
       },
       chain: { count: 20, errors: 0, latencyMs: lat(9) },
     });
@@ -83,6 +108,12 @@ describe('per-model telemetry', () => {
     await writer.add(withModels(2, 6)); // resent
     expect(db.prepare('SELECT COUNT(*) FROM telemetry_models').pluck().get()).toBe(9);
     expect([writer.stored, writer.duplicates]).toEqual([3, 1]);
+    // each model's own histograms beside its figures (the drift gate per model); none where none were sent
+    expect(db.prepare("SELECT model_id, seq, histograms_json FROM telemetry_models WHERE seq = 2 ORDER BY model_id").all()).toEqual([
+      { model_id: '@chain', seq: 2, histograms_json: null },
+      { model_id: 'emb', seq: 2, histograms_json: JSON.stringify({ inputs: { x: { kind: 'values', edges: [0], counts: [2, 1] } } }) },
+      { model_id: 'mel', seq: 2, histograms_json: null },
+    ]);
     const view = deviceModelTelemetry(db, 'd1', now);
     expect([...view.models].sort((a, b) => a.modelId.localeCompare(b.modelId))).toEqual([
       { modelId: 'emb', manifestSha256: EMB.manifestSha256, windows: 3, count: 120, errors: 6, p50: 6, p95: 12, p99: 18, maxMs: 32 },

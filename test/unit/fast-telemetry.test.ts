@@ -38,7 +38,14 @@ function withModels(deviceId: string, seq: number): Json {
   const lat = (base: number) => ({ p50: base, p95: base * 2 + k, p99: base * 3 + k, max: base * 4 + k });
   t.models = {
     'oww-mel': { count: 40 + k, errors: 0, latencyMs: lat(1.5), version: 3, manifestSha256: 'b'.repeat(64) },
-    'oww-emb': { count: 40 + k, errors: k % 3, latencyMs: lat(4.25), version: 5, manifestSha256: 'c'.repeat(64) },
+    'oww-emb': {
+      count: 40 + k, errors: k % 3, latencyMs: lat(4.25), version: 5, manifestSha256: 'c'.repeat(64),
+      // its own drift histograms (the drift gate per model), on some windows only: both shapes are valid
+      ...(k % 2 ? {
+        inputHistograms: { input_1: { kind: 'values', edges: [-1, 0, 1], counts: [1 + k, 2, 3, 4] } },
+        outputHistograms: { conv2d_19: { kind: 'values', edges: [0.5], counts: [k, 7] }, top: { kind: 'argmax', edges: [], counts: [3, k] } },
+      } : {}),
+    },
     kws_9: { count: 20, errors: 0, latencyMs: lat(0.5), version: 9, manifestSha256: 'd'.repeat(64) },
   };
   t.chain = { count: 20 + k, errors: k % 2, latencyMs: lat(7) };
