@@ -1,13 +1,17 @@
-// The sequential test judges every model of a release (issue 19): besides the device-wide windows, each
-// changed model's own windows (telemetry_models) against the same model in the set each device ran
-// before. A release whose only regression is its second model, hidden in the device-wide figures (few of
-// the device's calls), is halted by the test naming that model; a release as good as the one before
-// completes on the test. Real server and broker on loopback, six enrolled in-process agents, real
-// onnxruntime-web sessions; each call reports modelled device time (1 ms, or a 'slow' fault's), so the
-// test judges the modelled devices, not the host's load.
+// The gates judge every model of a release (issue 19). The sequential test: besides the device-wide
+// windows, each changed model's own windows (telemetry_models) against the same model in the set each
+// device ran before; a release whose only regression is its second model, hidden in the device-wide
+// figures (few of the device's calls), is halted by the test naming that model; a release as good as the
+// one before completes on the test. The drift gate: each model's own histograms against its own
+// manifest's baseline; a release whose second model sees inputs unlike its samples is halted naming it.
+// Real server and broker on loopback, six enrolled in-process agents, real onnxruntime-web sessions;
+// each call reports modelled device time (1 ms, or a 'slow' fault's), so the gates judge the modelled
+// devices, not the host's load.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FleetAgent } from '../../device-agent/agent.ts';
 import type { Feeds } from '../../runtime/onnx-session.ts';
+import { mulberry32 } from '../../shared/prng.ts';
+import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { createCampaign, events, getCampaign, waitForCampaign, whyStopped } from '../helpers/campaigns.ts';
@@ -35,10 +39,17 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
   let failedCalls = 0;
   let work: Promise<void>[] = [];
 
-  async function pushSet(): Promise<{ manifestSha256: string; artifactSha256: string }[]> {
+  /** inputs the device code gives each model: uniform in [-0.7, 0.7), emb's moved by `embShift` */
+  let embShift = 0;
+  let embCalls = 1;
+  const uniform = (rand: () => number, n: number, shift = 0) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * 0.7 + shift);
+  /** the three models pushed again as new bundles; `withSamples`: with samples like the device's inputs, so each manifest has a drift baseline */
+  async function pushSet(withSamples = false): Promise<{ manifestSha256: string; artifactSha256: string }[]> {
     const out = [];
     for (const id of IDS) {
-      const b = await pushBundle(server, id, tinyClassifier(seed++, { inputs: WIDTH[id], classes: 3 }), { quantize: 'none' });
+      const rand = mulberry32(seed);
+      const samples = Array.from({ length: 128 }, () => ({ inputs: { x: encodeTensor('float32', [1, WIDTH[id]], uniform(rand, WIDTH[id])) } }));
+      const b = await pushBundle(server, id, tinyClassifier(seed++, { inputs: WIDTH[id], classes: 3 }), { quantize: 'none', ...(withSamples ? { samples } : {}) });
       out.push({ manifestSha256: b.manifestSha256, artifactSha256: b.manifest.artifact.sha256 });
     }
     return out;
@@ -56,7 +67,7 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  const feedsOf = (id: (typeof IDS)[number]): Feeds => ({ x: { data: Float32Array.from({ length: WIDTH[id] }, (_, i) => Math.sin(i + 1) * 0.7), dims: [1, WIDTH[id]] } });
+  const feedsOf = (id: (typeof IDS)[number], rand: () => number): Feeds => ({ x: { data: uniform(rand, WIDTH[id], id === 'emb' ? embShift : 0), dims: [1, WIDTH[id]] } });
   /** windows with emb calls each device reported on its current set's emb */
   const embWindows = (a: FleetAgent) => (server.app.fleet.db.prepare("SELECT COUNT(*) FROM telemetry_models WHERE device_id = ? AND model_id = 'emb' AND manifest_sha256 = ? AND count > 0")
     .pluck().get(a.deviceId, a.activeSet[1].manifestSha256) as number);
@@ -72,11 +83,12 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
     const res = await server.app.inject({ method: 'POST', url: '/v1/releases/pipe/assignments', payload: { all: true } });
     expect(res.statusCode, res.body).toBe(202);
     await waitFor('release v1 on every device', () => agents.every((a) => setOf(a) === v1.map((m) => m.manifestSha256).join()));
-    // the device code's calls: emb one in 41, so a slow emb leaves the device-wide p95 at 1 ms
-    work = agents.map(async (a) => {
+    // the device code's calls: emb one in 41 (at first), so a slow emb leaves the device-wide p95 at 1 ms
+    work = agents.map(async (a, i) => {
+      const rand = mulberry32(9000 + i);
       while (running) {
-        for (const [id, n] of [['mel', 20], ['emb', 1], ['kws', 20]] as const) {
-          for (let k = 0; k < n; k++) await a.infer(id, feedsOf(id)).catch(() => { failedCalls++; });
+        for (const [id, n] of [['mel', 20], ['emb', embCalls], ['kws', 20]] as const) {
+          for (let k = 0; k < n; k++) await a.infer(id, feedsOf(id, rand)).catch(() => { failedCalls++; });
         }
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -142,6 +154,41 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
     expect([stats.decision, stats.model]).toEqual(['halt', 'emb']);
     const detail = await getCampaign(server, c.body.campaignId);
     expect(detail.deviceList.map((d) => d.state)).toEqual(Array(N).fill('updated'));
+    expect((await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` })).statusCode).toBe(200);
+    expect(failedCalls).toBe(0);
+  });
+  it('a release whose second model sees inputs unlike its samples is halted by the drift gate naming emb; the other models and the device-wide figures show none', async () => {
+    // the previous test's release is halted on the devices: back to a release without faults first
+    for (const r of runtimes) r.faults.clear();
+    const v5 = await pushSet(true);
+    expect(await release()).toBe(4);
+    embCalls = 5; // enough emb calls for its histograms within the soak (the device-wide p95 is not judged here)
+    embShift = 3; // emb's inputs from now on: far above its samples' [-0.7, 0.7)
+    const c = await createCampaign(server, {
+      release: 'pipe', onGateFailure: 'pause',
+      waves: [{ percent: 100, soakSeconds: 3, minReporting: 0, minInferences: 0 }],
+      gates: { maxP95Ratio: 100, maxP99Ratio: 100, minDriftSamples: 200, sequential: { enabled: false } },
+    });
+    expect(c.status, JSON.stringify(c.body)).toBe(201);
+    const end = await waitForCampaign(server, c.body.campaignId, ['halted', 'completed', 'reverted'], 90_000);
+    expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('halted');
+    expect(end.devices).toEqual({ updated: N });
+    const ev = await events(server, c.body.campaignId);
+    const gate = ev.filter((e) => e.type === 'gate_failed');
+    expect(gate).toHaveLength(1);
+    expect(gate[0].detail.failedModels).toEqual(['emb']);
+    const failures = gate[0].detail.failures as string[];
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatch(/^model emb: drift on input:x: PSI \d+\.\d{3} \(critical; warn 0\.1, alert 0\.2, critical 0\.3\)$/);
+    const figures = gate[0].detail.figures as Record<string, number>;
+    expect(figures['emb:psi:input:x']).toBeGreaterThan(0.3);
+    // each model judged on its own histograms against its own baseline: mel and kws (inputs like their samples) pass, as does the device-wide (the primary's)
+    for (const key of ['psi:input:x', 'mel:psi:input:x', 'kws:psi:input:x']) {
+      expect(figures[key], key).toBeTypeOf('number');
+      expect(figures[key], key).toBeLessThan(0.2);
+    }
+    expect(ev.find((e) => e.type === 'halted')?.detail).toEqual({ wave: 1, models: ['emb'] });
+    for (const a of agents) expect(setOf(a)).toBe(v5.map((m) => m.manifestSha256).join());
     expect((await server.app.inject({ method: 'POST', url: `/v1/campaigns/${c.body.campaignId}/abort` })).statusCode).toBe(200);
     expect(failedCalls).toBe(0);
   });
