@@ -81,6 +81,22 @@ describe('decideWithFigures', () => {
     expect(judgeGate(progress({}), figures({}), gates)).not.toHaveProperty('failedModels');
   });
 
+  it('[#19] judges the drift of every model of a release on its own histograms, naming the model', () => {
+    const models = [
+      { modelId: 'mel', inferences: 1000, errors: 0, latency: null, drift: [{ name: 'input:x', psi: 0.15 }, { name: 'output:probs', psi: 0.02 }] },
+      { modelId: 'emb', inferences: 50, errors: 0, latency: null, drift: [{ name: 'input:x', psi: 0.5 }, { name: 'output:probs', psi: 0.25 }] },
+      { modelId: 'kws', inferences: 1000, errors: 0, latency: null }, // no baseline: no drift figures
+    ];
+    const v = judgeGate(progress({}), figures({ drift: [{ name: 'input:x', psi: 0.01 }], models }), gates);
+    expect(v.failedModels).toEqual(['emb']);
+    expect(v.failures).toEqual(['model emb: drift on input:x: PSI 0.500 (critical; warn 0.1, alert 0.2, critical 0.3)']);
+    expect(v.warnings).toEqual(['model mel: drift on input:x: PSI 0.150 (warn; warn 0.1, alert 0.2, critical 0.3)']);
+    expect(v.figures).toMatchObject({ 'psi:input:x': 0.01, 'mel:psi:input:x': 0.15, 'emb:psi:input:x': 0.5, 'emb:psi:output:probs': 0.25 });
+    // haltOnDrift 'never': every model's drift is a warning
+    const never = judgeGate(progress({}), figures({ models }), GateConfig.parse({ haltOnDrift: 'never' }));
+    expect([never.passed, never.failedModels, never.warnings.length]).toEqual([true, undefined, 2]);
+  });
+
   it("haltOnDrift 'critical' lets an alert pass with a warning", () => {
     const v = judgeGate(progress({}), figures({ drift: [{ name: 'input:x', psi: 0.25 }] }), GateConfig.parse({ haltOnDrift: 'critical' }));
     expect(v.passed).toBe(true);
