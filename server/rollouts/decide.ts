@@ -168,16 +168,19 @@ const DECISION_RANK: Record<SequentialVerdict['decision'], number> = { halt: 3, 
 /**
  * The sequential test's verdict for this wave, or null when it is off or the engine did not read the evidence.
  * [#19] A release campaign runs the test on the device-wide telemetry (the primary's windows) and on each
- * changed model's own windows: it halts when any of them shows its model worse (the verdict names the
- * model), waits while any is undecided, and advances only when every one is non-inferior. The verdict
- * carries each model's own (`models`).
+ * changed model's own windows, each at alpha / (1 + models): it halts when any of them shows its model
+ * worse (the verdict names the model), waits while any is undecided, and advances only when every one is
+ * non-inferior. The verdict carries each model's own (`models`).
  */
 export function sequentialFor(c: DecideInput, f: GateFigures): SequentialVerdict | null {
   const s = c.gates.sequential;
   if (!s.enabled || !f.evidence) return null;
-  const settings = { ...s, minLatencyDeltaMs: c.gates.minLatencyDeltaMs };
+  if (!f.modelEvidence?.length) return sequentialVerdict(f.evidence, { ...s, minLatencyDeltaMs: c.gates.minLatencyDeltaMs }, c.wave);
+  // 1 + k tests (device-wide and each of the release's k models) share alpha (a union bound), so a release
+  // as good as the one before is still halted with probability <= alpha over the whole campaign; beta
+  // needs no share (advancing needs every test's non-inferiority, each holding at beta)
+  const settings = { ...s, alpha: s.alpha / (1 + f.modelEvidence.length), minLatencyDeltaMs: c.gates.minLatencyDeltaMs };
   const device = sequentialVerdict(f.evidence, settings, c.wave);
-  if (!f.modelEvidence?.length) return device;
   const models = f.modelEvidence.map((m) => {
     const v = sequentialVerdict(m.evidence, settings, c.wave);
     return { ...v, modelId: m.modelId, reason: `model ${m.modelId}: ${v.reason}` };
