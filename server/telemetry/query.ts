@@ -10,7 +10,7 @@ import type { Db } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { psi } from '../rollouts/psi.ts';
 import { quantiles } from './latency-histogram.ts';
-import { cellFromRow, mergeCell, type RollupCell } from './rollups.ts';
+import { cellFromRow, mergeCell, mergeDrift, type RollupCell } from './rollups.ts';
 
 type Baseline = NonNullable<Manifest['driftBaseline']>;
 
@@ -44,6 +44,7 @@ interface Row {
 }
 
 export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
+  if (q.perModel) return queryModelTelemetry(db, q, now);
   const step = BUCKET_SECONDS[q.bucket];
   const toMs = q.to ? Date.parse(q.to) : now;
   const fromMs = q.from ? Date.parse(q.from) : toMs - (q.bucket === 'minute' ? 3600_000 : 86400_000);
@@ -84,15 +85,7 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
     s.points.set(t, had ? mergeCell(had, cell) : cell);
   }
 
-  const baselines = new Map<string, Baseline | null>();
-  const baselineOf = (sha: string): Baseline | null => {
-    if (!baselines.has(sha)) {
-      const row = db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').pluck().get(sha) as string | undefined;
-      const manifest = row ? JSON.parse(JSON.parse(row).signed) as Manifest : null;
-      baselines.set(sha, manifest?.driftBaseline ?? null);
-    }
-    return baselines.get(sha)!;
-  };
+  const baselineOf = baselines(db);
 
   const out: TelemetrySeries[] = [...series.values()].map((s) => {
     const b = baselineOf(s.head.manifestSha256);
@@ -106,4 +99,103 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
   });
   out.sort((a, b) => a.modelId.localeCompare(b.modelId) || a.version - b.version || String(a.hardware ?? '').localeCompare(String(b.hardware ?? '')) || String(a.deviceId ?? '').localeCompare(String(b.deviceId ?? '')));
   return { from: new Date(from * 1000).toISOString(), to: new Date(toMs).toISOString(), bucket: q.bucket, groupBy: q.groupBy, series: out };
+}
+
+/** A bundle's drift baseline by manifest, read once per query. */
+function baselines(db: Db): (sha: string) => Baseline | null {
+  const seen = new Map<string, Baseline | null>();
+  return (sha) => {
+    if (!seen.has(sha)) {
+      const row = db.prepare('SELECT envelope_json FROM bundles WHERE manifest_sha256 = ?').pluck().get(sha) as string | undefined;
+      const manifest = row ? JSON.parse(JSON.parse(row).signed) as Manifest : null;
+      seen.set(sha, manifest?.driftBaseline ?? null);
+    }
+    return seen.get(sha)!;
+  };
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+interface ModelRow {
+  device_id: string; model_id: string; manifest_sha256: string; version: number | null; hardware: string | null; received_at: number;
+  count: number; errors: number; p50: number | null; p95: number | null; p99: number | null; max_ms: number | null; histograms_json: string | null;
+}
+
+/**
+ * [#19] perModel=true: a series per model of a set (and hardware class, device), from the per-model figures
+ * of multi-model windows (telemetry_models, raw rows kept `rawHours`), bucketed by when each window arrived.
+ * Counts and errors add; latency percentiles are the medians of the windows' own (per-model figures carry
+ * no latency histogram), `maxMs` the largest call; drift sums each model's own histograms against its own
+ * bundle's baseline.
+ */
+function queryModelTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
+  const step = BUCKET_SECONDS[q.bucket];
+  const toMs = q.to ? Date.parse(q.to) : now;
+  const fromMs = q.from ? Date.parse(q.from) : toMs - (q.bucket === 'minute' ? 3600_000 : 86400_000);
+  if (!(fromMs < toMs)) throw new AppError('FLEET_ERR_VALIDATION', 'query.from: must be before to', 400);
+  const buckets = Math.ceil((toMs - fromMs) / 1000 / step);
+  if (buckets > MAX_BUCKETS) {
+    throw new AppError('FLEET_ERR_VALIDATION', `query: ${buckets} ${q.bucket} buckets between from and to; at most ${MAX_BUCKETS} (use bucket=hour or a shorter range)`, 400);
+  }
+  const from = Math.floor(fromMs / 1000 / step) * step;
+  const where = ["tm.model_id != '@chain'", 'tm.received_at >= ?', 'tm.received_at < ?'];
+  const args: (string | number)[] = [from * 1000, toMs];
+  for (const [col, v] of [['tm.model_id', q.modelId], ['b.version', q.version], ['d.hardware', q.hardware], ['tm.device_id', q.deviceId]] as const) {
+    if (v !== undefined) { where.push(`${col} = ?`); args.push(v); }
+  }
+  const rows = db.prepare(`SELECT tm.device_id, tm.model_id, tm.manifest_sha256, b.version, d.hardware, tm.received_at, tm.count, tm.errors, tm.p50, tm.p95, tm.p99, tm.max_ms, tm.histograms_json
+    FROM telemetry_models tm LEFT JOIN bundles b ON b.manifest_sha256 = tm.manifest_sha256 LEFT JOIN devices d ON d.device_id = tm.device_id
+    WHERE ${where.join(' AND ')} ORDER BY tm.received_at`).all(...args) as ModelRow[];
+
+  const byHw = q.groupBy.includes('hardware'), byDevice = q.groupBy.includes('device');
+  const series = new Map<string, { head: Omit<TelemetrySeries, 'total' | 'points'>; points: Map<number, ModelRow[]> }>();
+  for (const r of rows) {
+    const key = [r.model_id, r.manifest_sha256, byHw ? r.hardware ?? '' : '', byDevice ? r.device_id : ''].join('|');
+    let s = series.get(key);
+    if (!s) {
+      s = {
+        head: {
+          modelId: r.model_id, version: r.version ?? 0, manifestSha256: r.manifest_sha256,
+          ...(byHw ? { hardware: r.hardware ?? null } : {}), ...(byDevice ? { deviceId: r.device_id } : {}),
+        },
+        points: new Map(),
+      };
+      series.set(key, s);
+    }
+    const t = Math.floor(r.received_at / 1000 / step) * step;
+    const list = s.points.get(t);
+    if (list) list.push(r); else s.points.set(t, [r]);
+  }
+  const baselineOf = baselines(db);
+  const figures = (rs: ModelRow[], baseline: Baseline | null): TelemetryFigures => {
+    let drift: Record<string, number[]> | null = null;
+    for (const r of rs) {
+      if (!r.histograms_json) continue;
+      const h = JSON.parse(r.histograms_json) as { inputs?: Record<string, Histogram>; outputs?: Record<string, Histogram> };
+      const sums: Record<string, number[]> = {};
+      for (const [side, set] of [['input', h.inputs], ['output', h.outputs]] as const) for (const [name, hist] of Object.entries(set ?? {})) sums[`${side}:${name}`] = hist.counts;
+      drift = mergeDrift(drift, sums);
+    }
+    const cell: RollupCell = { modelId: '', version: 0, windows: rs.length, count: 0, errors: 0, maxMs: null, latency: {}, drift };
+    const f = figuresOf({ ...cell, count: rs.reduce((a, r) => a + r.count, 0), errors: rs.reduce((a, r) => a + r.errors, 0) }, baseline);
+    const timed = rs.filter((r) => r.count > r.errors);
+    const pick = (k: 'p50' | 'p95' | 'p99') => median(timed.map((r) => r[k]).filter((x): x is number => x !== null));
+    const maxes = timed.map((r) => r.max_ms).filter((x): x is number => x !== null);
+    return { ...f, p50: pick('p50'), p95: pick('p95'), p99: pick('p99'), maxMs: maxes.length ? Math.max(...maxes) : null };
+  };
+  const out: TelemetrySeries[] = [...series.values()].map((s) => {
+    const b = baselineOf(s.head.manifestSha256);
+    return {
+      ...s.head,
+      total: figures([...s.points.values()].flat(), b),
+      points: [...s.points.entries()].sort((a, c) => a[0] - c[0]).map(([t, rs]) => ({ t: new Date(t * 1000).toISOString(), ...figures(rs, b) })),
+    };
+  });
+  out.sort((a, b) => a.modelId.localeCompare(b.modelId) || a.version - b.version || String(a.hardware ?? '').localeCompare(String(b.hardware ?? '')) || String(a.deviceId ?? '').localeCompare(String(b.deviceId ?? '')));
+  return { from: new Date(from * 1000).toISOString(), to: new Date(toMs).toISOString(), bucket: q.bucket, groupBy: q.groupBy, perModel: true, series: out };
 }

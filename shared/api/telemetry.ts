@@ -35,6 +35,11 @@ export const TelemetryQuery = z.object({
   version: z.coerce.number().int().positive().optional(),
   hardware: z.string().min(1).max(64).optional(),
   deviceId: DeviceId.optional(),
+  /**
+   * [#19] true: a series for every model of devices running several models (each model of a set on its own,
+   * read from its per-model figures, raw rows kept `rawHours`) instead of the windows' primary model
+   */
+  perModel: z.enum(['true', 'false']).optional().transform((v) => v === 'true'),
 }).strict()
   .refine((q) => q.bucket === 'hour' || (!q.deviceId && !q.groupBy.includes('device')), {
     message: 'per-device figures are kept per hour: use bucket=hour with deviceId or groupBy=device', path: ['bucket'],
@@ -89,6 +94,8 @@ export const TelemetryResponse = z.object({
   to: IsoTime,
   bucket: TelemetryBucket,
   groupBy: z.array(TelemetryGroup),
+  /** [#19] present (true) when the series are per model of a set (perModel=true): latency figures are then medians of the windows' percentiles */
+  perModel: z.boolean().optional(),
   series: z.array(TelemetrySeries),
 });
 export type TelemetryResponse = z.infer<typeof TelemetryResponse>;

@@ -144,4 +144,50 @@ describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
       await open.close();
     }
   });
+
+  // last: its devices and windows would change the fleet figures the tests above count
+  it('[#19] perModel=true: a series per model of a set from its own figures, drift against its own baseline; a bad value is a 400', async () => {
+    const kws = (await pushBundle(server, 'kws', tinyClassifier(4), { quantize: 'none' })).manifestSha256;
+    const { db, ingest } = server.app.fleet;
+    db.prepare("INSERT INTO devices (device_id, hardware, first_seen, last_seen, online) VALUES ('m1', 'cam-a', 'x', 'x', 1), ('m2', 'cam-b', 'x', 'x', 1)").run();
+    const lat = (p: number) => ({ p50: p, p95: p * 2, p99: p * 3, max: p * 4 });
+    const shifted = baseline.map((_, i) => baseline[(i + 1) % baseline.length]);
+    // two devices running tiny (the primary, with a baseline) and kws; m2's kws errs on one call in ten
+    for (const [deviceId, seq, p] of [['m1', 1, 1], ['m1', 2, 3], ['m2', 1, 2]] as const) {
+      ingest.telemetry.add({
+        ...win({ deviceId, seq, minute: seq, manifest, start: Date.now() - 600_000 }),
+        models: {
+          tiny: { version: 1, manifestSha256: manifest, count: 60, errors: 0, latencyMs: lat(p), inputHistograms: { x: { kind: 'values', edges: [], counts: shifted } } },
+          kws: { version: 1, manifestSha256: kws, count: 40, errors: deviceId === 'm2' ? 4 : 0, latencyMs: lat(10 * p) },
+        },
+        chain: { count: 20, errors: 0, latencyMs: lat(20) },
+      });
+    }
+    await ingest.telemetry.flush();
+    const res = await get('/v1/telemetry?perModel=true&groupBy=hardware');
+    expect(res.statusCode, res.body).toBe(200);
+    const body = TelemetryResponse.parse(res.json());
+    expect(body.perModel).toBe(true);
+    // one series per model and hardware class; the chain is not a model
+    expect(body.series.map((s) => [s.modelId, s.version, s.hardware, s.total.windows, s.total.count, s.total.errors, s.total.p50, s.total.p95, s.total.maxMs])).toEqual([
+      ['kws', 1, 'cam-a', 2, 80, 0, 20, 40, 120],
+      ['kws', 1, 'cam-b', 1, 40, 4, 20, 40, 80],
+      ['tiny', 1, 'cam-a', 2, 120, 0, 2, 4, 12],
+      ['tiny', 1, 'cam-b', 1, 60, 0, 2, 4, 8],
+    ]);
+    expect(body.series[1].total.errorRate).toBeCloseTo(0.1, 12);
+    expect(body.series[0].total.drift).toEqual([]); // kws was pushed without samples: no baseline
+    const summed = baseline.map((_, i) => 2 * baseline[(i + 1) % baseline.length]);
+    expect(body.series[2].total.drift).toEqual([{ name: 'input:x', psi: Math.round(psi(baseline, summed) * 10_000) / 10_000, samples: summed.reduce((a, b) => a + b, 0) }]);
+    // filters: one model, one device
+    const one = TelemetryResponse.parse((await get('/v1/telemetry?perModel=true&modelId=kws&bucket=hour&deviceId=m2')).json());
+    expect(one.series.map((s) => [s.modelId, s.total.count, s.total.errors, s.points.length])).toEqual([['kws', 40, 4, 1]]);
+    // without perModel the same windows count under their primary model, as before
+    const primary = TelemetryResponse.parse((await get('/v1/telemetry?modelId=kws')).json());
+    expect(primary.series).toEqual([]);
+    expect(primary.perModel).toBeUndefined();
+    const bad = await get('/v1/telemetry?perModel=yes');
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toContain('query.perModel');
+  });
 });
