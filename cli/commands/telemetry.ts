@@ -8,7 +8,7 @@ import { emit, pct, table } from '../output.ts';
 
 type Run = (cmd: Command, fn: (ctx: Ctx, cmd: Command) => Promise<void>) => Promise<void>;
 
-interface Opts { model?: string; modelVersion?: string; hardware?: string; device?: string; from?: string; to?: string; since?: string; bucket?: string; groupBy?: string; points?: boolean }
+interface Opts { model?: string; modelVersion?: string; hardware?: string; device?: string; from?: string; to?: string; since?: string; bucket?: string; groupBy?: string; points?: boolean; perModel?: boolean }
 
 const UNITS: Record<string, number> = { m: 60_000, h: 3600_000, d: 86400_000 };
 
@@ -37,6 +37,7 @@ export function telemetryCommand(program: Command, run: Run): void {
     .option('--from <iso>', 'start (ISO 8601), instead of --since')
     .option('--to <iso>', 'end (ISO 8601, default now)')
     .option('--points', 'one row per bucket instead of one per series')
+    .option('--per-model', 'each model of devices running several models on its own, from its per-model figures (kept rawHours), instead of their primary model')
     .action((o: Opts, cmd: Command) => run(cmd, async (ctx) => {
       const perDevice = o.device !== undefined || (o.groupBy ?? '').includes('device');
       const q = new URLSearchParams();
@@ -47,6 +48,7 @@ export function telemetryCommand(program: Command, run: Run): void {
       for (const [k, v] of [['from', from], ['to', o.to], ['modelId', o.model], ['version', o.modelVersion], ['hardware', o.hardware], ['deviceId', o.device], ['groupBy', o.groupBy]] as const) {
         if (v !== undefined) q.set(k, v);
       }
+      if (o.perModel) q.set('perModel', 'true'); // [#19]
       const { body } = await ctx.api.json<TelemetryResponse>('GET', `/v1/telemetry?${q}`);
       const byHw = body.groupBy.includes('hardware'), byDev = body.groupBy.includes('device');
       const head = (s: TelemetrySeries) => [`${s.modelId} v${s.version}`, ...(byHw ? [s.hardware ?? '-'] : []), ...(byDev ? [s.deviceId ?? '-'] : [])];
@@ -55,7 +57,7 @@ export function telemetryCommand(program: Command, run: Run): void {
       const figCols = ['INFERENCES', 'ERRORS', 'ERROR RATE', 'P50', 'P95', 'P99', 'WORST DRIFT (PSI)'];
       emit(ctx.io, body, () => {
         if (body.series.length === 0) return [`no telemetry from ${body.from} to ${body.to}`];
-        const title = `${body.bucket} buckets from ${body.from} to ${body.to}; latency in ms`;
+        const title = `${body.bucket} buckets from ${body.from} to ${body.to}; latency in ms${body.perModel ? ' (per model of a set: medians of window percentiles)' : ''}`;
         if (o.points) return [title, ...table([[...cols, 'BUCKET', ...figCols], ...body.series.flatMap((s) => s.points.map((p) => [...head(s), p.t, ...figs(p)]))])];
         return [title, ...table([[...cols, ...figCols], ...body.series.map((s) => [...head(s), ...figs(s.total)])])];
       });

@@ -186,6 +186,12 @@ describe('telemetry query API and /metrics', { timeout: 60_000 }, () => {
     const primary = TelemetryResponse.parse((await get('/v1/telemetry?modelId=kws')).json());
     expect(primary.series).toEqual([]);
     expect(primary.perModel).toBeUndefined();
+    // fleetctl telemetry --per-model prints the same series
+    const cli = await runFleetctl(server.baseUrl, server.adminToken, 'telemetry', '--per-model', '--model', 'kws', '--group-by', 'hardware');
+    expect([cli.code, cli.stderr]).toEqual([0, '']);
+    const lines = cli.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/; latency in ms \(per model of a set: medians of window percentiles\)$/);
+    expect(lines.slice(2).map((l) => l.split(/\s{2,}/).slice(0, 8))).toEqual([['kws v1', 'cam-a', '80', '0', '0.00%', '20.00', '40.00', '60.00'], ['kws v1', 'cam-b', '40', '4', '10.00%', '20.00', '40.00', '60.00']]);
     const bad = await get('/v1/telemetry?perModel=yes');
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toContain('query.perModel');
