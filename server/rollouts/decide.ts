@@ -163,7 +163,7 @@ export function nextStep(c: DecideInput): Step {
 }
 
 /** How a decision of one model weighs against another's: any halt halts, any wait waits, then unavailable. */
-const DECISION_RANK: Record<SequentialVerdict['decision'], number> = { halt: 3, wait: 2, unavailable: 1, advance: 0 };
+const DECISION_RANK: Record<Exclude<SequentialVerdict['decision'], 'unavailable'>, number> = { halt: 2, wait: 1, advance: 0 };
 
 /**
  * The sequential test's verdict for this wave, or null when it is off or the engine did not read the evidence.
@@ -185,11 +185,20 @@ export function sequentialFor(c: DecideInput, f: GateFigures): SequentialVerdict
     const v = sequentialVerdict(m.evidence, settings, c.wave);
     return { ...v, modelId: m.modelId, reason: `model ${m.modelId}: ${v.reason}` };
   });
-  // the first model at the most severe decision decides (the device-wide figures first on a tie)
-  let worst: SequentialVerdict & { modelId?: string } = device;
-  for (const m of models) if (DECISION_RANK[m.decision] > DECISION_RANK[worst.decision]) worst = m;
-  const { modelId, ...decided } = worst as SequentialVerdict & { modelId?: string };
-  return { ...decided, ...(modelId ? { model: modelId } : {}), models: models.map(({ modelId: id, decision, reason, devices, latency, errors }) => ({ modelId: id, decision, reason, devices, latency, errors })) };
+  // the tests that can decide (enough paired devices): the most severe decision among them, the device-wide
+  // figures first on a tie; a test that cannot (a model the release keeps, so nothing to pair with; the
+  // device-wide one when the primary is unchanged) is named in the reason and left to the fixed limits
+  const all: (SequentialVerdict & { modelId?: string })[] = [device, ...models];
+  const available = all.filter((v) => v.decision !== 'unavailable');
+  let worst = device as SequentialVerdict & { modelId?: string };
+  for (const v of available) if (worst.decision === 'unavailable' || DECISION_RANK[v.decision as keyof typeof DECISION_RANK] > DECISION_RANK[worst.decision as keyof typeof DECISION_RANK]) worst = v;
+  const { modelId, ...decided } = worst;
+  const unjudged = available.length ? all.filter((v) => v.decision === 'unavailable').map((v) => (v.modelId ? `model ${v.modelId}` : 'device-wide')) : [];
+  return {
+    ...decided, ...(modelId ? { model: modelId } : {}),
+    ...(unjudged.length && decided.decision !== 'halt' ? { reason: `${decided.reason}; unavailable (fixed limits only): ${unjudged.join(', ')}` } : {}),
+    models: models.map(({ modelId: id, decision, reason, devices, latency, errors }) => ({ modelId: id, decision, reason, devices, latency, errors })),
+  };
 }
 
 /** The longest a wave waits for the sequential test, in seconds. */

@@ -183,6 +183,16 @@ describe('decide.ts with the sequential test', () => {
     expect(decideEarly(input({}, 1000), waiting)).toBeNull();
     const held = decideWithFigures(input({}, 30_000, GateConfig.parse({ sequential: { soakMaxSeconds: 300 } })), waiting);
     expect(held.kind === 'hold' && held.why).toMatch(/^wave 1: model emb: sequential test undecided on 5 devices/);
+    // the primary unchanged (no device-wide pairing) and kws kept (no evidence): emb's test decides alone, the others are named
+    const embOnly = decideEarly(input({}, 1000), withModels([], { mel: [], emb: fleet(40, 1), kws: [] }));
+    expect(embOnly?.kind).toBe('advance');
+    if (embOnly?.kind === 'advance') {
+      expect(embOnly.verdict.sequential?.model).toBe('emb');
+      expect(embOnly.verdict.sequential?.reason).toMatch(/^model emb: sequential test: non-inferior on 40 devices, .*; unavailable \(fixed limits only\): device-wide, model mel, model kws$/);
+    }
+    // no test can decide: unavailable, as for a campaign of one bundle
+    const none = decideWithFigures(input(), withModels(fleet(3, 1), { emb: fleet(3, 1) }));
+    expect(none.kind === 'advance' && none.verdict.warnings[0]).toMatch(/^sequential test unavailable: 3 devices/);
     // without per-model evidence (a campaign of one bundle) nothing changes
     const single = decideWithFigures(input(), figures(fleet(40, 1)));
     expect(single.kind).toBe('advance');
