@@ -21,7 +21,7 @@ import { FaultRuntime } from '../agent/fault-runtime.ts';
 const IDS = ['mel', 'emb', 'kws'] as const;
 const WIDTH = { mel: 8, emb: 6, kws: 4 } as const;
 const N = 6;
-// one wave of every device: the test decides once 6 are observed (4 tests share alpha 0.05, see below); the fixed latency limits are set out of
+// one wave of every device: the test halts once all 6 are observed (4 tests share alpha 0.05, see below) and may advance from 5; the fixed latency limits are set out of
 // reach so that the verdict is the sequential test's alone; a small fleet of tiny models cannot show the
 // error rate within 1 point, so margins it can show
 const CAMPAIGN = {
@@ -118,7 +118,7 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
     expect(seq.decision, JSON.stringify(seq)).toBe('advance');
     expect(seq.model).toBeUndefined();
     expect(seq.models.map((m) => [m.modelId, m.decision, m.latency.state, m.latency.estimate])).toEqual(IDS.map((id) => [id, 'advance', 'non-inferior', 1]));
-    for (const m of seq.models) expect(m.devices.observed).toBe(6);
+    for (const m of seq.models) expect(m.devices.observed).toBeGreaterThanOrEqual(5); // advancing is at beta (not shared): from 5 devices
     expect(passed[0].detail.warnings).toEqual([]);
     for (const a of agents) expect(setOf(a)).toBe(v2.map((m) => m.manifestSha256).join());
   });
@@ -142,7 +142,7 @@ describe('the sequential test on every model of a release', { timeout: 120_000 }
     // manifest's (1 ms) on the same devices, with the 1 ms floor: (5 + 1) / (1 + 1) = 3 on every device
     const failures = gate[0].detail.failures as string[];
     expect(failures).toHaveLength(1);
-    // the 4 tests (device-wide, mel, emb, kws) share alpha 0.05: 0.0125 each, decidable from 6 devices
+    // the 4 tests (device-wide, mel, emb, kws) share alpha 0.05: 0.0125 each, halting from 6 devices
     expect(failures[0]).toBe('model emb: sequential test: latency shown worse on 6 devices, p95 ratio 3.000 (CS lower 3.000 vs halt above 1.1, upper 3.000 vs margin 1.2), alpha 0.0125');
     const seq = gate[0].detail.sequential as { decision: string; model: string; models: { modelId: string; decision: string }[]; latency: { estimate: number } };
     expect([seq.decision, seq.model]).toEqual(['halt', 'emb']);
