@@ -39,7 +39,7 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
       target: n === 10_000 ? '< 20 s' : undefined,
       serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
       serverCpuMsPerDevice: o.devicesOn.candidate ? Math.round((o.server.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
-      serverCpuMsPerDeviceTarget: '<= 1.5',
+      serverCpuMsPerDeviceTarget: '<= 1.5', serverStatusesPerBatch: o.server.statusesPerBatch,
       simulatorProcesses: fleetProcessesFor(n), simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
       simulatorCpuMsPerDevice: o.devicesOn.candidate && o.simulator.campaignCpuSeconds !== null ? Math.round((o.simulator.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
       loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
@@ -120,6 +120,7 @@ export async function benchRevertAll(n: number, log?: (line: string) => void) {
     gateFailedAfterSeconds: gate ? gate.at / 1000 : null,
     devicesOnBaselineAfter: o.devicesOn.baseline, devicesOnCandidateAfter: o.devicesOn.candidate,
     serverCampaignCpuSeconds: o.server.campaignCpuSeconds, simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
+    serverStatusesPerBatch: o.server.statusesPerBatch,
     loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
