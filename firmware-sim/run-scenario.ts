@@ -242,6 +242,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const created = await call({ method: 'POST', url: '/v1/campaigns', payload: { ...sc.campaign, manifestSha256: candidate.manifestSha256 } });
     if (created.statusCode !== 201) throw new Error(`campaign refused: ${created.body}`);
     const id = created.json().campaignId as string;
+    log(`campaign ${id} started`);
     let status = 'running';
     while (!['completed', 'reverted', 'halted', 'aborted'].includes(status)) {
       if (Date.now() - c0 > sc.timeoutMs) throw new Error(`campaign still ${status} after ${sc.timeoutMs} ms`);
@@ -249,6 +250,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       status = app.fleet.rollouts.store.get(id).status;
     }
     const campaignMs = Date.now() - c0;
+    log(`campaign ${status} after ${campaignMs} ms`);
     const campaignCpu = process.cpuUsage(campaignCpu0);
     const statusBatches = app.fleet.ingest.statusBatches.batches - batches0.batches;
     const statusesPerBatch = statusBatches ? Number(((app.fleet.ingest.statusBatches.statuses - batches0.statuses) / statusBatches).toFixed(2)) : null;
