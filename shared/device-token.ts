@@ -98,15 +98,19 @@ export interface TokenPolicy {
  * Ed25519 check of the same bytes with the same key was ~5% of the server's CPU in a rollout). It only
  * remembers a fact about bytes: a token not seen before, or seen with another key object (the device's
  * key replaced or revoked since: DeviceCredentials parses a new KeyObject), is verified; every claim
- * check (audience, device, lifetime, clock) runs on every use. Bounded: entries leave at their token's
- * expiry plus the skew, and all of them when full (an attacker cannot add one without a device's key).
+ * check (audience, device, lifetime, clock) runs on every use. Bounded: entries leave a minute after
+ * the check (or at the token's end, if sooner), and all of them when full (an attacker cannot add one
+ * without a device's key): a few hundred bytes for each token of the last minute.
  */
+/** how long a verified token is remembered at most */
+export const VERIFIED_TOKEN_MS = 60_000;
+
 export class VerifiedTokens {
   private readonly seen = new Map<string, { key: KeyObject; untilMs: number }>();
   private nextPrune = 0;
   /** uses that skipped a second Ed25519 check (tests and profiles count them) */
   hits = 0;
-  constructor(private readonly limit = 100_000) {}
+  constructor(private readonly limit = 50_000) {}
   has(token: string, key: KeyObject, nowMs: number): boolean {
     const e = this.seen.get(token);
     const hit = !!e && e.key === key && e.untilMs >= nowMs;
@@ -140,7 +144,8 @@ export function checkDeviceToken(token: string, p: TokenPolicy): TokenCheck {
   if (!key) return no('UNKNOWN_DEVICE', `${c.deviceId}: no public key registered`);
   if (!p.verified?.has(token, key, p.nowMs)) {
     if (!verify(null, t.signed, key, t.signature)) return no('BAD_SIGNATURE', `${c.deviceId}: signature does not verify with the registered key`);
-    p.verified?.add(token, key, (c.exp + p.clockSkewSeconds) * 1000, p.nowMs);
+    // kept a minute at most (the agent reuses a token for 30 s), never past the token's own end
+    p.verified?.add(token, key, Math.min((c.exp + p.clockSkewSeconds) * 1000, p.nowMs + VERIFIED_TOKEN_MS), p.nowMs);
   }
   if (c.aud !== p.aud) return no('WRONG_AUDIENCE', `a token for ${c.aud}, not ${p.aud}`);
   if (c.exp - c.iat > p.maxLifetimeSeconds || c.exp < c.iat) return no('LIFETIME_TOO_LONG', `lifetime ${c.exp - c.iat} s, the most is ${p.maxLifetimeSeconds} s`);

@@ -70,6 +70,10 @@ describe('verified artifacts tokens (server)', () => {
     // on MQTT the audience is wrong, remembered or not (and MQTT never consults the cache)
     expect(creds.verifyToken(t, 'mqtt', 'dev-1')).toMatchObject({ ok: false, reason: 'WRONG_AUDIENCE' });
     expect(creds.verifyToken(t, 'mqtt', 'dev-2')).toMatchObject({ ok: false, reason: 'WRONG_DEVICE' });
+    setNow(T0 + 59_000);
+    expect(creds.verifyToken(t, 'artifacts').ok).toBe(true);
+    expect(creds.verifiedArtifactTokens.hits).toBe(1);
+    // remembered for a minute: later the same token is verified again (and still good until its end)
     setNow(T0 + 299_000);
     expect(creds.verifyToken(t, 'artifacts').ok).toBe(true);
     expect(creds.verifiedArtifactTokens.hits).toBe(1);
