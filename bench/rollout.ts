@@ -18,7 +18,7 @@ export function fleetProcessesFor(n: number): number {
   return n <= 1000 ? 1 : Math.min(8, Math.max(2, Math.ceil(n / 2500)));
 }
 
-export async function benchRollout(opts: { sizes?: number[] } = {}) {
+export async function benchRollout(opts: { sizes?: number[]; log?: (line: string) => void } = {}) {
   const out: Record<string, unknown> = {};
   for (const n of opts.sizes ?? [1000, 10_000]) {
     const o = await runScenario({
@@ -27,7 +27,7 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
       model: 'tiny',
       campaign: { waves: [{ percent: 100, soakSeconds: 0, minReporting: 0, minInferences: 0 }], deviceDeadlineSeconds: 600 },
       timeoutMs: 400_000,
-    });
+    }, { log: opts.log && ((line) => opts.log!(`rollout ${n}: ${line}`)) });
     out[`devices${n}`] = {
       status: o.campaign.status, devicesOnNewModel: o.devicesOn.candidate,
       rolloutSeconds: o.timings.rolloutMs === null ? null : o.timings.rolloutMs / 1000,
@@ -39,7 +39,7 @@ export async function benchRollout(opts: { sizes?: number[] } = {}) {
       target: n === 10_000 ? '< 20 s' : undefined,
       serverCampaignCpuSeconds: o.server.campaignCpuSeconds,
       serverCpuMsPerDevice: o.devicesOn.candidate ? Math.round((o.server.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
-      serverCpuMsPerDeviceTarget: '<= 1.5',
+      serverCpuMsPerDeviceTarget: '<= 1.5', serverStatusesPerBatch: o.server.statusesPerBatch,
       simulatorProcesses: fleetProcessesFor(n), simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
       simulatorCpuMsPerDevice: o.devicesOn.candidate && o.simulator.campaignCpuSeconds !== null ? Math.round((o.simulator.campaignCpuSeconds * 1000 / o.devicesOn.candidate) * 100) / 100 : null,
       loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
@@ -65,7 +65,7 @@ export async function benchRevert(opts: { devices?: number; all?: number; log?: 
       gates: { sequential: { windowsPerDevice: 1 } },
     },
     timeoutMs: 300_000,
-  });
+  }, { log: opts.log && ((line) => opts.log!(`revert ${n}: ${line}`)) });
   const gate = o.campaign.events.find((e) => e.type === 'gate_failed');
   const failedAt = gate?.at ?? null;
   const seq = (gate?.detail as { sequential?: { decision: string; reason: string; devices: unknown; latency: unknown } } | undefined)?.sequential ?? null;
@@ -109,7 +109,7 @@ export async function benchRevertAll(n: number, log?: (line: string) => void) {
       deviceDeadlineSeconds: 600,
     },
     timeoutMs: 600_000,
-  }, { log });
+  }, { log: log && ((line) => log(`revert-all ${n}: ${line}`)) });
   const gate = o.campaign.events.find((e) => e.type === 'gate_failed');
   return {
     status: o.campaign.status, devices: n, touched: o.devicesTouched, gateFailure: o.campaign.failures,
@@ -120,6 +120,7 @@ export async function benchRevertAll(n: number, log?: (line: string) => void) {
     gateFailedAfterSeconds: gate ? gate.at / 1000 : null,
     devicesOnBaselineAfter: o.devicesOn.baseline, devicesOnCandidateAfter: o.devicesOn.candidate,
     serverCampaignCpuSeconds: o.server.campaignCpuSeconds, simulatorCampaignCpuSeconds: o.simulator.campaignCpuSeconds,
+    serverStatusesPerBatch: o.server.statusesPerBatch,
     loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
@@ -129,8 +130,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const flag = process.argv.indexOf('--revert-all');
   const all = flag > 0 ? Number(process.argv[flag + 1]) : 0;
   const sizes = process.argv.slice(2).filter((a, i, xs) => a !== '--revert-all' && xs[i - 1] !== '--revert-all').map(Number).filter((n) => n > 0);
-  // progress of the all-devices revert run on stderr (its fleet start and baseline take minutes at 10,000)
-  const log = (line: string) => console.error(`${new Date().toISOString()} revert-all: ${line}`);
-  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000] }), revert: await benchRevert({ all, log }) }, null, 2));
+  // progress of every run on stderr (a 10,000-device fleet's start and baseline take minutes)
+  const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+  console.log(JSON.stringify({ rollout: await benchRollout({ sizes: sizes.length ? sizes : [1000], log }), revert: await benchRevert({ all, log }) }, null, 2));
   process.exit(0);
 }

@@ -408,7 +408,7 @@ export class FleetAgent extends EventEmitter {
     this.identity = new DeviceIdentity(deviceId, deviceSecret ? null : readDeviceKey(dataDir), deviceSecret, () => this.now(), this.config.deviceTokenLifetimeSeconds);
   }
 
-  /** "Bearer <token>" for one artifact request (a fresh token each time), or undefined */
+  /** "Bearer <token>" for an artifact request (one token for the requests of up to 30 s: identity.ts), or undefined */
   private readonly authorization = (): string | undefined => this.identity?.bearer();
 
   /** after a refused CONNECT: align token times with the server's clock (at most every 30 s) */

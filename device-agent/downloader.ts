@@ -4,7 +4,7 @@
 // SHA-256 (`content`), so the caller checks length and digest of exactly the bytes it will load without
 // reading the file again; a resumed download hashes the part already on disk first.
 import { createHash, type Hash } from 'node:crypto';
-import { existsSync, fstatSync, readFileSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, readFileSync, statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UpdateRefused } from '../shared/reason-codes.ts';
 import { disk } from './disk.ts';
@@ -157,5 +157,9 @@ function checkFreeSpace(dir: string, need: number): void {
 }
 
 export function removeIfExists(path: string): void {
+  // Most calls find nothing (a slot is cleared of files it may not hold): a failed unlink builds an
+  // Error with its stack, ~15 us against ~2 us for a stat here (issue 13: 2% of a simulated device's
+  // update). lstat, not exists: a dangling symlink is still removed. The catch stays for a file removed in between.
+  if (!lstatSync(path, { throwIfNoEntry: false })) return;
   try { disk.unlinkSync(path); } catch { /* already gone */ }
 }

@@ -1,7 +1,7 @@
 // The device's own identity: an Ed25519 key pair made on the device, its private half in
 // <dataDir>/device-key.pem (PKCS#8, mode 0600), never sent anywhere. Enrollment registers the public
 // half (POST /v1/enroll); from then on the agent proves who it is with short-lived tokens it signs
-// (shared/device-token.ts): one per MQTT CONNECT, one per artifact download.
+// (shared/device-token.ts): one per MQTT CONNECT, one for the artifact downloads of up to 30 s.
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +38,9 @@ export function isEnrolled(dataDir: string): boolean {
   return existsSync(join(dataDir, ENROLLED_FILE));
 }
 
+/** how long the agent presents the same artifacts token (credential) */
+export const ARTIFACTS_TOKEN_REUSE_MS = 30_000;
+
 /** The agent's credential: tokens from its key, or a legacy bearer secret, or nothing (development). */
 export class DeviceIdentity {
   /** server time minus device time, learned when the server refused a token (shared/device-token.ts) */
@@ -48,10 +51,27 @@ export class DeviceIdentity {
 
   get kind(): 'key' | 'secret' | 'none' { return this.key ? 'key' : this.secret ? 'secret' : 'none'; }
 
-  /** what goes in the Authorization header or the MQTT password; undefined: none */
+  /** the last artifacts token, reused while young (see credential) */
+  private artifacts: { token: string; fromMs: number; offsetMs: number } | null = null;
+
+  /**
+   * What goes in the Authorization header or the MQTT password; undefined: none. An MQTT token is new
+   * every time (the server accepts each once). An artifacts token is reused for the requests of the next
+   * ARTIFACTS_TOKEN_REUSE_MS (at most a quarter of its lifetime, so it has most of its life left): one
+   * update's artifact and golden-set downloads share one token, one signature here and one Ed25519 check
+   * on the server instead of two each (issue 13). A changed clock offset makes a new one at once.
+   */
   credential(aud: TokenAudience): string | undefined {
-    if (this.key) return makeDeviceToken(this.key.privateKey, { deviceId: this.deviceId, aud, nowMs: this.now() + this.clockOffsetMs, lifetimeSeconds: this.lifetimeSeconds });
-    return this.secret;
+    if (!this.key) return this.secret;
+    const now = this.now();
+    if (aud === 'artifacts') {
+      const a = this.artifacts;
+      const reuseMs = Math.min(ARTIFACTS_TOKEN_REUSE_MS, (this.lifetimeSeconds * 1000) / 4);
+      if (a && a.offsetMs === this.clockOffsetMs && now >= a.fromMs && now - a.fromMs < reuseMs) return a.token;
+    }
+    const token = makeDeviceToken(this.key.privateKey, { deviceId: this.deviceId, aud, nowMs: now + this.clockOffsetMs, lifetimeSeconds: this.lifetimeSeconds });
+    if (aud === 'artifacts') this.artifacts = { token, fromMs: now, offsetMs: this.clockOffsetMs };
+    return token;
   }
 
   bearer(): string | undefined {

@@ -38,7 +38,7 @@ export interface ScenarioOutcome {
   campaignReasons: Record<string, number>;
   timings: { fleetStartMs: number; baselineMs: number; campaignMs: number; rolloutMs: number | null; revertMs: number | null; totalMs: number };
   /** cpuSeconds: this process (server and runner) from enrollment to the end; campaignCpuSeconds: from the campaign's creation to its end */
-  server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number };
+  server: { peakRssMB: number; cpuSeconds: number; campaignCpuSeconds: number; /** status messages per status transaction during the campaign */ statusesPerBatch: number | null };
   /** the fleet processes' CPU seconds from the campaign's creation to its end, summed (null when the fleet ran in this process) */
   simulator: { processes: number; campaignCpuSeconds: number | null };
   /** whether the simulator stayed within its capacity (an invalid run says nothing about the model) */
@@ -235,12 +235,14 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
     const before = new Map((await fleet.summary()).devices.map((d) => [d.deviceId, d.active]));
     const c0 = Date.now();
     const campaignCpu0 = process.cpuUsage();
+    const batches0 = { ...app.fleet.ingest.statusBatches }; // issue 13: statuses per status transaction during the campaign
     // FLEET_SIM_CPU_PROFILE=<file.cpuprofile>: a CPU profile of this process (the server) during the campaign only
     const profiler = process.env.FLEET_SIM_CPU_PROFILE ? await startProfile() : null;
     fleet.setCandidate(candidate.artifactSha256, c0);
     const created = await call({ method: 'POST', url: '/v1/campaigns', payload: { ...sc.campaign, manifestSha256: candidate.manifestSha256 } });
     if (created.statusCode !== 201) throw new Error(`campaign refused: ${created.body}`);
     const id = created.json().campaignId as string;
+    log(`campaign ${id} started`);
     let status = 'running';
     while (!['completed', 'reverted', 'halted', 'aborted'].includes(status)) {
       if (Date.now() - c0 > sc.timeoutMs) throw new Error(`campaign still ${status} after ${sc.timeoutMs} ms`);
@@ -248,7 +250,10 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       status = app.fleet.rollouts.store.get(id).status;
     }
     const campaignMs = Date.now() - c0;
+    log(`campaign ${status} after ${campaignMs} ms`);
     const campaignCpu = process.cpuUsage(campaignCpu0);
+    const statusBatches = app.fleet.ingest.statusBatches.batches - batches0.batches;
+    const statusesPerBatch = statusBatches ? Number(((app.fleet.ingest.statusBatches.statuses - batches0.statuses) / statusBatches).toFixed(2)) : null;
     if (profiler) await profiler.stop(process.env.FLEET_SIM_CPU_PROFILE!);
     const events = app.fleet.rollouts.store.events(id).map((e) => ({ type: e.type, at: Date.parse(e.ts) - c0, detail: e.detail }));
     // a wave run in shadow first fails its shadow gate before any device switched (issue 17)
@@ -301,6 +306,7 @@ export async function runScenario(input: ScenarioInput, opts: { log?: (line: str
       server: {
         peakRssMB: Math.round(peakRss / 1048576), cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
         campaignCpuSeconds: Number(((campaignCpu.user + campaignCpu.system) / 1e6).toFixed(2)),
+        statusesPerBatch,
       },
       simulator: {
         processes: sc.fleet.processes,

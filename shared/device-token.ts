@@ -88,6 +88,44 @@ export interface TokenPolicy {
   deviceId?: string;
   /** the device's registered key; 'revoked' when its credential was revoked, null when it has none */
   keyFor: (deviceId: string) => KeyObject | 'revoked' | null;
+  /** signatures verified before (issue 13): the exact token text already verified with this same key object */
+  verified?: VerifiedTokens;
+}
+
+/**
+ * Tokens whose Ed25519 signature verified, by their exact text and the key object it verified with
+ * (issue 13: an agent presents one artifacts token for its artifact and its golden set, and the second
+ * Ed25519 check of the same bytes with the same key was ~5% of the server's CPU in a rollout). It only
+ * remembers a fact about bytes: a token not seen before, or seen with another key object (the device's
+ * key replaced or revoked since: DeviceCredentials parses a new KeyObject), is verified; every claim
+ * check (audience, device, lifetime, clock) runs on every use. Bounded: entries leave a minute after
+ * the check (or at the token's end, if sooner), and all of them when full (an attacker cannot add one
+ * without a device's key): a few hundred bytes for each token of the last minute.
+ */
+/** how long a verified token is remembered at most */
+export const VERIFIED_TOKEN_MS = 60_000;
+
+export class VerifiedTokens {
+  private readonly seen = new Map<string, { key: KeyObject; untilMs: number }>();
+  private nextPrune = 0;
+  /** uses that skipped a second Ed25519 check (tests and profiles count them) */
+  hits = 0;
+  constructor(private readonly limit = 50_000) {}
+  has(token: string, key: KeyObject, nowMs: number): boolean {
+    const e = this.seen.get(token);
+    const hit = !!e && e.key === key && e.untilMs >= nowMs;
+    if (hit) this.hits++;
+    return hit;
+  }
+  add(token: string, key: KeyObject, untilMs: number, nowMs: number): void {
+    if (nowMs >= this.nextPrune) {
+      for (const [k, e] of this.seen) if (e.untilMs < nowMs) this.seen.delete(k);
+      this.nextPrune = nowMs + 10_000;
+    }
+    if (this.seen.size >= this.limit) this.seen.clear();
+    this.seen.set(token, { key, untilMs });
+  }
+  get size(): number { return this.seen.size; }
 }
 
 /**
@@ -104,7 +142,11 @@ export function checkDeviceToken(token: string, p: TokenPolicy): TokenCheck {
   const key = p.keyFor(c.deviceId);
   if (key === 'revoked') return no('REVOKED', `${c.deviceId}: credential revoked`);
   if (!key) return no('UNKNOWN_DEVICE', `${c.deviceId}: no public key registered`);
-  if (!verify(null, t.signed, key, t.signature)) return no('BAD_SIGNATURE', `${c.deviceId}: signature does not verify with the registered key`);
+  if (!p.verified?.has(token, key, p.nowMs)) {
+    if (!verify(null, t.signed, key, t.signature)) return no('BAD_SIGNATURE', `${c.deviceId}: signature does not verify with the registered key`);
+    // kept a minute at most (the agent reuses a token for 30 s), never past the token's own end
+    p.verified?.add(token, key, Math.min((c.exp + p.clockSkewSeconds) * 1000, p.nowMs + VERIFIED_TOKEN_MS), p.nowMs);
+  }
   if (c.aud !== p.aud) return no('WRONG_AUDIENCE', `a token for ${c.aud}, not ${p.aud}`);
   if (c.exp - c.iat > p.maxLifetimeSeconds || c.exp < c.iat) return no('LIFETIME_TOO_LONG', `lifetime ${c.exp - c.iat} s, the most is ${p.maxLifetimeSeconds} s`);
   const now = Math.floor(p.nowMs / 1000);

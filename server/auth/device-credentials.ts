@@ -9,7 +9,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Db } from '../db/database.ts';
 import type { Statement } from 'better-sqlite3';
 import { AppError } from '../errors.ts';
-import { checkDeviceToken, publicKeyObject, type TokenAudience, type TokenCheck, type TokenRefusal } from '../../shared/device-token.ts';
+import { checkDeviceToken, publicKeyObject, VerifiedTokens, type TokenAudience, type TokenCheck, type TokenRefusal } from '../../shared/device-token.ts';
 import { digestsEqual, looksLikeSecret, newId, newSecret, secretDigest } from './secrets.ts';
 
 export interface DevicePrincipal { kind: 'device'; deviceId: string; name: string }
@@ -32,6 +32,8 @@ export class DeviceCredentials extends EventEmitter {
   /** MQTT tokens are good once: `${deviceId} ${nonce}` -> expiry (ms), pruned as they expire */
   private readonly seen = new Map<string, number>();
   private nextPrune = 0;
+  /** artifacts tokens whose signature verified (an agent's artifact and golden-set requests share one token) */
+  readonly verifiedArtifactTokens = new VerifiedTokens();
 
   constructor(private readonly db: Db, private readonly now: () => Date = () => new Date(),
     private readonly limits: DeviceTokenLimits = { maxLifetimeSeconds: 600, clockSkewSeconds: 60 }) {
@@ -105,7 +107,8 @@ export class DeviceCredentials extends EventEmitter {
    */
   verifyToken(token: string, aud: TokenAudience, deviceId?: string): TokenCheck {
     const nowMs = this.now().getTime();
-    let r = checkDeviceToken(token, { aud, nowMs, deviceId, ...this.limits, keyFor: (id) => this.keyFor(id) });
+    // an MQTT token is good once (below), so only artifacts tokens are remembered as verified
+    let r = checkDeviceToken(token, { aud, nowMs, deviceId, ...this.limits, keyFor: (id) => this.keyFor(id), ...(aud === 'artifacts' ? { verified: this.verifiedArtifactTokens } : {}) });
     if (r.ok && aud === 'mqtt') {
       // an MQTT token opens one session: a recorded CONNECT cannot be played again while the token lives
       const id = `${r.claims.deviceId} ${r.claims.nonce}`;

@@ -405,7 +405,9 @@ export class RolloutEngine {
     const db = this.deps.db;
     // prepared once: every status message of a rollout comes through here
     const q = this.statusSql ??= {
-      rows: db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest, c.config_json, c.release_json FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
+      // without the campaign's config and release texts (kilobytes each, read per status before issue 13's
+      // second pass): both are fixed at creation and read once per campaign (campaignFixed)
+      rows: db.prepare(`SELECT cd.*, c.manifest_sha256 AS campaign_manifest FROM campaign_devices cd JOIN campaigns c ON c.campaign_id = cd.campaign_id
         WHERE cd.device_id = ? AND c.status IN (${ACTIVE_STATUSES.map(() => '?').join(',')})`),
       done: db.prepare(`UPDATE campaign_devices SET revert_state = 'done' WHERE campaign_id = ? AND device_id = ?`),
       revertFailed: db.prepare(`UPDATE campaign_devices SET revert_state = 'failed', reason = ? WHERE campaign_id = ? AND device_id = ?`),
@@ -420,16 +422,17 @@ export class RolloutEngine {
       working: db.prepare(`UPDATE campaign_devices SET wait_reason = NULL, deadline_from = ? WHERE campaign_id = ? AND device_id = ? AND state = 'assigned' AND wait_reason IS NOT NULL`),
     };
     const rows = q.rows.all(deviceId, ...ACTIVE_STATUSES) as
-      { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string; config_json: string;
-        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null; release_json: string | null }[];
+      { campaign_id: string; state: string; attempts: number; assigned_seq: number | null; campaign_manifest: string;
+        revert_manifest_sha256: string | null; revert_seq: number | null; revert_state: string | null; wait_reason: string | null }[];
     const now = this.now();
     for (const r of rows) {
+      const fixed = this.campaignFixed(r.campaign_id);
       const step = campaignDeviceStep({
         state: r.state as DeviceState, attempts: r.attempts, assignedSeq: r.assigned_seq, campaignManifest: r.campaign_manifest,
-        maxRetries: this.maxRetriesOf(r.campaign_id, r.config_json), revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
+        maxRetries: fixed.maxRetries, revertState: r.revert_state, revertManifest: r.revert_manifest_sha256,
         waitReason: r.wait_reason,
         // [#19] a release campaign: updated means the whole set active
-        ...(r.release_json ? { campaignSet: this.releaseOf({ campaign_id: r.campaign_id, release_json: r.release_json })!.models.map((m) => m.manifestSha256) } : {}),
+        ...(fixed.set ? { campaignSet: fixed.set } : {}),
       }, s);
       switch (step.kind) {
         case 'revert_done': q.done.run(r.campaign_id, deviceId); break;
@@ -446,16 +449,23 @@ export class RolloutEngine {
     }
   }
 
-  /** A campaign's config never changes after its creation: parsed once per campaign, not once per status. */
-  private readonly maxRetries = new Map<string, number>();
-  private maxRetriesOf(campaignId: string, configJson: string): number {
-    let n = this.maxRetries.get(campaignId);
-    if (n === undefined) {
-      n = (JSON.parse(configJson) as { maxRetries?: number }).maxRetries ?? 0;
-      if (this.maxRetries.size > 1000) this.maxRetries.clear();
-      this.maxRetries.set(campaignId, n);
+  /**
+   * What a device report needs of its campaign (maxRetries, a release's set), fixed at the campaign's
+   * creation: read and parsed once per campaign, not once per status.
+   */
+  private readonly fixed = new Map<string, { maxRetries: number; set: string[] | null }>();
+  private fixedSql: Statement | null = null;
+  private campaignFixed(campaignId: string): { maxRetries: number; set: string[] | null } {
+    let f = this.fixed.get(campaignId);
+    if (f === undefined) {
+      this.fixedSql ??= this.deps.db.prepare('SELECT config_json, release_json FROM campaigns WHERE campaign_id = ?');
+      const row = this.fixedSql.get(campaignId) as { config_json: string; release_json: string | null };
+      const release = this.releaseOf({ campaign_id: campaignId, release_json: row.release_json });
+      f = { maxRetries: (JSON.parse(row.config_json) as { maxRetries?: number }).maxRetries ?? 0, set: release ? release.models.map((m) => m.manifestSha256) : null };
+      if (this.fixed.size > 1000) this.fixed.clear();
+      this.fixed.set(campaignId, f);
     }
-    return n;
+    return f;
   }
 
   // ---- revert --------------------------------------------------------------------------------
