@@ -27,7 +27,50 @@ export function openDatabase(file: string): Db {
  */
 function immediateTransactions(db: Db): void {
   const transaction = db.transaction.bind(db);
-  db.transaction = ((fn: Parameters<Db['transaction']>[0]) => transaction(fn).immediate) as Db['transaction'];
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  gates.set(db, gate);
+  db.transaction = ((fn: Parameters<Db['transaction']>[0]) => {
+    const t = transaction(fn).immediate;
+    // announce the write while it waits for and holds the lock (see waitForPriorityWriters)
+    const gated = (...args: unknown[]) => {
+      Atomics.add(gate, 0, 1);
+      try {
+        return (t as (...a: unknown[]) => unknown)(...args);
+      } finally {
+        if (Atomics.sub(gate, 0, 1) === 1) Atomics.notify(gate, 0);
+      }
+    };
+    // keep better-sqlite3's variants (.deferred for a read-only transaction): ungated, they take no lock first
+    for (const k of ['deferred', 'exclusive'] as const) (gated as unknown as Record<string, unknown>)[k] = (t as unknown as Record<string, unknown>)[k];
+    (gated as unknown as Record<string, unknown>).immediate = gated;
+    return gated as unknown as ReturnType<Db['transaction']>;
+  }) as Db['transaction'];
+}
+
+/**
+ * The write gate of a connection opened here: how many of its transactions are waiting for or holding
+ * the write lock right now. A second connection that writes back to back (the telemetry writer thread)
+ * waits on it before each transaction: SQLite's busy handler only polls (sleeps of up to 100 ms), so a
+ * connection whose lock is free for microseconds between transactions starved the other one until its
+ * busy timeout ran out (a status batch failed with "database is locked" during 2,000-device reverts).
+ */
+const gates = new WeakMap<Db, Int32Array>();
+export function writeGate(db: Db): SharedArrayBuffer | undefined {
+  return gates.get(db)?.buffer as SharedArrayBuffer | undefined;
+}
+
+/**
+ * In the other connection's thread, before it takes the write lock: wait while the gated connection has
+ * a transaction waiting or running, at most `maxMs` in all (a busy main thread never stops the writer).
+ */
+export function waitForPriorityWriters(gate: Int32Array, maxMs = 1000): number {
+  const t0 = performance.now();
+  for (let v = Atomics.load(gate, 0); v > 0; v = Atomics.load(gate, 0)) {
+    const left = maxMs - (performance.now() - t0);
+    if (left <= 0) break;
+    Atomics.wait(gate, 0, v, Math.min(left, 50));
+  }
+  return performance.now() - t0;
 }
 
 export function migrate(db: Db): number {

@@ -10,10 +10,14 @@ import type { Db } from '../db/database.ts';
 import type { FleetBus } from '../mqtt/broker.ts';
 import { TelemetryWriter } from './telemetry-writer.ts';
 
-export interface IngestCounters { accepted: Record<string, number>; dropped: Record<string, number>; duplicates: Record<string, number> }
+export interface IngestCounters {
+  accepted: Record<string, number>; dropped: Record<string, number>; duplicates: Record<string, number>;
+  /** messages kept for another try because the database was locked (each try counts) */
+  retried: Record<string, number>;
+}
 
 export class DeviceIngest {
-  readonly counters: IngestCounters = { accepted: {}, dropped: {}, duplicates: {} };
+  readonly counters: IngestCounters = { accepted: {}, dropped: {}, duplicates: {}, retried: {} };
   readonly telemetry: TelemetryWriter;
   private readonly listeners = new Set<(kind: TopicKind, deviceId: string, msg: unknown) => void>();
 
@@ -74,6 +78,8 @@ export class DeviceIngest {
   // Issue 13: with 2 ms a rollout's statuses came about one per batch, and the two commits per batch cost
   // more than the rows in them; 10 ms gathers several per commit at a few ms more before each PUBACK.
   private static readonly STATUS_DELAY_MS = 10;
+  /** a batch the database refused as locked is tried again after this long (its PUBACKs wait) */
+  private static readonly STATUS_RETRY_MS = 50;
   /** status batches applied and the statuses in them (the bench reports statuses per batch) */
   readonly statusBatches = { batches: 0, statuses: 0 };
 
@@ -98,6 +104,15 @@ export class DeviceIngest {
     try {
       stored = this.db.transaction(() => batch.map((b) => this.applyStatus(b.status)))();
     } catch (err) {
+      if (isBusy(err)) {
+        // the database stayed locked past the busy timeout: nothing of the batch was stored and nothing
+        // is wrong with it. Keep every message (no PUBACK yet) and try the whole batch again shortly.
+        this.log.warn({ err, event: 'status_batch_retry', statuses: batch.length }, 'database locked; status batch kept for a retry');
+        this.counters.retried.status = (this.counters.retried.status ?? 0) + batch.length;
+        this.statusQueue = batch.concat(this.statusQueue);
+        if (!this.statusTimer) this.statusTimer = setTimeout(() => this.flushStatuses(), DeviceIngest.STATUS_RETRY_MS);
+        return;
+      }
       // one bad row must not lose the others: each on its own (a failure is logged and dropped)
       this.log.error({ err, event: 'status_batch_failed' }, 'status batch failed; applying one by one');
       stored = batch.map((b) => {
@@ -222,4 +237,10 @@ function prepareStatements(db: Db) {
     event: db.prepare(`INSERT OR IGNORE INTO status_events (device_id, ts, state, reason, detail, director_seq, manifest_sha256, received_at, seq)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
   };
+}
+
+/** SQLITE_BUSY and its extended codes: the lock was not free in time (the statement itself was fine) */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

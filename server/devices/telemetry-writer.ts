@@ -8,7 +8,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import type { Telemetry } from '../../shared/messages.ts';
-import type { Db } from '../db/database.ts';
+import { writeGate, type Db } from '../db/database.ts';
 import { spawnModuleWorker } from '../worker-boot.ts';
 import { WindowStore, type WindowOutcome } from '../telemetry/window-store.ts';
 import { GATHER_MS, MAX_WINDOWS_PER_TRANSACTION, type FromWriter, type ToWriter, type WriterThreadData } from '../telemetry/writer-thread.ts';
@@ -164,7 +164,7 @@ export class TelemetryWriter {
   // ---- the writer thread ---------------------------------------------------------------------
 
   private startThread(): void {
-    const data: WriterThreadData = { dbFile: this.db.name, maxWindowsPerTransaction: MAX_WINDOWS_PER_TRANSACTION, gatherMs: this.gatherMs };
+    const data: WriterThreadData = { dbFile: this.db.name, maxWindowsPerTransaction: MAX_WINDOWS_PER_TRANSACTION, gatherMs: this.gatherMs, mainWriteGate: writeGate(this.db) };
     const w = this.worker = spawnModuleWorker(import.meta.url, '../telemetry/writer-thread.ts', data);
     this.lastTransaction = 0; // a new thread numbers its transactions from 1
     this.ready = new Promise<void>((resolve) => {

@@ -5,7 +5,7 @@
 // server/devices/telemetry-writer.ts; the protocol is the two message types below.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Telemetry } from '../../shared/messages.ts';
-import { openDatabase } from '../db/database.ts';
+import { openDatabase, waitForPriorityWriters } from '../db/database.ts';
 import { WindowStore, type WindowOutcome } from './window-store.ts';
 
 export type ToWriter =
@@ -20,7 +20,11 @@ export type FromWriter =
   | { type: 'done'; id: number; outcomes: WindowOutcome[]; transaction: number }
   | { type: 'failed'; message: string };
 
-export interface WriterThreadData { dbFile: string; maxWindowsPerTransaction: number; gatherMs: number }
+export interface WriterThreadData {
+  dbFile: string; maxWindowsPerTransaction: number; gatherMs: number;
+  /** the main connection's write gate (server/db/database.ts writeGate): its transactions go first */
+  mainWriteGate?: SharedArrayBuffer;
+}
 
 /** Windows per transaction at most: a longer write would hold SQLite's write lock from the main connection longer. */
 export const MAX_WINDOWS_PER_TRANSACTION = 1000;
@@ -47,6 +51,7 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
     return;
   }
   const store = new WindowStore(db);
+  const gate = data.mainWriteGate ? new Int32Array(data.mainWriteGate) : null;
   let queue: Extract<ToWriter, { type: 'batch' }>[] = [];
   let scheduled = false;
   let gathering: NodeJS.Timeout | null = null;
@@ -82,6 +87,8 @@ function run(port: NonNullable<typeof parentPort>, data: WriterThreadData): void
       for (const b of group) for (const text of b.texts) {
         try { parsed.push(JSON.parse(text) as Telemetry); } catch { parsed.push(null); }
       }
+      // the main thread's transactions (statuses, campaigns, the API) take the lock first
+      if (gate) waitForPriorityWriters(gate);
       // one received time per transaction: the earliest batch's (the rows' received_at)
       const stored = store.store(parsed.filter((t): t is Telemetry => t !== null), group[0].receivedAt);
       transactions++;
