@@ -36,7 +36,8 @@ export function isNotAModelError(err: unknown): boolean {
 }
 
 export interface LoadedModel {
-  run(feeds: Feeds): Promise<Outputs>;
+  /** `transfer`: the caller gives the feeds' typed arrays away (a runtime in another thread may take their buffers instead of copying) */
+  run(feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs>;
   release(): Promise<void>;
 }
 

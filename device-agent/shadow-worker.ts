@@ -26,6 +26,23 @@ export function spawnShadowThread(): Worker {
   return new Worker(new URL('./shadow-thread.mjs', import.meta.url), { execArgv: [] });
 }
 
+/**
+ * Inputs from this size on are moved to the thread (transferred), smaller ones cloned: measured on a
+ * cold cache, a transfer costs ~8 µs more than cloning 256 bytes, while cloning grows with the bytes.
+ */
+const TRANSFER_FROM_BYTES = 16 * 1024;
+
+/** The buffers of typed arrays that own their whole buffer (the shadow runner's copies), when big enough to be worth moving. */
+function ownedBuffers(feeds: Feeds): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  let bytes = 0;
+  for (const name in feeds) {
+    const d = feeds[name].data;
+    if (!Array.isArray(d) && d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !out.includes(d.buffer)) { out.push(d.buffer); bytes += d.byteLength; }
+  }
+  return bytes >= TRANSFER_FROM_BYTES ? out : [];
+}
+
 export class ThreadRuntime implements ModelRuntime {
   private worker: Worker | null = null;
   private readonly pending = new Map<number, Pending>();
@@ -88,8 +105,8 @@ export class ThreadRuntime implements ModelRuntime {
     }
     let released = false;
     return {
-      run: async (feeds: Feeds): Promise<Outputs> => {
-        const r = await this.call(w, { op: 'run', id: this.nextId++, session, feeds });
+      run: async (feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs> => {
+        const r = await this.call(w, { op: 'run', id: this.nextId++, session, feeds }, opts?.transfer ? ownedBuffers(feeds) : []);
         const out = r.outputs as Outputs;
         // the run's own time in the thread (DEVICE_MS: the time the model took where it ran)
         (out as { [DEVICE_MS]?: number })[DEVICE_MS] = r.ms;
