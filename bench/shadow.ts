@@ -86,18 +86,19 @@ export interface BenchShadowResult {
   loadAverage: { start: number[]; end: number[] };
 }
 
-/** What an install (slot a) and a shadow load (slot b) leave on disk; the agent restores both at start. */
+/** What an install (slot a) and a shadow load (its own slot) leave on disk; the agent restores both at start. */
 export async function seed(dataDir: string, onnx: Uint8Array, sample: Float32Array, shadow: boolean): Promise<void> {
   mkdirSync(join(dataDir, 'slots'), { recursive: true });
   const store = new StateStore(dataDir);
   const state = store.load(b64.encode(new Uint8Array(32)));
-  for (const [slot, version] of (shadow ? [['a', 1], ['b', 2]] : [['a', 1]]) as ['a' | 'b', number][]) {
+  for (const [slot, version] of (shadow ? [['a', 1], ['shadow', 2]] : [['a', 1]]) as ['a' | 'shadow', number][]) {
     const m = await digitsManifest(onnx, sample, version);
     const text = canonicalJson(m);
     writeFileSync(join(dataDir, 'slots', `${slot}.onnx`), onnx);
     writeFileSync(join(dataDir, 'slots', `${slot}.manifest.json`), text);
-    state.slots[slot] = { manifestSha256: sha256Hex(text), modelId: m.modelId, version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
-    if (slot === 'b') state.shadow = { slot, manifestSha256: sha256Hex(text), modelId: m.modelId, version, directorSeq: 1, sampleRate: DEFAULT_SAMPLE_RATE };
+    const record = { manifestSha256: sha256Hex(text), modelId: m.modelId, version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    if (slot === 'a') state.slots.a = record;
+    else state.shadow = { slot, model: record, manifestSha256: sha256Hex(text), modelId: m.modelId, version, directorSeq: 1, sampleRate: DEFAULT_SAMPLE_RATE };
   }
   state.active = 'a';
   store.save(state);

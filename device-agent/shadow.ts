@@ -13,9 +13,11 @@
 // a sampled input runs only when that queue is idle, so a caller waits at most for one candidate run
 // that started while the runtime was idle. Inputs that wait longer than shadow.maxWaitMs, or find the
 // queue full, are dropped and counted.
+import { readFileSync } from 'node:fs';
 import { runtimeQueueStats, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
 import type { DesiredMessage, Manifest, ShadowOutputSums, ShadowTelemetry, Status } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
+import { sha256Hex } from '../shared/crypto.ts';
 import { addSample, emptySums, outputKind } from '../shared/shadow-figures.ts';
 import { verifyShadow, type VerifiedShadow } from '../shared/verify-shadow.ts';
 import type { DeviceIdentity, SignatureCache, TrustState, VerifiedDesired } from '../shared/verify-desired.ts';
@@ -54,8 +56,6 @@ export interface ShadowHost {
   fetch: typeof fetch | undefined;
   authorization: () => string | undefined;
   signal: AbortSignal;
-  /** the agent's own claim of a slot (one durable write; a probation stops naming it as its revert target) */
-  claimSlot(slot: SlotName): void;
   /** resident memory now (default process.memoryUsage.rss) */
   rss?: () => number;
   /** true while the runtime has calls waiting or running (default: the WASM queue's figures; never with a thread) */
@@ -292,7 +292,7 @@ export class ShadowRunner {
     const state = h.state();
     if (!state.active) throw new UpdateRefused('MALFORMED', 'no active model to compare a shadow with');
     this.checkMemory(m, 'before');
-    const slot: SlotName = state.active === 'a' ? 'b' : 'a';
+    const slot = 'shadow' as const; // its own place: the inactive slot keeps the previous model (the revert target)
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     h.phase('shadow:download:start', info);
     let chunks = 0;
@@ -309,7 +309,6 @@ export class ShadowRunner {
       h.staging.remove(m.artifact.sha256);
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the shadow candidate: ${(err as Error).message}`);
     }
-    let claimed = false;
     try {
       this.checkMemory(m, 'after');
       // in a thread: the run's time inside the thread (a loaded host's event loop is not the candidate's latency)
@@ -317,9 +316,8 @@ export class ShadowRunner {
       h.log('shadow_health_check_passed', { deviceId: h.deviceId, ...health });
       h.phase('shadow:health:done', info);
       if (this.stopped) throw new Error('agent stopping');
-      // the inactive slot (the revert target, if any) is given up for the candidate, in one durable write
-      h.claimSlot(slot);
-      claimed = true;
+      // files first, record after: until the record names them, a crash leaves files the next start clears
+      h.slots.clear(slot);
       writeFileDurable(h.slots.path(slot, 'manifest.json'), vs.manifestText);
       h.phase('shadow:write:manifest', info);
       disk.renameSync(part, h.slots.path(slot, 'onnx'));
@@ -328,14 +326,14 @@ export class ShadowRunner {
     } catch (err) {
       await model.release();
       h.staging.remove(m.artifact.sha256);
-      if (claimed) h.slots.clear(slot); // no record names it: nothing else to undo
+      h.slots.clear(slot); // no record names it: nothing else to undo
       throw err;
     }
-    const record: ShadowRecord = { slot, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, sampleRate: vs.sampleRate };
+    const files = { manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    const record: ShadowRecord = { slot, model: files, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, sampleRate: vs.sampleRate };
     const s = h.state();
-    s.slots[slot] = { manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
     s.shadow = record;
-    const outcome = h.status.queue('shadow_loaded', { directorSeq, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, detail: `held in shadow in slot ${slot}; sample rate ${vs.sampleRate}` });
+    const outcome = h.status.queue('shadow_loaded', { directorSeq, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, detail: `held in shadow in its own slot; sample rate ${vs.sampleRate}` });
     h.save();
     h.phase('shadow:loaded', info);
     this.hold(record, model, m);
@@ -359,23 +357,56 @@ export class ShadowRunner {
     this.queue.length = 0;
     if (r) {
       s.shadow = null;
-      if (s.slots[r.slot] && s.active !== r.slot) s.slots[r.slot] = null;
+      const legacy = r.slot !== 'shadow' ? r.slot : null; // held in the inactive slot (records of older agents)
+      if (legacy && s.slots[legacy] && s.active !== legacy) s.slots[legacy] = null;
       const outcome = report ? h.status.queue('shadow_unloaded', { directorSeq: report.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version, detail: report.detail }) : null;
       h.save();
-      if (s.active !== r.slot) h.slots.clear(r.slot);
+      if (!legacy || s.active !== legacy) h.slots.clear(r.slot);
       h.phase('shadow:unloaded', { modelId: r.modelId, version: r.version });
       if (outcome) h.status.announce(outcome);
     }
     await held?.model.release();
   }
 
-  /** The agent claimed `slot` (an install, a promotion): a candidate held there is gone from the record already. */
+  /** The agent claimed `slot` (an install): a candidate held there (old layout) is gone from the record already. */
   onSlotClaimed(slot: SlotName): void {
     const held = this.held;
     if (held?.record.slot !== slot) return;
     this.held = null;
     this.queue.length = 0;
     void held.model.release();
+  }
+
+  /**
+   * A promotion (an install of the candidate held here, agent.ts stageModel): its bytes, checked again
+   * against the signed artifact, are moved (renamed, not copied, not fetched) into staging, from where
+   * the install puts them in a slot like a finished download. The shadow ends first, in one durable
+   * write; a crash before the rename leaves files no record names (cleared at the next start), a crash
+   * after it an abandoned update (the device stays on its active model). Null when the candidate is not
+   * these bytes (or not in its own slot): the install stages them another way.
+   */
+  stageForPromotion(a: Manifest['artifact'], keep: readonly string[] = []): { path: string; bytes: Uint8Array } | null {
+    const h = this.host;
+    const s = h.state();
+    const r = s.shadow;
+    if (r?.slot !== 'shadow' || !r.model || r.model.artifactSha256 !== a.sha256 || r.model.length !== a.length) return null;
+    let bytes: Uint8Array;
+    try { bytes = readFileSync(h.slots.path('shadow', 'onnx')); } catch { return null; }
+    if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) return null; // damaged: the install fetches it
+    s.shadow = null;
+    h.save();
+    const held = this.held;
+    this.held = null;
+    this.queue.length = 0;
+    void held?.model.release();
+    h.staging.removeExcept(a.sha256, keep);
+    const path = h.staging.path(a.sha256);
+    disk.renameSync(h.slots.path('shadow', 'onnx'), path);
+    h.slots.clear('shadow');
+    fsyncDir(h.staging.dir);
+    fsyncDir(h.slots.dir);
+    h.log('shadow_promoted', { deviceId: h.deviceId, modelId: r.modelId, version: r.version, artifactSha256: a.sha256, bytes: a.length });
+    return { path, bytes };
   }
 
   // ---- start and stop ----------------------------------------------------------------------
@@ -388,18 +419,22 @@ export class ShadowRunner {
     const h = this.host;
     const s = h.state();
     const r = s.shadow;
+    // files of the shadow's own slot that no record names: a crash before the record was written (a
+    // load), or after it stopped naming them (a promotion moving the bytes, an unload)
+    if (r?.slot !== 'shadow') h.slots.clear('shadow');
     if (!r) return;
-    const rec = s.slots[r.slot];
+    const legacy = r.slot !== 'shadow' ? r.slot : null; // held in the inactive slot (records of older agents)
+    const rec = legacy ? s.slots[legacy] : r.model;
     const about = { directorSeq: r.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version };
     const drop = (reason: Status['reason'], detail: string) => {
       s.shadow = null;
-      if (s.active !== r.slot && s.previous !== r.slot) s.slots[r.slot] = null;
+      if (legacy && s.active !== legacy && s.previous !== legacy) s.slots[legacy] = null;
       const outcome = h.status.queue('shadow_failed', { ...about, reason, detail });
       h.save();
-      if (!s.slots[r.slot]) h.slots.clear(r.slot);
+      if (!legacy || !s.slots[legacy]) h.slots.clear(r.slot);
       h.status.announce(outcome);
     };
-    if (!rec || rec.manifestSha256 !== r.manifestSha256 || s.active === r.slot || s.previous === r.slot) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} no longer holds it; dropped`);
+    if (!rec || rec.manifestSha256 !== r.manifestSha256 || (legacy && (s.active === legacy || s.previous === legacy))) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} no longer holds it; dropped`);
     const read = h.slots.readVerified(r.slot, rec);
     if ('error' in read) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} does not verify (${read.error}); dropped`);
     try {
