@@ -22,7 +22,7 @@
 //   resident set (threads included: one process) after the same calls and a full GC. threadBytes is
 //   thread minus inline: what the thread itself costs (its V8 isolate and WASM instance).
 // - loadAverage: os.loadavg() at the start and the end (the host is shared: read the figures with it).
-// Run alone: npx tsx bench/shadow.ts [--reps N] [--calls N] [--pairs N] [--block-calls N]
+// Run alone: npx tsx bench/shadow.ts [--reps N] [--calls N] [--pairs N] [--block-calls N] [--only alternating]
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -200,6 +200,31 @@ export async function benchShadow(opts: { repetitions?: number; calls?: number; 
   }
 }
 
+/** The alternating blocks alone (about 20 s; no memory children, no paced/saturated rotation): `--only alternating`. */
+export async function benchShadowAlternating(opts: { pairs?: number; blockCalls?: number } = {}): Promise<{ alternating: Alternating; target: { maxRatio: number; met: boolean }; loadAverage: { start: number[]; end: number[] } }> {
+  const digits = await buildDigitsModel();
+  const [n, d] = digits.reference.shape;
+  const samples = Array.from({ length: 16 }, (_, k) => digits.reference.inputs.slice((k % n) * d, (k % n + 1) * d));
+  const root = mkdtempSync(join(tmpdir(), 'fleet-bench-shadow-'));
+  const agents: FleetAgent[] = [];
+  const loadStart = loadavg();
+  try {
+    await seed(join(root, 'off'), digits.onnx, samples[0], false);
+    await seed(join(root, 'on'), digits.onnx, samples[0], true);
+    const off = startAgent('bench-off', join(root, 'off'));
+    const on = startAgent('bench-on', join(root, 'on'));
+    agents.push(off, on);
+    for (const a of agents) await a.start();
+    if (!on.shadowCandidate || !on.shadowInThread) throw new Error('bench: the seeded shadow did not load in its thread');
+    const alternating = await alternate(off, on, samples, d, opts.pairs ?? 40, opts.blockCalls ?? 100);
+    const met = alternating.pairSpread.p50.median <= TARGET_RATIO && alternating.pairSpread.p95.median <= TARGET_RATIO;
+    return { alternating, target: { maxRatio: TARGET_RATIO, met }, loadAverage: { start: loadStart, end: loadavg() } };
+  } finally {
+    for (const a of agents) await a.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
 function spread(xs: number[]): Spread {
   return { min: Math.min(...xs), q25: quantile(xs, 0.25), median: median(xs), q75: quantile(xs, 0.75), max: Math.max(...xs) };
 }
@@ -297,11 +322,13 @@ async function memoryChild(dataDir: string, thread: boolean): Promise<void> {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { values } = parseArgs({ options: { reps: { type: 'string' }, calls: { type: 'string' }, pairs: { type: 'string' }, 'block-calls': { type: 'string' }, memory: { type: 'string' }, inline: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { reps: { type: 'string' }, calls: { type: 'string' }, pairs: { type: 'string' }, 'block-calls': { type: 'string' }, only: { type: 'string' }, memory: { type: 'string' }, inline: { type: 'boolean' } } });
   if (values.memory) await memoryChild(values.memory, !values.inline);
   else {
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-    console.log(JSON.stringify(await benchShadow({ repetitions: num(values.reps), calls: num(values.calls), pairs: num(values.pairs), blockCalls: num(values['block-calls']) }), null, 2));
+    if (values.only && values.only !== 'alternating') throw new Error(`--only takes "alternating", not ${JSON.stringify(values.only)}`);
+    if (values.only) console.log(JSON.stringify(await benchShadowAlternating({ pairs: num(values.pairs), blockCalls: num(values['block-calls']) }), null, 2));
+    else console.log(JSON.stringify(await benchShadow({ repetitions: num(values.reps), calls: num(values.calls), pairs: num(values.pairs), blockCalls: num(values['block-calls']) }), null, 2));
   }
   process.exit(0);
 }
