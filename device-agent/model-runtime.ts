@@ -38,6 +38,12 @@ export function isNotAModelError(err: unknown): boolean {
 export interface LoadedModel {
   /** `transfer`: the caller gives the feeds' typed arrays away (a runtime in another thread may take their buffers instead of copying) */
   run(feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs>;
+  /**
+   * A runtime in another thread may take an input without the caller scheduling anything: copied at once
+   * into shared memory, run when that thread gets to it (within `maxWaitMs`, else the promise rejects
+   * as not the model's error). 'full': no room (the thread is behind); 'unsupported': use run().
+   */
+  submit?(feeds: Feeds, maxWaitMs: number): Promise<Outputs> | 'full' | 'unsupported';
   release(): Promise<void>;
 }
 

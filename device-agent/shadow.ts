@@ -122,7 +122,7 @@ export class ShadowRunner {
 
   constructor(private readonly host: ShadowHost) {
     this.rss = host.rss ?? (() => process.memoryUsage.rss());
-    this.threaded = host.thread ? new ThreadRuntime() : null;
+    this.threaded = host.thread ? new ThreadRuntime(undefined, { ringSlots: host.config.shadow.queue }) : null;
     this.runtime = this.threaded ?? host.runtime;
     // a thread has its own WASM queue: the caller's queue being busy is no reason to wait
     this.busy = host.busy ?? (this.threaded ? () => false : () => { const q = runtimeQueueStats(); return q.waiting + q.running > 0; });
@@ -146,15 +146,23 @@ export class ShadowRunner {
   }
 
   /**
-   * After infer() has its answer: maybe queue this input for the candidate. What a sampled call pays
-   * here (measured, bench/shadow.ts `alternating.sampledCall`): the copy of its input and, when the
-   * runner is idle, one scheduling of the pump (a setImmediate, 6-20 µs on a cold cache); the post to the
-   * thread, the run and the comparison happen after the caller has its answer.
+   * After infer() has its answer: maybe queue this input for the candidate. In a thread, the input is
+   * copied into the thread's sample ring in shared memory, which the thread reads on its own
+   * (shadow-worker.ts `submit`): nothing is allocated for it and nothing scheduled on this thread; the
+   * comparison runs when the thread's answer arrives. Otherwise (inline, or an input the ring does not take) a copy is
+   * queued and the pump scheduled once (a setImmediate: 20-35 µs on a cold cache on this loaded 2-core
+   * host, measured with bench/shadow-diag.ts, most of what a sampled call paid before the ring).
    */
   offer(feeds: Feeds, active: Outputs, activeMs: number): void {
     const h = this.held;
     if (!h || this.stopped || !(this.host.random() < h.record.sampleRate)) return;
     this.sampled++;
+    const ring = h.model.submit?.(feeds, this.host.config.shadow.maxWaitMs);
+    if (ring === 'full') { h.dropped++; return; }
+    if (ring && ring !== 'unsupported') {
+      ring.then((out) => this.compare(h, active, activeMs, out, 0), (err) => this.failed(h, err));
+      return;
+    }
     if (this.queue.length >= this.host.config.shadow.queue) { h.dropped++; return; }
     this.queue.push({ feeds: copyFeeds(feeds), active, activeMs, at: performance.now() });
     if (!this.pumping && !this.timer) this.schedule(0);
@@ -190,19 +198,26 @@ export class ShadowRunner {
     try {
       out = await h.model.run(s.feeds, { transfer: true }); // the copies are ours: a thread takes them over
     } catch (err) {
-      if (this.held !== h) return;
-      if (isNotAModelError(err)) h.dropped++;
-      else { h.errors++; h.window.record(0, false); }
-      return;
+      return this.failed(h, err);
     }
+    this.compare(h, s.active, s.activeMs, out, t0);
+  }
+
+  /** A candidate run that failed: the thread's or the simulator's failure is a dropped input, anything else the candidate's error. */
+  private failed(h: Held, err: unknown): void {
+    if (this.held !== h) return;
+    if (isNotAModelError(err)) h.dropped++;
+    else { h.errors++; h.window.record(0, false); }
+  }
+
+  /** The candidate's answer next to the active one's on the same input (`t0`: when the run began, for runtimes that do not time it). */
+  private compare(h: Held, active: Outputs, activeMs: number, out: Outputs, t0: number): void {
     if (this.held !== h) return;
     const ms = deviceMsOf(out) ?? performance.now() - t0;
     let comparable = true;
-    const adds: [string, typeof out[string]][] = [];
-    for (const [name, a] of Object.entries(s.active)) {
+    for (const [name, a] of Object.entries(active)) {
       const c = out[name];
       if (!c) { comparable = false; break; }
-      adds.push([name, c]);
       const kind = h.kinds.get(name) ?? 'fidelity';
       const sums = h.sums[name] ??= emptySums(kind);
       if (!addSample(sums, a, c)) comparable = false;
@@ -210,7 +225,7 @@ export class ShadowRunner {
     if (!comparable) { h.errors++; h.window.record(0, false); return; }
     h.samples++;
     h.total++;
-    h.activeMs += s.activeMs;
+    h.activeMs += activeMs;
     h.candidateMs += ms;
     h.window.record(ms, true, undefined, out);
     this.host.phase('shadow:sample', { modelId: h.record.modelId, version: h.record.version, n: h.total });
