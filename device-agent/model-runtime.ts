@@ -40,10 +40,11 @@ export interface LoadedModel {
   run(feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs>;
   /**
    * A runtime in another thread may take an input without the caller scheduling anything: copied at once
-   * into shared memory, run when that thread gets to it (within `maxWaitMs`, else the promise rejects
-   * as not the model's error). 'full': no room (the thread is behind); 'unsupported': use run().
+   * into shared memory ('queued'), run when that thread gets to it; `done` gets the outputs, or an error
+   * (not the model's when the input waited over `maxWaitMs` or the thread died). 'full': no room (the
+   * thread is behind); 'unsupported': use run(). `done` is never called unless 'queued' was returned.
    */
-  submit?(feeds: Feeds, maxWaitMs: number): Promise<Outputs> | 'full' | 'unsupported';
+  submit?(feeds: Feeds, maxWaitMs: number, done: (err: unknown, out?: Outputs) => void): 'queued' | 'full' | 'unsupported';
   release(): Promise<void>;
 }
 

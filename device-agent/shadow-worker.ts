@@ -29,7 +29,7 @@ type ThreadReply = { id: number; ok: true; session?: number; inputNames?: string
  */
 export const RING = { SLOT_BYTES: 16 * 1024, MAX_TENSORS: 4, MAX_DIMS: 6, PER_TENSOR: 11, META: 2 + 4 * 11 } as const;
 const TYPE_CODES = ['float32', 'int32', 'int64', 'uint8', 'int8', 'bool'] as const;
-interface Ring { ctl: Int32Array; meta: Int32Array; deadline: Float64Array; data: Uint8Array; slots: number; written: number }
+interface Ring { ctl: Int32Array; meta: Int32Array; deadline: Float64Array; data: Uint8Array; f32: Float32Array; slots: number; written: number }
 
 function typeCode(type: string | undefined, d: Feeds[string]['data']): number {
   const natural = d instanceof Float32Array ? 'float32' : d instanceof Int32Array ? 'int32' : d instanceof BigInt64Array ? 'int64' : d instanceof Int8Array ? 'int8' : d instanceof Uint8Array ? (type === 'bool' ? 'bool' : 'uint8') : null;
@@ -104,8 +104,9 @@ export class ThreadRuntime implements ModelRuntime {
       const n = this.ringSlots;
       const ring: Ring = {
         ctl: new Int32Array(new SharedArrayBuffer(12)), meta: new Int32Array(new SharedArrayBuffer(4 * RING.META * n)),
-        deadline: new Float64Array(new SharedArrayBuffer(8 * n)), data: new Uint8Array(new SharedArrayBuffer(RING.SLOT_BYTES * n)), slots: n, written: 0,
+        deadline: new Float64Array(new SharedArrayBuffer(8 * n)), data: new Uint8Array(new SharedArrayBuffer(RING.SLOT_BYTES * n)), f32: new Float32Array(0), slots: n, written: 0,
       };
+      ring.f32 = new Float32Array(ring.data.buffer); // float32 inputs are copied without a view made per call
       w.postMessage({ op: 'ring', ctl: ring.ctl.buffer, meta: ring.meta.buffer, deadline: ring.deadline.buffer, data: ring.data.buffer, slots: n });
       this.ring = ring;
     }
@@ -152,7 +153,7 @@ export class ThreadRuntime implements ModelRuntime {
         (out as { [DEVICE_MS]?: number })[DEVICE_MS] = r.ms;
         return out;
       },
-      submit: (feeds: Feeds, maxWaitMs: number) => (released ? 'unsupported' : this.submit(w, session, inputNames, feeds, maxWaitMs)),
+      submit: (feeds, maxWaitMs, done) => (released ? 'unsupported' : this.submit(w, session, inputNames, feeds, maxWaitMs, done)),
       release: async () => {
         if (released) return;
         released = true;
@@ -162,8 +163,8 @@ export class ThreadRuntime implements ModelRuntime {
     };
   }
 
-  /** Into the ring, on the caller's path: checks, one copy into shared memory, a store and a notify; no allocation but the answer's promise. */
-  private submit(w: Worker, session: number, names: string[], feeds: Feeds, maxWaitMs: number): Promise<Outputs> | 'full' | 'unsupported' {
+  /** Into the ring, on the caller's path: checks, one copy into shared memory, two stores (no promise, no scheduling); `done` gets the answer. */
+  private submit(w: Worker, session: number, names: string[], feeds: Feeds, maxWaitMs: number, done: (err: unknown, out?: Outputs) => void): 'queued' | 'full' | 'unsupported' {
     const r = this.ring;
     if (!r || this.worker !== w) return 'unsupported';
     // (the counters in shared memory are int32 and wrap; their difference does not)
@@ -183,7 +184,8 @@ export class ThreadRuntime implements ModelRuntime {
       r.meta[o] = index; r.meta[o + 1] = code; r.meta[o + 2] = t.dims.length;
       for (let k = 0; k < t.dims.length; k++) r.meta[o + 3 + k] = t.dims[k];
       r.meta[o + 9] = off; r.meta[o + 10] = d.byteLength;
-      r.data.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), slot * RING.SLOT_BYTES + off);
+      if (d instanceof Float32Array) r.f32.set(d, (slot * RING.SLOT_BYTES + off) >> 2);
+      else r.data.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), slot * RING.SLOT_BYTES + off);
       off += (d.byteLength + 7) & ~7;
       count++;
     }
@@ -192,14 +194,17 @@ export class ThreadRuntime implements ModelRuntime {
     r.deadline[slot] = Date.now() + maxWaitMs;
     const id = -(r.written + 1);
     r.written++;
-    const answer = new Promise<ThreadReply & { ok: true }>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.pending.set(id, {
+      resolve: (reply) => {
+        const out = reply.outputs as Outputs;
+        (out as { [DEVICE_MS]?: number })[DEVICE_MS] = reply.ms;
+        done(null, out);
+      },
+      reject: (err) => done(err),
+    });
     Atomics.store(r.ctl, 0, r.written | 0);
     if (Atomics.load(r.ctl, 2) === 1) Atomics.notify(r.ctl, 0); // asleep (no input for a while): wake it; else it looks on its own
-    return answer.then((reply) => {
-      const out = reply.outputs as Outputs;
-      (out as { [DEVICE_MS]?: number })[DEVICE_MS] = reply.ms;
-      return out;
-    });
+    return 'queued';
   }
 
   /** the last session gone: the thread (and its WASM memory) goes too */

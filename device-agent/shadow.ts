@@ -157,12 +157,9 @@ export class ShadowRunner {
     const h = this.held;
     if (!h || this.stopped || !(this.host.random() < h.record.sampleRate)) return;
     this.sampled++;
-    const ring = h.model.submit?.(feeds, this.host.config.shadow.maxWaitMs);
+    const ring = h.model.submit?.(feeds, this.host.config.shadow.maxWaitMs, (err, out) => (out ? this.compare(h, active, activeMs, out, 0) : this.failed(h, err)));
+    if (ring === 'queued') return;
     if (ring === 'full') { h.dropped++; return; }
-    if (ring && ring !== 'unsupported') {
-      ring.then((out) => this.compare(h, active, activeMs, out, 0), (err) => this.failed(h, err));
-      return;
-    }
     if (this.queue.length >= this.host.config.shadow.queue) { h.dropped++; return; }
     this.queue.push({ feeds: copyFeeds(feeds), active, activeMs, at: performance.now() });
     if (!this.pumping && !this.timer) this.schedule(0);
