@@ -18,11 +18,12 @@ type ThreadReply = { id: number; ok: true; session?: number; inputNames?: string
 
 /**
  * The sample ring: inputs the main thread hands to the shadow thread through shared memory, so that a
- * sampled call neither allocates a copy nor schedules anything on the caller's thread (the scheduling
- * alone was most of what a sampled call paid: bench/shadow-diag.ts). `ctl[0]`: inputs written (main),
- * `ctl[1]`: inputs taken (thread; its slot is free again once the thread has copied it out), `ctl[2]`: 1
- * while the thread sleeps. While inputs come the thread looks every 2 ms on its own; after 100 ms
- * without one it sleeps on ctl[0] (Atomics.waitAsync) and the next input wakes it (Atomics.notify). Per slot, `meta` holds the session,
+ * sampled call neither allocates a copy nor schedules anything on the caller's thread, and the main
+ * thread posts nothing after it (with the queue, a setImmediate, a postMessage and the pump ran there
+ * after every sampled call). `ctl[0]`: inputs written (main), `ctl[1]`: inputs taken (thread; its slot
+ * is free again once the thread has copied it out), `ctl[2]`: 1 while the thread sleeps. While inputs
+ * come the thread looks every 2 ms on its own; after 100 ms without one it sleeps on ctl[0]
+ * (Atomics.waitAsync) and the next input wakes it (Atomics.notify). Per slot, `meta` holds the session,
  * the tensor count and per tensor its input index, type code, dims and place in the slot's data;
  * `deadline` the time (Date.now) after which the thread drops it unrun. The thread answers like a run,
  * with id -(sequence + 1). The same layout is read in shadow-thread.mjs.

@@ -1,14 +1,17 @@
 // Shadow mode (issue 17): a candidate model held next to the active one and run on a sample of the live
 // infer() inputs, its outputs never returned. It is fetched and verified through the same chain as an
-// update (staging, SHA-256, golden health check) into the inactive slot, recorded in the state record
-// in one durable write (state.shadow with the slot's record), and restored from the slot after a restart.
-// Promotion is an ordinary desired state naming the candidate as the active model: the install stages
-// the artifact from this slot (agent.ts stageFromSlot), so nothing is downloaded again.
+// update (staging, SHA-256, golden health check) into its own slot (`shadow`: slots/shadow.*, so the
+// inactive slot keeps the previous model as the revert target), recorded in the state record in one
+// durable write after its files (state.shadow with the files' record), and restored from there after a
+// restart. Promotion is an ordinary desired state naming the candidate as the active model: the install
+// takes the artifact from this slot (stageForPromotion, a rename into staging), so nothing is
+// downloaded again.
 //
-// Off the caller's critical path: infer() answers first, then offers the input here; a sampled input is
-// copied into a small bounded queue. By default (`shadow.thread`) the candidate's session lives in a
-// worker thread with its own onnxruntime-web instance (device-agent/shadow-worker.ts), so a caller never
-// waits in the WASM queue behind a shadow run; the thread runs one input at a time. Inline (the
+// Off the caller's critical path: infer() answers first, then offers the input here. By default
+// (`shadow.thread`) the candidate's session lives in a worker thread with its own onnxruntime-web
+// instance (device-agent/shadow-worker.ts), so a caller never waits in the WASM queue behind a shadow
+// run; a sampled input is copied into the thread's ring in shared memory, which the thread reads on its
+// own, one input at a time (inputs the ring cannot carry go through the queue below). Inline (the
 // simulator's shared runtime, or `shadow.thread: false`) the candidate shares the caller's WASM queue and
 // a sampled input runs only when that queue is idle, so a caller waits at most for one candidate run
 // that started while the runtime was idle. Inputs that wait longer than shadow.maxWaitMs, or find the
@@ -149,9 +152,10 @@ export class ShadowRunner {
    * After infer() has its answer: maybe queue this input for the candidate. In a thread, the input is
    * copied into the thread's sample ring in shared memory, which the thread reads on its own
    * (shadow-worker.ts `submit`): nothing is allocated for it and nothing scheduled on this thread; the
-   * comparison runs when the thread's answer arrives. Otherwise (inline, or an input the ring does not take) a copy is
-   * queued and the pump scheduled once (a setImmediate: 20-35 µs on a cold cache on this loaded 2-core
-   * host, measured with bench/shadow-diag.ts, most of what a sampled call paid before the ring).
+   * comparison runs when the thread's answer arrives. Otherwise (inline, or an input the ring does not
+   * take) a copy is queued and the pump scheduled once (a setImmediate). Either way what a sampled call
+   * pays is a few dozen operations, each 1 to 3 µs on the cold cache of a device that slept between
+   * calls (bench/shadow.ts `alternating.sampledCall`: +0.03 to +0.05 ms on a 0.12 to 0.16 ms call).
    */
   offer(feeds: Feeds, active: Outputs, activeMs: number): void {
     const h = this.held;
