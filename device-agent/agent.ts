@@ -195,7 +195,7 @@ export class FleetAgent extends EventEmitter {
       deviceId: config.deviceId, config, now: this.now, random: this.random, status: this.status,
       log: this.log, phase: (p, info) => this.phase(p, info), state: () => this.state, save: () => this.store.save(this.state),
       slots: this.slots, staging: this.staging, runtime: this.runtime, fetch: this.fetch, authorization: this.authorization,
-      signal: this.stopping.signal, claimSlot: (slot) => this.claimSlot(slot),
+      signal: this.stopping.signal,
       thread: config.shadow.thread && !deps.runtime, // shadow hook: an injected runtime (the simulator's shared one) keeps the candidate inline
     });
   }
@@ -789,7 +789,7 @@ export class FleetAgent extends EventEmitter {
     // A slot that already holds these bytes (a fleet revert sends a device back to the model in its
     // other slot, signed again under a new version): staged from there, checked against this manifest
     // like a download, and nothing is fetched.
-    const { path: part, bytes } = this.stageFromSlot(m.artifact, base, keep) ?? (withDelta ? await this.stageFromDelta(withDelta, base, keep) : null) ?? await stageArtifact({
+    const { path: part, bytes } = this.shadow.stageForPromotion(m.artifact, keep) /* shadow hook: a promotion moves the candidate's bytes */ ?? this.stageFromSlot(m.artifact, base, keep) ?? (withDelta ? await this.stageFromDelta(withDelta, base, keep) : null) ?? await stageArtifact({
       staging: this.staging, config: this.config, authorization: this.authorization, artifact: m.artifact, fetch: this.fetch, random: this.random, signal: this.stopping.signal, keep,
       onChunk: () => this.phase('download:chunk', { ...info, n: ++chunks }),
       onDownloaded: (dl) => {

@@ -36,7 +36,15 @@ export function isNotAModelError(err: unknown): boolean {
 }
 
 export interface LoadedModel {
-  run(feeds: Feeds): Promise<Outputs>;
+  /** `transfer`: the caller gives the feeds' typed arrays away (a runtime in another thread may take their buffers instead of copying) */
+  run(feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs>;
+  /**
+   * A runtime in another thread may take an input without the caller scheduling anything: copied at once
+   * into shared memory ('queued'), run when that thread gets to it; `done` gets the outputs, or an error
+   * (not the model's when the input waited over `maxWaitMs` or the thread died). 'full': no room (the
+   * thread is behind); 'unsupported': use run(). `done` is never called unless 'queued' was returned.
+   */
+  submit?(feeds: Feeds, maxWaitMs: number, done: (err: unknown, out?: Outputs) => void): 'queued' | 'full' | 'unsupported';
   release(): Promise<void>;
 }
 

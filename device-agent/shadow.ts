@@ -1,21 +1,26 @@
 // Shadow mode (issue 17): a candidate model held next to the active one and run on a sample of the live
 // infer() inputs, its outputs never returned. It is fetched and verified through the same chain as an
-// update (staging, SHA-256, golden health check) into the inactive slot, recorded in the state record
-// in one durable write (state.shadow with the slot's record), and restored from the slot after a restart.
-// Promotion is an ordinary desired state naming the candidate as the active model: the install stages
-// the artifact from this slot (agent.ts stageFromSlot), so nothing is downloaded again.
+// update (staging, SHA-256, golden health check) into its own slot (`shadow`: slots/shadow.*, so the
+// inactive slot keeps the previous model as the revert target), recorded in the state record in one
+// durable write after its files (state.shadow with the files' record), and restored from there after a
+// restart. Promotion is an ordinary desired state naming the candidate as the active model: the install
+// takes the artifact from this slot (stageForPromotion, a rename into staging), so nothing is
+// downloaded again.
 //
-// Off the caller's critical path: infer() answers first, then offers the input here; a sampled input is
-// copied into a small bounded queue. By default (`shadow.thread`) the candidate's session lives in a
-// worker thread with its own onnxruntime-web instance (device-agent/shadow-worker.ts), so a caller never
-// waits in the WASM queue behind a shadow run; the thread runs one input at a time. Inline (the
+// Off the caller's critical path: infer() answers first, then offers the input here. By default
+// (`shadow.thread`) the candidate's session lives in a worker thread with its own onnxruntime-web
+// instance (device-agent/shadow-worker.ts), so a caller never waits in the WASM queue behind a shadow
+// run; a sampled input is copied into the thread's ring in shared memory, which the thread reads on its
+// own, one input at a time (inputs the ring cannot carry go through the queue below). Inline (the
 // simulator's shared runtime, or `shadow.thread: false`) the candidate shares the caller's WASM queue and
 // a sampled input runs only when that queue is idle, so a caller waits at most for one candidate run
 // that started while the runtime was idle. Inputs that wait longer than shadow.maxWaitMs, or find the
 // queue full, are dropped and counted.
+import { readFileSync } from 'node:fs';
 import { runtimeQueueStats, type Feeds, type Outputs } from '../runtime/onnx-session.ts';
 import type { DesiredMessage, Manifest, ShadowOutputSums, ShadowTelemetry, Status } from '../shared/messages.ts';
 import { UpdateRefused } from '../shared/reason-codes.ts';
+import { sha256Hex } from '../shared/crypto.ts';
 import { addSample, emptySums, outputKind } from '../shared/shadow-figures.ts';
 import { verifyShadow, type VerifiedShadow } from '../shared/verify-shadow.ts';
 import type { DeviceIdentity, SignatureCache, TrustState, VerifiedDesired } from '../shared/verify-desired.ts';
@@ -54,8 +59,6 @@ export interface ShadowHost {
   fetch: typeof fetch | undefined;
   authorization: () => string | undefined;
   signal: AbortSignal;
-  /** the agent's own claim of a slot (one durable write; a probation stops naming it as its revert target) */
-  claimSlot(slot: SlotName): void;
   /** resident memory now (default process.memoryUsage.rss) */
   rss?: () => number;
   /** true while the runtime has calls waiting or running (default: the WASM queue's figures; never with a thread) */
@@ -90,9 +93,19 @@ const LOAD_FACTOR = 2;
  */
 export const THREAD_RSS_BYTES = 176 * 1024 * 1024;
 
+/**
+ * The one thing done on the caller's path for a sampled input: a copy the runner owns (the caller may
+ * reuse its buffers once it has its answer). A typed array's copy owns its whole buffer, so the thread
+ * can take it over (transferred, not cloned again).
+ */
 function copyFeeds(feeds: Feeds): Feeds {
   const out: Feeds = {};
-  for (const [name, t] of Object.entries(feeds)) out[name] = { ...t, data: Array.isArray(t.data) ? [...t.data] : t.data.slice(), dims: [...t.dims] };
+  for (const name in feeds) {
+    const t = feeds[name];
+    const copy: Feeds[string] = { data: t.data.slice(), dims: t.dims.slice() };
+    if (t.type !== undefined) copy.type = t.type;
+    out[name] = copy;
+  }
   return out;
 }
 
@@ -102,6 +115,8 @@ export class ShadowRunner {
   private pumping = false;
   private timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   private stopped = false;
+  /** inputs taken by the sample since the start (queued or dropped; the bench tells sampled calls apart with it) */
+  private sampled = 0;
   private readonly rss: () => number;
   private readonly busy: () => boolean;
   /** where the candidate's session lives: its own thread, or the agent's runtime */
@@ -110,7 +125,7 @@ export class ShadowRunner {
 
   constructor(private readonly host: ShadowHost) {
     this.rss = host.rss ?? (() => process.memoryUsage.rss());
-    this.threaded = host.thread ? new ThreadRuntime() : null;
+    this.threaded = host.thread ? new ThreadRuntime(undefined, { ringSlots: host.config.shadow.queue }) : null;
     this.runtime = this.threaded ?? host.runtime;
     // a thread has its own WASM queue: the caller's queue being busy is no reason to wait
     this.busy = host.busy ?? (this.threaded ? () => false : () => { const q = runtimeQueueStats(); return q.waiting + q.running > 0; });
@@ -128,18 +143,30 @@ export class ShadowRunner {
   // ---- on the caller's path: constant time, no await -----------------------------------------
 
   /** since the candidate was loaded: inputs compared, dropped, and candidate errors (the bench reads these) */
-  get counts(): { compared: number; dropped: number; errors: number } | null {
+  get counts(): { compared: number; dropped: number; errors: number; sampled: number } | null {
     const h = this.held;
-    return h ? { compared: h.total, dropped: h.totalDropped + h.dropped, errors: h.totalErrors + h.errors } : null;
+    return h ? { compared: h.total, dropped: h.totalDropped + h.dropped, errors: h.totalErrors + h.errors, sampled: this.sampled } : null;
   }
 
-  /** After infer() has its answer: maybe queue this input for the candidate. */
+  /**
+   * After infer() has its answer: maybe queue this input for the candidate. In a thread, the input is
+   * copied into the thread's sample ring in shared memory, which the thread reads on its own
+   * (shadow-worker.ts `submit`): nothing is allocated for it and nothing scheduled on this thread; the
+   * comparison runs when the thread's answer arrives. Otherwise (inline, or an input the ring does not
+   * take) a copy is queued and the pump scheduled once (a setImmediate). Either way what a sampled call
+   * pays is a few dozen operations, each 1 to 3 µs on the cold cache of a device that slept between
+   * calls (bench/shadow.ts `alternating.sampledCall`: +0.03 to +0.05 ms on a 0.12 to 0.16 ms call).
+   */
   offer(feeds: Feeds, active: Outputs, activeMs: number): void {
     const h = this.held;
     if (!h || this.stopped || !(this.host.random() < h.record.sampleRate)) return;
+    this.sampled++;
+    const ring = h.model.submit?.(feeds, this.host.config.shadow.maxWaitMs, (err, out) => (out ? this.compare(h, active, activeMs, out, 0) : this.failed(h, err)));
+    if (ring === 'queued') return;
+    if (ring === 'full') { h.dropped++; return; }
     if (this.queue.length >= this.host.config.shadow.queue) { h.dropped++; return; }
     this.queue.push({ feeds: copyFeeds(feeds), active, activeMs, at: performance.now() });
-    this.schedule(0);
+    if (!this.pumping && !this.timer) this.schedule(0);
   }
 
   private schedule(ms: number): void {
@@ -170,21 +197,28 @@ export class ShadowRunner {
     const t0 = performance.now();
     let out: Outputs;
     try {
-      out = await h.model.run(s.feeds);
+      out = await h.model.run(s.feeds, { transfer: true }); // the copies are ours: a thread takes them over
     } catch (err) {
-      if (this.held !== h) return;
-      if (isNotAModelError(err)) h.dropped++;
-      else { h.errors++; h.window.record(0, false); }
-      return;
+      return this.failed(h, err);
     }
+    this.compare(h, s.active, s.activeMs, out, t0);
+  }
+
+  /** A candidate run that failed: the thread's or the simulator's failure is a dropped input, anything else the candidate's error. */
+  private failed(h: Held, err: unknown): void {
+    if (this.held !== h) return;
+    if (isNotAModelError(err)) h.dropped++;
+    else { h.errors++; h.window.record(0, false); }
+  }
+
+  /** The candidate's answer next to the active one's on the same input (`t0`: when the run began, for runtimes that do not time it). */
+  private compare(h: Held, active: Outputs, activeMs: number, out: Outputs, t0: number): void {
     if (this.held !== h) return;
     const ms = deviceMsOf(out) ?? performance.now() - t0;
     let comparable = true;
-    const adds: [string, typeof out[string]][] = [];
-    for (const [name, a] of Object.entries(s.active)) {
+    for (const [name, a] of Object.entries(active)) {
       const c = out[name];
       if (!c) { comparable = false; break; }
-      adds.push([name, c]);
       const kind = h.kinds.get(name) ?? 'fidelity';
       const sums = h.sums[name] ??= emptySums(kind);
       if (!addSample(sums, a, c)) comparable = false;
@@ -192,7 +226,7 @@ export class ShadowRunner {
     if (!comparable) { h.errors++; h.window.record(0, false); return; }
     h.samples++;
     h.total++;
-    h.activeMs += s.activeMs;
+    h.activeMs += activeMs;
     h.candidateMs += ms;
     h.window.record(ms, true, undefined, out);
     this.host.phase('shadow:sample', { modelId: h.record.modelId, version: h.record.version, n: h.total });
@@ -274,7 +308,7 @@ export class ShadowRunner {
     const state = h.state();
     if (!state.active) throw new UpdateRefused('MALFORMED', 'no active model to compare a shadow with');
     this.checkMemory(m, 'before');
-    const slot: SlotName = state.active === 'a' ? 'b' : 'a';
+    const slot = 'shadow' as const; // its own place: the inactive slot keeps the previous model (the revert target)
     const info = { modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256 };
     h.phase('shadow:download:start', info);
     let chunks = 0;
@@ -291,7 +325,6 @@ export class ShadowRunner {
       h.staging.remove(m.artifact.sha256);
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load the shadow candidate: ${(err as Error).message}`);
     }
-    let claimed = false;
     try {
       this.checkMemory(m, 'after');
       // in a thread: the run's time inside the thread (a loaded host's event loop is not the candidate's latency)
@@ -299,9 +332,8 @@ export class ShadowRunner {
       h.log('shadow_health_check_passed', { deviceId: h.deviceId, ...health });
       h.phase('shadow:health:done', info);
       if (this.stopped) throw new Error('agent stopping');
-      // the inactive slot (the revert target, if any) is given up for the candidate, in one durable write
-      h.claimSlot(slot);
-      claimed = true;
+      // files first, record after: until the record names them, a crash leaves files the next start clears
+      h.slots.clear(slot);
       writeFileDurable(h.slots.path(slot, 'manifest.json'), vs.manifestText);
       h.phase('shadow:write:manifest', info);
       disk.renameSync(part, h.slots.path(slot, 'onnx'));
@@ -310,14 +342,14 @@ export class ShadowRunner {
     } catch (err) {
       await model.release();
       h.staging.remove(m.artifact.sha256);
-      if (claimed) h.slots.clear(slot); // no record names it: nothing else to undo
+      h.slots.clear(slot); // no record names it: nothing else to undo
       throw err;
     }
-    const record: ShadowRecord = { slot, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, sampleRate: vs.sampleRate };
+    const files = { manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
+    const record: ShadowRecord = { slot, model: files, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, directorSeq, sampleRate: vs.sampleRate };
     const s = h.state();
-    s.slots[slot] = { manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, artifactSha256: m.artifact.sha256, length: m.artifact.length };
     s.shadow = record;
-    const outcome = h.status.queue('shadow_loaded', { directorSeq, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, detail: `held in shadow in slot ${slot}; sample rate ${vs.sampleRate}` });
+    const outcome = h.status.queue('shadow_loaded', { directorSeq, manifestSha256: vs.manifestSha256, modelId: m.modelId, version: m.version, detail: `held in shadow in its own slot; sample rate ${vs.sampleRate}` });
     h.save();
     h.phase('shadow:loaded', info);
     this.hold(record, model, m);
@@ -341,23 +373,56 @@ export class ShadowRunner {
     this.queue.length = 0;
     if (r) {
       s.shadow = null;
-      if (s.slots[r.slot] && s.active !== r.slot) s.slots[r.slot] = null;
+      const legacy = r.slot !== 'shadow' ? r.slot : null; // held in the inactive slot (records of older agents)
+      if (legacy && s.slots[legacy] && s.active !== legacy) s.slots[legacy] = null;
       const outcome = report ? h.status.queue('shadow_unloaded', { directorSeq: report.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version, detail: report.detail }) : null;
       h.save();
-      if (s.active !== r.slot) h.slots.clear(r.slot);
+      if (!legacy || s.active !== legacy) h.slots.clear(r.slot);
       h.phase('shadow:unloaded', { modelId: r.modelId, version: r.version });
       if (outcome) h.status.announce(outcome);
     }
     await held?.model.release();
   }
 
-  /** The agent claimed `slot` (an install, a promotion): a candidate held there is gone from the record already. */
+  /** The agent claimed `slot` (an install): a candidate held there (old layout) is gone from the record already. */
   onSlotClaimed(slot: SlotName): void {
     const held = this.held;
     if (held?.record.slot !== slot) return;
     this.held = null;
     this.queue.length = 0;
     void held.model.release();
+  }
+
+  /**
+   * A promotion (an install of the candidate held here, agent.ts stageModel): its bytes, checked again
+   * against the signed artifact, are moved (renamed, not copied, not fetched) into staging, from where
+   * the install puts them in a slot like a finished download. The shadow ends first, in one durable
+   * write; a crash before the rename leaves files no record names (cleared at the next start), a crash
+   * after it an abandoned update (the device stays on its active model). Null when the candidate is not
+   * these bytes (or not in its own slot): the install stages them another way.
+   */
+  stageForPromotion(a: Manifest['artifact'], keep: readonly string[] = []): { path: string; bytes: Uint8Array } | null {
+    const h = this.host;
+    const s = h.state();
+    const r = s.shadow;
+    if (r?.slot !== 'shadow' || !r.model || r.model.artifactSha256 !== a.sha256 || r.model.length !== a.length) return null;
+    let bytes: Uint8Array;
+    try { bytes = readFileSync(h.slots.path('shadow', 'onnx')); } catch { return null; }
+    if (bytes.byteLength !== a.length || sha256Hex(bytes) !== a.sha256) return null; // damaged: the install fetches it
+    s.shadow = null;
+    h.save();
+    const held = this.held;
+    this.held = null;
+    this.queue.length = 0;
+    void held?.model.release();
+    h.staging.removeExcept(a.sha256, keep);
+    const path = h.staging.path(a.sha256);
+    disk.renameSync(h.slots.path('shadow', 'onnx'), path);
+    h.slots.clear('shadow');
+    fsyncDir(h.staging.dir);
+    fsyncDir(h.slots.dir);
+    h.log('shadow_promoted', { deviceId: h.deviceId, modelId: r.modelId, version: r.version, artifactSha256: a.sha256, bytes: a.length });
+    return { path, bytes };
   }
 
   // ---- start and stop ----------------------------------------------------------------------
@@ -370,18 +435,22 @@ export class ShadowRunner {
     const h = this.host;
     const s = h.state();
     const r = s.shadow;
+    // files of the shadow's own slot that no record names: a crash before the record was written (a
+    // load), or after it stopped naming them (a promotion moving the bytes, an unload)
+    if (r?.slot !== 'shadow') h.slots.clear('shadow');
     if (!r) return;
-    const rec = s.slots[r.slot];
+    const legacy = r.slot !== 'shadow' ? r.slot : null; // held in the inactive slot (records of older agents)
+    const rec = legacy ? s.slots[legacy] : r.model;
     const about = { directorSeq: r.directorSeq, manifestSha256: r.manifestSha256, modelId: r.modelId, version: r.version };
     const drop = (reason: Status['reason'], detail: string) => {
       s.shadow = null;
-      if (s.active !== r.slot && s.previous !== r.slot) s.slots[r.slot] = null;
+      if (legacy && s.active !== legacy && s.previous !== legacy) s.slots[legacy] = null;
       const outcome = h.status.queue('shadow_failed', { ...about, reason, detail });
       h.save();
-      if (!s.slots[r.slot]) h.slots.clear(r.slot);
+      if (!legacy || !s.slots[legacy]) h.slots.clear(r.slot);
       h.status.announce(outcome);
     };
-    if (!rec || rec.manifestSha256 !== r.manifestSha256 || s.active === r.slot || s.previous === r.slot) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} no longer holds it; dropped`);
+    if (!rec || rec.manifestSha256 !== r.manifestSha256 || (legacy && (s.active === legacy || s.previous === legacy))) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} no longer holds it; dropped`);
     const read = h.slots.readVerified(r.slot, rec);
     if ('error' in read) return drop('SLOT_DAMAGED', `the shadow candidate's slot ${r.slot} does not verify (${read.error}); dropped`);
     try {

@@ -83,12 +83,21 @@ export const RepairRecord = z.object({
 export type RepairRecord = z.infer<typeof RepairRecord>;
 
 /**
- * A candidate held in shadow (device-agent/shadow.ts) in the inactive slot, whose record (slots[slot])
- * is set in the same write. Until that write the claimed slot has no record, so a crash while the
- * candidate is fetched, checked or written leaves files that the next start clears.
+ * A candidate held in shadow (device-agent/shadow.ts) in its own place, slot `shadow`
+ * (<dataDir>/slots/shadow.onnx and shadow.manifest.json, beside a and b), so the previous model stays
+ * the revert target while it is held; `model` is what those files must hold. Its files are written
+ * before this record, so a crash while the candidate is fetched, checked or written leaves files no
+ * record names, which the next start clears. Records written before that place existed name the
+ * inactive slot (`a` or `b`, whose record slots[slot] is the candidate's, no `model`): still restored
+ * and unloaded from there.
  */
+export const ShadowSlot = z.enum(['a', 'b', 'shadow']);
+export type ShadowSlot = z.infer<typeof ShadowSlot>;
+
 export const ShadowRecord = z.object({
-  slot: SlotName,
+  slot: ShadowSlot,
+  /** the candidate's files in slot `shadow` (absent in the old layout) */
+  model: SlotModel.optional(),
   manifestSha256: Sha256Hex,
   modelId: ModelId,
   version: z.number().int().positive(),

@@ -41,7 +41,14 @@ export function deviceShadow(db: Db, deviceId: string, desiredJson: string | nul
   const latest = mine[0];
   // since: the oldest shadow_loaded of the latest unbroken run of them (a repeated shadow_loaded answers a new sample rate)
   let since: string | null = null;
-  for (const e of mine) { if (e.state !== 'shadow_loaded') break; since = e.at; }
+  let run = 0;
+  for (const e of mine) { if (e.state !== 'shadow_loaded') break; since = e.at; run++; }
+  // The windows counted are those received after the report that came before this run (the previous
+  // candidate's, or this one's unload), not after `since`: statuses and telemetry are stored by separate
+  // paths, and a window with samples was stored before the shadow_loaded that preceded it on the device
+  // (the device view missed 1 to 13 of 30 samples that way, test/agent/shadow-thread.test.ts).
+  const before = events[run];
+  const windowsFrom = before ? Date.parse(before.at) : 0;
   const state: DeviceShadowView['state'] = !latest ? 'assigned' : latest.state === 'shadow_loaded' ? 'loaded' : latest.state === 'shadow_failed' ? 'failed' : 'unloaded';
   const model = named ?? (db.prepare('SELECT model_id AS modelId, version FROM bundles WHERE manifest_sha256 = ?').get(sha) as { modelId: string; version: number } | undefined);
   const view: DeviceShadowView = {
@@ -51,7 +58,7 @@ export function deviceShadow(db: Db, deviceId: string, desiredJson: string | nul
   };
   if (state === 'loaded' && since) {
     const rows = db.prepare(`SELECT samples, errors, dropped, active_ms, candidate_ms, outputs_json FROM shadow_windows
-      WHERE device_id = ? AND manifest_sha256 = ? AND received_at >= ?`).all(deviceId, sha, Date.parse(since)) as
+      WHERE device_id = ? AND manifest_sha256 = ? AND received_at > ?`).all(deviceId, sha, windowsFrom) as
       { samples: number; errors: number; dropped: number; active_ms: number; candidate_ms: number; outputs_json: string }[];
     const t = emptyTotals();
     for (const r of rows) addWindow(t, { samples: r.samples, errors: r.errors, dropped: r.dropped, activeMs: r.active_ms, candidateMs: r.candidate_ms, outputs: JSON.parse(r.outputs_json) as Record<string, ShadowOutputSums> });

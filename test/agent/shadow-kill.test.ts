@@ -1,8 +1,9 @@
 // SIGKILL during shadow mode (issue 17): the real agent in a child process (agent-process.ts, calling
 // infer() in a loop) is killed at a named point while it loads a shadow candidate, while it runs one,
 // and while it promotes one; started again, it must come back on its active model, byte-intact, with
-// exactly the shadow state its kill point calls for:
-//   load, before the write that records the shadow: no shadow, the claimed slot's files cleared;
+// exactly the shadow state its kill point calls for, and (load and run) the previous model still its
+// revert target, byte-intact: the candidate has its own slot (`shadow`), the inactive slot is not touched:
+//   load, before the write that records the shadow: no shadow, the shadow slot's files cleared;
 //   after that write, and while running samples: the shadow restored from its slot, nothing fetched again;
 //   promotion before the switch is durable: the previous active model (the retried assignment then
 //   installs the candidate); after it: the candidate. A kill that misses its point fails the test.
@@ -83,9 +84,12 @@ describe('SIGKILL while a candidate is loaded, run and promoted in shadow', () =
     return { dataDir, start, state, fileSha, status, killAt, stopAll: async () => { for (const p of procs) { p.kill(); await p.exited; } } };
   }
 
-  it('loading and running: back on the active model; the shadow kept only once its record was written', async () => {
+  it('loading and running: back on the active model, the previous one still there; the shadow kept only once its record was written', async () => {
     const d = await device('shk-load');
     let { p } = await d.start();
+    const v0 = await push();
+    await assign(server, v0.manifestSha256, ['shk-load']);
+    await d.status(p, v0.manifestSha256, ['active']);
     const v1 = await push();
     await assign(server, v1.manifestSha256, ['shk-load']);
     await d.status(p, v1.manifestSha256, ['active']);
@@ -104,18 +108,22 @@ describe('SIGKILL while a candidate is loaded, run and promoted in shadow', () =
         const s = d.state();
         expect(ready.active?.manifestSha256, at).toBe(v1.manifestSha256);
         expect(d.fileSha(s.active!), at).toBe(v1.artifactSha256);
+        // the revert target is untouched by the shadow, whatever the kill point
         const other = s.active === 'a' ? 'b' : 'a';
+        expect(s.previous, at).toBe(other);
+        expect(s.slots[other]?.manifestSha256, at).toBe(v0.manifestSha256);
+        expect(d.fileSha(other), at).toBe(v0.artifactSha256);
         if (LOAD_BEFORE.includes(at)) {
           expect(ready.shadow, at).toBeNull();
           expect(s.shadow, at).toBeNull();
-          expect(s.slots[other], at).toBeNull();
-          expect(existsSync(join(d.dataDir, 'slots', `${other}.onnx`)), at).toBe(false);
-          outcomes.push(`${at}: active v1, no shadow`);
+          expect(existsSync(join(d.dataDir, 'slots', 'shadow.onnx')), at).toBe(false);
+          expect(existsSync(join(d.dataDir, 'slots', 'shadow.manifest.json')), at).toBe(false);
+          outcomes.push(`${at}: active v1, previous v0, no shadow`);
         } else {
           expect(ready.shadow?.manifestSha256, at).toBe(cand.manifestSha256);
-          expect(s.shadow?.slot, at).toBe(other);
-          expect(d.fileSha(other), at).toBe(cand.artifactSha256);
-          outcomes.push(`${at}: active v1, shadow restored`);
+          expect(s.shadow?.slot, at).toBe('shadow');
+          expect(d.fileSha('shadow'), at).toBe(cand.artifactSha256);
+          outcomes.push(`${at}: active v1, previous v0, shadow restored`);
         }
       }
     } finally {

@@ -2,13 +2,14 @@
 // the caller's WASM queue (counted: the main thread's queue sees exactly the caller's calls while the
 // candidate compared every input), the thread hashes the bytes it is sent again, its outputs are the
 // main runtime's to the bit, it ends with its last session, and a dead thread fails calls as "not the
-// model's" (counted as dropped inputs, not candidate errors).
+// model's" (counted as dropped inputs, not candidate errors); sampled inputs reach it through a ring in
+// shared memory that answers like a run.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import type { FleetAgent } from '../../device-agent/agent.ts';
 import { isNotAModelError, OrtRuntime } from '../../device-agent/model-runtime.ts';
 import { spawnShadowThread, ThreadRuntime } from '../../device-agent/shadow-worker.ts';
-import { runtimeQueueStats, type Feeds } from '../../runtime/onnx-session.ts';
+import { runtimeQueueStats, type Feeds, type Outputs } from '../../runtime/onnx-session.ts';
 import { sha256Hex } from '../../shared/crypto.ts';
 import type { Status } from '../../shared/messages.ts';
 import { seededRandom } from '../../server/bundles/golden-vectors.ts';
@@ -37,6 +38,36 @@ describe('shadow thread runtime', () => {
     expect(runtimeQueueStats().completed).toBe(before); // 20 runs, none of them in this thread's WASM queue
     for (const [i, f] of inputsFor(20, 3).entries()) expect([...((await main.run(f)).probs.data as Float32Array)]).toEqual(threadOut[i]);
     await main.release();
+    await model.release();
+    expect(rt.running).toBe(false);
+  }, 30_000);
+
+  it('the sample ring: inputs handed over in shared memory answer exactly like run(); what it cannot carry is refused as unsupported; an input past its wait is dropped as not the model\'s error', async () => {
+    const bytes = tinyClassifier(74);
+    const rt = new ThreadRuntime(undefined, { ringSlots: 4 });
+    const model = await rt.load(bytes, { sha256: sha256Hex(bytes), sessionConfig: {} });
+    const inputs = inputsFor(20, 5);
+    const viaRing: number[][] = [];
+    const viaSubmit = (f: Feeds, maxWaitMs: number) => new Promise<Outputs>((resolve, reject) => {
+      const r = model.submit!(f, maxWaitMs, (err, out) => (out ? resolve(out) : reject(err)));
+      if (r !== 'queued') reject(new Error(`the ring refused a plain input: ${r}`));
+    });
+    for (const f of inputs) {
+      const answer = viaSubmit(f, 60_000);
+      (f.x.data as Float32Array).fill(0); // the caller may reuse its buffer at once: the ring holds its own copy
+      viaRing.push([...((await answer).probs.data as Float32Array)]);
+    }
+    for (const [i, f] of inputsFor(20, 5).entries()) expect([...((await model.run(f)).probs.data as Float32Array)]).toEqual(viaRing[i]);
+    // number arrays, an input name the model does not have, a type that is not the array's, more than a slot holds
+    const never = () => { throw new Error('an input the ring refused was answered'); };
+    expect(model.submit!({ x: { data: Array.from({ length: 8 }, () => 0.5), dims: [1, 8] } }, 1000, never)).toBe('unsupported');
+    expect(model.submit!({ y: { data: new Float32Array(8), dims: [1, 8] } }, 1000, never)).toBe('unsupported');
+    expect(model.submit!({ x: { data: new Float32Array(8), dims: [1, 8], type: 'int32' } }, 1000, never)).toBe('unsupported');
+    expect(model.submit!({ x: { data: new Float32Array(5000), dims: [1, 5000] } }, 1000, never)).toBe('unsupported');
+    // a wait already over when the thread takes it (a negative budget): dropped unrun, not the model's error
+    const err = await viaSubmit(inputsFor(1, 6)[0], -1000).catch((e: unknown) => e);
+    expect(isNotAModelError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/waited longer than shadow.maxWaitMs/);
     await model.release();
     expect(rt.running).toBe(false);
   }, 30_000);

@@ -1,13 +1,16 @@
 // Shadow mode on one device (issue 17): a candidate named in the signed desired state is fetched and
-// verified into the inactive slot, loaded next to the active model and run on the live inputs it is
+// verified into its own slot (`shadow`), loaded next to the active model and run on the live inputs it is
 // offered; the caller only ever gets the active model's answer; the telemetry carries exact figures;
 // a memory ceiling refuses a candidate before anything is fetched; promotion fetches nothing again
-// (artifact requests counted at the server); a restart restores the shadow from its slot.
+// (artifact requests counted at the server); a restart restores the shadow from its slot; while it is
+// held the previous model stays the revert target (a failing active model goes back to it).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage } from 'node:http';
 import type { FleetAgent } from '../../device-agent/agent.ts';
+import { AgentState } from '../../device-agent/state-store.ts';
 import { OrtRuntime } from '../../device-agent/model-runtime.ts';
 import type { Feeds } from '../../runtime/onnx-session.ts';
 import type { ShadowTelemetry, Status, Telemetry } from '../../shared/messages.ts';
@@ -16,12 +19,16 @@ import { seededRandom } from '../../server/bundles/golden-vectors.ts';
 import { assign, pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { outcome, startAgent } from './fixture.ts';
+import { FaultRuntime } from './fault-runtime.ts';
+import { outcome, settled, startAgent } from './fixture.ts';
 
 const inputsFor = (n: number, seed: number): Feeds[] => {
   const rand = seededRandom(seed);
   return Array.from({ length: n }, () => ({ x: { data: Float32Array.from({ length: 8 }, () => rand()), dims: [1, 8] } }));
 };
+
+const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+const AgentStateOf = (dataDir: string) => AgentState.parse(JSON.parse(readFileSync(join(dataDir, 'state.json'), 'utf8')));
 
 function argmax(a: ArrayLike<number>): number {
   let best = 0;
@@ -189,11 +196,13 @@ describe('shadow mode on a device', () => {
     const loaded = shadowStatus(agent, cand.manifestSha256, ['shadow_loaded', 'shadow_failed']);
     await server.app.fleet.director.assign(v1.manifestSha256, [agent.deviceId], undefined, { shadow: { manifestSha256: cand.manifestSha256, sampleRate: 0.5 } });
     expect((await loaded).state).toBe('shadow_loaded');
-    const state = () => JSON.parse(readFileSync(join(dataDir, 'state.json'), 'utf8')) as { active: 'a' | 'b'; previous: string | null; shadow: { slot: 'a' | 'b'; manifestSha256: string } | null; slots: Record<string, { manifestSha256: string } | null> };
+    const state = () => JSON.parse(readFileSync(join(dataDir, 'state.json'), 'utf8')) as { active: 'a' | 'b'; previous: string | null; shadow: { slot: string; manifestSha256: string; model?: { artifactSha256: string } } | null; slots: Record<string, { manifestSha256: string } | null> };
     const held = state();
     expect(held.shadow?.manifestSha256).toBe(cand.manifestSha256);
-    expect(held.shadow?.slot).not.toBe(held.active);
-    expect(held.slots[held.shadow!.slot]?.manifestSha256).toBe(cand.manifestSha256);
+    expect(held.shadow?.slot).toBe('shadow');
+    expect(held.shadow?.model?.artifactSha256).toBe(cand.manifest.artifact.sha256);
+    expect(sha256Of(join(dataDir, 'slots', 'shadow.onnx'))).toBe(cand.manifest.artifact.sha256);
+    expect(held.slots[held.active === 'a' ? 'b' : 'a']).toBeNull(); // the inactive slot is not taken (nothing was installed before v1)
     expect(held.previous).toBeNull();
 
     // a restart: the shadow is loaded again from its slot, nothing fetched
@@ -213,6 +222,10 @@ describe('shadow mode on a device', () => {
     expect(agent.shadowCandidate).toBeNull();
     expect(served.get(cand.manifest.artifact.sha256)).toBe(1); // counted at the server: no second download
     expect(state().shadow).toBeNull();
+    // the bytes were moved out of the shadow slot into the candidate's slot: none left behind
+    expect(existsSync(join(dataDir, 'slots', 'shadow.onnx'))).toBe(false);
+    expect(sha256Of(join(dataDir, 'slots', `${state().active}.onnx`))).toBe(cand.manifest.artifact.sha256);
+    expect(state().slots[state().previous!]?.manifestSha256).toBe(v1.manifestSha256); // v1 is the revert target
 
     // held again, then a desired state with no shadow unloads it: record, slot and files gone
     const v3 = await pushBundle(server, 'shadow-p', tinyClassifier(73));
@@ -220,13 +233,66 @@ describe('shadow mode on a device', () => {
     await server.app.fleet.director.assign(cand.manifestSha256, [agent.deviceId], undefined, { shadow: { manifestSha256: v3.manifestSha256, sampleRate: 1 } });
     expect((await again).state).toBe('shadow_loaded');
     const slot = state().shadow!.slot;
+    expect(slot).toBe('shadow');
+    expect(state().slots[state().previous!]?.manifestSha256).toBe(v1.manifestSha256); // still the revert target while v3 is held
     const unloaded = shadowStatus(agent, v3.manifestSha256, ['shadow_unloaded']);
     await assign(server, cand.manifestSha256, [agent.deviceId]);
     expect((await unloaded).detail).toBe('the desired state names no shadow any more');
     expect(agent.shadowCandidate).toBeNull();
     expect(state().shadow).toBeNull();
-    expect(state().slots[slot]).toBeNull();
-    expect(existsSync(join(dataDir, 'slots', `${slot}.onnx`))).toBe(false);
+    expect(existsSync(join(dataDir, 'slots', 'shadow.onnx'))).toBe(false);
+    expect(existsSync(join(dataDir, 'slots', 'shadow.manifest.json'))).toBe(false);
     expect(agent.active?.manifestSha256).toBe(cand.manifestSha256);
+    expect(state().slots[state().previous!]?.manifestSha256).toBe(v1.manifestSha256);
+  }, 90_000);
+
+  it('while a shadow is held, a failing active model is reverted to the previous one (exact bytes); the shadow stays held', async () => {
+    const v1 = await pushBundle(server, 'shadow-r', tinyClassifier(81));
+    const v2 = await pushBundle(server, 'shadow-r', tinyClassifier(82));
+    const cand = await pushBundle(server, 'shadow-r', tinyClassifier(83));
+    const runtime = new FaultRuntime({ deviceMs: 2 });
+    const dataDir = join(server.dir, 'agents', 'shadow-6');
+    const agent = await startAgent(server, 'shadow-6', { dataDir, probationInferences: 10, probationSeconds: 0, probationMaxErrorRate: 0.05 }, runtime.deps());
+    agents.push(agent);
+    const feeds: Feeds = { x: { data: new Float32Array(8).fill(0.25), dims: [1, 8] } };
+    const inferUntil = async (done: Promise<Status>) => {
+      let finished = false;
+      void done.finally(() => { finished = true; });
+      for (let i = 0; i < 2000 && !finished; i++) await agent.infer(feeds).catch(() => {});
+      return done;
+    };
+    const passed = settled(agent, v1.manifestSha256, ['probation_passed', 'reverted', 'failed']);
+    await assign(server, v1.manifestSha256, [agent.deviceId]);
+    await agent.waitForStatus((s) => s.state === 'active' && s.manifestSha256 === v1.manifestSha256);
+    expect((await inferUntil(passed)).state).toBe('probation_passed');
+
+    // v2 errors once it has passed its health check; the same desired state holds a candidate in shadow
+    runtime.faults.set(v2.manifest.artifact.sha256, { kind: 'error' });
+    const active2 = agent.waitForStatus((s) => s.state === 'active' && s.manifestSha256 === v2.manifestSha256);
+    const loaded = shadowStatus(agent, cand.manifestSha256, ['shadow_loaded', 'shadow_failed']);
+    await server.app.fleet.director.assign(v2.manifestSha256, [agent.deviceId], undefined, { shadow: { manifestSha256: cand.manifestSha256, sampleRate: 1 } });
+    await active2;
+    expect((await loaded).state).toBe('shadow_loaded');
+    const held = AgentStateOf(dataDir);
+    expect(held.slots[held.active!]?.manifestSha256).toBe(v2.manifestSha256);
+    expect(held.previous).not.toBeNull();
+    expect(held.slots[held.previous!]?.manifestSha256).toBe(v1.manifestSha256);
+    expect(held.probation?.previous).toBe(held.previous);
+    expect(held.shadow?.slot).toBe('shadow');
+
+    // v2 fails its probation while the shadow is held: back to v1, from its own slot
+    const reverted = settled(agent, v2.manifestSha256, ['reverted', 'probation_passed', 'failed', 'active']);
+    const s = await inferUntil(reverted);
+    expect([s.state, s.reason]).toEqual(['reverted', 'PROBATION_FAILED']);
+    expect(agent.active?.manifestSha256).toBe(v1.manifestSha256);
+    const after = AgentStateOf(dataDir);
+    expect(after.slots[after.active!]?.manifestSha256).toBe(v1.manifestSha256);
+    expect(sha256Of(join(dataDir, 'slots', `${after.active}.onnx`))).toBe(v1.manifest.artifact.sha256);
+    expect(await agent.infer(feeds)).toBeTruthy();
+    // the candidate is still held in its own slot, untouched by the revert
+    expect(agent.shadowCandidate?.manifestSha256).toBe(cand.manifestSha256);
+    expect(after.shadow?.manifestSha256).toBe(cand.manifestSha256);
+    expect(sha256Of(join(dataDir, 'slots', 'shadow.onnx'))).toBe(cand.manifest.artifact.sha256);
+    expect(served.get(v1.manifest.artifact.sha256)).toBe(1); // v1 was not fetched again: it was still on the device
   }, 90_000);
 });
