@@ -7,17 +7,20 @@
 // For each: connect time (all devices connected), rollout time (one desired state to every device until
 // every device's `active` report is stored; devices answer at once, so this is the broker's fan-out and
 // the server's status ingest, not downloads), memory (server RSS, each broker process's RSS, and per
-// 1,000 devices), and telemetry ingest (windows stored per second by the server as a client of that
-// broker, next to what a plain subscriber on the same broker receives per second in the same burst:
-// the broker's own rate).
+// 1,000 devices), and a telemetry burst (windows stored per second by the server next to a plain subscriber
+// on the same broker in the same burst). Then the ingest comparison (benchBrokerIngest, below): the server
+// as a client of each broker vs that broker's raw rate, each measured alone (JSON `ingest.<mode>`).
 // On NATS the devices subscribe at QoS 0 (agent mqttSubscribeQos 0: no JetStream consumer per device) and
 // the server publishes over NATS_PUBLISH_CONNECTIONS connections (docs/brokers.md "Why the cluster was
 // slow"); each phase reports the broker processes' CPU seconds and, on NATS, every node's /varz and /jsz.
 // `npm run bench` runs sizes that finish in a few minutes here (1,000 embedded, 1,000 mosquitto, 1,000 on
-// the cluster). The issue's sizes are runs of their own, long (30,000 on the cluster: enrolled in 46 s
-// and connected in 269 s on this loaded 2-core machine; its rollout not measured here yet):
-//   npx tsx bench/brokers.ts --embedded 0 --mosquitto 0 --nats 30000 --no-telemetry
-//   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000
+// the cluster, then the ingest comparison: 50 publishers x 200 windows per broker and pass). The issue's
+// sizes are a run of their own, long (progress on stderr, the JSON on stdout; mosquitto's enrollment alone
+// grows with the square of the fleet: its plugin rewrites its whole file per change, ~1 min for 1,000 and
+// ~10 min for 3,000 under load here, so expect most of an hour for 10,000):
+//   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000 > brokers-full.json
+//   npx tsx bench/brokers.ts --ingest [--ingest-modes embedded,mosquitto,nats] [--ingest-clients 50] [--ingest-per-client 200]
+//   npx tsx bench/brokers.ts --embedded 0 --mosquitto 0 --nats 30000 --no-telemetry --no-ingest
 // --nats-publish-connections N, --nats-stream-replicas N, --nats-consumer-replicas N and
 // --nats-consumer-memory true|false change the cluster's shape (the JSON says which was used).
 import { readFileSync, rmSync } from 'node:fs';
@@ -37,6 +40,7 @@ import { telemetryPayload } from './ingest.ts';
 import { ask, childRole, forkRole, isMain, round, runAlone, serveParent, stopChild, waitUntil } from './util.ts';
 import { pushBundle, tempDir } from '../test/helpers/harness.ts';
 import { subscribeChecked } from '../device-agent/subscribe-check.ts';
+import { DynsecControl } from '../server/mqtt/dynsec.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PER_CHILD = 2500;
@@ -138,10 +142,19 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const ids = Array.from({ length: n }, (_, i) => `bb-${String(i).padStart(6, '0')}`);
     const secrets = new Map<string, string>();
     const tEnroll = performance.now();
-    for (let i = 0; i < ids.length; i += 5000) {
-      const r = await s.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: s.enrollmentToken, deviceIds: ids.slice(i, i + 5000) } });
+    // mosquitto's plugin rewrites its whole file per change, so its enrollment slows as the fleet grows:
+    // requests of 1,000 there, with a progress line each (the time per 1,000 and the plugin's cost per command)
+    const enrollBatch = mode === 'mosquitto' ? 1000 : 5000;
+    const enrollSteps: { devices: number; ms: number; dynsecMsPerCommand?: number }[] = [];
+    for (let i = 0; i < ids.length; i += enrollBatch) {
+      const t = performance.now();
+      const r = await s.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: s.enrollmentToken, deviceIds: ids.slice(i, i + enrollBatch) } });
       if (r.statusCode !== 201) throw new Error(`enroll: ${r.statusCode} ${r.body}`);
       for (const d of r.json().devices as { deviceId: string; secret: string }[]) secrets.set(d.deviceId, d.secret);
+      const access = s.app.fleet.broker.deviceAccess;
+      const step = { devices: Math.min(n, i + enrollBatch), ms: Math.round(performance.now() - t), ...(access instanceof DynsecControl ? { dynsecMsPerCommand: round(access.costPerCommandMs(), 2) } : {}) };
+      enrollSteps.push(step);
+      if (n > enrollBatch) progress(`${mode}: enrolled ${step.devices} of ${n} (${step.ms} ms for these${step.dynsecMsPerCommand !== undefined ? `, mosquitto ${step.dynsecMsPerCommand} ms per dynsec command` : ''}; load ${round(loadavg()[0], 1)})`);
     }
     const enrollMs = performance.now() - tEnroll;
     progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
@@ -213,7 +226,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     // telemetry: every device sends telemetryPerDevice windows; stored rows/s at the server, and what a
     // plain subscriber on the same broker receives per second (the broker's own rate) in the same burst
     const result = {
-      devices: n, enrollMs: Math.round(enrollMs), connectMs: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), allOnlineAtServer: online,
+      devices: n, enrollMs: Math.round(enrollMs), enrollSteps, connectMs: Math.round(connectMs), subscribedMs: Math.round(subscribeMs), allOnlineAtServer: online,
       rolloutMs: Math.round(rolloutMs), rolledOut,
       memory, phases,
     };
