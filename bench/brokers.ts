@@ -96,8 +96,21 @@ export async function benchBrokers(o: BenchBrokersOptions = {}): Promise<object>
       out[mode] = { error: (err as Error).message };
     }
   }
-  const ingest = o.ingest === false ? null : await benchBrokerIngest(o.ingest ?? {});
-  return { ...(ingest ? { ingest } : {}), devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, natsPublishConnections, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
+  const ingest = o.ingest === false ? null : await benchBrokerIngest({ modes: (['embedded', 'mosquitto', 'nats'] as const).filter((m) => sizes[m] > 0), ...o.ingest });
+  // the figures side by side (details below): per mode connect, rollout, memory; ingest vs raw per broker
+  type ModeResult = { devices?: number; connectMs?: number; rolloutMs?: number; rolledOut?: boolean; memory?: { serverRssMb: number | null; serverGrowthPer1000DevicesMb: number; brokerRssMb: Record<string, number | null>; brokerRssPer1000DevicesMb: Record<string, number> }; error?: string };
+  const summary = Object.fromEntries(Object.entries(out).map(([mode, r0]) => {
+    const r = r0 as ModeResult;
+    if (r.error) return [mode, { error: r.error }];
+    const ig = (ingest as Record<string, { ingestVsRawBroker?: number; raw?: { perSecond: number }; server?: { perSecond: number } }> | null)?.[mode];
+    return [mode, {
+      devices: r.devices, connectMs: r.connectMs, rolloutMs: r.rolloutMs, rolledOut: r.rolledOut,
+      serverRssMb: r.memory?.serverRssMb, serverPer1000DevicesMb: r.memory?.serverGrowthPer1000DevicesMb,
+      brokerRssMbPerNode: r.memory?.brokerRssMb, brokerPer1000DevicesMbPerNode: r.memory?.brokerRssPer1000DevicesMb,
+      ...(ig?.ingestVsRawBroker !== undefined ? { ingestPerSecond: ig.server?.perSecond, rawBrokerPerSecond: ig.raw?.perSecond, ingestVsRawBroker: ig.ingestVsRawBroker } : {}),
+    }];
+  }));
+  return { summary, ...(ingest ? { ingest } : {}), devicesPerMode: sizes, target: { devicesPerMode: { embedded: 10_000, mosquitto: 10_000, nats: 30_000 } }, natsMqtt, natsPublishConnections, loadAverage: loadavg().map((x) => round(x, 2)), note: 'light simulated devices (raw MQTT clients in child processes, 2,500 each); rollout = desired state fan-out and status ingest, devices answer at once', ...out };
 }
 
 async function waitUntilAsync(pred: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<boolean> {
