@@ -158,16 +158,19 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     // mosquitto's plugin rewrites its whole file per change, so its enrollment slows as the fleet grows:
     // requests of 1,000 there, with a progress line each (the time per 1,000 and the plugin's cost per command)
     const enrollBatch = mode === 'mosquitto' ? 1000 : 5000;
-    const enrollSteps: { devices: number; ms: number; dynsecMsPerCommand?: number }[] = [];
+    const enrollSteps: { devices: number; ms: number; brokerCpuSeconds: number; dynsecMsPerCommand?: number }[] = [];
+    // the brokers' CPU seconds per step: what the enrollment costs them, whatever else runs on the machine
+    const brokerCpu = () => Object.values(brokerPids).reduce((a, pid) => a + (cpuSecondsOf(pid) ?? 0), 0);
     for (let i = 0; i < ids.length; i += enrollBatch) {
       const t = performance.now();
+      const cpuStep = brokerCpu();
       const r = await s.anonInject({ method: 'POST', url: '/v1/enroll', payload: { enrollmentToken: s.enrollmentToken, deviceIds: ids.slice(i, i + enrollBatch) } });
       if (r.statusCode !== 201) throw new Error(`enroll: ${r.statusCode} ${r.body}`);
       for (const d of r.json().devices as { deviceId: string; secret: string }[]) secrets.set(d.deviceId, d.secret);
       const access = s.app.fleet.broker.deviceAccess;
-      const step = { devices: Math.min(n, i + enrollBatch), ms: Math.round(performance.now() - t), ...(access instanceof DynsecControl ? { dynsecMsPerCommand: round(access.costPerCommandMs(), 2) } : {}) };
+      const step = { devices: Math.min(n, i + enrollBatch), ms: Math.round(performance.now() - t), brokerCpuSeconds: round(brokerCpu() - cpuStep, 2), ...(access instanceof DynsecControl ? { dynsecMsPerCommand: round(access.costPerCommandMs(), 2) } : {}) };
       enrollSteps.push(step);
-      if (n > enrollBatch) progress(`${mode}: enrolled ${step.devices} of ${n} (${step.ms} ms for these${step.dynsecMsPerCommand !== undefined ? `, mosquitto ${step.dynsecMsPerCommand} ms per dynsec command` : ''}; load ${round(loadavg()[0], 1)})`);
+      if (n > enrollBatch) progress(`${mode}: enrolled ${step.devices} of ${n} (${step.ms} ms for these, broker CPU ${step.brokerCpuSeconds} s${step.dynsecMsPerCommand !== undefined ? `, mosquitto ${step.dynsecMsPerCommand} ms per dynsec command` : ''}; load ${round(loadavg()[0], 1)})`);
     }
     const enrollMs = performance.now() - tEnroll;
     progress(`${mode}: ${n} enrolled in ${Math.round(enrollMs)} ms`);
