@@ -160,7 +160,7 @@ async function runMode(mode: 'embedded' | 'mosquitto' | 'nats', n: number, telem
     const enrollBatch = mode === 'mosquitto' ? 1000 : 5000;
     const enrollSteps: { devices: number; ms: number; brokerCpuSeconds: number; dynsecMsPerCommand?: number }[] = [];
     // the brokers' CPU seconds per step: what the enrollment costs them, whatever else runs on the machine
-    const brokerCpu = () => Object.values(brokerPids).reduce((a, pid) => a + (cpuSecondsOf(pid) ?? 0), 0);
+    const brokerCpu = () => Object.values(brokerPids).reduce<number>((a, pid) => a + (cpuSecondsOf(pid) ?? 0), 0);
     for (let i = 0; i < ids.length; i += enrollBatch) {
       const t = performance.now();
       const cpuStep = brokerCpu();
