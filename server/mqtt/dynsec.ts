@@ -253,8 +253,14 @@ export class DynsecControl implements DeviceAccessSync {
   async secretIssued(deviceId: string, secret: string): Promise<boolean> {
     this.refuseReserved([deviceId]);
     // a new secret for a known client: delete and create again in one message, so the old session ends with the old secret
-    const rs = await this.must(enrollUnit(deviceId, secret).commands, `add ${deviceId}`);
-    return !rs[0].error;
+    try {
+      const rs = await this.must(enrollUnit(deviceId, secret).commands, `add ${deviceId}`);
+      return !rs[0].error;
+    } catch (err) {
+      // the server revokes the secret (access routes): take out whatever part of it the plugin applied
+      await this.run(forgetUnit(deviceId).commands).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
