@@ -14,12 +14,12 @@
 // the server publishes over NATS_PUBLISH_CONNECTIONS connections (docs/brokers.md "Why the cluster was
 // slow"); each phase reports the broker processes' CPU seconds and, on NATS, every node's /varz and /jsz.
 // `npm run bench` runs sizes that finish in a few minutes here (1,000 embedded, 1,000 mosquitto, 1,000 on
-// the cluster, then the ingest comparison: 50 publishers x 200 windows per broker and pass). The issue's
+// the cluster, then the ingest comparison: 50 publishers x 500 windows per broker and pass). The issue's
 // sizes are a run of their own, long (progress on stderr, the JSON on stdout; mosquitto's enrollment alone
 // grows with the square of the fleet: its plugin rewrites its whole file per change, ~1 min for 1,000 and
 // ~10 min for 3,000 under load here, so expect most of an hour for 10,000):
 //   npx tsx bench/brokers.ts --embedded 10000 --mosquitto 10000 --nats 30000 > brokers-full.json
-//   npx tsx bench/brokers.ts --ingest [--ingest-modes embedded,mosquitto,nats] [--ingest-clients 50] [--ingest-per-client 200]
+//   npx tsx bench/brokers.ts --ingest [--ingest-modes embedded,mosquitto,nats] [--ingest-clients 50] [--ingest-per-client 500]
 //   npx tsx bench/brokers.ts --embedded 0 --mosquitto 0 --nats 30000 --no-telemetry --no-ingest
 // --nats-publish-connections N, --nats-stream-replicas N, --nats-consumer-replicas N and
 // --nats-consumer-memory true|false change the cluster's shape (the JSON says which was used).
@@ -300,7 +300,7 @@ export interface BenchBrokerIngestOptions { modes?: ('embedded' | 'mosquitto' | 
 export async function benchBrokerIngest(o: BenchBrokerIngestOptions = {}): Promise<object> {
   const modes = o.modes ?? ['embedded', 'mosquitto', 'nats'];
   const clients = o.clients ?? 50;
-  const perClient = o.perClient ?? 200;
+  const perClient = o.perClient ?? 500;
   const out: Record<string, object> = {};
   for (const mode of modes) {
     try {
