@@ -108,7 +108,7 @@ export async function buildServer(input: ServerConfigInput | ServerConfig = {}):
       ...(config.brokerCaFile ? { ca: readFileSync(config.brokerCaFile, 'utf8') } : {}),
       log: app.log, maxPayloadBytes: config.maxMqttPayloadBytes, onSessionLost: async () => { await director?.republishAll(); },
       publishConnections: config.brokerPublishConnections,
-    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log) : natsUsers ? () => natsUsers : undefined);
+    }, config.brokerDeviceAuth === 'dynsec' ? (client) => new DynsecControl(client, app.log, { timeoutMs: config.brokerControlTimeoutMs }) : natsUsers ? () => natsUsers : undefined);
   if (broker.deviceAccess instanceof DynsecControl) await broker.deviceAccess.init(config.brokerUsername!, (ids) => credentials.withActiveSecret(ids));
   const deltas = new DeltaStore(db, blobs, config.deltaMaxFraction, (msg) => app.log.warn({ event: 'delta_failed' }, msg));
   director = new Director(db, keys, broker, config.desiredTtlSeconds, deltas);

@@ -100,6 +100,12 @@ export const ServerConfig = z.object({
    * admin), or 'none' (the broker's own configuration or plugin does it: docs/brokers.md).
    */
   brokerDeviceAuth: z.enum(['dynsec', 'nats', 'none']).default('none'),
+  /**
+   * brokerDeviceAuth 'dynsec': how long mosquitto may take to answer one control message (a bounded chunk
+   * of a batch); past it the message is sent once more, then the change fails with 503 naming what was not
+   * applied (ms)
+   */
+  brokerControlTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(10_000),
   /** external broker: how often desired states that online devices have not acted on are published again (server/devices/desired-resync.ts; 0 = never) */
   brokerResyncSeconds: z.coerce.number().min(0).default(15),
   /**
@@ -137,7 +143,7 @@ const ENV_KEYS: Record<string, keyof ServerConfigInput> = {
   FLEET_TLS_CERT_FILE: 'tlsCertFile', FLEET_TLS_KEY_FILE: 'tlsKeyFile', FLEET_TLS_CA_FILE: 'tlsCaFile',
   FLEET_DELTA_MAX_FRACTION: 'deltaMaxFraction',
   FLEET_BROKER_MODE: 'brokerMode', FLEET_BROKER_URLS: 'brokerUrls', FLEET_BROKER_USERNAME: 'brokerUsername', FLEET_BROKER_PASSWORD: 'brokerPassword',
-  FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth', FLEET_BROKER_PUBLISH_CONNECTIONS: 'brokerPublishConnections',
+  FLEET_BROKER_CLIENT_ID: 'brokerClientId', FLEET_BROKER_CA_FILE: 'brokerCaFile', FLEET_BROKER_DEVICE_AUTH: 'brokerDeviceAuth', FLEET_BROKER_CONTROL_TIMEOUT_MS: 'brokerControlTimeoutMs', FLEET_BROKER_PUBLISH_CONNECTIONS: 'brokerPublishConnections',
   FLEET_NATS_USERS_FILE: 'natsUsersFile', FLEET_NATS_PID_FILES: 'natsPidFiles',
 };
 

@@ -38,6 +38,8 @@ export interface DeviceAccessSync {
   secretsIssued?(devices: { deviceId: string; secret: string }[]): Promise<void>;
   /** the device's credential was revoked: the broker forgets it and drops its connection; true if the broker knew it */
   revoked(deviceId: string): Promise<boolean>;
+  /** why this device id cannot be a device on this broker (it names the server's own broker user), or undefined */
+  reservedDeviceId?(deviceId: string): string | undefined;
   close?(): Promise<void>;
 }
 

@@ -16,6 +16,14 @@ function refuseKeyPairs(access: DeviceAccessSync | undefined, keyPairs: number):
   }
 }
 
+/** A device id that names the server's own broker user would let an enrollment delete the server's account: refused before anything is stored. */
+function refuseReserved(access: DeviceAccessSync | undefined, deviceIds: string[]): void {
+  for (const d of deviceIds) {
+    const why = access?.reservedDeviceId?.(d);
+    if (why) throw new AppError('FLEET_ERR_DEVICE_ID_RESERVED', `device id ${d} cannot be used on this fleet's broker: ${why}`, 409);
+  }
+}
+
 /** Run a broker credential change; a broker that does not answer is a 503 naming it (the caller undoes what it stored). */
 async function onBroker<T>(what: string, step: () => Promise<T>, undo?: () => void): Promise<T> {
   try {
@@ -66,6 +74,7 @@ export async function accessRoutes(app: FastifyInstance): Promise<void> {
   contractRoute(app, c.enroll, async ({ body }, req, reply) => {
     const asked = body.devices ?? body.deviceIds!.map((deviceId) => ({ deviceId }));
     refuseKeyPairs(broker.deviceAccess, asked.filter((d) => 'publicKey' in d && d.publicKey).length);
+    refuseReserved(broker.deviceAccess, asked.map((d) => d.deviceId));
     const { tokenId, devices } = credentials.enroll(body.enrollmentToken, asked);
     const access = broker.deviceAccess;
     if (access) {
@@ -89,6 +98,7 @@ export async function accessRoutes(app: FastifyInstance): Promise<void> {
   contractRoute(app, c.issueCredential, async ({ params: { deviceId }, body }, req, reply) => {
     const via = `admin:${actorName(req)}`;
     refuseKeyPairs(broker.deviceAccess, body ? 1 : 0);
+    refuseReserved(broker.deviceAccess, [deviceId]);
     const secret = body ? (credentials.registerKey(deviceId, body.publicKey, via), null) : credentials.issue(deviceId, via);
     const access = broker.deviceAccess;
     // an old credential's session ends now (an external broker drops it when the client is replaced)
@@ -101,6 +111,7 @@ export async function accessRoutes(app: FastifyInstance): Promise<void> {
   });
 
   contractRoute(app, c.revokeDevice, async ({ params: { deviceId } }, req) => {
+    refuseReserved(broker.deviceAccess, [deviceId]);
     const revoked = credentials.revoke(deviceId);
     const access = broker.deviceAccess;
     // revoked in the server's store first: whatever the broker says, no token or download works any more

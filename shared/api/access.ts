@@ -83,7 +83,7 @@ export const accessContract = {
   }),
   revokeDevice: defineRoute({
     method: 'POST', path: '/v1/devices/:deviceId/revoke', summary: "revoke a device's credential and end its MQTT session", tags, access: 'admin',
-    params: DeviceParams, responses: { 200: DeviceRevoked, ...errors(400, 401, 403, 503) },
+    params: DeviceParams, responses: { 200: DeviceRevoked, ...errors(400, 401, 403, 409, 503) },
   }),
   credentialStatus: defineRoute({
     method: 'GET', path: '/v1/devices/:deviceId/credential', summary: "a device's current credential (kind, public key, since when)", tags, access: 'admin',
