@@ -71,12 +71,22 @@ export class NatsUsersFile implements DeviceAccessSync {
     return known;
   }
 
+  /**
+   * A device id the server must never write as a device user: its own NATS user. A second user of that
+   * name makes the include invalid, so every later reload fails and revocations stop reaching the
+   * cluster (the enrollment and revoke routes answer 409 FLEET_ERR_DEVICE_ID_RESERVED).
+   */
+  reservedDeviceId(deviceId: string): string | undefined {
+    return deviceId === this.opts.serverUser ? `${deviceId} is the fleet server's own user on the NATS cluster` : undefined;
+  }
+
   /** the generated NATS config include */
   render(): string {
     const server = `    { user: ${quote(this.opts.serverUser)}, password: ${quote(this.opts.serverPassword)}, permissions: { `
       + `publish: { allow: [${quote(natsSubject(`${TOPIC_ROOT}/+/desired`))}, ${quote(natsSubject(topics.freshness()))}] }, `
       + `subscribe: { allow: [${quote(natsSubject(`${TOPIC_ROOT}/#`))}, "$MQTT.sub.>"] } } }`;
-    const lines = [...this.devices].map(([id, secret]) => {
+    // the server's own user is never written twice (a state file from before the check may name it)
+    const lines = [...this.devices].filter(([id]) => id !== this.opts.serverUser).map(([id, secret]) => {
       const pub = [topics.status(id), topics.telemetry(id), topics.presence(id)].map((t) => quote(natsSubject(t)));
       const sub = [topics.desired(id), topics.freshness()].map((t) => quote(natsSubject(t)));
       return `    { user: ${quote(id)}, password: ${quote(secret)}, allowed_connection_types: ["MQTT"], permissions: { publish: { allow: [${pub.join(', ')}] }, subscribe: { allow: [${sub.join(', ')}, "$MQTT.sub.>"] } } }`;

@@ -2,7 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../server/config.ts';
 import { brokerUrls, parseAgentConfig } from '../../device-agent/config.ts';
-import { natsSubject } from '../../server/mqtt/nats-auth.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NatsUsersFile, natsSubject } from '../../server/mqtt/nats-auth.ts';
 import { deviceAcls } from '../../server/mqtt/dynsec.ts';
 import { topicMatches } from '../../server/mqtt/external-bus.ts';
 
@@ -48,6 +51,21 @@ describe('topic and subject mapping', () => {
     expect(natsSubject('fleet/v1/cam.7/desired')).toBe('fleet.v1.cam//7.desired');
     expect(natsSubject('fleet/v1/+/desired')).toBe('fleet.v1.*.desired');
     expect(natsSubject('fleet/v1/#')).toBe('fleet.v1.>');
+  });
+  it('never writes a device user named as the server\'s own NATS user (refused as reserved)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nats-users-'));
+    try {
+      const usersFile = join(dir, 'users.conf');
+      // a state file from before the check, naming the server's user as a device
+      writeFileSync(`${usersFile}.json`, JSON.stringify({ 'fleet-server': 'device-secret', d1: 's1' }));
+      const f = new NatsUsersFile({ usersFile, pidFiles: [], serverUser: 'fleet-server', serverPassword: 'server-secret', log: console as never });
+      expect(f.reservedDeviceId('fleet-server')).toBe("fleet-server is the fleet server's own user on the NATS cluster");
+      expect(f.reservedDeviceId('d1')).toBeUndefined();
+      const users = [...f.render().matchAll(/\{ user: "([^"]+)", password: "([^"]+)"/g)].map((m) => [m[1], m[2]]);
+      expect(users).toEqual([['fleet-server', 'server-secret'], ['d1', 's1']]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
   it('gives a device\'s dynsec role exactly its own five topics', () => {
     expect(deviceAcls('d1').map((a) => `${a.acltype} ${a.topic}`)).toEqual([
