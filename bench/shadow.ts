@@ -120,12 +120,18 @@ function quantile(xs: number[], q: number): number {
 }
 const median = (xs: number[]) => quantile(xs, 0.5);
 
-export async function benchShadow(opts: { repetitions?: number; calls?: number; pairs?: number; blockCalls?: number } = {}): Promise<BenchShadowResult> {
-  const repetitions = opts.repetitions ?? 7;
-  const calls = opts.calls ?? 300;
+/** The digits model and 16 of its reference inputs (the callers' workload). */
+async function digitsAndSamples() {
   const digits = await buildDigitsModel();
   const [n, d] = digits.reference.shape;
   const samples = Array.from({ length: 16 }, (_, k) => digits.reference.inputs.slice((k % n) * d, (k % n + 1) * d));
+  return { digits, samples, inputSize: d };
+}
+
+export async function benchShadow(opts: { repetitions?: number; calls?: number; pairs?: number; blockCalls?: number } = {}): Promise<BenchShadowResult> {
+  const repetitions = opts.repetitions ?? 7;
+  const calls = opts.calls ?? 300;
+  const { digits, samples, inputSize: d } = await digitsAndSamples();
   const root = mkdtempSync(join(tmpdir(), 'fleet-bench-shadow-'));
   const agents: FleetAgent[] = [];
   const loadStart = loadavg();
@@ -202,9 +208,7 @@ export async function benchShadow(opts: { repetitions?: number; calls?: number; 
 
 /** The alternating blocks alone (about 20 s; no memory children, no paced/saturated rotation): `--only alternating`. */
 export async function benchShadowAlternating(opts: { pairs?: number; blockCalls?: number } = {}): Promise<{ alternating: Alternating; target: { maxRatio: number; met: boolean }; loadAverage: { start: number[]; end: number[] } }> {
-  const digits = await buildDigitsModel();
-  const [n, d] = digits.reference.shape;
-  const samples = Array.from({ length: 16 }, (_, k) => digits.reference.inputs.slice((k % n) * d, (k % n + 1) * d));
+  const { digits, samples, inputSize: d } = await digitsAndSamples();
   const root = mkdtempSync(join(tmpdir(), 'fleet-bench-shadow-'));
   const agents: FleetAgent[] = [];
   const loadStart = loadavg();

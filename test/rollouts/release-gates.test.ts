@@ -30,6 +30,18 @@ const CAMPAIGN = {
   gates: { maxP95Ratio: 100, maxP99Ratio: 100, sequential: { minDevices: 5, windowsPerDevice: 3, errorMarginPoints: 10, errorHaltPoints: 5 } },
 };
 
+/** A campaign that must halt with every device still updated and exactly one gate failure: its events and that failure. */
+async function haltedOnce(server: TestServer, c: Awaited<ReturnType<typeof createCampaign>>) {
+  expect(c.status, JSON.stringify(c.body)).toBe(201);
+  const end = await waitForCampaign(server, c.body.campaignId, ['halted', 'completed', 'reverted'], 240_000);
+  expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('halted');
+  expect(end.devices).toEqual({ updated: N });
+  const ev = await events(server, c.body.campaignId);
+  const gate = ev.filter((e) => e.type === 'gate_failed');
+  expect(gate).toHaveLength(1);
+  return { ev, gate };
+}
+
 describe('the sequential test on every model of a release', { timeout: 300_000 }, () => {
   let server: TestServer;
   const agents: FleetAgent[] = [];
@@ -129,13 +141,7 @@ describe('the sequential test on every model of a release', { timeout: 300_000 }
     for (const r of runtimes) r.faults.set(v3[1].artifactSha256, { kind: 'slow', ms: 5 });
     expect(await release()).toBe(3);
     const c = await createCampaign(server, CAMPAIGN);
-    expect(c.status, JSON.stringify(c.body)).toBe(201);
-    const end = await waitForCampaign(server, c.body.campaignId, ['halted', 'completed', 'reverted'], 240_000);
-    expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('halted');
-    expect(end.devices).toEqual({ updated: N });
-    const ev = await events(server, c.body.campaignId);
-    const gate = ev.filter((e) => e.type === 'gate_failed');
-    expect(gate).toHaveLength(1);
+    const { ev, gate } = await haltedOnce(server, c);
     expect(gate[0].detail.wave).toBe(1);
     expect(gate[0].detail.failedModels).toEqual(['emb']);
     // the test's line alone (the fixed limits are out of reach): emb's p95 (5 ms) against its previous
@@ -170,13 +176,7 @@ describe('the sequential test on every model of a release', { timeout: 300_000 }
       waves: [{ percent: 100, soakSeconds: 3, minReporting: 0, minInferences: 1000 }], // ~110 of them emb's: its histograms past minDriftSamples
       gates: { maxP95Ratio: 100, maxP99Ratio: 100, minDriftSamples: 200, sequential: { enabled: false } },
     });
-    expect(c.status, JSON.stringify(c.body)).toBe(201);
-    const end = await waitForCampaign(server, c.body.campaignId, ['halted', 'completed', 'reverted'], 240_000);
-    expect(end.status, await whyStopped(server, c.body.campaignId)).toBe('halted');
-    expect(end.devices).toEqual({ updated: N });
-    const ev = await events(server, c.body.campaignId);
-    const gate = ev.filter((e) => e.type === 'gate_failed');
-    expect(gate).toHaveLength(1);
+    const { ev, gate } = await haltedOnce(server, c);
     expect(gate[0].detail.failedModels).toEqual(['emb']);
     const failures = gate[0].detail.failures as string[];
     expect(failures).toHaveLength(1);
