@@ -45,19 +45,8 @@ export class TelemetryWindow {
   record(ms: number, ok: boolean, feeds?: Feeds, outputs?: Outputs): void {
     if (ok) this.latencies.push(ms); else this.errors++;
     if (this.latencies.length > MAX_LATENCIES) this.latencies = this.latencies.filter((_, i) => i % 2 === 0); // bounded memory
-    if (feeds && this.inputs.length) {
-      this.phase++;
-      for (const b of this.inputs) {
-        const t = feeds[b.name];
-        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, this.phase);
-      }
-    }
-    if (outputs && this.outputs.length) {
-      for (const b of this.outputs) {
-        const t = outputs[b.name];
-        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, this.phase);
-      }
-    }
+    if (feeds && this.inputs.length) this.phase++;
+    binCall(this.inputs, this.outputs, this.phase, feeds, outputs);
   }
 
   get count(): number { return this.latencies.length + this.errors; }
@@ -81,19 +70,8 @@ export class TelemetryWindow {
       });
     }
     m.calls.add(ms, ok);
-    if (feeds && m.inputs.length) {
-      m.phase++;
-      for (const b of m.inputs) {
-        const t = feeds[b.name];
-        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, m.phase);
-      }
-    }
-    if (outputs) {
-      for (const b of m.outputs) {
-        const t = outputs[b.name];
-        if (t) addTo(b, t.data as ArrayLike<number>, t.dims, m.phase);
-      }
-    }
+    if (feeds && m.inputs.length) m.phase++;
+    binCall(m.inputs, m.outputs, m.phase, feeds, outputs);
   }
 
   /** One inferChain call, end to end. */
@@ -136,6 +114,18 @@ export class TelemetryWindow {
 
 function binsOf(hs: Record<string, Histogram>): Bins[] {
   return Object.entries(hs).map(([name, h]) => ({ name, kind: h.kind, edges: [...h.edges], counts: emptyCounts(h) }));
+}
+
+/** One call's inputs and outputs into their bins (a tensor a bin names but the call lacks is skipped). */
+function binCall(inputs: Bins[], outputs: Bins[], phase: number, feeds?: Feeds, outs?: Outputs): void {
+  if (feeds) for (const b of inputs) {
+    const t = feeds[b.name];
+    if (t) addTo(b, t.data as ArrayLike<number>, t.dims, phase);
+  }
+  if (outs) for (const b of outputs) {
+    const t = outs[b.name];
+    if (t) addTo(b, t.data as ArrayLike<number>, t.dims, phase);
+  }
 }
 
 function addTo(b: Bins, data: ArrayLike<number>, dims: readonly number[], phase: number): void {
