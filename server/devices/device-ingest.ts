@@ -98,8 +98,6 @@ export class DeviceIngest {
     const batch = this.statusQueue;
     if (batch.length === 0) return;
     this.statusQueue = [];
-    this.statusBatches.batches++;
-    this.statusBatches.statuses += batch.length;
     let stored: (boolean | null)[];
     try {
       stored = this.db.transaction(() => batch.map((b) => this.applyStatus(b.status)))();
@@ -123,6 +121,9 @@ export class DeviceIngest {
         }
       });
     }
+    // a batch kept for a retry above is counted when it is applied
+    this.statusBatches.batches++;
+    this.statusBatches.statuses += batch.length;
     // listeners' own synchronous writes (the rollout engine's campaign rows) share one transaction too
     this.db.transaction(() => batch.forEach((b, i) => {
       if (stored[i] === true) this.heard('status', b.status.deviceId, b.status);

@@ -20,6 +20,7 @@ describe('status batches while another connection holds the write lock', () => {
     const ids = ['lock-1', 'lock-2', 'lock-3'];
     const secrets = await enrollDevices(server, ids);
     const clients = await Promise.all(ids.map((id) => mqtt.connectAsync(server.mqttUrl, { clientId: id, username: id, password: secrets.get(id)!, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 })));
+    const counted0 = ingest.statusBatches.statuses;
     const busyTimeout = db.pragma('busy_timeout', { simple: true }) as number;
     db.pragma('busy_timeout = 200'); // the lock below outlasts it several times over
     const holder = spawnModuleWorker(import.meta.url, '../helpers/busy-writer-thread.ts', { file: db.name, ms: 0, honour: false, gate: writeGate(db), holdMs: 1500 });
@@ -44,6 +45,8 @@ describe('status batches while another connection holds the write lock', () => {
       expect(rows).toEqual(ids.flatMap((d) => [{ d, seq: 1 }, { d, seq: 2 }]));
       expect(ingest.counters.dropped.status ?? 0).toBe(0);
       expect(ingest.counters.retried.status ?? 0).toBeGreaterThanOrEqual(6);
+      // the bench's statuses per batch counts each status once, when its batch is applied (not per try)
+      expect(ingest.statusBatches.statuses - counted0).toBe(6);
     } finally {
       db.pragma(`busy_timeout = ${busyTimeout}`);
       await holder.terminate();
