@@ -21,7 +21,7 @@ describe('shadow first on a simulated fleet', { timeout: 240_000 }, () => {
     // missed up to half of them still counts.
     sc.limits = { maxSkippedShare: 0.5 };
     const o = await runScenario(sc);
-    expect(o.check?.misses ?? [], JSON.stringify(o.campaign)).toEqual([]);
+    expect(o.check?.misses ?? [], JSON.stringify({ misses: o.check?.misses, campaign: o.campaign })).toEqual([]);
     expect(o.campaign.status).toBe('halted');
     expect(o.campaign.failures).toHaveLength(1);
     // one input in ten of cam-b's is a trap input the candidate answers with class 2 (the baseline almost never does)
