@@ -358,6 +358,7 @@ export class FleetAgent extends EventEmitter {
     // a caller's mistake is refused here: it must not count against the model (probation, telemetry)
     checkFeeds(feeds, u.manifest.io.inputs);
     u.inflight++;
+    const inCall = this.shadow.enterCall(); // shadow hook: a candidate's thread waits while the caller runs a model
     const t0 = performance.now();
     // the window's drift histograms are the primary model's (its baseline); [#19] each model of a set has its own in its per-model figures
     const primary = u === c.units[0];
@@ -377,6 +378,7 @@ export class FleetAgent extends EventEmitter {
       if (this.probation) this.probe(c, 0, false);
       throw err;
     } finally {
+      this.shadow.leaveCall(inCall); // shadow hook
       u.inflight--;
       if (u.retired && u.inflight === 0) void u.model.release();
     }

@@ -45,6 +45,8 @@ export interface LoadedModel {
    * thread is behind); 'unsupported': use run(). `done` is never called unless 'queued' was returned.
    */
   submit?(feeds: Feeds, maxWaitMs: number, done: (err: unknown, out?: Outputs) => void): 'queued' | 'full' | 'unsupported';
+  /** with submit: run its code on zeroed inputs of these shapes without handing any over (JIT warm-up at load) */
+  warm?(inputs: readonly { name: string; type: string; shape: readonly (number | string | null)[] }[]): void;
   release(): Promise<void>;
 }
 

@@ -97,6 +97,25 @@ function takeFromRing(r, slot) {
 
 const POLL_MS = 2;
 const SLEEP_AFTER_MS = 100;
+/** how long a sampled input's run waits for the caller's thread to finish its model runs (ctl[3] back to 0) */
+const CALLER_WAIT_MAX_MS = 2;
+const CALLER_POLL_MS = 0.05;
+
+/**
+ * Before a candidate run: while the caller's thread is running a model (ctl[3] > 0), wait, looking every
+ * 50 µs, at most CALLER_WAIT_MAX_MS. Measured on an idle 2-core machine: a candidate run started mid-call
+ * made that call ~20% slower (bench/shadow-diag.ts `threadBusy`); starting between the caller's calls it
+ * costs the caller nothing. A caller that never pauses still gets its inputs compared, a little later.
+ */
+function waitForCallerIdle(r) {
+  if (Atomics.load(r.ctl, 3) <= 0) return;
+  const until = performance.now() + CALLER_WAIT_MAX_MS;
+  while (performance.now() < until) {
+    const busy = Atomics.load(r.ctl, 3);
+    if (busy <= 0) return;
+    Atomics.wait(r.ctl, 3, busy, CALLER_POLL_MS);
+  }
+}
 
 /**
  * Runs the ring's inputs one at a time, in order. While inputs come, it looks every POLL_MS, so the
@@ -125,6 +144,7 @@ async function drainRing(r) {
     taken++;
     Atomics.store(r.ctl, 1, taken | 0);
     if (m.expired) { parentPort.postMessage({ id, ok: false, notModel: true, error: 'the sampled input waited longer than shadow.maxWaitMs' }); continue; }
+    waitForCallerIdle(r);
     try {
       parentPort.postMessage(await handle({ op: 'run', id, session: m.session, feeds: m.feeds }));
     } catch (err) {

@@ -142,6 +142,16 @@ export class ShadowRunner {
 
   // ---- on the caller's path: constant time, no await -----------------------------------------
 
+  /**
+   * A model run starts on the caller's thread (agent hook; what it returns goes to leaveCall when the run
+   * ends). With a candidate in a thread, the thread waits for the caller's runs to end before it starts
+   * one of its own, so the two rarely share the machine mid-call. One atomic add, nothing else.
+   */
+  enterCall(): Int32Array | null { return this.threaded?.enterCall() ?? null; }
+
+  /** the run begun with enterCall has ended */
+  leaveCall(token: Int32Array | null): void { if (token) this.threaded!.leaveCall(token); }
+
   /** since the candidate was loaded: inputs compared, dropped, and candidate errors (the bench reads these) */
   get counts(): { compared: number; dropped: number; errors: number; sampled: number } | null {
     const h = this.held;
@@ -361,6 +371,7 @@ export class ShadowRunner {
     window.setBaseline(m.driftBaseline ? { inputs: {}, outputs: m.driftBaseline.outputs } : undefined);
     const kinds = new Map(m.io.outputs.map((o) => [o.name, outputKind(o)] as const));
     this.held = { record, model, manifest: m, kinds, sums: {}, samples: 0, errors: 0, dropped: 0, activeMs: 0, candidateMs: 0, window, total: 0, totalDropped: 0, totalErrors: 0 };
+    model.warm?.(m.io.inputs); // the sampled call's path compiled before the first sample (shadow-worker.ts warm)
   }
 
   /** Drop the shadow: record and slot in one write (reported unless `report` is null), then its files and session. */

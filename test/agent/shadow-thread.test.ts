@@ -72,6 +72,54 @@ describe('shadow thread runtime', () => {
     expect(rt.running).toBe(false);
   }, 30_000);
 
+  it('ring answers go to their own inputs when the thread runs ahead of the caller; warm() hands nothing over; a caller mid-run delays the thread but never starves it', async () => {
+    const bytes = tinyClassifier(75);
+    const slots = 4;
+    const rt = new ThreadRuntime(undefined, { ringSlots: slots });
+    const model = await rt.load(bytes, { sha256: sha256Hex(bytes), sessionConfig: {} });
+    // warm-up: 3,000 dry submits at load time write the free slot and hand nothing to the thread
+    model.warm!([{ name: 'x', type: 'float32', shape: ['batch', 8] }]);
+    expect(rt.ringCounts).toEqual({ written: 0, taken: 0, callerRuns: 0 });
+    // The thread runs ahead: this thread never yields (answers wait in its message queue) while the thread
+    // takes two rounds of `slots` inputs; the ring has room again, but the first round's answers are not
+    // handled yet, so the next input is refused ('full') instead of taking over an unanswered callback.
+    const inputs = inputsFor(2 * slots + 1, 11);
+    const answers: Promise<Outputs>[] = [];
+    const offer = (f: Feeds) => {
+      let settle!: { resolve: (o: Outputs) => void; reject: (e: unknown) => void };
+      const p = new Promise<Outputs>((resolve, reject) => { settle = { resolve, reject }; });
+      const r = model.submit!(f, 60_000, (err, out) => (out ? settle.resolve(out) : settle.reject(err)));
+      if (r === 'queued') answers.push(p);
+      return r;
+    };
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    const spinUntilTaken = (n: number) => { // blocks this thread (no event loop turn) until the thread took n inputs
+      const until = Date.now() + 10_000;
+      while (rt.ringCounts!.taken < n && Date.now() < until) Atomics.wait(sleeper, 0, 0, 1);
+      Atomics.wait(sleeper, 0, 0, 50); // and ran them: their answers are posted, not yet handled here
+      expect(rt.ringCounts!.taken).toBe(n);
+    };
+    for (let k = 0; k < slots; k++) expect(offer(inputs[k])).toBe('queued');
+    spinUntilTaken(slots);
+    for (let k = slots; k < 2 * slots; k++) expect(offer(inputs[k])).toBe('queued');
+    spinUntilTaken(2 * slots);
+    expect(offer(inputs[2 * slots])).toBe('full');
+    const got = await Promise.all(answers);
+    expect(got.length).toBe(2 * slots);
+    for (const [i, out] of got.entries()) expect([...(out.probs.data as Float32Array)]).toEqual([...((await model.run(inputs[i])).probs.data as Float32Array)]);
+    expect(offer(inputs[2 * slots])).toBe('queued'); // answers handled: room again
+    await answers[2 * slots];
+    // the caller's runs are counted while they last; an input offered mid-run is still answered (the thread waits at most a few ms)
+    const token = rt.enterCall();
+    expect(rt.ringCounts!.callerRuns).toBe(1);
+    const late = await new Promise<Outputs>((resolve, reject) => { expect(model.submit!(inputs[0], 60_000, (err, out) => (out ? resolve(out) : reject(err)))).toBe('queued'); });
+    expect([...(late.probs.data as Float32Array)]).toEqual([...(got[0].probs.data as Float32Array)]);
+    rt.leaveCall(token);
+    expect(rt.ringCounts!.callerRuns).toBe(0);
+    await model.release();
+    expect(rt.running).toBe(false);
+  }, 30_000);
+
   it('a thread that dies fails waiting and later runs as not the model\'s error', async () => {
     let worker: Worker | null = null;
     const rt = new ThreadRuntime(() => (worker = spawnShadowThread()));
