@@ -22,7 +22,7 @@ describe('shadow first on a simulated fleet', { timeout: 240_000 }, () => {
     // 500 ms in up to 2 of 13-14 one-second samples, under the 25% that makes a run invalid: left as it is.)
     sc.limits = { maxSkippedShare: 0.5 };
     const o = await runScenario(sc);
-    const why = { misses: o.check?.misses, validity: o.validity, workload: o.workload, capacity: [o.capacity.server, ...o.capacity.fleet.map((p) => p.capacity)], campaign: o.campaign };
+    const why = { misses: o.check?.misses, validity: o.validity, workload: o.workload, health: o.capacity.fleet.map((p) => p.health), capacity: [o.capacity.server, ...o.capacity.fleet.map((p) => p.capacity)], campaign: o.campaign };
     expect(o.check?.misses ?? [], JSON.stringify(why)).toEqual([]);
     expect(o.campaign.status).toBe('halted');
     expect(o.campaign.failures).toHaveLength(1);
