@@ -25,7 +25,7 @@ export async function benchSimulator(opts: { devices?: number; rates?: number[];
   const key = { sha256: sha256Hex(bytes), sessionConfig: {} };
   const shared = new SharedOrtRuntime();
   const counts = noFaults();
-  const health = { infraFailures: 0, firstInfraFailure: null };
+  const health = { infraFailures: 0, firstInfraFailure: null, releasedRuns: 0 };
   const models = await Promise.all(Array.from({ length: devices }, (_, i) => {
     const profile: FaultProfile = { latency: { baseMs: 20, sample: latencySampler({ baseMs: 20 }, i + 1), costRatioByArtifact: { [key.sha256]: 1 } } };
     return new FaultyRuntime(shared, () => profile, counts, health).load(bytes, key);

@@ -365,7 +365,11 @@ export class FleetAgent extends EventEmitter {
     try {
       const out = await u.model.run(feeds);
       const ms = deviceMsOf(out) ?? performance.now() - t0;
-      this.window.record(ms, true, primary ? feeds : undefined, primary ? out : undefined);
+      // s15-flake: a call that began on a set switched out meanwhile is the previous model's answer; the histograms are
+      // the new model's since the switch (swapTo), so it is counted but not binned (under load nearly every device had
+      // one in flight at its switch: the drift gate's false alarms on good candidates; test/agent/switch-histograms.test.ts)
+      const binned = primary && this.current === c;
+      this.window.record(ms, true, binned ? feeds : undefined, binned ? out : undefined);
       if (c.units.length > 1) this.window.recordModel(u.record, ms, true, feeds, out, u.manifest.driftBaseline); // [#19] per-model telemetry hook (with the model's own drift histograms)
       if (this.probation) this.probe(c, ms, true);
       // shadow hook: maybe queue this input for the candidate (no await); a shadow candidate is for the primary model
@@ -815,7 +819,10 @@ export class FleetAgent extends EventEmitter {
       throw new UpdateRefused('LOAD_FAILED', `onnxruntime could not load ${m.modelId} v${m.version}: ${(err as Error).message}`);
     }
     try {
-      const health = await runHealthCheck(model, m.healthCheck, goldenVectors);
+      // s15-flake: the budget judges the device time a runtime reports (DEVICE_MS: simulated hardware, a thread's own
+      // timing), as telemetry and probation do; onnxruntime on a device reports none, so there it is the wall time
+      // (a simulated device's wall time is its host's load: good updates failed LATENCY_BUDGET on a loaded host)
+      const health = await runHealthCheck(model, m.healthCheck, goldenVectors, { runtimeTime: true });
       this.log('health_check_passed', { deviceId: this.deviceId, modelId: m.modelId, ...health });
       this.phase('health:done', info);
     } catch (err) {

@@ -58,6 +58,11 @@ export interface SimulatorHealth {
   /** calls into the shared runtime that failed without a fault profile asking for it */
   infraFailures: number;
   firstInfraFailure: string | null;
+  /**
+   * calls that failed on a model the device had itself released while they were running (a shadow candidate
+   * unloaded when its gate failed, with runs still queued): the device's doing, not the simulator's runtime
+   */
+  releasedRuns: number;
 }
 
 export const noFaults = (): FaultCounts => ({
@@ -77,13 +82,14 @@ export class FaultyRuntime implements ModelRuntime {
     private readonly inner: ModelRuntime,
     private readonly profile: () => FaultProfile,
     private readonly counts: FaultCounts = noFaults(),
-    private readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null },
+    private readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null, releasedRuns: 0 },
   ) {}
 
   async load(artifact: Uint8Array, key: { sha256: string; sessionConfig: Record<string, string> }): Promise<LoadedModel> {
     const model = await this.inner.load(artifact, key);
+    let released = false;
     return {
-      release: () => model.release(),
+      release: () => { released = true; return model.release(); },
       run: async (feeds: Feeds): Promise<Outputs> => {
         const p = this.profile();
         const factor = p.latency?.factorByArtifact?.[key.sha256] ?? 1;
@@ -98,10 +104,16 @@ export class FaultyRuntime implements ModelRuntime {
         try {
           out = await model.run(feeds);
         } catch (err) {
-          // not in the profile: the simulator's runtime failed, not the device's model. The agent does not
-          // count it against the model (markNotAModelError); the runner marks the run invalid.
-          this.health.infraFailures++;
-          this.health.firstInfraFailure ??= (err as Error).message ?? String(err);
+          // not in the profile: not the device's model. The agent does not count it against the model
+          // (markNotAModelError). On a model the device had not released, the simulator's runtime failed and
+          // the runner marks the run invalid; on one it had released meanwhile (a shadow candidate unloaded
+          // with runs still queued: "invalid session id" once the shared session's last holder let go), the
+          // device's own unload ended the call, which the shadow counts as dropped.
+          if (released) this.health.releasedRuns++;
+          else {
+            this.health.infraFailures++;
+            this.health.firstInfraFailure ??= (err as Error).message ?? String(err);
+          }
           throw markNotAModelError(err);
         }
         if (broken === 'wrong-output') {

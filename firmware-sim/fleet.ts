@@ -55,7 +55,7 @@ export class SimulatedFleet {
   /** faults injected so far by the runtime wrapper and the workload (the owner of other faults adds its own) */
   readonly faultCounts = noFaults();
   /** failures of the simulator itself (its shared runtime), never counted against a model */
-  readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null };
+  readonly health: SimulatorHealth = { infraFailures: 0, firstInfraFailure: null, releasedRuns: 0 };
 
   constructor(private readonly opts: FleetOptions) {
     this.runtime = opts.runtime ?? new SharedOrtRuntime();

@@ -14,6 +14,7 @@ import { assign, pushBundle, startTestServer, tempDir, type TestServer } from '.
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { AgentProcess } from './agent-process-handle.ts';
 import { settled, startAgent } from './fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const ROOT = Buffer.alloc(32, 1).toString('base64');
 const BOUND_MS = 3500;
@@ -66,8 +67,8 @@ describe('stop() against a broker that is not there or does not answer', () => {
     const l = await listen(() => {}); // holds the socket, never sends CONNACK
     cleanups.push(() => close(l));
     const agent = await agentWithQueuedOutcome(`mqtt://127.0.0.1:${l.port}`);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(l.sockets.size).toBeGreaterThan(0);
+    // the agent is connecting (waited for, not slept on: a loaded host took longer than a fixed 300 ms)
+    await waitFor(() => l.sockets.size > 0, 10_000, 'a connection to the silent server');
     expect(await timedStop(agent)).toBeLessThan(BOUND_MS);
     expect(queued(agent)).toEqual(['DOWNLOAD_FAILED']);
   });

@@ -33,7 +33,10 @@ export async function events(server: TestServer, id: string): Promise<{ type: st
 /** What made a campaign stop, for assertion messages. */
 export async function whyStopped(server: TestServer, id: string): Promise<string> {
   const ev = await events(server, id);
-  return JSON.stringify(ev.filter((e) => e.type === 'gate_failed').map((e) => ({ failures: e.detail.failures, figures: e.detail.figures })));
+  // the devices' own reasons too: a gate that counts failed devices does not say why they failed
+  const reasons: Record<string, number> = {};
+  for (const d of (await getCampaign(server, id)).deviceList) if (d.reason) reasons[d.reason] = (reasons[d.reason] ?? 0) + 1;
+  return JSON.stringify({ gates: ev.filter((e) => e.type === 'gate_failed').map((e) => ({ failures: e.detail.failures, figures: e.detail.figures })), deviceReasons: reasons });
 }
 
 export async function waitForCampaign(server: TestServer, id: string, statuses: string[], timeoutMs = 90_000): Promise<CampaignView> {

@@ -45,7 +45,7 @@ const cap = (c: Partial<CapacityReport> = {}): CapacityReport => ({
 const proc = (p: { capacity?: Partial<CapacityReport>; workload?: Partial<ProcessReport['workload']>; infra?: number } = {}): ProcessReport => ({
   capacity: cap(p.capacity),
   workload: { calls: 1000, answered: 1000, errors: 0, infraFailures: p.infra ?? 0, busy: 0, late: 0, noModel: 0, ...p.workload },
-  health: { infraFailures: p.infra ?? 0, firstInfraFailure: p.infra ? 'Aborted()' : null },
+  health: { infraFailures: p.infra ?? 0, firstInfraFailure: p.infra ? 'Aborted()' : null, releasedRuns: 0 },
 });
 
 describe('validity', () => {

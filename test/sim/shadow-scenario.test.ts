@@ -18,10 +18,12 @@ describe('shadow first on a simulated fleet', { timeout: 240_000 }, () => {
     // The simulator calls a run invalid when its event loop missed more than 10% of the due workload calls
     // (a host too loaded for its latency figures to mean anything). Nothing here rests on latency or on the
     // call rate (what matters is which inputs were compared), so on this shared 2-core host a run that
-    // missed up to half of them still counts.
+    // missed up to half of them still counts. (At load 10-24, 17 runs skipped up to 31% and lagged past
+    // 500 ms in up to 2 of 13-14 one-second samples, under the 25% that makes a run invalid: left as it is.)
     sc.limits = { maxSkippedShare: 0.5 };
     const o = await runScenario(sc);
-    expect(o.check?.misses ?? [], JSON.stringify({ misses: o.check?.misses, campaign: o.campaign })).toEqual([]);
+    const why = { misses: o.check?.misses, validity: o.validity, workload: o.workload, health: o.capacity.fleet.map((p) => p.health), capacity: [o.capacity.server, ...o.capacity.fleet.map((p) => p.capacity)], campaign: o.campaign };
+    expect(o.check?.misses ?? [], JSON.stringify(why)).toEqual([]);
     expect(o.campaign.status).toBe('halted');
     expect(o.campaign.failures).toHaveLength(1);
     // one input in ten of cam-b's is a trap input the candidate answers with class 2 (the baseline almost never does)

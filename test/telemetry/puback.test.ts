@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { topics } from '../../shared/topics.ts';
 import { enrollDevices, startTestServer, type TestServer } from '../helpers/harness.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { win, sha } from './windows.ts';
 
 let server: TestServer | null = null;
@@ -24,15 +25,16 @@ describe('PUBACK after the server stored the message (embedded broker)', () => {
       // a second handler on the status topics, like the ingest's own: the PUBACK waits for every handler
       await server.app.fleet.broker.subscribe(topics.all('status'), (_t, p) => { seen.push(p.toString()); return gate; });
       const acked = client.publishAsync(topics.status('ack-1'), 'held', { qos: 1 });
+      // delivered to the handler (waited for: on a loaded host delivery alone can take longer than a fixed wait), then held
+      await waitFor(() => seen.length > 0, 10_000, 'the held status at the handler');
       expect(await settledWithin(acked, 1500)).toBe(false);
       expect(seen).toEqual(['held']);
       release();
       expect(await settledWithin(acked, 5000)).toBe(true);
       // QoS 0 has no PUBACK: its handlers run on delivery, once
       await client.publishAsync(topics.status('ack-1'), 'fire-and-forget', { qos: 0 });
-      const t0 = Date.now();
-      while (seen.length < 2 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 200));
+      await waitFor(() => seen.length >= 2, 10_000, 'the QoS 0 status at the handler');
+      await new Promise((r) => setTimeout(r, 200)); // and not a second time
       expect(seen).toEqual(['held', 'fire-and-forget']);
     } finally {
       await client.endAsync(true);
