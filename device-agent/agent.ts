@@ -373,7 +373,7 @@ export class FleetAgent extends EventEmitter {
       if (c.units.length > 1) this.window.recordModel(u.record, ms, true, feeds, out, u.manifest.driftBaseline); // [#19] per-model telemetry hook (with the model's own drift histograms)
       if (this.probation) this.probe(c, ms, true);
       // shadow hook: maybe queue this input for the candidate (no await); a shadow candidate is for the primary model
-      if (primary) this.shadow.offer(feeds, out, ms);
+      if (binned) this.shadow.offer(feeds, out, ms); // (not a call that began on a set switched out meanwhile: its answer is the previous model's)
       return out;
     } catch (err) {
       if (isNotAModelError(err)) throw err; // the simulator's own failure (model-runtime.ts): not the model's
