@@ -165,17 +165,23 @@ export class RolloutEngine {
   }
 
   private async advanceCampaign(c: CampaignRow): Promise<void> {
-    const config = this.store.config(c);
+    const config = this.configOf(c);
     const now = this.now();
     const db = this.deps.db;
     const id = c.campaign_id;
 
     // silent devices past their deadline count as failed
     // ([#18] a device waiting for its window or conditions is not late; once it works, from then on)
-    const late = db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned'
-      AND wait_reason IS NULL AND COALESCE(deadline_from, assigned_at) < ?`)
-      .run(now, id, now - config.deviceDeadlineSeconds * 1000);
-    if (late.changes) this.store.event(id, 'devices_timed_out', 'engine', { devices: late.changes });
+    // Issue 13: every device's clock for its deadline (assigned_at, deadline_from) was set by this engine at or
+    // after the campaign's creation, so before creation + deadline no device can be late and the statement
+    // (a scan of the campaign's assigned devices, every tick) has nothing to find.
+    const cutoff = now - config.deviceDeadlineSeconds * 1000;
+    if (!(cutoff <= Date.parse(c.created_at))) {
+      this.lateSql ??= db.prepare(`UPDATE campaign_devices SET state = 'failed', reason = 'DEADLINE', finished_at = ? WHERE campaign_id = ? AND state = 'assigned'
+        AND wait_reason IS NULL AND COALESCE(deadline_from, assigned_at) < ?`);
+      const late = this.lateSql.run(now, id, cutoff);
+      if (late.changes) this.store.event(id, 'devices_timed_out', 'engine', { devices: late.changes });
+    }
     // looking for newcomers scans the device table: every few seconds is soon enough
     if (config.lateJoiners === 'include' && now - (this.lateJoinerCheck.get(id) ?? 0) >= LATE_JOINER_CHECK_MS) {
       this.lateJoinerCheck.set(id, now);
@@ -350,7 +356,23 @@ export class RolloutEngine {
     if (release) return this.assignRelease(c, release, ids, now);
     await this.deps.director.assign(c.manifest_sha256, ids, (assigned) => {
       for (const a of assigned) mark.run(now, a.seq, a.deviceId, c.manifest_sha256, c.campaign_id, a.deviceId);
-    }, { policy: this.store.config(c).policy });
+    }, { policy: this.configOf(c).policy });
+  }
+
+  private lateSql: Statement | null = null;
+  /**
+   * A campaign's config, parsed (JSON and schema) once per campaign rather than on every tick (issue 13):
+   * config_json is written at creation and never changed; the text is compared on every use all the same,
+   * so a different text is parsed again. Read only: callers never change it.
+   */
+  private readonly configs = new Map<string, { text: string; config: CampaignRequest }>();
+  private configOf(c: CampaignRow): CampaignRequest {
+    const known = this.configs.get(c.campaign_id);
+    if (known && known.text === c.config_json) return known.config;
+    const config = this.store.config(c);
+    if (this.configs.size > 1000) this.configs.clear();
+    this.configs.set(c.campaign_id, { text: c.config_json, config });
+    return config;
   }
 
   /** [#19] a release campaign's release, parsed once per campaign (null: a campaign of one bundle) */
@@ -382,7 +404,7 @@ export class RolloutEngine {
         const prev = previousSet(device.get(a.deviceId) as Parameters<typeof previousSet>[0], shas);
         mark.run(now, a.seq, prev?.models[0] ?? null, prev ? JSON.stringify(prev) : null, c.campaign_id, a.deviceId);
       }
-    }, { policy: this.store.config(c).policy, set });
+    }, { policy: this.configOf(c).policy, set });
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
