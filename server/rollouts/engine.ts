@@ -408,8 +408,11 @@ export class RolloutEngine {
   }
 
   private addLateJoiners(c: CampaignRow, target: CampaignTarget, waveCount: number): void {
-    const known = new Set((this.deps.db.prepare('SELECT device_id FROM campaign_devices WHERE campaign_id = ?').all(c.campaign_id) as { device_id: string }[]).map((r) => r.device_id));
-    const fresh = this.resolveTarget(target).filter((d) => !known.has(d.device_id));
+    // only devices the campaign does not hold yet are read (issue 13: reading every device and every
+    // campaign row every 5 s was ~2% of the server's main thread in a 2,000-device rollout)
+    this.outsideSql ??= this.deps.db.prepare(`SELECT device_id, hardware, tags_json, active_model_id, active_version, active_manifest_sha256 FROM devices d
+      WHERE NOT EXISTS (SELECT 1 FROM campaign_devices cd WHERE cd.campaign_id = ? AND cd.device_id = d.device_id) ORDER BY device_id`);
+    const fresh = matchTarget(this.outsideSql.all(c.campaign_id) as DeviceRow[], target);
     if (fresh.length === 0) return;
     const busy = new Set(this.store.busyDevices(fresh.map((d) => d.device_id)).map((b) => b.deviceId));
     const joiners = fresh.filter((d) => !busy.has(d.device_id));
@@ -573,22 +576,27 @@ export class RolloutEngine {
   // ---- targets -------------------------------------------------------------------------------
 
   resolveTarget(t: CampaignTarget): DeviceRow[] {
-    const rows = this.deps.db.prepare('SELECT device_id, hardware, tags_json, active_model_id, active_version, active_manifest_sha256 FROM devices ORDER BY device_id').all() as DeviceRow[];
-    const ids = t.deviceIds ? new Set(t.deviceIds) : null;
-    return rows.filter((d) => {
-      if (ids && !ids.has(d.device_id)) return false;
-      if (t.hardware && !t.hardware.includes(d.hardware ?? '')) return false;
-      if (t.tags) {
-        const tags = JSON.parse(d.tags_json) as string[];
-        if (!t.tags.every((tag) => tags.includes(tag))) return false;
-      }
-      if (t.currentModel) {
-        if (d.active_model_id !== t.currentModel.modelId) return false;
-        if (t.currentModel.version !== undefined && d.active_version !== t.currentModel.version) return false;
-      }
-      return true;
-    });
+    return matchTarget(this.deps.db.prepare('SELECT device_id, hardware, tags_json, active_model_id, active_version, active_manifest_sha256 FROM devices ORDER BY device_id').all() as DeviceRow[], t);
   }
+  private outsideSql: Statement | null = null;
+}
+
+/** The devices among `rows` that a campaign's target names. */
+function matchTarget(rows: DeviceRow[], t: CampaignTarget): DeviceRow[] {
+  const ids = t.deviceIds ? new Set(t.deviceIds) : null;
+  return rows.filter((d) => {
+    if (ids && !ids.has(d.device_id)) return false;
+    if (t.hardware && !t.hardware.includes(d.hardware ?? '')) return false;
+    if (t.tags) {
+      const tags = JSON.parse(d.tags_json) as string[];
+      if (!t.tags.every((tag) => tags.includes(tag))) return false;
+    }
+    if (t.currentModel) {
+      if (d.active_model_id !== t.currentModel.modelId) return false;
+      if (t.currentModel.version !== undefined && d.active_version !== t.currentModel.version) return false;
+    }
+    return true;
+  });
 }
 
 /**

@@ -67,6 +67,25 @@ describe('per-device work of a rollout (issue 13)', () => {
     expect((await events(server, id)).filter((e) => e.type === 'devices_timed_out').map((e) => e.detail)).toEqual([{ devices: 2 }]);
   });
 
+  it('a device that appears during a campaign and matches its target joins the next wave once; one that does not match, or is already in it, does not', async () => {
+    for (const id of ['lj-0', 'lj-1']) await say(id, 'presence', { online: true, hardware: 'jetson', agentVersion: AGENT_VERSION });
+    await until(() => server.app.fleet.db.prepare("SELECT COUNT(*) AS n FROM devices WHERE hardware = 'jetson'").get() as { n: number }, (r) => r.n === 2);
+    const c = await createCampaign(server, { manifestSha256: v1.manifestSha256, target: { hardware: ['jetson'] },
+      waves: [{ percent: 50, soakSeconds: 3600 }, { percent: 100, soakSeconds: 0 }], onGateFailure: 'pause' });
+    expect(c.status).toBe(201);
+    const id = c.body.campaignId as string;
+    await say('lj-2', 'presence', { online: true, hardware: 'jetson', agentVersion: AGENT_VERSION });
+    await say('lj-3', 'presence', { online: true, hardware: 'rpi4', agentVersion: AGENT_VERSION });
+    const rows = () => server.app.fleet.db.prepare('SELECT device_id AS d, wave, state FROM campaign_devices WHERE campaign_id = ? ORDER BY device_id').all(id) as { d: string; wave: number; state: string }[];
+    const joined = await until(rows, (r) => r.length === 3, 20_000);
+    expect(joined.find((r) => r.d === 'lj-2')).toEqual({ d: 'lj-2', wave: 1, state: 'pending' });
+    expect(joined.map((r) => r.d)).toEqual(['lj-0', 'lj-1', 'lj-2']);
+    // another pass of the late-joiner check (every 5 s) adds nobody twice
+    await new Promise((r) => setTimeout(r, 5500));
+    expect(rows().map((r) => r.d)).toEqual(['lj-0', 'lj-1', 'lj-2']);
+    expect((await events(server, id)).filter((e) => e.type === 'devices_joined').map((e) => e.detail)).toEqual([{ devices: 1, wave: 2 }]);
+  }, 40_000);
+
   it("migration 13: a campaign's progress per state is read from the index alone, and the engine's other lookups by state use it", () => {
     const db = server.app.fleet.db;
     const plan = (sql: string, ...args: unknown[]) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail).join(' | ');
