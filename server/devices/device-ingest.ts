@@ -194,6 +194,26 @@ export class DeviceIngest {
       p.freshness ? (p.freshness.stale ? 1 : 0) : null, p.freshness ? 1 : 0, p.freshness?.freshUntil ?? null, p.deviceId);
   }
 
+  /**
+   * The server's assignment of this manifest to this device (model id and version), if it made one.
+   * Issue 13: a rollout brings four or five statuses per device, each naming the same one or two
+   * manifests. device_assignments rows are only ever inserted (never changed or deleted), so a row
+   * found once is remembered (bounded); an absent one is looked up again every time, since the director
+   * may assign it at any moment.
+   */
+  private readonly assignments = new Map<string, { model_id: string; version: number }>();
+  private assignment(deviceId: string, manifestSha256: string): { model_id: string; version: number } | undefined {
+    const key = `${deviceId} ${manifestSha256}`;
+    const known = this.assignments.get(key);
+    if (known) return known;
+    const row = this.sql.assigned.get(deviceId, manifestSha256) as { model_id: string; version: number } | undefined;
+    if (row) {
+      if (this.assignments.size >= 50_000) this.assignments.clear(); // a bound: two or three entries per device of a rollout
+      this.assignments.set(key, row);
+    }
+    return row;
+  }
+
   /** Applied once per (deviceId, seq): a resent outcome changes nothing and reaches no listener. Runs inside the batch's transaction. */
   private applyStatus(s: Status): boolean {
     const now = new Date().toISOString();
@@ -204,11 +224,11 @@ export class DeviceIngest {
     }
     // A device's word about its active model is taken as fact only for a manifest the server assigned
     // to it, and then with the server's own model id and version; anything else is kept as a claim.
-    const assigned = s.active ? this.sql.assigned.get(s.deviceId, s.active.manifestSha256) as { model_id: string; version: number } | undefined : undefined;
+    const assigned = s.active ? this.assignment(s.deviceId, s.active.manifestSha256) : undefined;
     const claim = s.active && !assigned ? JSON.stringify(s.active) : null;
     // a multi-model device: every model of its set, each taken as fact only if it was assigned to it
     const set = assigned && s.activeSet ? s.activeSet.map((m) => {
-      const a = this.sql.assigned.get(s.deviceId, m.manifestSha256) as { model_id: string; version: number } | undefined;
+      const a = this.assignment(s.deviceId, m.manifestSha256);
       return a ? { modelId: a.model_id, version: a.version, manifestSha256: m.manifestSha256 } : { ...m, unverified: true };
     }) : null;
     const args = [s.state, s.reason ?? null, s.detail ?? null, s.ts, assigned?.model_id ?? null, assigned?.version ?? null,
