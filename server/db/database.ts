@@ -45,6 +45,23 @@ function immediateTransactions(db: Db): void {
     (gated as unknown as Record<string, unknown>).immediate = gated;
     return gated as unknown as ReturnType<Db['transaction']>;
   }) as Db['transaction'];
+  // A write statement run on its own (autocommit: an event, a device's status, a campaign's deadline
+  // update) takes the same lock: it announces itself too (inside a transaction it only counts once more).
+  const prepare = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    const st = prepare(sql);
+    if (st.reader) return st;
+    const run = st.run.bind(st);
+    (st as { run: typeof st.run }).run = ((...args: unknown[]) => {
+      Atomics.add(gate, 0, 1);
+      try {
+        return (run as (...a: unknown[]) => ReturnType<typeof st.run>)(...args);
+      } finally {
+        if (Atomics.sub(gate, 0, 1) === 1) Atomics.notify(gate, 0);
+      }
+    }) as typeof st.run;
+    return st;
+  }) as Db['prepare'];
 }
 
 /**

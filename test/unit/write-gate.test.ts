@@ -1,7 +1,8 @@
 // The main connection's transactions are not starved by a second connection that writes back to back
 // (the telemetry writer thread under load). SQLite's busy handler only polls, so without the write gate
 // a main-thread transaction waited up to its whole busy timeout (a status batch failed with "database is
-// locked" during 2,000-device reverts); the writer now waits while a main transaction wants the lock.
+// locked" during 2,000-device reverts); the writer now waits while a main transaction, or a write statement
+// run on its own (an event, a status), wants the lock.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,10 @@ describe('write gate between the main connection and the writer thread', () => {
   const dirs: string[] = [];
   afterEach(() => { for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true }); });
 
-  it('every main-thread transaction gets the lock while the other connection writes back to back, and the other keeps writing', async () => {
+  it.each([
+    ['transaction', true],
+    ['autocommit statement', false],
+  ] as const)('every main-thread write (%s) gets the lock while the other connection writes back to back, and the other keeps writing', async (_kind, inTransaction) => {
     const dir = mkdtempSync(join(tmpdir(), 'write-gate-'));
     dirs.push(dir);
     const file = join(dir, 'fleet.db');
@@ -33,7 +37,9 @@ describe('write gate between the main connection and the writer thread', () => {
       const failed: string[] = [];
       for (let i = 0; i < 20; i++) {
         try {
-          db.transaction(() => db.prepare('INSERT INTO busy (v) VALUES (-1)').run())();
+          const insert = db.prepare('INSERT INTO busy (v) VALUES (-1)');
+          if (inTransaction) db.transaction(() => insert.run())();
+          else insert.run(); // an event or a status written on its own
           ok++;
         } catch (err) {
           failed.push((err as Error).message);
