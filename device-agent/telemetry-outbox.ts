@@ -46,12 +46,15 @@ export class TelemetryOutbox {
    * `fsync` also makes it survive a power cut; the agent asks for that while offline, when windows wait
    * for long. Online, a window is usually acknowledged within milliseconds, and an fsync per window per
    * device would cost more than the window is worth (a simulated fleet cuts thousands per second).
+   * Returns the JSON text written, which the agent publishes as it is.
    */
-  add(t: Telemetry, fsync = true): void {
-    writeFileDurable(this.path(t.seq), JSON.stringify(t), fsync);
+  add(t: Telemetry, fsync = true): string {
+    const text = JSON.stringify(t);
+    writeFileDurable(this.path(t.seq), text, fsync);
     this.seqs.push(t.seq);
     if (this.seqs.length > 1 && this.seqs[this.seqs.length - 2] > t.seq) this.seqs.sort((a, b) => a - b);
     this.trim();
+    return text; // what was stored is what is published (one JSON text per window)
   }
 
   /** The stored window, or null (and the file removed) when it is gone or damaged. */
