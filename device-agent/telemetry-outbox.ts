@@ -70,7 +70,11 @@ export class TelemetryOutbox {
   remove(seq: number): void {
     const i = this.seqs.indexOf(seq);
     if (i >= 0) this.seqs.splice(i, 1);
-    removeIfExists(this.path(seq));
+    // a window the outbox holds is on disk: unlinked without an lstat first (issue 13: one syscall per
+    // acknowledged window fewer); one it does not hold may not be
+    if (i >= 0) {
+      try { disk.unlinkSync(this.path(seq)); } catch { /* removed in between */ }
+    } else removeIfExists(this.path(seq));
   }
 
   private trim(): void {
