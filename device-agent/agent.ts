@@ -505,22 +505,24 @@ export class FleetAgent extends EventEmitter {
     const t = this.window.cut(this.deviceId, this.nextTelemetrySeq(), this.active);
     const shadow = this.shadow.cut(); // shadow hook: the candidate's figures ride with the window
     if (shadow) t.shadow = shadow;
+    let text: string | undefined;
     try {
-      this.outbox.add(t, !this.client?.connected);
+      text = this.outbox.add(t, !this.client?.connected);
     } catch (err) {
       this.log('outbox_error', { deviceId: this.deviceId, err: (err as Error).message });
     }
     this.emit('telemetry', t);
-    this.publishWindow(t);
+    this.publishWindow(t, text);
   }
 
-  private publishWindow(t: Telemetry): void {
+  // [s15-agent] `text`: the window's JSON as the outbox stored it (one stringify per window, not two)
+  private publishWindow(t: Telemetry, text = JSON.stringify(t)): void {
     const client = this.client;
     // offline: leave it in the outbox (mqtt.js would queue it in memory only)
     if (!client?.connected) return;
     const generation = this.generation;
     this.inflight.set(t.seq, generation);
-    client.publish(topics.telemetry(this.deviceId), JSON.stringify(t), { qos: 1 }, (err) => {
+    client.publish(topics.telemetry(this.deviceId), text, { qos: 1 }, (err) => {
       if (this.inflight.get(t.seq) === generation) this.inflight.delete(t.seq);
       if (!err) this.outbox.remove(t.seq);
     });
@@ -767,7 +769,9 @@ export class FleetAgent extends EventEmitter {
       // Only now is the inactive slot overwritten: every model verified and passed its health check.
       const info: PhaseInfo = { modelId: v.manifest.modelId, version: v.manifest.version, artifactSha256: v.manifest.artifact.sha256 };
       this.claimSlot(slot);
-      for (const [i, r] of ready.entries()) writeFileDurable(this.slots.path(slot, 'manifest.json', i), r.text);
+      // [s15-agent] the manifests' data fsynced here; their renames reach the disk with the artifacts' by the
+      // one folder fsync below, before the switch write names the slot (one folder fsync per model fewer)
+      for (const [i, r] of ready.entries()) writeFileDurable(this.slots.path(slot, 'manifest.json', i), r.text, 'data');
       this.phase('write:manifest', info);
       for (const [i, r] of ready.entries()) disk.renameSync(r.part, this.slots.path(slot, 'onnx', i));
       fsyncDir(this.slots.dir);

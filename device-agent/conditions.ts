@@ -58,6 +58,8 @@ export class UpdateGate {
   }
 
   blockers(policy: UpdatePolicy | undefined, step: UpdateStep, artifactBytes = 0): WaitReason[] {
+    // no policy, nothing to wait for: no statfs of the data disk (issue 13: twice per update, for nothing)
+    if (!policy) return [];
     return blockers(policy, step, this.o.now(), this.o.timeZone, this.conditions(), artifactBytes);
   }
 

@@ -46,12 +46,15 @@ export class TelemetryOutbox {
    * `fsync` also makes it survive a power cut; the agent asks for that while offline, when windows wait
    * for long. Online, a window is usually acknowledged within milliseconds, and an fsync per window per
    * device would cost more than the window is worth (a simulated fleet cuts thousands per second).
+   * Returns the JSON text written, which the agent publishes as it is.
    */
-  add(t: Telemetry, fsync = true): void {
-    writeFileDurable(this.path(t.seq), JSON.stringify(t), fsync);
+  add(t: Telemetry, fsync = true): string {
+    const text = JSON.stringify(t);
+    writeFileDurable(this.path(t.seq), text, fsync);
     this.seqs.push(t.seq);
     if (this.seqs.length > 1 && this.seqs[this.seqs.length - 2] > t.seq) this.seqs.sort((a, b) => a - b);
     this.trim();
+    return text; // what was stored is what is published (one JSON text per window)
   }
 
   /** The stored window, or null (and the file removed) when it is gone or damaged. */
@@ -67,7 +70,11 @@ export class TelemetryOutbox {
   remove(seq: number): void {
     const i = this.seqs.indexOf(seq);
     if (i >= 0) this.seqs.splice(i, 1);
-    removeIfExists(this.path(seq));
+    // a window the outbox holds is on disk: unlinked without an lstat first (issue 13: one syscall per
+    // acknowledged window fewer); one it does not hold may not be
+    if (i >= 0) {
+      try { disk.unlinkSync(this.path(seq)); } catch { /* removed in between */ }
+    } else removeIfExists(this.path(seq));
   }
 
   private trim(): void {

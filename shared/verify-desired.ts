@@ -34,40 +34,55 @@ export interface VerifiedDesired {
  * only skip work, never accept bytes that were not verified under the same root. The schema check of a
  * verified key set or manifest is kept the same way (issue 13: parsing the same manifest text once per
  * device was ~10% of a simulated device's update): the same verified bytes, parsed once; each caller
- * gets its own copy, and every check that depends on the device or the time still runs on it.
+ * reads the same frozen document, and every check that depends on the device or the time still runs on it.
  */
 export class SignatureCache {
   private readonly seen = new Map<string, true>();
   private readonly docs = new Map<string, unknown>();
   constructor(private readonly limit = 4096) {}
-  key(rootKeyId: string, env: Envelope): string {
-    return `${rootKeyId}:${env.keyId}:${env.sig}:${sha256Hex(env.signed)}`;
+  /** `digest`: the envelope's SHA-256 (envelopeDigest) when the caller already has it (a manifest's is needed anyway) */
+  key(rootKeyId: string, env: Envelope, digest = sha256Hex(env.signed)): string {
+    return `${rootKeyId}:${env.keyId}:${env.sig}:${digest}`;
   }
   has(k: string): boolean { return this.seen.has(k); }
   add(k: string): void {
     if (this.seen.size >= this.limit) this.seen.clear();
     this.seen.set(k, true);
   }
-  /** `parse()` of the envelope verified under key `k` (what: which schema), run once per key; a copy each time */
+  /**
+   * `parse()` of the envelope verified under key `k` (what: which schema), run once per key. The parsed
+   * document is deep-frozen and shared, not copied for each caller (issue 13: a structured copy of a
+   * manifest with its golden vectors was ~3% of a simulated device's update): no caller can change what
+   * another one reads (a write throws), and nothing in the agent writes into a verified document.
+   */
   parsed<T>(what: string, k: string, parse: () => T): T {
     const id = `${what}|${k}`;
     let doc = this.docs.get(id) as T | undefined;
     if (doc === undefined) {
-      doc = parse(); // throws on a schema failure: nothing is kept
+      doc = deepFreeze(parse()); // throws on a schema failure: nothing is kept
       if (this.docs.size >= this.limit) this.docs.clear();
       this.docs.set(id, doc);
     }
-    return structuredClone(doc);
+    return doc;
   }
 }
 
+/** Freezes a parsed JSON document (plain objects and arrays) and everything in it. */
+export function deepFreeze<T>(doc: T): T {
+  if (doc !== null && typeof doc === 'object' && !Object.isFrozen(doc)) {
+    Object.freeze(doc);
+    for (const v of Object.values(doc as object)) deepFreeze(v);
+  }
+  return doc;
+}
+
 /** The envelope is signed by a non-revoked key of the set holding the role (shared/freshness.ts uses it too). */
-export function checkSignedBy(env: Envelope, keyset: KeySet, role: KeyRole, what: string, rootKeyId: string, cache?: SignatureCache): string | undefined {
+export function checkSignedBy(env: Envelope, keyset: KeySet, role: KeyRole, what: string, rootKeyId: string, cache?: SignatureCache, digest?: string): string | undefined {
   if (keyset.revoked.includes(env.keyId)) throw new UpdateRefused('REVOKED_KEY', `${what} is signed by revoked key ${env.keyId}`);
   const key = keyset.keys.find((k) => k.keyId === env.keyId);
   if (!key) throw new UpdateRefused('UNKNOWN_KEY', `${what} is signed by key ${env.keyId}, which is not in key set v${keyset.version}`);
   if (!key.roles.includes(role)) throw new UpdateRefused('KEY_ROLE', `key ${env.keyId} may not sign a ${what} (roles: ${key.roles.join(', ')})`);
-  const cacheKey = cache?.key(rootKeyId, env);
+  const cacheKey = cache?.key(rootKeyId, env, digest);
   if (cacheKey && cache!.has(cacheKey)) return cacheKey;
   const publicKey = b64.decode(key.publicKey);
   if (keyIdOf(publicKey) !== env.keyId) throw new UpdateRefused('UNKNOWN_KEY', `key set entry ${env.keyId} does not match its public key`);
@@ -103,7 +118,8 @@ export function verifyDesired(msg: DesiredMessage, trust: TrustState, device: De
   const manifestSha256 = envelopeDigest(msg.manifest);
   if (desired.manifestSha256 !== manifestSha256) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state points at manifest ${desired.manifestSha256.slice(0, 12)}, delivered ${manifestSha256.slice(0, 12)}`);
 
-  const manifest = checkManifest(msg.manifest, desired, keyset, trust, device, now, rootKeyId, cache);
+  // the manifest's digest, computed once: it names the manifest and keys its signature in the cache
+  const manifest = checkManifest(msg.manifest, manifestSha256, desired, keyset, trust, device, now, rootKeyId, cache);
 
   // A multi-model assignment: every other model of the set passes the same checks, or none is installed.
   const wanted = desired.models ?? [];
@@ -117,14 +133,14 @@ export function verifyDesired(msg: DesiredMessage, trust: TrustState, device: De
     const env = delivered[i];
     const digest = envelopeDigest(env);
     if (want.manifestSha256 !== digest) throw new UpdateRefused('MANIFEST_MISMATCH', `desired state points at manifest ${want.manifestSha256.slice(0, 12)} for ${want.modelId}, delivered ${digest.slice(0, 12)}`);
-    extras.push({ manifest: checkManifest(env, want, keyset, trust, device, now, rootKeyId, cache), manifestSha256: digest, envelope: env });
+    extras.push({ manifest: checkManifest(env, digest, want, keyset, trust, device, now, rootKeyId, cache), manifestSha256: digest, envelope: env });
   }
   return { keyset, desired, manifest, manifestSha256, extras };
 }
 
 /** One model's manifest: signed by a targets key, the model and version the director named, fresh, not below the floor, for this device. */
-function checkManifest(env: Envelope, want: { modelId: string; version: number }, keyset: KeySet, trust: TrustState, device: DeviceIdentity, now: number, rootKeyId: string, cache?: SignatureCache): Manifest {
-  const cacheKey = checkSignedBy(env, keyset, 'targets', 'manifest', rootKeyId, cache);
+function checkManifest(env: Envelope, digest: string, want: { modelId: string; version: number }, keyset: KeySet, trust: TrustState, device: DeviceIdentity, now: number, rootKeyId: string, cache?: SignatureCache): Manifest {
+  const cacheKey = checkSignedBy(env, keyset, 'targets', 'manifest', rootKeyId, cache, digest);
   const manifest = cacheKey ? cache!.parsed('manifest', cacheKey, () => parseSigned(env, Manifest, 'manifest')) : parseSigned(env, Manifest, 'manifest');
   if (manifest.modelId !== want.modelId || manifest.version !== want.version) {
     throw new UpdateRefused('MANIFEST_MISMATCH', `manifest is ${manifest.modelId} v${manifest.version}, desired state names ${want.modelId} v${want.version}`);

@@ -1,7 +1,7 @@
 // The telemetry outbox on disk (bounded, survives reopening, drops damaged files) and the localhost
 // inference endpoint.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TelemetryOutbox } from '../../device-agent/telemetry-outbox.ts';
 import { startLocalHttp } from '../../device-agent/local-http.ts';
@@ -30,6 +30,22 @@ describe('TelemetryOutbox', () => {
     again.open();
     expect(again.pending()).toEqual([3, 5]);
     expect(again.read(5)?.count).toBe(5);
+  });
+
+  it('add() returns exactly the JSON it stored (the agent publishes that text); remove() deletes a held window, and one it does not hold without error', () => {
+    const dir = join(tempDir('fleet-outbox-'), 'outbox');
+    const box = new TelemetryOutbox(dir, 10);
+    box.open();
+    const text = box.add(window(7));
+    expect(text).toBe(readFileSync(join(dir, '000000000007.json'), 'utf8'));
+    expect(JSON.parse(text)).toEqual(window(7));
+    box.remove(7);
+    expect(readdirSync(dir)).toEqual([]);
+    writeFileSync(join(dir, '000000000008.json'), JSON.stringify(window(8))); // not held by this outbox
+    box.remove(8);
+    box.remove(9); // neither held nor on disk
+    expect(readdirSync(dir)).toEqual([]);
+    expect(box.pending()).toEqual([]);
   });
 
   it('drops a damaged window instead of sending it', () => {
