@@ -6,18 +6,9 @@ import { AGENT_VERSION } from '../../shared/version.ts';
 import { pushBundle, startTestServer, type TestServer } from '../helpers/harness.ts';
 import { tinyClassifier } from '../helpers/tiny-models.ts';
 import { createCampaign, getCampaign, events } from '../helpers/campaigns.ts';
+import { until } from '../helpers/wait.ts';
 
 const ids = Array.from({ length: 10 }, (_, i) => `fake-${i}`);
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`not reached in ${timeoutMs} ms: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('campaign limits', () => {
   let server: TestServer;
