@@ -21,9 +21,9 @@ type ThreadReply = { id: number; ok: true; session?: number; inputNames?: string
  * sampled call neither allocates a copy nor schedules anything on the caller's thread, and the main
  * thread posts nothing after it (with the queue, a setImmediate, a postMessage and the pump ran there
  * after every sampled call). `ctl[0]`: inputs written (main), `ctl[1]`: inputs taken (thread; its slot
- * is free again once the thread has copied it out), `ctl[2]`: 1 while the thread sleeps, `ctl[3]`: models running on the caller's thread now (the thread
- * starts a run while it is 0, waiting up to a few ms for it). While inputs
- * come the thread looks every 2 ms on its own; after 100 ms without one it sleeps on ctl[0]
+ * is free again once the thread has copied it out), `ctl[2]`: 1 while the thread sleeps, `ctl[3]`: models
+ * running on the caller's thread now (the thread starts a run while it is 0, waiting up to a few ms for
+ * it). While inputs come the thread looks every 2 ms on its own; after 100 ms without one it sleeps on ctl[0]
  * (Atomics.waitAsync) and the next input wakes it (Atomics.notify). Per slot, `meta` holds the session,
  * the tensor count and per tensor its input index, type code, dims and place in the slot's data;
  * `deadline` the time (Date.now) after which the thread drops it unrun. The thread answers like a run,
@@ -68,6 +68,18 @@ function ownedBuffers(feeds: Feeds): ArrayBuffer[] {
     if (!Array.isArray(d) && d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && !out.includes(d.buffer)) { out.push(d.buffer); bytes += d.byteLength; }
   }
   return bytes >= TRANSFER_FROM_BYTES ? out : [];
+}
+
+/** a run's outputs, with the run's own time in the thread (DEVICE_MS: the time the model took where it ran) */
+function outputsOf(reply: ThreadReply & { ok: true }): Outputs {
+  const out = reply.outputs as Outputs;
+  (out as { [DEVICE_MS]?: number })[DEVICE_MS] = reply.ms;
+  return out;
+}
+
+/** a refused call's error (not the model's when the thread says so) */
+function replyError(reply: ThreadReply & { ok: false }): Error {
+  return reply.notModel ? markNotAModelError(new Error(reply.error)) : new Error(reply.error);
 }
 
 /** how many dry submits warm the caller's path (enough for V8 11 to compile it with its default budgets; checked with --trace-opt) */
@@ -117,7 +129,7 @@ export class ThreadRuntime implements ModelRuntime {
       if (!p) return;
       this.pending.delete(r.id);
       if (r.ok) p.resolve(r);
-      else p.reject(r.notModel ? markNotAModelError(new Error(r.error)) : new Error(r.error));
+      else p.reject(replyError(r));
     });
     this.ring = null;
     if (this.ringSlots > 0) {
@@ -167,11 +179,7 @@ export class ThreadRuntime implements ModelRuntime {
     let released = false;
     return {
       run: async (feeds: Feeds, opts?: { transfer?: boolean }): Promise<Outputs> => {
-        const r = await this.call(w, { op: 'run', id: this.nextId++, session, feeds }, opts?.transfer ? ownedBuffers(feeds) : []);
-        const out = r.outputs as Outputs;
-        // the run's own time in the thread (DEVICE_MS: the time the model took where it ran)
-        (out as { [DEVICE_MS]?: number })[DEVICE_MS] = r.ms;
-        return out;
+        return outputsOf(await this.call(w, { op: 'run', id: this.nextId++, session, feeds }, opts?.transfer ? ownedBuffers(feeds) : []));
       },
       submit: (feeds, maxWaitMs, done) => (released ? 'unsupported' : this.submit(w, session, inputNames, feeds, maxWaitMs, done, false)),
       warm: (inputs) => { if (!released) this.warm(w, session, inputNames, inputs); },
@@ -265,15 +273,13 @@ export class ThreadRuntime implements ModelRuntime {
     const cb = r.done[at];
     if (!cb) return;
     r.done[at] = undefined;
-    if (!reply.ok) { cb(reply.notModel ? markNotAModelError(new Error(reply.error)) : new Error(reply.error)); return; }
-    const out = reply.outputs as Outputs;
-    (out as { [DEVICE_MS]?: number })[DEVICE_MS] = reply.ms;
-    cb(null, out);
+    if (reply.ok) cb(null, outputsOf(reply));
+    else cb(replyError(reply));
   }
 
   /**
-   * The caller's thread starts running a model (enterCall) or has finished (leaveCall): ctl[3] counts them, and the shadow
-   * thread starts a sampled input's run only while it is 0 (up to a few ms), so a candidate run rarely
+   * The caller's thread starts running a model (enterCall) or has finished (leaveCall): ctl[3] counts
+   * them, and the shadow thread starts a sampled input's run only while it is 0 (up to a few ms), so a candidate run rarely
    * shares the machine with a caller's call (shadow-thread.mjs `waitForCallerIdle`).
    */
   enterCall(): Int32Array | null {

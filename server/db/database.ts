@@ -25,6 +25,16 @@ export function openDatabase(file: string): Db {
  * Taking the lock at BEGIN makes it wait (busy_timeout) for the other connection's commit instead.
  * `.deferred` is still there for a transaction that only reads.
  */
+/** run `fn` with the write announced on `gate` (see waitForPriorityWriters), and wake a waiter when the last one ends */
+function announced<T>(gate: Int32Array, fn: () => T): T {
+  Atomics.add(gate, 0, 1);
+  try {
+    return fn();
+  } finally {
+    if (Atomics.sub(gate, 0, 1) === 1) Atomics.notify(gate, 0);
+  }
+}
+
 function immediateTransactions(db: Db): void {
   const transaction = db.transaction.bind(db);
   const gate = new Int32Array(new SharedArrayBuffer(4));
@@ -32,14 +42,7 @@ function immediateTransactions(db: Db): void {
   db.transaction = ((fn: Parameters<Db['transaction']>[0]) => {
     const t = transaction(fn).immediate;
     // announce the write while it waits for and holds the lock (see waitForPriorityWriters)
-    const gated = (...args: unknown[]) => {
-      Atomics.add(gate, 0, 1);
-      try {
-        return (t as (...a: unknown[]) => unknown)(...args);
-      } finally {
-        if (Atomics.sub(gate, 0, 1) === 1) Atomics.notify(gate, 0);
-      }
-    };
+    const gated = (...args: unknown[]) => announced(gate, () => (t as (...a: unknown[]) => unknown)(...args));
     // keep better-sqlite3's variants (.deferred for a read-only transaction): ungated, they take no lock first
     for (const k of ['deferred', 'exclusive'] as const) (gated as unknown as Record<string, unknown>)[k] = (t as unknown as Record<string, unknown>)[k];
     (gated as unknown as Record<string, unknown>).immediate = gated;
@@ -51,15 +54,8 @@ function immediateTransactions(db: Db): void {
   db.prepare = ((sql: string) => {
     const st = prepare(sql);
     if (st.reader) return st;
-    const run = st.run.bind(st);
-    (st as { run: typeof st.run }).run = ((...args: unknown[]) => {
-      Atomics.add(gate, 0, 1);
-      try {
-        return (run as (...a: unknown[]) => ReturnType<typeof st.run>)(...args);
-      } finally {
-        if (Atomics.sub(gate, 0, 1) === 1) Atomics.notify(gate, 0);
-      }
-    }) as typeof st.run;
+    const run = st.run.bind(st) as (...a: unknown[]) => ReturnType<typeof st.run>;
+    (st as { run: typeof st.run }).run = ((...args: unknown[]) => announced(gate, () => run(...args))) as typeof st.run;
     return st;
   }) as Db['prepare'];
 }
